@@ -1,0 +1,104 @@
+//! The browser's one WebSocket to the server (feature `hydrate`).
+//!
+//! [`spawn`] keeps a connection open for the life of the page: it reconnects
+//! with exponential backoff and jitter, reports its [`ConnStatus`], and queues
+//! frames sent while offline, delivering each once when the socket is back
+//! (the frame carries its `client_msg_id`, so the server deduplicates).
+
+use std::{cell::RefCell, collections::VecDeque, rc::Rc};
+
+use futures::{
+    channel::mpsc::UnboundedReceiver,
+    FutureExt, SinkExt, StreamExt,
+};
+use gloo_net::websocket::{futures::WebSocket, Message as WsMessage};
+use gloo_timers::future::TimeoutFuture;
+
+use super::ConnStatus;
+use crate::protocol::{ClientFrame, ServerFrame};
+
+/// Opens the socket in the background and keeps it open; frames arriving on
+/// `outgoing` are written in order, held while offline.
+pub fn spawn(
+    outgoing: UnboundedReceiver<ClientFrame>,
+    on_frame: impl Fn(ServerFrame) + 'static,
+    on_status: impl Fn(ConnStatus) + 'static,
+) {
+    leptos::task::spawn_local(run(outgoing, Rc::new(on_frame), Rc::new(on_status)));
+}
+
+fn socket_url() -> Option<String> {
+    let location = web_sys::window()?.location();
+    let scheme = if location.protocol().ok()? == "https:" {
+        "wss"
+    } else {
+        "ws"
+    };
+    Some(format!("{scheme}://{}/ws", location.host().ok()?))
+}
+
+async fn run(
+    mut rx: UnboundedReceiver<ClientFrame>,
+    on_frame: Rc<dyn Fn(ServerFrame)>,
+    on_status: Rc<dyn Fn(ConnStatus)>,
+) {
+    let queue: Rc<RefCell<VecDeque<String>>> = Rc::default();
+    let mut failures: u32 = 0;
+    loop {
+        on_status(if failures == 0 {
+            ConnStatus::Connecting
+        } else {
+            ConnStatus::Reconnecting
+        });
+        let Some(url) = socket_url() else { return };
+        match WebSocket::open(&url) {
+            Ok(socket) => {
+                let (mut write, mut read) = socket.split();
+                let mut opened = false;
+                loop {
+                    // Flush what was queued while offline, in order.
+                    if opened {
+                        while let Some(text) = queue.borrow_mut().pop_front() {
+                            if write.send(WsMessage::Text(text.clone())).await.is_err() {
+                                queue.borrow_mut().push_front(text);
+                                break;
+                            }
+                        }
+                    }
+                    futures::select_biased! {
+                        incoming = read.next().fuse() => match incoming {
+                            Some(Ok(WsMessage::Text(text))) => {
+                                if let Ok(frame) = serde_json::from_str::<ServerFrame>(&text) {
+                                    if matches!(frame, ServerFrame::Hello { .. }) {
+                                        opened = true;
+                                        failures = 0;
+                                        on_status(ConnStatus::Connected);
+                                    }
+                                    on_frame(frame);
+                                }
+                            }
+                            Some(Ok(WsMessage::Bytes(_))) => {}
+                            Some(Err(_)) | None => break,
+                        },
+                        outgoing = rx.next() => match outgoing {
+                            Some(frame) => queue.borrow_mut().push_back(frame.to_json()),
+                            None => return,
+                        },
+                    }
+                }
+            }
+            Err(_) => {}
+        }
+        failures = failures.saturating_add(1);
+        on_status(ConnStatus::Reconnecting);
+        TimeoutFuture::new(backoff_ms(failures)).await;
+    }
+}
+
+/// 250 ms doubling up to 10 s, with ±30 % jitter so tabs do not reconnect in lockstep.
+fn backoff_ms(failures: u32) -> u32 {
+    let base = 250f64 * 2f64.powi(failures.min(6) as i32 - 1);
+    let base = base.min(10_000.0);
+    let jitter = 0.7 + js_sys::Math::random() * 0.6;
+    (base * jitter) as u32
+}

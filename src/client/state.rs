@@ -1,0 +1,335 @@
+//! The client's view of one conversation, and how server frames change it.
+//!
+//! Pure data and logic, compiled on both sides so it is unit-tested natively.
+//! The rule that makes streaming exact: a `delta` is applied only when its
+//! `index` is the one expected; a `snapshot` replaces everything and sets the
+//! expected index to its `next_index`. Messages are keyed by id, so seeing the
+//! same message twice (snapshot and event) never duplicates it.
+
+use crate::protocol::{
+    ClientMsgId, ConversationId, ErrorCode, FinishReason, Message, MessageId, Role, ServerFrame,
+};
+
+/// Numbers shown under a finished reply.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ReplyStats {
+    pub ttft_ms: Option<f64>,
+    pub total_ms: f64,
+    pub completion_tokens: Option<u32>,
+}
+
+/// A message as displayed.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ViewMessage {
+    pub message: Message,
+    /// `true` while the assistant is still writing it.
+    pub streaming: bool,
+    pub stats: Option<ReplyStats>,
+    /// Not yet accepted by the server (shown dimmed).
+    pub pending: bool,
+}
+
+/// A refusal or failure shown to the user.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Notice {
+    pub code: ErrorCode,
+    pub text: String,
+    pub client_msg_id: Option<ClientMsgId>,
+}
+
+/// The conversation being shown.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ChatView {
+    pub conversation_id: Option<ConversationId>,
+    pub messages: Vec<ViewMessage>,
+    /// The streaming message and the next `delta.index` expected for it.
+    pub expected: Option<(MessageId, u64)>,
+    pub notice: Option<Notice>,
+}
+
+impl ChatView {
+    /// Whether a reply is being written.
+    pub fn is_streaming(&self) -> bool {
+        self.expected.is_some()
+    }
+
+    /// Shows a message the user just sent, before the server accepts it.
+    pub fn add_pending(&mut self, client_msg_id: &ClientMsgId, text: &str, now: String) {
+        self.messages.push(ViewMessage {
+            message: Message {
+                id: MessageId(format!("pending:{client_msg_id}")),
+                role: Role::User,
+                content: text.to_owned(),
+                created_at: now,
+                finish_reason: None,
+            },
+            streaming: false,
+            stats: None,
+            pending: true,
+        });
+    }
+
+    /// Applies one server frame. Frames of other conversations are ignored.
+    pub fn apply(&mut self, frame: &ServerFrame) {
+        if let (Some(mine), Some(theirs)) = (&self.conversation_id, frame.conversation_id()) {
+            if mine != theirs && !matches!(frame, ServerFrame::Accepted { .. }) {
+                return;
+            }
+        }
+        match frame {
+            ServerFrame::Accepted {
+                client_msg_id,
+                conversation_id,
+                message_id,
+                ..
+            } => {
+                let pending_id = MessageId(format!("pending:{client_msg_id}"));
+                let Some(pos) = self.messages.iter().position(|m| m.message.id == pending_id)
+                else {
+                    return;
+                };
+                if self.conversation_id.is_none() {
+                    self.conversation_id = Some(conversation_id.clone());
+                }
+                if self.messages.iter().any(|m| m.message.id == *message_id) {
+                    self.messages.remove(pos);
+                } else {
+                    let m = &mut self.messages[pos];
+                    m.message.id = message_id.clone();
+                    m.pending = false;
+                }
+            }
+            ServerFrame::Snapshot {
+                conversation_id,
+                messages,
+                streaming,
+            } => {
+                let pending: Vec<ViewMessage> =
+                    self.messages.iter().filter(|m| m.pending).cloned().collect();
+                self.conversation_id = Some(conversation_id.clone());
+                self.messages = messages
+                    .iter()
+                    .map(|m| ViewMessage {
+                        message: m.clone(),
+                        streaming: false,
+                        stats: None,
+                        pending: false,
+                    })
+                    .collect();
+                self.messages.extend(pending);
+                self.expected = None;
+                if let Some(s) = streaming {
+                    self.messages.push(ViewMessage {
+                        message: s.message.clone(),
+                        streaming: true,
+                        stats: None,
+                        pending: false,
+                    });
+                    self.expected = Some((s.message.id.clone(), s.next_index));
+                }
+            }
+            ServerFrame::Message { message, .. } => self.upsert(message.clone()),
+            ServerFrame::Delta {
+                message_id,
+                index,
+                text,
+                ..
+            } => self.apply_delta(message_id, *index, text),
+            ServerFrame::Done {
+                message_id,
+                finish_reason,
+                usage,
+                ttft_ms,
+                total_ms,
+                ..
+            } => {
+                if let Some(m) = self.find_mut(message_id) {
+                    m.streaming = false;
+                    m.message.finish_reason = Some(*finish_reason);
+                    m.stats = Some(ReplyStats {
+                        ttft_ms: *ttft_ms,
+                        total_ms: *total_ms,
+                        completion_tokens: usage.map(|u| u.completion_tokens),
+                    });
+                }
+                if self.expected.as_ref().is_some_and(|(id, _)| id == message_id) {
+                    self.expected = None;
+                }
+            }
+            ServerFrame::Error {
+                code,
+                message,
+                client_msg_id,
+                ..
+            } => {
+                if let Some(id) = client_msg_id {
+                    let pending_id = MessageId(format!("pending:{id}"));
+                    self.messages
+                        .retain(|m| !(m.pending && m.message.id == pending_id));
+                }
+                self.notice = Some(Notice {
+                    code: *code,
+                    text: message.clone(),
+                    client_msg_id: client_msg_id.clone(),
+                });
+            }
+            ServerFrame::Hello { .. } | ServerFrame::Pong { .. } => {}
+        }
+    }
+
+    fn apply_delta(&mut self, message_id: &MessageId, index: u64, text: &str) {
+        match &mut self.expected {
+            Some((id, next)) if id == message_id => {
+                if index != *next {
+                    return; // a repeat (index < next) or a gap: a snapshot will follow
+                }
+                *next += 1;
+            }
+            _ => {
+                // The first delta of a reply this view has not seen start.
+                if index != 0 {
+                    return;
+                }
+                self.expected = Some((message_id.clone(), 1));
+            }
+        }
+        match self.find_mut(message_id) {
+            Some(m) => m.message.content.push_str(text),
+            None => self.messages.push(ViewMessage {
+                message: Message {
+                    id: message_id.clone(),
+                    role: Role::Assistant,
+                    content: text.to_owned(),
+                    created_at: String::new(),
+                    finish_reason: None,
+                },
+                streaming: true,
+                stats: None,
+                pending: false,
+            }),
+        }
+    }
+
+    fn upsert(&mut self, message: Message) {
+        match self.find_mut(&message.id) {
+            Some(m) => m.message = message,
+            None => self.messages.push(ViewMessage {
+                message,
+                streaming: false,
+                stats: None,
+                pending: false,
+            }),
+        }
+    }
+
+    fn find_mut(&mut self, id: &MessageId) -> Option<&mut ViewMessage> {
+        self.messages.iter_mut().find(|m| m.message.id == *id)
+    }
+
+    /// The stopped/error state of the last reply, for the UI.
+    pub fn last_finish(&self) -> Option<FinishReason> {
+        self.messages
+            .iter()
+            .rev()
+            .find(|m| m.message.role == Role::Assistant)
+            .and_then(|m| m.message.finish_reason)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::StreamingMessage;
+
+    fn delta(index: u64, text: &str) -> ServerFrame {
+        ServerFrame::Delta {
+            conversation_id: "c".into(),
+            message_id: "a".into(),
+            index,
+            text: text.into(),
+        }
+    }
+
+    fn accepted(view: &mut ChatView) {
+        view.add_pending(&"k".into(), "hi", String::new());
+        view.apply(&ServerFrame::Accepted {
+            client_msg_id: "k".into(),
+            conversation_id: "c".into(),
+            message_id: "u1".into(),
+            duplicate: false,
+        });
+    }
+
+    #[test]
+    fn deltas_in_order_build_the_text_and_repeats_are_ignored() {
+        let mut view = ChatView::default();
+        accepted(&mut view);
+        assert_eq!(view.conversation_id, Some("c".into()));
+        assert!(!view.messages[0].pending);
+        for frame in [delta(0, "Hel"), delta(1, "lo"), delta(1, "lo"), delta(3, "!")] {
+            view.apply(&frame);
+        }
+        assert_eq!(view.messages[1].message.content, "Hello");
+        assert!(view.is_streaming());
+    }
+
+    #[test]
+    fn snapshot_then_deltas_from_next_index_is_exact() {
+        let mut view = ChatView::default();
+        view.apply(&ServerFrame::Snapshot {
+            conversation_id: "c".into(),
+            messages: vec![],
+            streaming: Some(StreamingMessage {
+                message: Message {
+                    id: "a".into(),
+                    role: Role::Assistant,
+                    content: "Hello".into(),
+                    created_at: String::new(),
+                    finish_reason: None,
+                },
+                next_index: 2,
+            }),
+        });
+        view.apply(&delta(1, "lo"));
+        view.apply(&delta(2, " you"));
+        view.apply(&ServerFrame::Done {
+            conversation_id: "c".into(),
+            message_id: "a".into(),
+            finish_reason: FinishReason::Stop,
+            usage: None,
+            ttft_ms: Some(10.0),
+            total_ms: 20.0,
+        });
+        assert_eq!(view.messages[0].message.content, "Hello you");
+        assert!(!view.is_streaming());
+        assert_eq!(view.last_finish(), Some(FinishReason::Stop));
+    }
+
+    #[test]
+    fn refused_send_removes_the_pending_message_and_shows_why() {
+        let mut view = ChatView::default();
+        view.add_pending(&"k".into(), "hi", String::new());
+        view.apply(&ServerFrame::Error {
+            code: ErrorCode::RateLimited,
+            message: "slow down".into(),
+            client_msg_id: Some("k".into()),
+            retry_after_ms: Some(100),
+            conversation_id: None,
+        });
+        assert!(view.messages.is_empty());
+        assert_eq!(view.notice.as_ref().map(|n| n.code), Some(ErrorCode::RateLimited));
+    }
+
+    #[test]
+    fn other_conversations_are_ignored() {
+        let mut view = ChatView::default();
+        accepted(&mut view);
+        view.apply(&ServerFrame::Delta {
+            conversation_id: "other".into(),
+            message_id: "x".into(),
+            index: 0,
+            text: "nope".into(),
+        });
+        assert_eq!(view.messages.len(), 1);
+    }
+}

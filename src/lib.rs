@@ -1,0 +1,26 @@
+//! Tether: a real-time AI companion chat.
+//!
+//! One crate, two halves. With feature `ssr` it is the axum server
+//! ([`server`]); with feature `hydrate` it is the WASM app that hydrates the
+//! server-rendered page ([`hydrate`]). [`protocol`] is the wire contract both
+//! halves compile.
+
+#![forbid(unsafe_code)]
+
+pub mod app;
+pub mod client;
+pub mod protocol;
+mod ui;
+
+#[cfg(feature = "ssr")]
+pub mod fake_upstream;
+#[cfg(feature = "ssr")]
+pub mod server;
+
+/// WASM entry point: hydrates the server-rendered page.
+#[cfg(feature = "hydrate")]
+#[wasm_bindgen::prelude::wasm_bindgen]
+pub fn hydrate() {
+    console_error_panic_hook::set_once();
+    leptos::mount::hydrate_body(app::App);
+}

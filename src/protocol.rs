@@ -1,0 +1,484 @@
+//! Wire types of the Tether protocol, version 1 (`docs/protocol.md`).
+//!
+//! This module is compiled into both halves: the axum server serialises
+//! [`ServerFrame`]s and parses [`ClientFrame`]s, the WASM client does the
+//! reverse. Nothing else in the crate declares a frame. It holds data and
+//! (de)serialisation only: no I/O, no policy, no server- or browser-only types.
+//!
+//! Every frame is one JSON object tagged by `"type"` (snake_case). Unknown
+//! fields are ignored so that later additions never break older peers.
+
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+/// The protocol version announced in `hello`.
+pub const PROTOCOL_VERSION: u32 = 1;
+
+macro_rules! string_id {
+    ($(#[$doc:meta])* $name:ident) => {
+        $(#[$doc])*
+        #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+        #[serde(transparent)]
+        pub struct $name(pub String);
+
+        impl $name {
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+
+        impl From<&str> for $name {
+            fn from(value: &str) -> Self {
+                Self(value.to_owned())
+            }
+        }
+
+        impl From<String> for $name {
+            fn from(value: String) -> Self {
+                Self(value)
+            }
+        }
+    };
+}
+
+string_id!(
+    /// A user, as issued by the server (never chosen by the client).
+    UserId
+);
+string_id!(
+    /// A conversation, unique across all users.
+    ConversationId
+);
+string_id!(
+    /// A stored message (user or assistant).
+    MessageId
+);
+string_id!(
+    /// A client-made idempotency key for `send` and `regenerate`.
+    ClientMsgId
+);
+
+/// Who wrote a message.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    User,
+    Assistant,
+}
+
+/// Why an assistant message ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FinishReason {
+    /// The model finished on its own.
+    Stop,
+    /// The model hit its token limit.
+    Length,
+    /// A user (or server shutdown) stopped it; the partial text is kept.
+    Stopped,
+    /// The upstream failed; the partial text is kept.
+    Error,
+}
+
+impl FinishReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FinishReason::Stop => "stop",
+            FinishReason::Length => "length",
+            FinishReason::Stopped => "stopped",
+            FinishReason::Error => "error",
+        }
+    }
+
+    pub fn parse(value: &str) -> Option<Self> {
+        Some(match value {
+            "stop" => FinishReason::Stop,
+            "length" => FinishReason::Length,
+            "stopped" => FinishReason::Stopped,
+            "error" => FinishReason::Error,
+            _ => return None,
+        })
+    }
+}
+
+/// A stored message as the client sees it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Message {
+    pub id: MessageId,
+    pub role: Role,
+    pub content: String,
+    /// RFC 3339.
+    pub created_at: String,
+    /// Assistant only; `null` while streaming.
+    #[serde(default)]
+    pub finish_reason: Option<FinishReason>,
+}
+
+/// The assistant message being generated, as carried in `snapshot`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct StreamingMessage {
+    #[serde(flatten)]
+    pub message: Message,
+    /// The `index` of the next `delta` this connection will receive.
+    pub next_index: u64,
+}
+
+/// Limits the server enforces, announced in `hello`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Limits {
+    pub max_frame_bytes: usize,
+    pub max_message_chars: usize,
+}
+
+/// Token accounting reported by the upstream, when it reports any.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Usage {
+    pub prompt_tokens: u32,
+    pub completion_tokens: u32,
+}
+
+/// Machine-readable reason of an `error` frame.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    BadRequest,
+    TooLarge,
+    Unauthorized,
+    NotFound,
+    RateLimited,
+    /// A reply is already streaming in that conversation.
+    Busy,
+    UpstreamError,
+    UpstreamTimeout,
+    Internal,
+}
+
+impl ErrorCode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::BadRequest => "bad_request",
+            ErrorCode::TooLarge => "too_large",
+            ErrorCode::Unauthorized => "unauthorized",
+            ErrorCode::NotFound => "not_found",
+            ErrorCode::RateLimited => "rate_limited",
+            ErrorCode::Busy => "busy",
+            ErrorCode::UpstreamError => "upstream_error",
+            ErrorCode::UpstreamTimeout => "upstream_timeout",
+            ErrorCode::Internal => "internal",
+        }
+    }
+}
+
+/// A persona the server offers for new conversations (extension, see docs).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PersonaInfo {
+    pub id: String,
+    pub name: String,
+    pub description: String,
+}
+
+/// Frames the server sends.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ServerFrame {
+    /// First frame on every connection.
+    Hello {
+        protocol: u32,
+        user_id: UserId,
+        server: String,
+        limits: Limits,
+        /// Extension: personas selectable for a new conversation.
+        #[serde(default)]
+        personas: Vec<PersonaInfo>,
+    },
+    /// A `send` (or `regenerate`) was stored.
+    Accepted {
+        client_msg_id: ClientMsgId,
+        conversation_id: ConversationId,
+        message_id: MessageId,
+        duplicate: bool,
+    },
+    /// Answer to `subscribe`: replaces the client's view of the conversation.
+    Snapshot {
+        conversation_id: ConversationId,
+        messages: Vec<Message>,
+        streaming: Option<StreamingMessage>,
+    },
+    /// A complete message appeared.
+    Message {
+        conversation_id: ConversationId,
+        message: Message,
+    },
+    /// One piece of a streaming assistant reply.
+    Delta {
+        conversation_id: ConversationId,
+        message_id: MessageId,
+        index: u64,
+        text: String,
+    },
+    /// The assistant message is complete and stored.
+    Done {
+        conversation_id: ConversationId,
+        message_id: MessageId,
+        finish_reason: FinishReason,
+        usage: Option<Usage>,
+        ttft_ms: Option<f64>,
+        total_ms: f64,
+    },
+    /// Something was refused or failed.
+    Error {
+        code: ErrorCode,
+        message: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        client_msg_id: Option<ClientMsgId>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        retry_after_ms: Option<u64>,
+        /// Extension: the conversation the error is about, when there is one.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        conversation_id: Option<ConversationId>,
+    },
+    /// Answer to `ping`.
+    Pong { nonce: serde_json::Value },
+}
+
+impl ServerFrame {
+    /// An `error` frame with only a code and a human-readable reason.
+    pub fn error(code: ErrorCode, message: impl Into<String>) -> Self {
+        ServerFrame::Error {
+            code,
+            message: message.into(),
+            client_msg_id: None,
+            retry_after_ms: None,
+            conversation_id: None,
+        }
+    }
+
+    /// The conversation this frame belongs to, if any.
+    pub fn conversation_id(&self) -> Option<&ConversationId> {
+        match self {
+            ServerFrame::Accepted {
+                conversation_id, ..
+            }
+            | ServerFrame::Snapshot {
+                conversation_id, ..
+            }
+            | ServerFrame::Message {
+                conversation_id, ..
+            }
+            | ServerFrame::Delta {
+                conversation_id, ..
+            }
+            | ServerFrame::Done {
+                conversation_id, ..
+            } => Some(conversation_id),
+            ServerFrame::Error {
+                conversation_id, ..
+            } => conversation_id.as_ref(),
+            ServerFrame::Hello { .. } | ServerFrame::Pong { .. } => None,
+        }
+    }
+}
+
+/// Frames the client sends.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ClientFrame {
+    /// Store a user message and stream an assistant reply.
+    Send {
+        client_msg_id: ClientMsgId,
+        /// `null`: start a new conversation.
+        conversation_id: Option<ConversationId>,
+        text: String,
+        /// Persona id, only for a new conversation.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        persona: Option<String>,
+    },
+    /// Get a `snapshot` and then every later event of the conversation.
+    Subscribe { conversation_id: ConversationId },
+    /// Stop receiving the conversation's events.
+    Unsubscribe { conversation_id: ConversationId },
+    /// Cancel the running reply, keeping the partial text.
+    Stop { conversation_id: ConversationId },
+    /// Replace the last assistant message with a new reply.
+    Regenerate {
+        conversation_id: ConversationId,
+        client_msg_id: ClientMsgId,
+    },
+    /// Application-level keep-alive, answered by `pong`.
+    Ping {
+        #[serde(default)]
+        nonce: serde_json::Value,
+    },
+}
+
+impl ClientFrame {
+    /// Serialise for the wire. Serialising these types cannot fail.
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).unwrap_or_default()
+    }
+}
+
+impl ServerFrame {
+    /// Serialise for the wire. Serialising these types cannot fail.
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::{json, Value};
+
+    fn round_trip_server(literal: Value) {
+        let frame: ServerFrame = serde_json::from_value(literal.clone()).expect("parses");
+        let back = serde_json::to_value(&frame).expect("serialises");
+        assert_eq!(back, literal, "server frame did not round-trip");
+    }
+
+    fn round_trip_client(literal: Value) {
+        let frame: ClientFrame = serde_json::from_value(literal.clone()).expect("parses");
+        let back = serde_json::to_value(&frame).expect("serialises");
+        assert_eq!(back, literal, "client frame did not round-trip");
+    }
+
+    #[test]
+    fn hello_round_trips() {
+        round_trip_server(json!({
+            "type": "hello", "protocol": 1, "user_id": "u1", "server": "tether/0.1.0",
+            "limits": {"max_frame_bytes": 16384, "max_message_chars": 8000},
+            "personas": [{"id": "companion", "name": "Companion", "description": "warm"}]
+        }));
+    }
+
+    #[test]
+    fn hello_without_extension_fields_parses() {
+        let frame: ServerFrame = serde_json::from_value(json!({
+            "type": "hello", "protocol": 1, "user_id": "u1", "server": "x",
+            "limits": {"max_frame_bytes": 1, "max_message_chars": 2}
+        }))
+        .expect("parses");
+        assert!(matches!(frame, ServerFrame::Hello { personas, .. } if personas.is_empty()));
+    }
+
+    #[test]
+    fn accepted_snapshot_message_round_trip() {
+        round_trip_server(json!({
+            "type": "accepted", "client_msg_id": "c-1", "conversation_id": "conv",
+            "message_id": "m1", "duplicate": false
+        }));
+        round_trip_server(json!({
+            "type": "snapshot", "conversation_id": "conv",
+            "messages": [{"id": "m1", "role": "user", "content": "hi",
+                          "created_at": "2026-11-24T10:00:00Z", "finish_reason": null}],
+            "streaming": {"id": "m2", "role": "assistant", "content": "Hel",
+                          "created_at": "2026-11-24T10:00:01Z", "finish_reason": null,
+                          "next_index": 3}
+        }));
+        round_trip_server(json!({
+            "type": "snapshot", "conversation_id": "conv", "messages": [], "streaming": null
+        }));
+        round_trip_server(json!({
+            "type": "message", "conversation_id": "conv",
+            "message": {"id": "m1", "role": "assistant", "content": "ok",
+                        "created_at": "2026-11-24T10:00:00Z", "finish_reason": "stop"}
+        }));
+    }
+
+    #[test]
+    fn delta_done_error_pong_round_trip() {
+        round_trip_server(json!({
+            "type": "delta", "conversation_id": "conv", "message_id": "m2", "index": 0, "text": "Hel"
+        }));
+        round_trip_server(json!({
+            "type": "done", "conversation_id": "conv", "message_id": "m2", "finish_reason": "stopped",
+            "usage": {"prompt_tokens": 10, "completion_tokens": 3}, "ttft_ms": 101.5, "total_ms": 900.0
+        }));
+        round_trip_server(json!({
+            "type": "done", "conversation_id": "conv", "message_id": "m2", "finish_reason": "error",
+            "usage": null, "ttft_ms": null, "total_ms": 3.0
+        }));
+        round_trip_server(json!({
+            "type": "error", "code": "rate_limited", "message": "slow down",
+            "client_msg_id": "c-1", "retry_after_ms": 1500
+        }));
+        round_trip_server(json!({"type": "error", "code": "bad_request", "message": "nope"}));
+        round_trip_server(json!({"type": "pong", "nonce": 42}));
+        round_trip_server(json!({"type": "pong", "nonce": "abc"}));
+    }
+
+    #[test]
+    fn every_error_code_has_its_contract_name() {
+        for (code, name) in [
+            (ErrorCode::BadRequest, "bad_request"),
+            (ErrorCode::TooLarge, "too_large"),
+            (ErrorCode::Unauthorized, "unauthorized"),
+            (ErrorCode::NotFound, "not_found"),
+            (ErrorCode::RateLimited, "rate_limited"),
+            (ErrorCode::Busy, "busy"),
+            (ErrorCode::UpstreamError, "upstream_error"),
+            (ErrorCode::UpstreamTimeout, "upstream_timeout"),
+            (ErrorCode::Internal, "internal"),
+        ] {
+            assert_eq!(serde_json::to_value(code).expect("serialises"), json!(name));
+            assert_eq!(code.as_str(), name);
+        }
+    }
+
+    #[test]
+    fn client_frames_round_trip() {
+        round_trip_client(json!({
+            "type": "send", "client_msg_id": "c-1", "conversation_id": null, "text": "hi",
+            "persona": "companion"
+        }));
+        round_trip_client(json!({
+            "type": "send", "client_msg_id": "c-2", "conversation_id": "conv", "text": "again"
+        }));
+        round_trip_client(json!({"type": "subscribe", "conversation_id": "conv"}));
+        round_trip_client(json!({"type": "unsubscribe", "conversation_id": "conv"}));
+        round_trip_client(json!({"type": "stop", "conversation_id": "conv"}));
+        round_trip_client(json!({"type": "regenerate", "conversation_id": "conv", "client_msg_id": "c-3"}));
+        round_trip_client(json!({"type": "ping", "nonce": 7}));
+    }
+
+    #[test]
+    fn unknown_fields_are_ignored() {
+        let frame: ClientFrame = serde_json::from_value(json!({
+            "type": "subscribe", "conversation_id": "conv", "future_field": [1, 2]
+        }))
+        .expect("parses");
+        assert_eq!(
+            frame,
+            ClientFrame::Subscribe {
+                conversation_id: "conv".into()
+            }
+        );
+    }
+
+    #[test]
+    fn unknown_type_is_rejected() {
+        assert!(serde_json::from_value::<ClientFrame>(json!({"type": "launch"})).is_err());
+    }
+
+    #[test]
+    fn finish_reason_text_matches_serde() {
+        for reason in [
+            FinishReason::Stop,
+            FinishReason::Length,
+            FinishReason::Stopped,
+            FinishReason::Error,
+        ] {
+            assert_eq!(FinishReason::parse(reason.as_str()), Some(reason));
+            assert_eq!(
+                serde_json::to_value(reason).expect("serialises"),
+                json!(reason.as_str())
+            );
+        }
+    }
+}

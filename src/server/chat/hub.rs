@@ -1,0 +1,342 @@
+//! Live conversations: who is subscribed, and the reply in progress.
+//!
+//! A [`LiveConversation`] exists while a reply runs or a socket is subscribed,
+//! and is dropped when neither is true. Its small state (the reply slot and the
+//! text streamed so far) sits behind a short `std` mutex that is never held
+//! across an `.await`. Events are serialised once and fanned out on a bounded
+//! `broadcast` channel: a subscriber that falls behind is told it lagged and
+//! resubscribes with a fresh snapshot instead of growing memory.
+//!
+//! Consistency rule: every change of the streaming text and the event that
+//! announces it happen under the same lock, and so does taking a subscription
+//! together with the snapshot of that text. A subscriber therefore receives
+//! exactly the deltas from `next_index` on, with no gap and no repeat.
+
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex, MutexGuard},
+};
+
+use axum::extract::ws::Utf8Bytes;
+use tokio::sync::broadcast;
+use tokio_util::sync::CancellationToken;
+
+use crate::protocol::{ConversationId, Message, ServerFrame, StreamingMessage, UserId};
+
+/// One serialised server frame, shared by every subscriber.
+pub type Event = Utf8Bytes;
+
+/// A subscriber's end of a conversation's events.
+pub type EventRx = broadcast::Receiver<Event>;
+
+/// The reply slot of a conversation: at most one reply at a time.
+#[derive(Debug, Default)]
+enum ReplySlot {
+    #[default]
+    Idle,
+    /// A `send` or `regenerate` is storing its message; the reply starts next.
+    Reserved,
+    Streaming(Streaming),
+}
+
+#[derive(Debug)]
+struct Streaming {
+    message: Message,
+    next_index: u64,
+    cancel: CancellationToken,
+}
+
+#[derive(Debug, Default)]
+struct LiveState {
+    reply: ReplySlot,
+}
+
+/// A conversation that is being watched or answered right now.
+#[derive(Debug)]
+pub struct LiveConversation {
+    pub id: ConversationId,
+    pub owner: UserId,
+    state: Mutex<LiveState>,
+    events: broadcast::Sender<Event>,
+}
+
+/// The reply slot was taken.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Busy;
+
+impl LiveConversation {
+    fn new(id: ConversationId, owner: UserId, buffer: usize) -> Self {
+        let (events, _) = broadcast::channel(buffer.max(1));
+        Self {
+            id,
+            owner,
+            state: Mutex::new(LiveState::default()),
+            events,
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, LiveState> {
+        // A panic while holding this lock cannot leave the state half-written
+        // (every update is a single assignment or push), so poison is ignored.
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Serialises `frame` once and sends it to every subscriber.
+    pub fn publish(&self, frame: &ServerFrame) {
+        // No subscriber is not an error: replies run with every socket gone.
+        let _ = self.events.send(Event::from(frame.to_json()));
+    }
+
+    /// Takes the reply slot, or says a reply is already running.
+    pub fn reserve(&self) -> Result<(), Busy> {
+        let mut state = self.lock();
+        match state.reply {
+            ReplySlot::Idle => {
+                state.reply = ReplySlot::Reserved;
+                Ok(())
+            }
+            _ => Err(Busy),
+        }
+    }
+
+    /// Gives a reserved slot back (the message could not be stored).
+    pub fn unreserve(&self) {
+        let mut state = self.lock();
+        if matches!(state.reply, ReplySlot::Reserved) {
+            state.reply = ReplySlot::Idle;
+        }
+    }
+
+    /// Starts streaming into `message` (after [`LiveConversation::reserve`]).
+    pub fn begin(&self, message: Message, cancel: CancellationToken) {
+        self.lock().reply = ReplySlot::Streaming(Streaming {
+            message,
+            next_index: 0,
+            cancel,
+        });
+    }
+
+    /// Appends a piece of the reply and announces it as a `delta`.
+    pub fn push_delta(&self, text: &str) {
+        let mut state = self.lock();
+        if let ReplySlot::Streaming(s) = &mut state.reply {
+            s.message.content.push_str(text);
+            let frame = ServerFrame::Delta {
+                conversation_id: self.id.clone(),
+                message_id: s.message.id.clone(),
+                index: s.next_index,
+                text: text.to_owned(),
+            };
+            s.next_index += 1;
+            self.publish(&frame);
+        }
+    }
+
+    /// The text streamed so far.
+    pub fn streamed_text(&self) -> String {
+        match &self.lock().reply {
+            ReplySlot::Streaming(s) => s.message.content.clone(),
+            _ => String::new(),
+        }
+    }
+
+    /// Ends the reply: frees the slot and announces `done` (and before it, optionally, `error`).
+    pub fn finish(&self, error: Option<&ServerFrame>, done: &ServerFrame) {
+        let mut state = self.lock();
+        state.reply = ReplySlot::Idle;
+        if let Some(error) = error {
+            self.publish(error);
+        }
+        self.publish(done);
+    }
+
+    /// Cancels the running reply; `false` if none runs.
+    pub fn stop(&self) -> bool {
+        match &self.lock().reply {
+            ReplySlot::Streaming(s) => {
+                s.cancel.cancel();
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Whether a reply is reserved or streaming.
+    pub fn is_busy(&self) -> bool {
+        !matches!(self.lock().reply, ReplySlot::Idle)
+    }
+
+    /// A new subscription and, atomically with it, the reply in progress.
+    pub fn subscribe(&self) -> (EventRx, Option<StreamingMessage>) {
+        let state = self.lock();
+        let rx = self.events.subscribe();
+        let streaming = match &state.reply {
+            ReplySlot::Streaming(s) => Some(StreamingMessage {
+                message: s.message.clone(),
+                next_index: s.next_index,
+            }),
+            _ => None,
+        };
+        (rx, streaming)
+    }
+}
+
+/// All live conversations of the server.
+#[derive(Debug)]
+pub struct ConversationHub {
+    live: Mutex<HashMap<ConversationId, Arc<LiveConversation>>>,
+    buffer: usize,
+}
+
+impl ConversationHub {
+    /// `buffer`: events a subscriber may fall behind before it is resynced.
+    pub fn new(buffer: usize) -> Self {
+        Self {
+            live: Mutex::new(HashMap::new()),
+            buffer,
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, HashMap<ConversationId, Arc<LiveConversation>>> {
+        self.live.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The live conversation, if there is one.
+    pub fn get(&self, id: &ConversationId) -> Option<Arc<LiveConversation>> {
+        self.lock().get(id).cloned()
+    }
+
+    /// The live conversation, created if needed. The caller has checked `owner`.
+    pub fn get_or_create(&self, id: &ConversationId, owner: &UserId) -> Arc<LiveConversation> {
+        self.lock()
+            .entry(id.clone())
+            .or_insert_with(|| Arc::new(LiveConversation::new(id.clone(), owner.clone(), self.buffer)))
+            .clone()
+    }
+
+    /// Subscribes under the hub lock, so a concurrent [`ConversationHub::release_if_idle`]
+    /// cannot drop the conversation between lookup and subscription.
+    pub fn subscribe(
+        &self,
+        id: &ConversationId,
+        owner: &UserId,
+    ) -> (Arc<LiveConversation>, EventRx, Option<StreamingMessage>) {
+        let mut live = self.lock();
+        let conversation = live
+            .entry(id.clone())
+            .or_insert_with(|| Arc::new(LiveConversation::new(id.clone(), owner.clone(), self.buffer)))
+            .clone();
+        let (rx, streaming) = conversation.subscribe();
+        (conversation, rx, streaming)
+    }
+
+    /// Drops the conversation if nobody watches it and no reply runs.
+    pub fn release_if_idle(&self, id: &ConversationId) {
+        let mut live = self.lock();
+        if let Some(conversation) = live.get(id) {
+            if conversation.events.receiver_count() == 0 && !conversation.is_busy() {
+                live.remove(id);
+            }
+        }
+    }
+
+    /// Forgets a conversation (it was deleted), stopping its reply.
+    pub fn remove(&self, id: &ConversationId) {
+        if let Some(conversation) = self.lock().remove(id) {
+            conversation.stop();
+        }
+    }
+
+    /// How many conversations are live.
+    pub fn len(&self) -> usize {
+        self.lock().len()
+    }
+
+    /// Whether no conversation is live.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::Role;
+
+    fn assistant(id: &str) -> Message {
+        Message {
+            id: id.into(),
+            role: Role::Assistant,
+            content: String::new(),
+            created_at: "2026-11-24T00:00:00Z".into(),
+            finish_reason: None,
+        }
+    }
+
+    fn delta_index(event: &Event) -> u64 {
+        match serde_json::from_str::<ServerFrame>(event.as_str()).expect("frame") {
+            ServerFrame::Delta { index, .. } => index,
+            other => panic!("expected delta, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn one_reply_at_a_time() {
+        let hub = ConversationHub::new(8);
+        let live = hub.get_or_create(&"c".into(), &"u".into());
+        assert_eq!(live.reserve(), Ok(()));
+        assert_eq!(live.reserve(), Err(Busy));
+        live.unreserve();
+        assert_eq!(live.reserve(), Ok(()));
+    }
+
+    #[test]
+    fn late_subscriber_gets_text_so_far_and_exactly_the_rest() {
+        let hub = ConversationHub::new(64);
+        let (live, mut early, _) = hub.subscribe(&"c".into(), &"u".into());
+        live.reserve().expect("free");
+        live.begin(assistant("m"), CancellationToken::new());
+        live.push_delta("Hel");
+        live.push_delta("lo");
+        let (_, mut late, streaming) = hub.subscribe(&"c".into(), &"u".into());
+        let streaming = streaming.expect("streaming");
+        assert_eq!(streaming.message.content, "Hello");
+        assert_eq!(streaming.next_index, 2);
+        live.push_delta(" you");
+        assert_eq!(delta_index(&late.try_recv().expect("delta")), 2);
+        assert!(late.try_recv().is_err(), "nothing else for the late subscriber");
+        for expected in 0..3 {
+            assert_eq!(delta_index(&early.try_recv().expect("delta")), expected);
+        }
+    }
+
+    #[test]
+    fn idle_conversation_without_subscribers_is_released() {
+        let hub = ConversationHub::new(8);
+        let (live, rx, _) = hub.subscribe(&"c".into(), &"u".into());
+        hub.release_if_idle(&live.id);
+        assert_eq!(hub.len(), 1, "still subscribed");
+        drop(rx);
+        live.reserve().expect("free");
+        hub.release_if_idle(&live.id);
+        assert_eq!(hub.len(), 1, "reply reserved");
+        live.unreserve();
+        hub.release_if_idle(&live.id);
+        assert!(hub.is_empty());
+    }
+
+    #[test]
+    fn slow_subscriber_lags_instead_of_growing() {
+        let hub = ConversationHub::new(4);
+        let (live, mut rx, _) = hub.subscribe(&"c".into(), &"u".into());
+        live.reserve().expect("free");
+        live.begin(assistant("m"), CancellationToken::new());
+        for _ in 0..10 {
+            live.push_delta("x");
+        }
+        assert!(matches!(
+            rx.try_recv(),
+            Err(broadcast::error::TryRecvError::Lagged(_))
+        ));
+    }
+}

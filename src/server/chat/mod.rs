@@ -1,0 +1,561 @@
+//! The chat core: what each client request means, independent of the socket.
+//!
+//! [`ChatService`] validates, applies limits, stores, reserves the one reply
+//! slot of a conversation and starts the reply task. It answers with frames
+//! and subscriptions; it never touches a socket (that is `ws/`), and it never
+//! talks HTTP to the model (that is `llm/`).
+
+pub mod hub;
+pub mod limits;
+mod reply;
+
+use std::{
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc,
+    },
+    time::Instant,
+};
+
+use thiserror::Error;
+use tokio::sync::Semaphore;
+use tokio_util::{sync::CancellationToken, task::TaskTracker};
+
+use self::{
+    hub::{ConversationHub, EventRx, LiveConversation},
+    limits::RateLimiter,
+    reply::ReplyJob,
+};
+use super::{
+    config::Config,
+    llm::LlmClient,
+    store::{NewUserMessage, SendOutcome, Store, StoreError, Target},
+};
+use crate::protocol::{
+    ClientMsgId, ConversationId, ErrorCode, Message, Role, ServerFrame, StreamingMessage, UserId,
+};
+
+/// Why a request was refused; each maps to one protocol error code.
+#[derive(Debug, Error)]
+pub enum ChatError {
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("message is too long: {chars} characters, the limit is {max}")]
+    TooLarge { chars: usize, max: usize },
+    #[error("conversation not found")]
+    NotFound,
+    #[error("too many messages, try again in {retry_after_ms} ms")]
+    RateLimited { retry_after_ms: u64 },
+    #[error("a reply is already streaming in this conversation")]
+    Busy,
+    #[error("the server is restarting, try again in a moment")]
+    ShuttingDown,
+    #[error("internal error, please try again")]
+    Internal(#[source] StoreError),
+}
+
+impl From<StoreError> for ChatError {
+    fn from(err: StoreError) -> Self {
+        match err {
+            StoreError::NotFound => ChatError::NotFound,
+            other => ChatError::Internal(other),
+        }
+    }
+}
+
+impl ChatError {
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            ChatError::BadRequest(_) => ErrorCode::BadRequest,
+            ChatError::TooLarge { .. } => ErrorCode::TooLarge,
+            ChatError::NotFound => ErrorCode::NotFound,
+            ChatError::RateLimited { .. } => ErrorCode::RateLimited,
+            ChatError::Busy | ChatError::ShuttingDown => ErrorCode::Busy,
+            ChatError::Internal(_) => ErrorCode::Internal,
+        }
+    }
+
+    /// The `error` frame for this refusal.
+    pub fn to_frame(
+        &self,
+        client_msg_id: Option<ClientMsgId>,
+        conversation_id: Option<ConversationId>,
+    ) -> ServerFrame {
+        ServerFrame::Error {
+            code: self.code(),
+            message: self.to_string(),
+            client_msg_id,
+            retry_after_ms: match self {
+                ChatError::RateLimited { retry_after_ms } => Some(*retry_after_ms),
+                ChatError::ShuttingDown => Some(1_000),
+                _ => None,
+            },
+            conversation_id,
+        }
+    }
+}
+
+/// A live subscription handed to a connection.
+#[derive(Debug)]
+pub struct Subscription {
+    pub conversation_id: ConversationId,
+    pub events: EventRx,
+}
+
+/// The answer to `send` / `regenerate`: the `accepted` frame and the
+/// subscription taken before the reply started (so no delta is missed).
+#[derive(Debug)]
+pub struct Accepted {
+    pub frame: ServerFrame,
+    pub subscription: Subscription,
+}
+
+/// Everything the chat core needs; one per server.
+pub struct ChatService {
+    config: Arc<Config>,
+    store: Arc<dyn Store>,
+    llm: LlmClient,
+    hub: Arc<ConversationHub>,
+    rate: RateLimiter,
+    upstream_slots: Arc<Semaphore>,
+    replies: TaskTracker,
+    /// Cancels every running reply (after the shutdown grace period).
+    stop_replies: CancellationToken,
+    shutting_down: AtomicBool,
+}
+
+impl std::fmt::Debug for ChatService {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ChatService")
+            .field("llm", &self.llm)
+            .field("live_conversations", &self.hub.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl ChatService {
+    pub fn new(config: Arc<Config>, store: Arc<dyn Store>, llm: LlmClient) -> Self {
+        let limits = config.limits;
+        Self {
+            hub: Arc::new(ConversationHub::new(limits.subscriber_buffer)),
+            rate: RateLimiter::new(limits.rate_burst, limits.rate_per_sec),
+            upstream_slots: Arc::new(Semaphore::new(limits.max_concurrent_upstream)),
+            replies: TaskTracker::new(),
+            stop_replies: CancellationToken::new(),
+            shutting_down: AtomicBool::new(false),
+            config,
+            store,
+            llm,
+        }
+    }
+
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    pub fn llm(&self) -> &LlmClient {
+        &self.llm
+    }
+
+    /// Number of replies running now.
+    pub fn running_replies(&self) -> usize {
+        self.replies.len()
+    }
+
+    /// `send`: store the user message and start a reply.
+    pub async fn send(
+        &self,
+        user: &UserId,
+        client_msg_id: ClientMsgId,
+        conversation_id: Option<ConversationId>,
+        text: String,
+        persona: Option<String>,
+        received: Instant,
+    ) -> Result<Accepted, ChatError> {
+        let text = self.validate_text(text)?;
+        if client_msg_id.as_str().is_empty() || client_msg_id.as_str().len() > 128 {
+            return Err(ChatError::BadRequest(
+                "client_msg_id must be 1 to 128 characters".into(),
+            ));
+        }
+        if let Some(duplicate) = self.duplicate(user, &client_msg_id).await? {
+            return Ok(duplicate);
+        }
+        self.check_accepting()?;
+        self.check_rate(user)?;
+        let (target, live, persona_id) = match conversation_id {
+            Some(id) => {
+                let record = self.store.conversation(user, &id).await?;
+                let live = self.hub.get_or_create(&id, user);
+                live.reserve().map_err(|_| ChatError::Busy)?;
+                (Target::Existing(id), Some(live), record.persona)
+            }
+            None => {
+                let persona = self.config.persona(persona.as_deref()).ok_or_else(|| {
+                    ChatError::BadRequest(format!(
+                        "unknown persona {:?}",
+                        persona.as_deref().unwrap_or_default()
+                    ))
+                })?;
+                let target = Target::New {
+                    persona: persona.id.clone(),
+                    title: title_from(&text),
+                };
+                (target, None, persona.id.clone())
+            }
+        };
+        let stored = self
+            .store
+            .add_user_message(NewUserMessage {
+                user_id: user.clone(),
+                client_msg_id: client_msg_id.clone(),
+                target,
+                text,
+            })
+            .await;
+        let (conversation, message) = match stored {
+            Ok(SendOutcome::Stored {
+                conversation,
+                message,
+            }) => (conversation, message),
+            Ok(SendOutcome::Duplicate {
+                conversation_id,
+                message_id,
+            }) => {
+                if let Some(live) = &live {
+                    live.unreserve();
+                }
+                return Ok(self.accepted(user, client_msg_id, conversation_id, message_id, true));
+            }
+            Err(err) => {
+                if let Some(live) = &live {
+                    live.unreserve();
+                    self.hub.release_if_idle(&live.id);
+                }
+                return Err(err.into());
+            }
+        };
+        let live = match live {
+            Some(live) => live,
+            None => {
+                let live = self.hub.get_or_create(&conversation.id, user);
+                live.reserve().map_err(|_| ChatError::Busy)?;
+                live
+            }
+        };
+        let accepted = self.accepted(
+            user,
+            client_msg_id.clone(),
+            conversation.id.clone(),
+            message.id.clone(),
+            false,
+        );
+        live.publish(&ServerFrame::Message {
+            conversation_id: conversation.id.clone(),
+            message,
+        });
+        if let Err(err) = self
+            .start_reply(live, &persona_id, client_msg_id, received, None)
+            .await
+        {
+            drop(accepted);
+            self.hub.release_if_idle(&conversation.id);
+            return Err(err);
+        }
+        Ok(accepted)
+    }
+
+    /// `regenerate`: drop the last assistant message and answer the last user message again.
+    pub async fn regenerate(
+        &self,
+        user: &UserId,
+        conversation_id: ConversationId,
+        client_msg_id: ClientMsgId,
+        received: Instant,
+    ) -> Result<Accepted, ChatError> {
+        if let Some(duplicate) = self.duplicate(user, &client_msg_id).await? {
+            return Ok(duplicate);
+        }
+        self.check_accepting()?;
+        let record = self.store.conversation(user, &conversation_id).await?;
+        self.check_rate(user)?;
+        let live = self.hub.get_or_create(&conversation_id, user);
+        live.reserve().map_err(|_| ChatError::Busy)?;
+        let prepared = self
+            .prepare_regenerate(user, &conversation_id, &client_msg_id)
+            .await;
+        let (user_message, remaining) = match prepared {
+            Ok(prepared) => prepared,
+            Err(err) => {
+                live.unreserve();
+                self.hub.release_if_idle(&conversation_id);
+                return Err(err);
+            }
+        };
+        let accepted = self.accepted(
+            user,
+            client_msg_id.clone(),
+            conversation_id,
+            user_message.id,
+            false,
+        );
+        if let Err(err) = self
+            .start_reply(live, &record.persona, client_msg_id, received, Some(remaining))
+            .await
+        {
+            drop(accepted);
+            self.hub.release_if_idle(&record.id);
+            return Err(err);
+        }
+        Ok(accepted)
+    }
+
+    async fn prepare_regenerate(
+        &self,
+        user: &UserId,
+        conversation_id: &ConversationId,
+        client_msg_id: &ClientMsgId,
+    ) -> Result<(Message, Vec<Message>), ChatError> {
+        let mut messages = self.store.messages(conversation_id).await?;
+        if messages.last().is_some_and(|m| m.role == Role::Assistant) {
+            if let Some(last) = messages.pop() {
+                self.store.delete_message(conversation_id, &last.id).await?;
+            }
+        }
+        let user_message = messages
+            .last()
+            .filter(|m| m.role == Role::User)
+            .cloned()
+            .ok_or_else(|| ChatError::BadRequest("there is no message to answer again".into()))?;
+        self.store
+            .record_client_message(user, client_msg_id, conversation_id, &user_message.id)
+            .await?;
+        Ok((user_message, messages))
+    }
+
+    /// `subscribe`: a snapshot, and the events after it.
+    pub async fn subscribe(
+        &self,
+        user: &UserId,
+        conversation_id: &ConversationId,
+    ) -> Result<(ServerFrame, Subscription), ChatError> {
+        self.owned(user, conversation_id).await?;
+        let (_, events, streaming) = self.hub.subscribe(conversation_id, user);
+        let snapshot = self.snapshot(conversation_id, streaming).await;
+        match snapshot {
+            Ok(frame) => Ok((
+                frame,
+                Subscription {
+                    conversation_id: conversation_id.clone(),
+                    events,
+                },
+            )),
+            Err(err) => {
+                drop(events);
+                self.hub.release_if_idle(conversation_id);
+                Err(err)
+            }
+        }
+    }
+
+    /// A subscription ended (unsubscribe, lag, or socket closed); its
+    /// receiver must already be dropped.
+    pub fn unsubscribed(&self, conversation_id: &ConversationId) {
+        self.hub.release_if_idle(conversation_id);
+    }
+
+    /// `stop`: cancel the running reply, if any.
+    pub async fn stop(&self, user: &UserId, conversation_id: &ConversationId) -> Result<bool, ChatError> {
+        self.owned(user, conversation_id).await?;
+        Ok(self
+            .hub
+            .get(conversation_id)
+            .is_some_and(|live| live.stop()))
+    }
+
+    /// Whether `user` owns the conversation (the live owner is trusted first).
+    async fn owned(&self, user: &UserId, id: &ConversationId) -> Result<(), ChatError> {
+        if let Some(live) = self.hub.get(id) {
+            return if live.owner == *user {
+                Ok(())
+            } else {
+                Err(ChatError::NotFound)
+            };
+        }
+        self.store.conversation(user, id).await?;
+        Ok(())
+    }
+
+    async fn snapshot(
+        &self,
+        conversation_id: &ConversationId,
+        streaming: Option<StreamingMessage>,
+    ) -> Result<ServerFrame, ChatError> {
+        let mut messages = self.store.messages(conversation_id).await?;
+        if let Some(s) = &streaming {
+            messages.retain(|m| m.id != s.message.id);
+        }
+        Ok(ServerFrame::Snapshot {
+            conversation_id: conversation_id.clone(),
+            messages,
+            streaming,
+        })
+    }
+
+    /// Answer for a `client_msg_id` that was accepted before.
+    async fn duplicate(
+        &self,
+        user: &UserId,
+        client_msg_id: &ClientMsgId,
+    ) -> Result<Option<Accepted>, ChatError> {
+        Ok(self
+            .store
+            .find_client_message(user, client_msg_id)
+            .await?
+            .map(|(conversation_id, message_id)| {
+                self.accepted(user, client_msg_id.clone(), conversation_id, message_id, true)
+            }))
+    }
+
+    fn accepted(
+        &self,
+        user: &UserId,
+        client_msg_id: ClientMsgId,
+        conversation_id: ConversationId,
+        message_id: crate::protocol::MessageId,
+        duplicate: bool,
+    ) -> Accepted {
+        let (_, events, _) = self.hub.subscribe(&conversation_id, user);
+        Accepted {
+            frame: ServerFrame::Accepted {
+                client_msg_id,
+                conversation_id: conversation_id.clone(),
+                message_id,
+                duplicate,
+            },
+            subscription: Subscription {
+                conversation_id,
+                events,
+            },
+        }
+    }
+
+    async fn start_reply(
+        &self,
+        live: Arc<LiveConversation>,
+        persona_id: &str,
+        client_msg_id: ClientMsgId,
+        received: Instant,
+        replaces_history: Option<Vec<Message>>,
+    ) -> Result<(), ChatError> {
+        let assistant = match self.store.start_assistant(&live.id).await {
+            Ok(message) => message,
+            Err(err) => {
+                live.unreserve();
+                return Err(err.into());
+            }
+        };
+        let cancel = self.stop_replies.child_token();
+        let system_prompt = self
+            .config
+            .persona(Some(persona_id))
+            .or_else(|| self.config.persona(None))
+            .map(|p| p.system_prompt.clone())
+            .unwrap_or_default();
+        let message_id = assistant.id.clone();
+        live.begin(assistant.clone(), cancel.clone());
+        if let Some(messages) = replaces_history {
+            // Every open view drops the replaced reply and follows the new one.
+            live.publish(&ServerFrame::Snapshot {
+                conversation_id: live.id.clone(),
+                messages,
+                streaming: Some(StreamingMessage {
+                    message: assistant,
+                    next_index: 0,
+                }),
+            });
+        }
+        let job = ReplyJob {
+            live,
+            store: self.store.clone(),
+            llm: self.llm.clone(),
+            upstream_slots: self.upstream_slots.clone(),
+            system_prompt,
+            limits: self.config.limits,
+            message_id,
+            client_msg_id,
+            cancel,
+            received,
+        };
+        self.replies.spawn(job.run(self.hub.clone()));
+        Ok(())
+    }
+
+    fn validate_text(&self, text: String) -> Result<String, ChatError> {
+        if text.trim().is_empty() {
+            return Err(ChatError::BadRequest("message text is empty".into()));
+        }
+        let max = self.config.limits.max_message_chars;
+        let chars = text.chars().count();
+        if chars > max {
+            return Err(ChatError::TooLarge { chars, max });
+        }
+        Ok(text)
+    }
+
+    fn check_rate(&self, user: &UserId) -> Result<(), ChatError> {
+        self.rate
+            .check(user, Instant::now())
+            .map_err(|wait| ChatError::RateLimited {
+                retry_after_ms: wait.as_millis().max(1) as u64,
+            })
+    }
+
+    fn check_accepting(&self) -> Result<(), ChatError> {
+        if self.shutting_down.load(Ordering::Relaxed) {
+            Err(ChatError::ShuttingDown)
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Shutdown, step 1: refuse new replies and wait up to `grace` for the running ones.
+    /// Step 2: stop the rest (their partial text is stored) and wait for them.
+    pub async fn drain(&self, grace: std::time::Duration) {
+        self.shutting_down.store(true, Ordering::Relaxed);
+        self.replies.close();
+        if tokio::time::timeout(grace, self.replies.wait()).await.is_err() {
+            tracing::info!(
+                running = self.replies.len(),
+                "shutdown grace over, stopping replies"
+            );
+            self.stop_replies.cancel();
+            self.replies.wait().await;
+        }
+    }
+}
+
+/// A short conversation title from its first message.
+fn title_from(text: &str) -> String {
+    const MAX: usize = 48;
+    let line = text.lines().map(str::trim).find(|l| !l.is_empty()).unwrap_or("New chat");
+    if line.chars().count() <= MAX {
+        line.to_owned()
+    } else {
+        let cut: String = line.chars().take(MAX - 1).collect();
+        format!("{}…", cut.trim_end())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn titles_are_first_line_and_short() {
+        assert_eq!(title_from("\n  Hello there \nmore"), "Hello there");
+        let long = "a".repeat(100);
+        assert_eq!(title_from(&long).chars().count(), 48);
+        assert!(title_from(&long).ends_with('…'));
+    }
+}

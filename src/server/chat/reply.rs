@@ -1,0 +1,267 @@
+//! One assistant reply, from prompt to stored message.
+//!
+//! A reply runs as its own tracked task, detached from every socket: it keeps
+//! streaming and is stored when all of the user's connections are gone. It
+//! ends in exactly one `done` (preceded by an `error` when the upstream failed),
+//! and its text is stored before `done` is announced.
+
+use std::{sync::Arc, time::Instant};
+
+use futures::StreamExt;
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tracing::{info_span, Instrument};
+
+use super::hub::{ConversationHub, LiveConversation};
+use crate::{
+    protocol::{ClientMsgId, ErrorCode, FinishReason, Message, MessageId, ServerFrame, Usage},
+    server::{
+        config::LimitsConfig,
+        llm::{LlmClient, LlmError, LlmEvent, PromptTurn},
+        store::Store,
+    },
+};
+
+/// Everything one reply needs.
+pub(super) struct ReplyJob {
+    pub live: Arc<LiveConversation>,
+    pub store: Arc<dyn Store>,
+    pub llm: LlmClient,
+    pub upstream_slots: Arc<Semaphore>,
+    pub system_prompt: String,
+    pub limits: LimitsConfig,
+    pub message_id: MessageId,
+    pub client_msg_id: ClientMsgId,
+    pub cancel: CancellationToken,
+    /// When the request that caused this reply arrived (TTFT is measured from it).
+    pub received: Instant,
+}
+
+/// How the upstream part of a reply ended.
+struct Outcome {
+    finish_reason: FinishReason,
+    usage: Option<Usage>,
+    first_token: Option<Instant>,
+    error: Option<LlmError>,
+}
+
+impl ReplyJob {
+    pub(super) async fn run(self, hub: Arc<ConversationHub>) {
+        let span = info_span!(
+            "reply",
+            conversation_id = %self.live.id,
+            message_id = %self.message_id,
+        );
+        async move {
+            let outcome = self.generate().await;
+            self.complete(outcome).await;
+            hub.release_if_idle(&self.live.id);
+        }
+        .instrument(span)
+        .await
+    }
+
+    async fn generate(&self) -> Outcome {
+        let mut outcome = Outcome {
+            finish_reason: FinishReason::Stop,
+            usage: None,
+            first_token: None,
+            error: None,
+        };
+        let _permit = tokio::select! {
+            permit = self.upstream_slots.clone().acquire_owned() => permit.ok(),
+            _ = self.cancel.cancelled() => {
+                outcome.finish_reason = FinishReason::Stopped;
+                return outcome;
+            }
+        };
+        let prompt = match self.prompt().await {
+            Ok(prompt) => prompt,
+            Err(err) => {
+                tracing::error!(error = %err, "could not load history");
+                outcome.finish_reason = FinishReason::Error;
+                outcome.error = Some(LlmError::Upstream("could not load history".into()));
+                return outcome;
+            }
+        };
+        let timeout = self.llm_timeout();
+        let mut stream = tokio::select! {
+            started = self.llm.stream(&prompt) => match started {
+                Ok(stream) => stream,
+                Err(err) => {
+                    outcome.finish_reason = FinishReason::Error;
+                    outcome.error = Some(err);
+                    return outcome;
+                }
+            },
+            _ = self.cancel.cancelled() => {
+                outcome.finish_reason = FinishReason::Stopped;
+                return outcome;
+            }
+        };
+        loop {
+            let next = tokio::select! {
+                biased;
+                _ = self.cancel.cancelled() => {
+                    outcome.finish_reason = FinishReason::Stopped;
+                    break;
+                }
+                next = tokio::time::timeout(timeout, stream.next()) => next,
+            };
+            match next {
+                Err(_) => {
+                    outcome.finish_reason = FinishReason::Error;
+                    outcome.error = Some(LlmError::Timeout);
+                    break;
+                }
+                Ok(None) => break,
+                Ok(Some(Ok(LlmEvent::Text(text)))) => {
+                    outcome.first_token.get_or_insert_with(Instant::now);
+                    self.live.push_delta(&text);
+                }
+                Ok(Some(Ok(LlmEvent::Finished(reason)))) => outcome.finish_reason = reason,
+                Ok(Some(Ok(LlmEvent::Usage(usage)))) => outcome.usage = Some(usage),
+                Ok(Some(Err(err))) => {
+                    outcome.finish_reason = FinishReason::Error;
+                    outcome.error = Some(err);
+                    break;
+                }
+            }
+        }
+        // Dropping the stream here aborts the upstream HTTP request if it still runs.
+        drop(stream);
+        outcome
+    }
+
+    /// Stores the text, then announces `error` (if any) and `done`.
+    async fn complete(&self, outcome: Outcome) {
+        let content = self.live.streamed_text();
+        if let Err(err) = self
+            .store
+            .finish_assistant(&self.message_id, &content, outcome.finish_reason, outcome.usage)
+            .await
+        {
+            tracing::error!(error = %err, "could not store the reply");
+        }
+        let now = Instant::now();
+        let error = outcome.error.as_ref().map(|err| {
+            let (code, retry_after_ms) = match err {
+                LlmError::RateLimited { retry_after } => (
+                    ErrorCode::RateLimited,
+                    retry_after.map(|d| d.as_millis() as u64),
+                ),
+                LlmError::Timeout => (ErrorCode::UpstreamTimeout, None),
+                LlmError::Unauthorized { .. } | LlmError::Upstream(_) => {
+                    (ErrorCode::UpstreamError, None)
+                }
+            };
+            tracing::warn!(error = %err, code = code.as_str(), "reply failed upstream");
+            ServerFrame::Error {
+                code,
+                message: err.to_string(),
+                client_msg_id: Some(self.client_msg_id.clone()),
+                retry_after_ms,
+                conversation_id: Some(self.live.id.clone()),
+            }
+        });
+        let ms = |from: Instant, to: Instant| (to - from).as_secs_f64() * 1000.0;
+        let done = ServerFrame::Done {
+            conversation_id: self.live.id.clone(),
+            message_id: self.message_id.clone(),
+            finish_reason: outcome.finish_reason,
+            usage: outcome.usage,
+            ttft_ms: outcome.first_token.map(|t| round2(ms(self.received, t))),
+            total_ms: round2(ms(self.received, now)),
+        };
+        tracing::info!(
+            finish_reason = outcome.finish_reason.as_str(),
+            chars = content.len(),
+            total_ms = (now - self.received).as_millis() as u64,
+            "reply done"
+        );
+        self.live.finish(error.as_ref(), &done);
+    }
+
+    /// Persona prompt plus the most recent history that fits the budget.
+    async fn prompt(&self) -> Result<Vec<PromptTurn>, crate::server::store::StoreError> {
+        let messages = self.store.messages(&self.live.id).await?;
+        Ok(build_prompt(
+            &self.system_prompt,
+            messages.into_iter().filter(|m| m.id != self.message_id),
+            self.limits.history_messages,
+            self.limits.context_chars,
+        ))
+    }
+
+    fn llm_timeout(&self) -> std::time::Duration {
+        self.llm.timeout()
+    }
+}
+
+fn round2(v: f64) -> f64 {
+    (v * 100.0).round() / 100.0
+}
+
+/// The system prompt, then the newest messages (at most `max_messages`, at most
+/// `max_chars` in total, always at least the newest one), oldest first.
+/// Empty assistant messages (failed replies) are left out.
+pub(super) fn build_prompt(
+    system_prompt: &str,
+    history: impl DoubleEndedIterator<Item = Message>,
+    max_messages: usize,
+    max_chars: usize,
+) -> Vec<PromptTurn> {
+    let mut picked = Vec::new();
+    let mut chars = 0;
+    for message in history.rev().filter(|m| !m.content.is_empty()) {
+        let len = message.content.chars().count();
+        if picked.len() == max_messages || (!picked.is_empty() && chars + len > max_chars) {
+            break;
+        }
+        chars += len;
+        picked.push(PromptTurn::Said(message.role, message.content));
+    }
+    let mut prompt = Vec::with_capacity(picked.len() + 1);
+    if !system_prompt.is_empty() {
+        prompt.push(PromptTurn::System(system_prompt.to_owned()));
+    }
+    prompt.extend(picked.into_iter().rev());
+    prompt
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::Role;
+
+    fn msg(role: Role, content: &str) -> Message {
+        Message {
+            id: content.into(),
+            role,
+            content: content.into(),
+            created_at: String::new(),
+            finish_reason: None,
+        }
+    }
+
+    #[test]
+    fn prompt_keeps_newest_within_budget() {
+        let history = vec![
+            msg(Role::User, "aaaa"),
+            msg(Role::Assistant, "bbbb"),
+            msg(Role::Assistant, ""),
+            msg(Role::User, "cc"),
+        ];
+        let prompt = build_prompt("sys", history.clone().into_iter(), 10, 6);
+        assert_eq!(
+            prompt,
+            vec![
+                PromptTurn::System("sys".into()),
+                PromptTurn::Said(Role::Assistant, "bbbb".into()),
+                PromptTurn::Said(Role::User, "cc".into()),
+            ]
+        );
+        let prompt = build_prompt("sys", history.into_iter(), 1, 1);
+        assert_eq!(prompt.len(), 2, "the newest message is always sent");
+    }
+}

@@ -1,0 +1,471 @@
+//! Server configuration: every knob, its default and its environment variable,
+//! in one place.
+//!
+//! `Config::from_env` reads the process environment; tests build a `Config`
+//! with `Config::for_tests`-style struct updates instead. Nothing here does I/O
+//! beyond reading variables, and the API key never appears in `Debug` output.
+
+use std::{fmt, net::SocketAddr, time::Duration};
+
+use thiserror::Error;
+
+/// A configuration value that could not be used; names the variable.
+#[derive(Debug, Error)]
+#[error("invalid configuration: {field} = {value:?}: {reason}")]
+pub struct ConfigError {
+    pub field: &'static str,
+    pub value: String,
+    pub reason: String,
+}
+
+/// The upstream API key. Its `Debug` and `Display` never show the secret.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct ApiKey(String);
+
+impl ApiKey {
+    pub fn new(key: impl Into<String>) -> Self {
+        Self(key.into())
+    }
+
+    /// The raw key, for the one place that sends it upstream.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl fmt::Debug for ApiKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.0.is_empty() {
+            f.write_str("ApiKey(<empty>)")
+        } else {
+            f.write_str("ApiKey(<redacted>)")
+        }
+    }
+}
+
+/// Which `Origin`s may open `/ws`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum OriginPolicy {
+    /// Only the origin the page itself was served from (`Origin` host equals `Host`).
+    SameOrigin,
+    /// Exactly these origins (`scheme://host[:port]`, no trailing slash).
+    List(Vec<String>),
+}
+
+impl OriginPolicy {
+    /// `None` (unset or empty) means same-origin only.
+    pub fn parse(value: Option<&str>) -> Result<Self, ConfigError> {
+        let Some(value) = value.map(str::trim).filter(|v| !v.is_empty()) else {
+            return Ok(OriginPolicy::SameOrigin);
+        };
+        let mut origins = Vec::new();
+        for origin in value.split(',').map(str::trim).filter(|o| !o.is_empty()) {
+            let origin = origin.trim_end_matches('/');
+            if !(origin.starts_with("http://") || origin.starts_with("https://")) {
+                return Err(ConfigError {
+                    field: "ALLOWED_ORIGINS",
+                    value: value.to_owned(),
+                    reason: format!("{origin:?} is not an http(s) origin"),
+                });
+            }
+            origins.push(origin.to_ascii_lowercase());
+        }
+        Ok(OriginPolicy::List(origins))
+    }
+
+    /// Whether a browser on `origin` may connect to a server reached as `host`.
+    pub fn allows(&self, origin: &str, host: Option<&str>) -> bool {
+        let origin = origin.trim_end_matches('/').to_ascii_lowercase();
+        match self {
+            OriginPolicy::List(list) => list.iter().any(|allowed| *allowed == origin),
+            OriginPolicy::SameOrigin => {
+                let Some(host) = host else { return false };
+                let authority = origin
+                    .strip_prefix("http://")
+                    .or_else(|| origin.strip_prefix("https://"));
+                authority == Some(host.to_ascii_lowercase().as_str())
+            }
+        }
+    }
+}
+
+/// A persona offered for new conversations.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Persona {
+    pub id: String,
+    pub name: String,
+    pub description: String,
+    pub system_prompt: String,
+}
+
+/// The personas Tether ships with; the first is the default.
+pub fn default_personas() -> Vec<Persona> {
+    vec![
+        Persona {
+            id: "companion".into(),
+            name: "Companion".into(),
+            description: "Warm, attentive and playful: the original Tether persona.".into(),
+            system_prompt: "You are a sweet AI Girlfriend. You are warm, caring and playful, \
+                you remember what the user tells you in this conversation, and you answer \
+                in a few friendly sentences."
+                .into(),
+        },
+        Persona {
+            id: "listener".into(),
+            name: "Good Listener".into(),
+            description: "Calm and reflective; asks gentle questions.".into(),
+            system_prompt: "You are a calm, empathetic listener. Reflect back what you hear, \
+                ask one gentle question at a time, and keep answers short."
+                .into(),
+        },
+        Persona {
+            id: "coach".into(),
+            name: "Upbeat Coach".into(),
+            description: "Encouraging and practical; helps you take the next step.".into(),
+            system_prompt: "You are an upbeat, practical coach. Encourage the user and suggest \
+                one concrete next step. Use short markdown lists when helpful."
+                .into(),
+        },
+    ]
+}
+
+/// Where the model lives.
+#[derive(Clone, Debug)]
+pub struct UpstreamConfig {
+    /// e.g. `https://api.openai.com/v1` or `http://127.0.0.1:8080/v1`.
+    pub base_url: String,
+    pub api_key: ApiKey,
+    pub model: String,
+    pub max_tokens: Option<u32>,
+    pub temperature: Option<f32>,
+    /// Extra stop sequences sent with every request.
+    pub stop: Vec<String>,
+    /// Deadline for the first byte, and for the gap between two chunks.
+    pub timeout: Duration,
+}
+
+/// Every limit the server enforces.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct LimitsConfig {
+    /// Largest client frame handled; larger gets `too_large`.
+    pub max_frame_bytes: usize,
+    /// Longest user message, in characters.
+    pub max_message_chars: usize,
+    /// Per-user send budget: bucket size …
+    pub rate_burst: u32,
+    /// … and refill per second.
+    pub rate_per_sec: f64,
+    /// Open WebSockets per user.
+    pub max_sockets_per_user: usize,
+    /// Open WebSockets overall.
+    pub max_connections: usize,
+    /// Upstream requests running at once; more wait in line.
+    pub max_concurrent_upstream: usize,
+    /// Most recent messages sent to the model.
+    pub history_messages: usize,
+    /// Character budget of the history sent to the model (system prompt excluded).
+    pub context_chars: usize,
+    /// Events buffered per subscriber before it is resynced with a snapshot.
+    pub subscriber_buffer: usize,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        Self {
+            max_frame_bytes: 16 * 1024,
+            max_message_chars: 8_000,
+            rate_burst: 20,
+            rate_per_sec: 1.0,
+            max_sockets_per_user: 16,
+            max_connections: 50_000,
+            max_concurrent_upstream: 2_048,
+            history_messages: 40,
+            context_chars: 24_000,
+            subscriber_buffer: 512,
+        }
+    }
+}
+
+/// Everything the server needs to start.
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub listen_addr: SocketAddr,
+    pub site_root: String,
+    pub origins: OriginPolicy,
+    pub database_url: String,
+    /// Directory for the SQLite file and the generated session secret.
+    pub data_dir: String,
+    /// Explicit cookie-signing secret; generated and persisted when absent.
+    pub session_secret: Option<String>,
+    /// `Some(true)` always sets `Secure`; `None` sets it when the request came over https.
+    pub cookie_secure: Option<bool>,
+    pub upstream: UpstreamConfig,
+    pub limits: LimitsConfig,
+    pub personas: Vec<Persona>,
+    pub ws_ping_interval: Duration,
+    pub shutdown_grace: Duration,
+    pub log_json: bool,
+}
+
+impl Config {
+    /// Defaults that run on a developer machine with nothing configured.
+    pub fn defaults() -> Self {
+        Self {
+            listen_addr: SocketAddr::from(([127, 0, 0, 1], 3000)),
+            site_root: "target/site".into(),
+            origins: OriginPolicy::SameOrigin,
+            database_url: "sqlite://data/tether.db".into(),
+            data_dir: "data".into(),
+            session_secret: None,
+            cookie_secure: None,
+            upstream: UpstreamConfig {
+                base_url: "http://127.0.0.1:8080/v1".into(),
+                api_key: ApiKey::default(),
+                model: "gemma-3-270m".into(),
+                max_tokens: Some(512),
+                temperature: None,
+                stop: Vec::new(),
+                timeout: Duration::from_secs(60),
+            },
+            limits: LimitsConfig::default(),
+            personas: default_personas(),
+            ws_ping_interval: Duration::from_secs(30),
+            shutdown_grace: Duration::from_secs(10),
+            log_json: false,
+        }
+    }
+
+    /// Defaults overridden by environment variables (see README, "Configuration").
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(|key| std::env::var(key).ok())
+    }
+
+    /// Like [`Config::from_env`], reading variables through `get`.
+    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let mut c = Self::defaults();
+        let get = |key: &str| get(key).filter(|v| !v.trim().is_empty());
+        if let Some(v) = get("LISTEN_ADDR").or_else(|| get("LEPTOS_SITE_ADDR")) {
+            c.listen_addr = parse("LISTEN_ADDR", &v)?;
+        }
+        if let Some(v) = get("LEPTOS_SITE_ROOT") {
+            c.site_root = v;
+        }
+        c.origins = OriginPolicy::parse(get("ALLOWED_ORIGINS").as_deref())?;
+        if let Some(v) = get("TETHER_DATA_DIR") {
+            c.database_url = format!("sqlite://{v}/tether.db");
+            c.data_dir = v;
+        }
+        if let Some(v) = get("DATABASE_URL") {
+            c.database_url = v;
+        }
+        c.session_secret = get("SESSION_SECRET");
+        if let Some(v) = get("COOKIE_SECURE") {
+            c.cookie_secure = match v.as_str() {
+                "auto" => None,
+                other => Some(parse("COOKIE_SECURE", other)?),
+            };
+        }
+        if let Some(v) = get("OPENAI_BASE_URL") {
+            c.upstream.base_url = v.trim_end_matches('/').to_owned();
+        }
+        if let Some(v) = get("OPENAI_API_KEY") {
+            c.upstream.api_key = ApiKey::new(v);
+        }
+        if let Some(v) = get("OPENAI_MODEL") {
+            c.upstream.model = v;
+        }
+        if let Some(v) = get("OPENAI_MAX_TOKENS") {
+            c.upstream.max_tokens = match v.as_str() {
+                "0" | "none" => None,
+                other => Some(parse("OPENAI_MAX_TOKENS", other)?),
+            };
+        }
+        if let Some(v) = get("OPENAI_TEMPERATURE") {
+            c.upstream.temperature = Some(parse("OPENAI_TEMPERATURE", &v)?);
+        }
+        if let Some(v) = get("OPENAI_STOP") {
+            c.upstream.stop = v.split('|').map(str::to_owned).collect();
+        }
+        if let Some(v) = get("UPSTREAM_TIMEOUT_SECS") {
+            c.upstream.timeout = secs("UPSTREAM_TIMEOUT_SECS", &v)?;
+        }
+        if let Some(v) = get("WS_PING_INTERVAL_SECS") {
+            c.ws_ping_interval = secs("WS_PING_INTERVAL_SECS", &v)?;
+        }
+        if let Some(v) = get("SHUTDOWN_GRACE_SECS") {
+            c.shutdown_grace = secs("SHUTDOWN_GRACE_SECS", &v)?;
+        }
+        if let Some(v) = get("LOG_FORMAT") {
+            c.log_json = match v.as_str() {
+                "json" => true,
+                "text" => false,
+                _ => {
+                    return Err(ConfigError {
+                        field: "LOG_FORMAT",
+                        value: v,
+                        reason: "expected `text` or `json`".into(),
+                    })
+                }
+            };
+        }
+        let l = &mut c.limits;
+        macro_rules! limit {
+            ($field:ident, $var:literal) => {
+                if let Some(v) = get($var) {
+                    l.$field = parse($var, &v)?;
+                }
+            };
+        }
+        limit!(max_frame_bytes, "MAX_FRAME_BYTES");
+        limit!(max_message_chars, "MAX_MESSAGE_CHARS");
+        limit!(rate_burst, "RATE_BURST");
+        limit!(rate_per_sec, "RATE_PER_SEC");
+        limit!(max_sockets_per_user, "MAX_SOCKETS_PER_USER");
+        limit!(max_connections, "MAX_CONNECTIONS");
+        limit!(max_concurrent_upstream, "MAX_CONCURRENT_UPSTREAM");
+        limit!(history_messages, "HISTORY_MESSAGES");
+        limit!(context_chars, "CONTEXT_CHARS");
+        limit!(subscriber_buffer, "SUBSCRIBER_BUFFER");
+        c.validate()?;
+        Ok(c)
+    }
+
+    /// Refuses values that would make the server unusable.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let positive = |field: &'static str, v: usize| {
+            if v == 0 {
+                Err(ConfigError {
+                    field,
+                    value: v.to_string(),
+                    reason: "must be greater than 0".into(),
+                })
+            } else {
+                Ok(())
+            }
+        };
+        let l = &self.limits;
+        positive("MAX_FRAME_BYTES", l.max_frame_bytes)?;
+        positive("MAX_MESSAGE_CHARS", l.max_message_chars)?;
+        positive("RATE_BURST", l.rate_burst as usize)?;
+        positive("MAX_SOCKETS_PER_USER", l.max_sockets_per_user)?;
+        positive("MAX_CONNECTIONS", l.max_connections)?;
+        positive("MAX_CONCURRENT_UPSTREAM", l.max_concurrent_upstream)?;
+        positive("HISTORY_MESSAGES", l.history_messages)?;
+        positive("SUBSCRIBER_BUFFER", l.subscriber_buffer)?;
+        if !(l.rate_per_sec.is_finite() && l.rate_per_sec > 0.0) {
+            return Err(ConfigError {
+                field: "RATE_PER_SEC",
+                value: l.rate_per_sec.to_string(),
+                reason: "must be a positive number".into(),
+            });
+        }
+        if self.upstream.model.trim().is_empty() {
+            return Err(ConfigError {
+                field: "OPENAI_MODEL",
+                value: String::new(),
+                reason: "must name a model".into(),
+            });
+        }
+        if self.personas.is_empty() {
+            return Err(ConfigError {
+                field: "personas",
+                value: String::new(),
+                reason: "at least one persona is required".into(),
+            });
+        }
+        Ok(())
+    }
+
+    /// The persona with `id`, or the default one for `None`.
+    pub fn persona(&self, id: Option<&str>) -> Option<&Persona> {
+        match id {
+            None => self.personas.first(),
+            Some(id) => self.personas.iter().find(|p| p.id == id),
+        }
+    }
+}
+
+fn parse<T: std::str::FromStr>(field: &'static str, value: &str) -> Result<T, ConfigError>
+where
+    T::Err: fmt::Display,
+{
+    value.trim().parse().map_err(|e: T::Err| ConfigError {
+        field,
+        value: value.to_owned(),
+        reason: e.to_string(),
+    })
+}
+
+fn secs(field: &'static str, value: &str) -> Result<Duration, ConfigError> {
+    let secs: f64 = parse(field, value)?;
+    if !(secs.is_finite() && secs > 0.0) {
+        return Err(ConfigError {
+            field,
+            value: value.to_owned(),
+            reason: "must be a positive number of seconds".into(),
+        });
+    }
+    Ok(Duration::from_secs_f64(secs))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn from(vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let map: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Config::from_lookup(|k| map.get(k).cloned())
+    }
+
+    #[test]
+    fn defaults_are_valid() {
+        let c = from(&[]).expect("defaults load");
+        assert_eq!(c.origins, OriginPolicy::SameOrigin);
+        assert_eq!(c.database_url, "sqlite://data/tether.db");
+        assert_eq!(c.persona(None).map(|p| p.id.as_str()), Some("companion"));
+    }
+
+    #[test]
+    fn env_overrides_and_bad_values_name_the_field() {
+        let c = from(&[
+            ("MAX_FRAME_BYTES", "2048"),
+            ("OPENAI_BASE_URL", "http://x/v1/"),
+            ("ALLOWED_ORIGINS", "http://localhost:5173, https://chat.example"),
+        ])
+        .expect("loads");
+        assert_eq!(c.limits.max_frame_bytes, 2048);
+        assert_eq!(c.upstream.base_url, "http://x/v1");
+        assert!(c.origins.allows("http://localhost:5173", None));
+        assert!(!c.origins.allows("http://evil.example", None));
+
+        let err = from(&[("MAX_FRAME_BYTES", "lots")]).expect_err("refused");
+        assert_eq!(err.field, "MAX_FRAME_BYTES");
+        let err = from(&[("RATE_PER_SEC", "0")]).expect_err("refused");
+        assert_eq!(err.field, "RATE_PER_SEC");
+        let err = from(&[("ALLOWED_ORIGINS", "localhost:5173")]).expect_err("refused");
+        assert_eq!(err.field, "ALLOWED_ORIGINS");
+    }
+
+    #[test]
+    fn same_origin_compares_origin_with_host() {
+        let p = OriginPolicy::SameOrigin;
+        assert!(p.allows("http://127.0.0.1:3000", Some("127.0.0.1:3000")));
+        assert!(!p.allows("http://evil.example", Some("127.0.0.1:3000")));
+        assert!(!p.allows("http://127.0.0.1:3000", None));
+    }
+
+    #[test]
+    fn api_key_is_never_printed() {
+        let mut c = Config::defaults();
+        c.upstream.api_key = ApiKey::new("sk-very-secret");
+        assert!(!format!("{c:?}").contains("sk-very-secret"));
+    }
+}

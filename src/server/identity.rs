@@ -1,0 +1,215 @@
+//! Who is talking: a server-issued, HMAC-signed identity cookie.
+//!
+//! The cookie value is `<user id>.<hex HMAC-SHA256(user id)>`; the user id is
+//! 128 random bits made by the server. Clients cannot choose or forge one, and
+//! `?uid=` style parameters are never read. The signing key comes from
+//! `SESSION_SECRET`, or is generated once and kept in the data directory.
+
+use std::path::Path;
+
+use axum::{
+    extract::{Request, State},
+    http::{header, HeaderMap, HeaderValue, Method},
+    middleware::Next,
+    response::Response,
+};
+use hmac::{Hmac, Mac};
+use rand::RngCore;
+use sha2::Sha256;
+
+use super::state::AppState;
+use crate::protocol::UserId;
+
+/// Name of the identity cookie.
+pub const COOKIE_NAME: &str = "tether_id";
+
+/// A year: identities outlive browser sessions.
+const COOKIE_MAX_AGE_SECS: u64 = 365 * 24 * 3600;
+
+type HmacSha256 = Hmac<Sha256>;
+
+/// Signs and verifies identity cookies.
+#[derive(Clone)]
+pub struct IdentityKeys {
+    key: Vec<u8>,
+}
+
+impl std::fmt::Debug for IdentityKeys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("IdentityKeys(<redacted>)")
+    }
+}
+
+impl IdentityKeys {
+    pub fn new(secret: &[u8]) -> Self {
+        Self {
+            key: secret.to_vec(),
+        }
+    }
+
+    /// The explicit secret, or the one persisted in `data_dir` (created on first start).
+    pub fn load_or_create(explicit: Option<&str>, data_dir: &Path) -> std::io::Result<Self> {
+        if let Some(secret) = explicit {
+            return Ok(Self::new(secret.as_bytes()));
+        }
+        let path = data_dir.join("session_secret");
+        if let Ok(existing) = std::fs::read_to_string(&path) {
+            let existing = existing.trim();
+            if existing.len() >= 32 {
+                return Ok(Self::new(existing.as_bytes()));
+            }
+        }
+        std::fs::create_dir_all(data_dir)?;
+        let mut bytes = [0u8; 32];
+        rand::rng().fill_bytes(&mut bytes);
+        let secret = hex::encode(bytes);
+        write_private(&path, &secret)?;
+        Ok(Self::new(secret.as_bytes()))
+    }
+
+    /// A new random user and its cookie value.
+    pub fn issue(&self) -> (UserId, String) {
+        let mut bytes = [0u8; 16];
+        rand::rng().fill_bytes(&mut bytes);
+        let user = UserId(hex::encode(bytes));
+        let value = self.sign(&user);
+        (user, value)
+    }
+
+    /// The cookie value for `user`.
+    pub fn sign(&self, user: &UserId) -> String {
+        format!("{}.{}", user, hex::encode(self.mac(user.as_str())))
+    }
+
+    /// The user a cookie value proves, if its signature is valid.
+    pub fn verify(&self, value: &str) -> Option<UserId> {
+        let (user, sig) = value.split_once('.')?;
+        if user.len() != 32 || !user.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return None;
+        }
+        let sig = hex::decode(sig).ok()?;
+        let mut mac = HmacSha256::new_from_slice(&self.key).ok()?;
+        mac.update(user.as_bytes());
+        mac.verify_slice(&sig).ok()?;
+        Some(UserId(user.to_owned()))
+    }
+
+    /// The verified user of a request's `Cookie` headers.
+    pub fn user_from_headers(&self, headers: &HeaderMap) -> Option<UserId> {
+        cookie_values(headers, COOKIE_NAME).find_map(|v| self.verify(v))
+    }
+
+    fn mac(&self, user: &str) -> Vec<u8> {
+        // HMAC accepts keys of any length, so this cannot fail.
+        let mut mac = HmacSha256::new_from_slice(&self.key)
+            .unwrap_or_else(|_| unreachable!("HMAC takes any key length"));
+        mac.update(user.as_bytes());
+        mac.finalize().into_bytes().to_vec()
+    }
+}
+
+#[cfg(unix)]
+fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)?;
+    file.write_all(contents.as_bytes())
+}
+
+#[cfg(not(unix))]
+fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
+    std::fs::write(path, contents)
+}
+
+/// Every value of cookie `name` in the request.
+fn cookie_values<'a>(headers: &'a HeaderMap, name: &'a str) -> impl Iterator<Item = &'a str> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(move |pair| {
+            let (k, v) = pair.trim().split_once('=')?;
+            (k == name).then_some(v)
+        })
+}
+
+/// Whether the request reached us over https (directly or via a proxy that says so).
+fn is_https(headers: &HeaderMap) -> bool {
+    headers
+        .get("x-forwarded-proto")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.eq_ignore_ascii_case("https"))
+}
+
+/// Middleware: an HTML `GET` without a valid identity gets a fresh cookie.
+pub async fn issue_cookie(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let needs_cookie = request.method() == Method::GET
+        && state.identity.user_from_headers(request.headers()).is_none();
+    let secure = state
+        .config
+        .cookie_secure
+        .unwrap_or_else(|| is_https(request.headers()));
+    let mut response = next.run(request).await;
+    let is_html = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("text/html"));
+    if needs_cookie && is_html {
+        let (user, value) = state.identity.issue();
+        tracing::debug!(user_id = %user, "issued identity cookie");
+        let cookie = format!(
+            "{COOKIE_NAME}={value}; Path=/; HttpOnly; SameSite=Lax; Max-Age={COOKIE_MAX_AGE_SECS}{}",
+            if secure { "; Secure" } else { "" }
+        );
+        if let Ok(v) = HeaderValue::from_str(&cookie) {
+            response.headers_mut().append(header::SET_COOKIE, v);
+        }
+    }
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn issued_cookie_verifies_and_tampering_fails() {
+        let keys = IdentityKeys::new(b"secret");
+        let (user, value) = keys.issue();
+        assert_eq!(keys.verify(&value), Some(user.clone()));
+        let other = IdentityKeys::new(b"other secret");
+        assert_eq!(other.verify(&value), None, "foreign key must not verify");
+        let forged = format!("{}.{}", "0".repeat(32), value.split_once('.').expect("dot").1);
+        assert_eq!(keys.verify(&forged), None, "signature bound to the user id");
+        assert_eq!(keys.verify(user.as_str()), None, "bare id is not an identity");
+        assert_eq!(keys.verify(""), None);
+    }
+
+    #[test]
+    fn cookie_found_among_others() {
+        let keys = IdentityKeys::new(b"k");
+        let (user, value) = keys.issue();
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            header::COOKIE,
+            HeaderValue::from_str(&format!("a=b; {COOKIE_NAME}={value}; c=d")).expect("header"),
+        );
+        assert_eq!(keys.user_from_headers(&headers), Some(user));
+    }
+
+    #[test]
+    fn secret_is_persisted_once() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let a = IdentityKeys::load_or_create(None, dir.path()).expect("created");
+        let b = IdentityKeys::load_or_create(None, dir.path()).expect("loaded");
+        let (_, value) = a.issue();
+        assert!(b.verify(&value).is_some());
+    }
+}

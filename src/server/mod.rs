@@ -1,0 +1,120 @@
+//! The server half (feature `ssr`): configuration, state, routes, the
+//! WebSocket edge, the chat core, storage and the model client.
+//!
+//! [`build_state`] is the composition root; [`run`] serves an already bound
+//! listener until `shutdown` resolves, then drains: it stops accepting, lets
+//! running replies finish within the grace period, stops and stores the rest,
+//! and closes every socket with 1001.
+
+pub mod chat;
+pub mod config;
+pub mod identity;
+pub mod llm;
+pub mod router;
+pub mod state;
+pub mod store;
+pub mod ws;
+
+use std::{future::Future, path::Path, sync::Arc, time::Duration};
+
+use leptos::config::LeptosOptions;
+use thiserror::Error;
+use tokio::{net::TcpListener, sync::Semaphore};
+use tokio_util::{sync::CancellationToken, task::TaskTracker};
+
+use self::{
+    chat::{limits::SocketRegistry, ChatService},
+    config::Config,
+    identity::IdentityKeys,
+    llm::LlmClient,
+    state::AppState,
+    store::{SqliteStore, Store, StoreError},
+};
+
+/// Why the server could not start or stopped with an error.
+#[derive(Debug, Error)]
+pub enum ServerError {
+    #[error("storage: {0}")]
+    Store(#[from] StoreError),
+    #[error("session secret in {dir}: {source}")]
+    Secret {
+        dir: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("server I/O: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Opens storage, loads keys and wires the services together.
+pub async fn build_state(config: Config) -> Result<AppState, ServerError> {
+    let store = SqliteStore::connect(&config.database_url).await?;
+    let recovered = store.recover_interrupted().await?;
+    if recovered > 0 {
+        tracing::warn!(recovered, "marked replies interrupted by a crash as errors");
+    }
+    let identity = IdentityKeys::load_or_create(
+        config.session_secret.as_deref(),
+        Path::new(&config.data_dir),
+    )
+    .map_err(|source| ServerError::Secret {
+        dir: config.data_dir.clone(),
+        source,
+    })?;
+    let leptos_options = LeptosOptions::builder()
+        .output_name("tether")
+        .site_root(config.site_root.as_str())
+        .site_pkg_dir("pkg")
+        .site_addr(config.listen_addr)
+        .build();
+    let config = Arc::new(config);
+    let llm = LlmClient::new(config.upstream.clone());
+    let store: Arc<dyn Store> = Arc::new(store);
+    let chat = ChatService::new(config.clone(), store, llm);
+    Ok(AppState {
+        leptos_options,
+        identity: Arc::new(identity),
+        chat: Arc::new(chat),
+        sockets: Arc::new(SocketRegistry::new(config.limits.max_sockets_per_user)),
+        connection_permits: Arc::new(Semaphore::new(config.limits.max_connections)),
+        connections: TaskTracker::new(),
+        close_sockets: CancellationToken::new(),
+        config,
+    })
+}
+
+/// Serves `listener` until `shutdown` resolves, then drains and returns.
+pub async fn run(
+    listener: TcpListener,
+    state: AppState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServerError> {
+    let stop_accepting = CancellationToken::new();
+    let app = router::app(state.clone());
+    let serve = axum::serve(listener, app).with_graceful_shutdown(stop_accepting.clone().cancelled_owned());
+    let serve = tokio::spawn(async move { serve.await });
+
+    shutdown.await;
+    tracing::info!(
+        grace_secs = state.config.shutdown_grace.as_secs_f64(),
+        replies = state.chat.running_replies(),
+        "shutting down: no new connections, finishing replies"
+    );
+    stop_accepting.cancel();
+    state.chat.drain(state.config.shutdown_grace).await;
+    state.close_sockets.cancel();
+    state.connections.close();
+    if tokio::time::timeout(Duration::from_secs(5), state.connections.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!(open = state.connections.len(), "sockets did not close in time");
+    }
+    match tokio::time::timeout(Duration::from_secs(5), serve).await {
+        Ok(Ok(result)) => result?,
+        Ok(Err(join)) => tracing::error!(error = %join, "server task failed"),
+        Err(_) => tracing::warn!("HTTP connections did not drain in time"),
+    }
+    tracing::info!("stopped");
+    Ok(())
+}

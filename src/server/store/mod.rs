@@ -1,0 +1,165 @@
+//! Durable storage of users, conversations, messages and idempotency keys.
+//!
+//! Chat logic talks to the [`Store`] trait only, so a Postgres implementation
+//! can follow without touching it. Every method is scoped so that one user can
+//! never read another user's rows: lookups by conversation take the owner too
+//! and answer [`StoreError::NotFound`] for anybody else.
+
+mod sqlite;
+
+pub use sqlite::SqliteStore;
+
+use async_trait::async_trait;
+use thiserror::Error;
+
+use crate::protocol::{ClientMsgId, ConversationId, FinishReason, Message, MessageId, UserId, Usage};
+
+/// What can go wrong in storage.
+#[derive(Debug, Error)]
+pub enum StoreError {
+    /// The row does not exist, or belongs to somebody else.
+    #[error("not found")]
+    NotFound,
+    /// The database failed.
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+}
+
+/// A conversation row.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConversationRecord {
+    pub id: ConversationId,
+    pub user_id: UserId,
+    pub title: String,
+    pub persona: String,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+/// Where a user message goes.
+#[derive(Clone, Debug)]
+pub enum Target {
+    /// An existing conversation of the same user.
+    Existing(ConversationId),
+    /// A new conversation with this persona and title.
+    New { persona: String, title: String },
+}
+
+/// A user message to store, with its idempotency key.
+#[derive(Clone, Debug)]
+pub struct NewUserMessage {
+    pub user_id: UserId,
+    pub client_msg_id: ClientMsgId,
+    pub target: Target,
+    pub text: String,
+}
+
+/// Result of storing a user message.
+#[derive(Clone, Debug)]
+pub enum SendOutcome {
+    /// Stored now.
+    Stored {
+        conversation: ConversationRecord,
+        message: Message,
+    },
+    /// That `client_msg_id` was accepted before; nothing was stored.
+    Duplicate {
+        conversation_id: ConversationId,
+        message_id: MessageId,
+    },
+}
+
+/// Storage used by the chat core.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Creates the user row if it does not exist yet.
+    async fn ensure_user(&self, user: &UserId) -> Result<(), StoreError>;
+
+    /// The conversation, if `user` owns it.
+    async fn conversation(
+        &self,
+        user: &UserId,
+        id: &ConversationId,
+    ) -> Result<ConversationRecord, StoreError>;
+
+    /// The user's conversations, most recently active first.
+    async fn list_conversations(&self, user: &UserId)
+        -> Result<Vec<ConversationRecord>, StoreError>;
+
+    /// Renames a conversation the user owns.
+    async fn rename_conversation(
+        &self,
+        user: &UserId,
+        id: &ConversationId,
+        title: &str,
+    ) -> Result<(), StoreError>;
+
+    /// Deletes a conversation the user owns, with its messages.
+    async fn delete_conversation(&self, user: &UserId, id: &ConversationId)
+        -> Result<(), StoreError>;
+
+    /// The conversation and message an earlier `client_msg_id` produced.
+    async fn find_client_message(
+        &self,
+        user: &UserId,
+        client_msg_id: &ClientMsgId,
+    ) -> Result<Option<(ConversationId, MessageId)>, StoreError>;
+
+    /// Stores a user message (creating the conversation when asked) and its
+    /// idempotency key in one transaction.
+    async fn add_user_message(&self, msg: NewUserMessage) -> Result<SendOutcome, StoreError>;
+
+    /// Records an idempotency key for a `regenerate`; `false` if it existed.
+    async fn record_client_message(
+        &self,
+        user: &UserId,
+        client_msg_id: &ClientMsgId,
+        conversation: &ConversationId,
+        message: &MessageId,
+    ) -> Result<bool, StoreError>;
+
+    /// All messages of a conversation, oldest first.
+    async fn messages(&self, conversation: &ConversationId) -> Result<Vec<Message>, StoreError>;
+
+    /// Creates an empty assistant message (finish reason unset) to stream into.
+    async fn start_assistant(&self, conversation: &ConversationId) -> Result<Message, StoreError>;
+
+    /// Stores the final text of an assistant message.
+    async fn finish_assistant(
+        &self,
+        id: &MessageId,
+        content: &str,
+        finish_reason: FinishReason,
+        usage: Option<Usage>,
+    ) -> Result<(), StoreError>;
+
+    /// Deletes one message of a conversation.
+    async fn delete_message(
+        &self,
+        conversation: &ConversationId,
+        id: &MessageId,
+    ) -> Result<(), StoreError>;
+
+    /// Marks assistant messages left unfinished by a crash as `error`; returns how many.
+    async fn recover_interrupted(&self) -> Result<u64, StoreError>;
+
+    /// Cheap liveness check of the database.
+    async fn ping(&self) -> Result<(), StoreError>;
+}
+
+/// Now, as RFC 3339 UTC with millisecond precision.
+pub fn now_rfc3339() -> String {
+    let now = time::OffsetDateTime::now_utc();
+    let now = now
+        .replace_nanosecond(now.nanosecond() / 1_000_000 * 1_000_000)
+        .unwrap_or(now);
+    now.format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
+}
+
+/// A fresh random id (UUID v4, 122 random bits).
+pub fn new_id() -> String {
+    uuid::Uuid::new_v4().simple().to_string()
+}

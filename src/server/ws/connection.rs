@@ -1,0 +1,365 @@
+//! One WebSocket connection: frames in, frames out, nothing else.
+//!
+//! A single task owns the socket. It reads client frames and hands them to the
+//! chat core, writes the answers, forwards the events of every subscribed
+//! conversation, pings the peer and closes with 1001 at shutdown. Because one
+//! task does all writing, frames can never interleave (the Go prototype
+//! crashed on concurrent writes). Every refusal is an `error` frame and the
+//! socket stays usable.
+
+use std::{
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use axum::extract::ws::{close_code, CloseFrame, Message as WsMessage, WebSocket};
+use futures::StreamExt;
+use tracing::Instrument;
+use tokio_stream::{wrappers::BroadcastStream, StreamMap};
+
+use crate::{
+    protocol::{
+        ClientFrame, ConversationId, ErrorCode, Limits, PersonaInfo, ServerFrame, UserId,
+        PROTOCOL_VERSION,
+    },
+    server::{
+        chat::{hub::Event, limits::SocketSlot, Accepted, ChatError, Subscription},
+        state::AppState,
+    },
+};
+
+/// Conversations one connection may follow at once.
+const MAX_SUBSCRIPTIONS: usize = 64;
+
+/// A write that cannot complete in this time means the peer is gone.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// Why the connection loop ended.
+enum Exit {
+    /// The peer closed or vanished.
+    PeerGone,
+    /// A frame exceeded the hard size cap.
+    TooLarge,
+    /// The server is shutting down.
+    Shutdown,
+}
+
+/// The connection's state.
+pub struct Connection {
+    socket: WebSocket,
+    state: Arc<AppState>,
+    user: UserId,
+    slot: Option<SocketSlot>,
+    subscriptions: StreamMap<ConversationId, BroadcastStream<Event>>,
+    last_seen: Instant,
+}
+
+impl Connection {
+    pub fn new(
+        socket: WebSocket,
+        state: &Arc<AppState>,
+        user: UserId,
+        slot: Option<SocketSlot>,
+    ) -> Self {
+        Self {
+            socket,
+            state: state.clone(),
+            user,
+            slot,
+            subscriptions: StreamMap::new(),
+            last_seen: Instant::now(),
+        }
+    }
+
+    /// Serves the connection until it closes.
+    pub async fn run(mut self) {
+        let span = tracing::info_span!("connection", user_id = %self.user);
+        async move {
+            tracing::debug!("connected");
+            let exit = self.serve().await;
+            let (code, reason) = match exit {
+                Ok(Exit::PeerGone) | Err(()) => (None, ""),
+                Ok(Exit::TooLarge) => (Some(close_code::SIZE), "frame too large"),
+                Ok(Exit::Shutdown) => (Some(close_code::AWAY), "server shutting down"),
+            };
+            if let Some(code) = code {
+                let close = WsMessage::Close(Some(CloseFrame {
+                    code,
+                    reason: reason.into(),
+                }));
+                let _ = tokio::time::timeout(WRITE_TIMEOUT, self.socket.send(close)).await;
+            }
+            self.release_all();
+            tracing::debug!("disconnected");
+        }
+        .instrument(span)
+        .await
+    }
+
+    async fn serve(&mut self) -> Result<Exit, ()> {
+        let chat = self.state.chat.clone();
+        if let Err(err) = chat.store().ensure_user(&self.user).await {
+            tracing::error!(error = %err, "could not register user");
+            self.send(&ServerFrame::error(ErrorCode::Internal, "internal error, please reconnect"))
+                .await?;
+            return Ok(Exit::PeerGone);
+        }
+        if self.slot.is_none() {
+            let max = self.state.sockets.max_per_user();
+            self.send(&ServerFrame::error(
+                ErrorCode::RateLimited,
+                format!("too many open connections for this user (at most {max}); close a tab"),
+            ))
+            .await?;
+            let close = WsMessage::Close(Some(CloseFrame {
+                code: close_code::POLICY,
+                reason: "too many connections".into(),
+            }));
+            let _ = self.socket.send(close).await;
+            return Err(());
+        }
+        let config = self.state.config.clone();
+        let hello = ServerFrame::Hello {
+            protocol: PROTOCOL_VERSION,
+            user_id: self.user.clone(),
+            server: concat!("tether/", env!("CARGO_PKG_VERSION")).to_owned(),
+            limits: Limits {
+                max_frame_bytes: config.limits.max_frame_bytes,
+                max_message_chars: config.limits.max_message_chars,
+            },
+            personas: config
+                .personas
+                .iter()
+                .map(|p| PersonaInfo {
+                    id: p.id.clone(),
+                    name: p.name.clone(),
+                    description: p.description.clone(),
+                })
+                .collect(),
+        };
+        self.send(&hello).await?;
+        let ping_every = config.ws_ping_interval;
+        let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + ping_every, ping_every);
+        let shutdown = self.state.close_sockets.clone();
+        loop {
+            tokio::select! {
+                incoming = self.socket.recv() => {
+                    let received = Instant::now();
+                    self.last_seen = received;
+                    match incoming {
+                        None | Some(Ok(WsMessage::Close(_))) => return Ok(Exit::PeerGone),
+                        Some(Err(err)) => {
+                            let too_large = is_capacity_error(&err);
+                            tracing::debug!(error = %err, "socket error");
+                            return Ok(if too_large { Exit::TooLarge } else { Exit::PeerGone });
+                        }
+                        Some(Ok(WsMessage::Text(text))) => self.on_text(text.as_str(), received).await?,
+                        Some(Ok(WsMessage::Binary(_))) => {
+                            self.send(&ServerFrame::error(
+                                ErrorCode::BadRequest,
+                                "binary frames are not supported; send JSON text frames",
+                            ))
+                            .await?
+                        }
+                        Some(Ok(WsMessage::Ping(_) | WsMessage::Pong(_))) => {}
+                    }
+                }
+                Some((conversation_id, event)) = self.subscriptions.next(), if !self.subscriptions.is_empty() => {
+                    match event {
+                        Ok(event) => self.send_raw(event).await?,
+                        Err(_lagged) => self.resync(conversation_id).await?,
+                    }
+                }
+                _ = ping.tick() => {
+                    if self.last_seen.elapsed() > ping_every * 2 {
+                        tracing::info!("peer stopped answering pings");
+                        return Ok(Exit::PeerGone);
+                    }
+                    self.write(WsMessage::Ping(Default::default())).await?;
+                }
+                _ = shutdown.cancelled() => return Ok(Exit::Shutdown),
+            }
+        }
+    }
+
+    async fn on_text(&mut self, text: &str, received: Instant) -> Result<(), ()> {
+        let max = self.state.config.limits.max_frame_bytes;
+        if text.len() > max {
+            return self
+                .send(&ServerFrame::error(
+                    ErrorCode::TooLarge,
+                    format!("frame is {} bytes, the limit is {max}", text.len()),
+                ))
+                .await;
+        }
+        let frame: ClientFrame = match serde_json::from_str(text) {
+            Ok(frame) => frame,
+            Err(err) => {
+                let mut reason = err.to_string();
+                reason.truncate(200);
+                return self
+                    .send(&ServerFrame::error(
+                        ErrorCode::BadRequest,
+                        format!("invalid frame: {reason}"),
+                    ))
+                    .await;
+            }
+        };
+        let chat = self.state.chat.clone();
+        match frame {
+            ClientFrame::Send {
+                client_msg_id,
+                conversation_id,
+                text,
+                persona,
+            } => {
+                let result = chat
+                    .send(
+                        &self.user,
+                        client_msg_id.clone(),
+                        conversation_id.clone(),
+                        text,
+                        persona,
+                        received,
+                    )
+                    .await;
+                self.on_accepted(result, client_msg_id, conversation_id).await
+            }
+            ClientFrame::Regenerate {
+                conversation_id,
+                client_msg_id,
+            } => {
+                let result = chat
+                    .regenerate(&self.user, conversation_id.clone(), client_msg_id.clone(), received)
+                    .await;
+                self.on_accepted(result, client_msg_id, Some(conversation_id))
+                    .await
+            }
+            ClientFrame::Subscribe { conversation_id } => {
+                if let Err(err) = self.check_subscription_room(&conversation_id) {
+                    return self.send(&err.to_frame(None, Some(conversation_id))).await;
+                }
+                match chat.subscribe(&self.user, &conversation_id).await {
+                    Ok((snapshot, subscription)) => {
+                        self.send(&snapshot).await?;
+                        self.follow(subscription);
+                        Ok(())
+                    }
+                    Err(err) => self.send(&err.to_frame(None, Some(conversation_id))).await,
+                }
+            }
+            ClientFrame::Unsubscribe { conversation_id } => {
+                if self.subscriptions.remove(&conversation_id).is_some() {
+                    chat.unsubscribed(&conversation_id);
+                }
+                Ok(())
+            }
+            ClientFrame::Stop { conversation_id } => {
+                match chat.stop(&self.user, &conversation_id).await {
+                    Ok(_) => Ok(()),
+                    Err(err) => self.send(&err.to_frame(None, Some(conversation_id))).await,
+                }
+            }
+            ClientFrame::Ping { nonce } => self.send(&ServerFrame::Pong { nonce }).await,
+        }
+    }
+
+    async fn on_accepted(
+        &mut self,
+        result: Result<Accepted, ChatError>,
+        client_msg_id: crate::protocol::ClientMsgId,
+        conversation_id: Option<ConversationId>,
+    ) -> Result<(), ()> {
+        match result {
+            Ok(accepted) => {
+                self.send(&accepted.frame).await?;
+                self.follow_keeping(accepted.subscription);
+                Ok(())
+            }
+            Err(err) => {
+                if let ChatError::Internal(source) = &err {
+                    tracing::error!(error = %source, "request failed");
+                }
+                self.send(&err.to_frame(Some(client_msg_id), conversation_id))
+                    .await
+            }
+        }
+    }
+
+    fn check_subscription_room(&self, conversation_id: &ConversationId) -> Result<(), ChatError> {
+        if self.subscriptions.len() >= MAX_SUBSCRIPTIONS
+            && !self.subscriptions.contains_key(conversation_id)
+        {
+            return Err(ChatError::BadRequest(format!(
+                "too many subscriptions on one connection (at most {MAX_SUBSCRIPTIONS})"
+            )));
+        }
+        Ok(())
+    }
+
+    /// Follows a conversation after a snapshot: any older stream of it is
+    /// replaced, since the snapshot is the new starting point.
+    fn follow(&mut self, subscription: Subscription) {
+        let Subscription {
+            conversation_id,
+            events,
+        } = subscription;
+        self.subscriptions
+            .insert(conversation_id, BroadcastStream::new(events));
+    }
+
+    /// Follows a conversation after `send`/`regenerate` (auto-subscribe). An
+    /// existing stream is kept: it already holds every event not yet written.
+    fn follow_keeping(&mut self, subscription: Subscription) {
+        if !self.subscriptions.contains_key(&subscription.conversation_id) {
+            self.follow(subscription);
+        }
+    }
+
+    /// A subscriber fell too far behind: start over from a fresh snapshot.
+    async fn resync(&mut self, conversation_id: ConversationId) -> Result<(), ()> {
+        tracing::info!(conversation_id = %conversation_id, "subscriber lagged, resyncing");
+        self.subscriptions.remove(&conversation_id);
+        let chat = self.state.chat.clone();
+        chat.unsubscribed(&conversation_id);
+        match chat.subscribe(&self.user, &conversation_id).await {
+            Ok((snapshot, subscription)) => {
+                self.send(&snapshot).await?;
+                self.follow(subscription);
+                Ok(())
+            }
+            Err(err) => self.send(&err.to_frame(None, Some(conversation_id))).await,
+        }
+    }
+
+    fn release_all(&mut self) {
+        let chat = self.state.chat.clone();
+        let ids: Vec<ConversationId> = self.subscriptions.keys().cloned().collect();
+        self.subscriptions.clear();
+        for id in ids {
+            chat.unsubscribed(&id);
+        }
+    }
+
+    async fn send(&mut self, frame: &ServerFrame) -> Result<(), ()> {
+        self.send_raw(Event::from(frame.to_json())).await
+    }
+
+    async fn send_raw(&mut self, text: Event) -> Result<(), ()> {
+        self.write(WsMessage::Text(text)).await
+    }
+
+    async fn write(&mut self, message: WsMessage) -> Result<(), ()> {
+        match tokio::time::timeout(WRITE_TIMEOUT, self.socket.send(message)).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(_)) | Err(_) => Err(()),
+        }
+    }
+}
+
+/// tungstenite reports an oversized frame or message as a capacity error.
+fn is_capacity_error(err: &axum::Error) -> bool {
+    let text = err.to_string();
+    text.contains("Space limit exceeded") || text.contains("too long") || text.contains("Capacity")
+}
+

@@ -1,0 +1,72 @@
+//! `GET /ws`: the checks before the upgrade, then one [`connection`] per socket.
+//!
+//! Refusals happen before upgrading, with a status and a plain-text reason:
+//! `403` for an `Origin` outside the allowlist, `401` without a valid identity
+//! cookie, `503` when the server holds its maximum of sockets. A `?uid=` query
+//! parameter is never read.
+
+pub mod connection;
+
+use std::sync::Arc;
+
+use axum::{
+    extract::{ws::WebSocketUpgrade, State},
+    http::{header, HeaderMap, StatusCode},
+    response::{IntoResponse, Response},
+};
+
+use super::state::AppState;
+
+/// The upgrade handler.
+pub async fn upgrade(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    ws: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
+) -> Response {
+    let origin = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok());
+    let host = headers.get(header::HOST).and_then(|v| v.to_str().ok());
+    let Some(origin) = origin else {
+        return (StatusCode::FORBIDDEN, "missing Origin header").into_response();
+    };
+    if !state.config.origins.allows(origin, host) {
+        tracing::info!(origin, "refused WebSocket from a foreign origin");
+        return (StatusCode::FORBIDDEN, "origin not allowed").into_response();
+    }
+    let Some(user) = state.identity.user_from_headers(&headers) else {
+        return (
+            StatusCode::UNAUTHORIZED,
+            "missing or invalid identity cookie: load the page first",
+        )
+            .into_response();
+    };
+    let ws = match ws {
+        Ok(ws) => ws,
+        Err(rejection) => return rejection.into_response(),
+    };
+    let Ok(permit) = state.connection_permits.clone().try_acquire_owned() else {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the server holds its maximum number of connections",
+        )
+            .into_response();
+    };
+    let slot = state.sockets.open(&user);
+    let limits = state.config.limits;
+    // tungstenite's own cap is a hard backstop above the protocol limit: frames
+    // between the two get a `too_large` error frame and the socket stays open.
+    let hard_cap = (limits.max_frame_bytes * 2).max(64 * 1024);
+    let tracker = state.connections.clone();
+    let state = Arc::new(state);
+    ws.read_buffer_size(4 * 1024)
+        .write_buffer_size(0)
+        .max_message_size(hard_cap)
+        .max_frame_size(hard_cap)
+        .on_upgrade(move |socket| {
+            tracker.track_future(async move {
+                connection::Connection::new(socket, &state, user, slot)
+                    .run()
+                    .await;
+                drop(permit);
+            })
+        })
+}

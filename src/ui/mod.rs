@@ -1,0 +1,6 @@
+//! Components of the chat page, one concern a file.
+
+pub mod chat;
+pub mod composer;
+pub mod message;
+pub mod status;

@@ -1,0 +1,325 @@
+//! Test harness: the real server on an ephemeral port, the fake upstream on
+//! another, a SQLite file in a temp dir, and WebSocket clients that log in the
+//! way a browser does (GET a page for the cookie, then upgrade with Origin).
+
+#![allow(dead_code)]
+
+use std::{net::SocketAddr, path::PathBuf, sync::Arc, time::Duration};
+
+use futures::{SinkExt, StreamExt};
+use tether::{
+    fake_upstream::{FakeConfig, FakeStats, FakeUpstream},
+    protocol::{ClientFrame, ConversationId, ServerFrame},
+    server::{self, config::Config},
+};
+use tokio::{net::TcpListener, sync::oneshot, task::JoinHandle};
+use tokio_tungstenite::{
+    tungstenite::{self, client::IntoClientRequest, http::HeaderValue, Message},
+    MaybeTlsStream, WebSocketStream,
+};
+
+/// How long any single expected event may take before the test fails.
+pub const STEP: Duration = Duration::from_secs(10);
+
+/// A running Tether server and its fake model.
+pub struct TestServer {
+    pub addr: SocketAddr,
+    pub fake: Arc<FakeUpstream>,
+    pub config: Config,
+    pub dir: Arc<tempfile::TempDir>,
+    shutdown: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<Result<(), server::ServerError>>>,
+}
+
+impl TestServer {
+    /// Starts with defaults, after `tweak` adjusts the config.
+    pub async fn start(tweak: impl FnOnce(&mut Config)) -> Self {
+        let fake = FakeUpstream::start(FakeConfig {
+            first_token_delay: Duration::from_millis(5),
+            token_delay: Duration::from_millis(5),
+            ..FakeConfig::default()
+        })
+        .await
+        .expect("fake upstream starts");
+        let dir = Arc::new(tempfile::tempdir().expect("tempdir"));
+        Self::start_with(Arc::new(fake), dir, tweak).await
+    }
+
+    /// Starts on an existing fake and data directory (e.g. to restart).
+    pub async fn start_with(
+        fake: Arc<FakeUpstream>,
+        dir: Arc<tempfile::TempDir>,
+        tweak: impl FnOnce(&mut Config),
+    ) -> Self {
+        let mut config = Config::defaults();
+        config.listen_addr = "127.0.0.1:0".parse().expect("addr");
+        config.data_dir = dir.path().display().to_string();
+        config.database_url = format!("sqlite://{}/tether.db", dir.path().display());
+        config.upstream.base_url = fake.base_url();
+        config.upstream.model = "fake".into();
+        config.upstream.timeout = Duration::from_secs(5);
+        config.limits.rate_burst = 1_000;
+        config.limits.rate_per_sec = 1_000.0;
+        config.shutdown_grace = Duration::from_secs(5);
+        tweak(&mut config);
+        let listener = TcpListener::bind(config.listen_addr).await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let state = server::build_state(config.clone()).await.expect("state builds");
+        let (tx, rx) = oneshot::channel::<()>();
+        let task = tokio::spawn(server::run(listener, state, async move {
+            let _ = rx.await;
+        }));
+        Self {
+            addr,
+            fake,
+            config,
+            dir,
+            shutdown: Some(tx),
+            task: Some(task),
+        }
+    }
+
+    pub fn stats(&self) -> &FakeStats {
+        &self.fake.stats
+    }
+
+    pub fn origin(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub fn db_path(&self) -> PathBuf {
+        self.dir.path().join("tether.db")
+    }
+
+    /// A new user (fresh cookie) with one open socket.
+    pub async fn user(&self) -> WsClient {
+        let cookie = self.cookie().await;
+        self.connect(&cookie).await
+    }
+
+    /// A fresh identity cookie, obtained like a browser: by loading the page.
+    pub async fn cookie(&self) -> String {
+        let response = reqwest::get(format!("http://{}/", self.addr))
+            .await
+            .expect("GET /");
+        assert!(response.status().is_success(), "GET / is {}", response.status());
+        let set = response
+            .headers()
+            .get("set-cookie")
+            .expect("GET / sets an identity cookie")
+            .to_str()
+            .expect("ascii")
+            .to_owned();
+        set.split(';').next().expect("cookie pair").to_owned()
+    }
+
+    /// Opens a socket with this cookie and reads `hello`.
+    pub async fn connect(&self, cookie: &str) -> WsClient {
+        let mut client = self
+            .try_connect(Some(&self.origin()), Some(cookie), "/ws")
+            .await
+            .expect("upgrade succeeds");
+        match client.next().await {
+            ServerFrame::Hello { protocol, .. } => assert_eq!(protocol, 1),
+            other => panic!("first frame must be hello, got {other:?}"),
+        }
+        client.cookie = cookie.to_owned();
+        client
+    }
+
+    /// Tries an upgrade; `Err(status)` when the server refuses it.
+    pub async fn try_connect(
+        &self,
+        origin: Option<&str>,
+        cookie: Option<&str>,
+        path: &str,
+    ) -> Result<WsClient, u16> {
+        let mut request = format!("ws://{}{path}", self.addr)
+            .into_client_request()
+            .expect("request");
+        if let Some(origin) = origin {
+            request
+                .headers_mut()
+                .insert("origin", HeaderValue::from_str(origin).expect("origin"));
+        }
+        if let Some(cookie) = cookie {
+            request
+                .headers_mut()
+                .insert("cookie", HeaderValue::from_str(cookie).expect("cookie"));
+        }
+        match tokio_tungstenite::connect_async(request).await {
+            Ok((ws, _)) => Ok(WsClient {
+                ws,
+                cookie: cookie.unwrap_or_default().to_owned(),
+            }),
+            Err(tungstenite::Error::Http(response)) => Err(response.status().as_u16()),
+            Err(other) => panic!("unexpected upgrade failure: {other}"),
+        }
+    }
+
+    /// Signals shutdown and waits for `run` to return.
+    pub async fn shutdown(mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(task) = self.task.take() {
+            tokio::time::timeout(Duration::from_secs(30), task)
+                .await
+                .expect("server stops in time")
+                .expect("server task")
+                .expect("server ran cleanly");
+        }
+    }
+
+    /// Starts shutdown without waiting.
+    pub fn begin_shutdown(&mut self) -> JoinHandle<Result<(), server::ServerError>> {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        self.task.take().expect("running")
+    }
+}
+
+/// One WebSocket of one user.
+pub struct WsClient {
+    pub ws: WebSocketStream<MaybeTlsStream<tokio::net::TcpStream>>,
+    pub cookie: String,
+}
+
+impl WsClient {
+    pub async fn send(&mut self, frame: &ClientFrame) {
+        self.send_text(&frame.to_json()).await;
+    }
+
+    pub async fn send_text(&mut self, text: &str) {
+        self.ws
+            .send(Message::text(text.to_owned()))
+            .await
+            .expect("send");
+    }
+
+    pub async fn send_raw(&mut self, message: Message) {
+        self.ws.send(message).await.expect("send");
+    }
+
+    /// The next server frame (control frames skipped); panics after [`STEP`].
+    pub async fn next(&mut self) -> ServerFrame {
+        loop {
+            let message = tokio::time::timeout(STEP, self.ws.next())
+                .await
+                .expect("a frame arrives in time")
+                .expect("socket open")
+                .expect("socket ok");
+            match message {
+                Message::Text(text) => {
+                    return serde_json::from_str(text.as_str())
+                        .unwrap_or_else(|e| panic!("bad frame {text}: {e}"))
+                }
+                Message::Close(frame) => panic!("socket closed: {frame:?}"),
+                _ => continue,
+            }
+        }
+    }
+
+    /// Reads until `done` of the conversation; returns every frame read.
+    pub async fn until_done(&mut self, conversation: &ConversationId) -> Vec<ServerFrame> {
+        let mut frames = Vec::new();
+        loop {
+            let frame = self.next().await;
+            let is_done = matches!(&frame, ServerFrame::Done { conversation_id, .. } if conversation_id == conversation);
+            frames.push(frame);
+            if is_done {
+                return frames;
+            }
+        }
+    }
+
+    /// Reads until a frame matches; returns it.
+    pub async fn until(&mut self, mut pred: impl FnMut(&ServerFrame) -> bool) -> ServerFrame {
+        loop {
+            let frame = self.next().await;
+            if pred(&frame) {
+                return frame;
+            }
+        }
+    }
+
+    /// Sends `text` in a new conversation; returns the `accepted` frame's conversation id.
+    pub async fn start_conversation(&mut self, text: &str) -> ConversationId {
+        let id = uuid();
+        self.send(&ClientFrame::Send {
+            client_msg_id: id.as_str().into(),
+            conversation_id: None,
+            text: text.into(),
+            persona: None,
+        })
+        .await;
+        match self
+            .until(|f| matches!(f, ServerFrame::Accepted { .. } | ServerFrame::Error { .. }))
+            .await
+        {
+            ServerFrame::Accepted {
+                conversation_id, ..
+            } => conversation_id,
+            other => panic!("expected accepted, got {other:?}"),
+        }
+    }
+
+    /// Waits for the server to close the socket; returns the close code.
+    pub async fn closed(&mut self) -> Option<u16> {
+        loop {
+            match tokio::time::timeout(STEP, self.ws.next())
+                .await
+                .expect("close arrives in time")
+            {
+                Some(Ok(Message::Close(frame))) => return frame.map(|f| u16::from(f.code)),
+                Some(Ok(_)) => continue,
+                Some(Err(_)) | None => return None,
+            }
+        }
+    }
+}
+
+/// Text of the deltas of `frames`, checking their indexes run 0,1,2… without gaps.
+pub fn delta_text(frames: &[ServerFrame]) -> String {
+    let mut text = String::new();
+    let mut expected = 0;
+    for frame in frames {
+        if let ServerFrame::Delta { index, text: t, .. } = frame {
+            assert_eq!(*index, expected, "delta indexes must be contiguous");
+            expected += 1;
+            text.push_str(t);
+        }
+    }
+    text
+}
+
+/// The `done` frame among `frames`.
+pub fn done_of(frames: &[ServerFrame]) -> &ServerFrame {
+    frames
+        .iter()
+        .rev()
+        .find(|f| matches!(f, ServerFrame::Done { .. }))
+        .expect("a done frame")
+}
+
+/// A random client id.
+pub fn uuid() -> String {
+    let mut s = String::new();
+    for _ in 0..4 {
+        s.push_str(&format!("{:08x}", rand_u32()));
+    }
+    s
+}
+
+fn rand_u32() -> u32 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or_default(),
+    );
+    h.finish() as u32
+}
