@@ -75,7 +75,7 @@ pub struct FakeStats {
     pub last_messages: Mutex<Option<Value>>,
     /// The body of the latest request.
     pub last_request: Mutex<Option<Value>>,
-    aborted_notify: tokio::sync::Notify,
+    changed: tokio::sync::Notify,
 }
 
 impl FakeStats {
@@ -87,11 +87,24 @@ impl FakeStats {
         self.aborted.load(Ordering::SeqCst)
     }
 
+    pub fn completed(&self) -> u64 {
+        self.completed.load(Ordering::SeqCst)
+    }
+
     /// Resolves once at least `n` streams were aborted by the client.
     pub async fn wait_aborted(&self, n: u64) {
+        self.wait_until(|s| s.aborted() >= n).await
+    }
+
+    /// Resolves once at least `n` streams ran to `[DONE]`.
+    pub async fn wait_completed(&self, n: u64) {
+        self.wait_until(|s| s.completed() >= n).await
+    }
+
+    async fn wait_until(&self, done: impl Fn(&Self) -> bool) {
         loop {
-            let notified = self.aborted_notify.notified();
-            if self.aborted() >= n {
+            let notified = self.changed.notified();
+            if done(self) {
                 return;
             }
             notified.await;
@@ -154,7 +167,10 @@ impl Drop for FakeUpstream {
 pub fn reply_tokens(text: &str) -> Vec<String> {
     let directive = |name: &str| text.contains(&format!("[[{name}]]"));
     let body = if directive("long") {
-        (1..=60).map(|i| format!("word{i}")).collect::<Vec<_>>().join(" ")
+        (1..=60)
+            .map(|i| format!("word{i}"))
+            .collect::<Vec<_>>()
+            .join(" ")
     } else if directive("xss") {
         "Careful: <img src=x onerror=\"window.__xss=1\"> and <script>window.__xss=2</script> stay text."
             .to_owned()
@@ -259,7 +275,10 @@ async fn completions(
     if let Err(denied) = check_key(&state, &headers) {
         return denied;
     }
-    let model = body.get("model").and_then(Value::as_str).unwrap_or_default();
+    let model = body
+        .get("model")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
     if model != state.config.model {
         return api_error(
             StatusCode::NOT_FOUND,
@@ -280,7 +299,8 @@ async fn completions(
         .unwrap_or_default()
         .to_owned();
     if let Some(status) = directive_number(&last_user, "status") {
-        let status = StatusCode::from_u16(status as u16).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let status =
+            StatusCode::from_u16(status as u16).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         let mut response = api_error(status, "fake failure", "fake");
         if status == StatusCode::TOO_MANY_REQUESTS {
             response
@@ -350,7 +370,8 @@ async fn completions(
             } else {
                 let mut out = sse(&chunk_json(&plan.model, json!({}), json!("stop")));
                 if plan.include_usage {
-                    let usage = json!({"prompt_tokens": 7, "completion_tokens": n, "total_tokens": n + 7});
+                    let usage =
+                        json!({"prompt_tokens": 7, "completion_tokens": n, "total_tokens": n + 7});
                     out.push_str(&sse(&json!({
                         "id": "chatcmpl-fake", "object": "chat.completion.chunk", "created": 0,
                         "model": plan.model, "choices": [], "usage": usage
@@ -359,6 +380,7 @@ async fn completions(
                 out.push_str("data: [DONE]\n\n");
                 guard.finished = true;
                 guard.stats.completed.fetch_add(1, Ordering::SeqCst);
+                guard.stats.changed.notify_waiters();
                 return Some((Ok(Bytes::from(out)), (plan, guard, i + 1, true)));
             };
             Some((Ok(Bytes::from(chunk)), (plan, guard, i + 1, false)))
@@ -391,7 +413,7 @@ impl Drop for AbortGuard {
     fn drop(&mut self) {
         if !self.finished {
             self.stats.aborted.fetch_add(1, Ordering::SeqCst);
-            self.stats.aborted_notify.notify_waiters();
+            self.stats.changed.notify_waiters();
         }
     }
 }

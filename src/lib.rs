@@ -6,6 +6,7 @@
 //! halves compile.
 
 #![forbid(unsafe_code)]
+#![recursion_limit = "256"]
 
 pub mod app;
 pub mod client;

@@ -443,7 +443,9 @@ mod tests {
         round_trip_client(json!({"type": "subscribe", "conversation_id": "conv"}));
         round_trip_client(json!({"type": "unsubscribe", "conversation_id": "conv"}));
         round_trip_client(json!({"type": "stop", "conversation_id": "conv"}));
-        round_trip_client(json!({"type": "regenerate", "conversation_id": "conv", "client_msg_id": "c-3"}));
+        round_trip_client(
+            json!({"type": "regenerate", "conversation_id": "conv", "client_msg_id": "c-3"}),
+        );
         round_trip_client(json!({"type": "ping", "nonce": 7}));
     }
 

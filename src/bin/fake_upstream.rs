@@ -29,6 +29,9 @@ async fn main() -> std::io::Result<()> {
         model: std::env::var("FAKE_MODEL").unwrap_or_else(|_| "fake".into()),
         required_key: std::env::var("FAKE_REQUIRED_KEY").ok(),
     };
-    eprintln!("fake-upstream listening on http://{addr}/v1 (model {:?})", config.model);
+    eprintln!(
+        "fake-upstream listening on http://{addr}/v1 (model {:?})",
+        config.model
+    );
     serve_forever(addr, config).await
 }

@@ -7,10 +7,7 @@
 
 use std::{cell::RefCell, collections::VecDeque, rc::Rc};
 
-use futures::{
-    channel::mpsc::UnboundedReceiver,
-    FutureExt, SinkExt, StreamExt,
-};
+use futures::{channel::mpsc::UnboundedReceiver, FutureExt, SinkExt, StreamExt};
 use gloo_net::websocket::{futures::WebSocket, Message as WsMessage};
 use gloo_timers::future::TimeoutFuture;
 

@@ -84,7 +84,10 @@ impl ChatView {
                 ..
             } => {
                 let pending_id = MessageId(format!("pending:{client_msg_id}"));
-                let Some(pos) = self.messages.iter().position(|m| m.message.id == pending_id)
+                let Some(pos) = self
+                    .messages
+                    .iter()
+                    .position(|m| m.message.id == pending_id)
                 else {
                     return;
                 };
@@ -104,8 +107,12 @@ impl ChatView {
                 messages,
                 streaming,
             } => {
-                let pending: Vec<ViewMessage> =
-                    self.messages.iter().filter(|m| m.pending).cloned().collect();
+                let pending: Vec<ViewMessage> = self
+                    .messages
+                    .iter()
+                    .filter(|m| m.pending)
+                    .cloned()
+                    .collect();
                 self.conversation_id = Some(conversation_id.clone());
                 self.messages = messages
                     .iter()
@@ -152,7 +159,11 @@ impl ChatView {
                         completion_tokens: usage.map(|u| u.completion_tokens),
                     });
                 }
-                if self.expected.as_ref().is_some_and(|(id, _)| id == message_id) {
+                if self
+                    .expected
+                    .as_ref()
+                    .is_some_and(|(id, _)| id == message_id)
+                {
                     self.expected = None;
                 }
             }
@@ -266,7 +277,12 @@ mod tests {
         accepted(&mut view);
         assert_eq!(view.conversation_id, Some("c".into()));
         assert!(!view.messages[0].pending);
-        for frame in [delta(0, "Hel"), delta(1, "lo"), delta(1, "lo"), delta(3, "!")] {
+        for frame in [
+            delta(0, "Hel"),
+            delta(1, "lo"),
+            delta(1, "lo"),
+            delta(3, "!"),
+        ] {
             view.apply(&frame);
         }
         assert_eq!(view.messages[1].message.content, "Hello");
@@ -317,7 +333,10 @@ mod tests {
             conversation_id: None,
         });
         assert!(view.messages.is_empty());
-        assert_eq!(view.notice.as_ref().map(|n| n.code), Some(ErrorCode::RateLimited));
+        assert_eq!(
+            view.notice.as_ref().map(|n| n.code),
+            Some(ErrorCode::RateLimited)
+        );
     }
 
     #[test]

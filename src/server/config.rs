@@ -438,7 +438,10 @@ mod tests {
         let c = from(&[
             ("MAX_FRAME_BYTES", "2048"),
             ("OPENAI_BASE_URL", "http://x/v1/"),
-            ("ALLOWED_ORIGINS", "http://localhost:5173, https://chat.example"),
+            (
+                "ALLOWED_ORIGINS",
+                "http://localhost:5173, https://chat.example",
+            ),
         ])
         .expect("loads");
         assert_eq!(c.limits.max_frame_bytes, 2048);

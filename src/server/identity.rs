@@ -150,7 +150,10 @@ fn is_https(headers: &HeaderMap) -> bool {
 /// Middleware: an HTML `GET` without a valid identity gets a fresh cookie.
 pub async fn issue_cookie(State(state): State<AppState>, request: Request, next: Next) -> Response {
     let needs_cookie = request.method() == Method::GET
-        && state.identity.user_from_headers(request.headers()).is_none();
+        && state
+            .identity
+            .user_from_headers(request.headers())
+            .is_none();
     let secure = state
         .config
         .cookie_secure
@@ -186,9 +189,17 @@ mod tests {
         assert_eq!(keys.verify(&value), Some(user.clone()));
         let other = IdentityKeys::new(b"other secret");
         assert_eq!(other.verify(&value), None, "foreign key must not verify");
-        let forged = format!("{}.{}", "0".repeat(32), value.split_once('.').expect("dot").1);
+        let forged = format!(
+            "{}.{}",
+            "0".repeat(32),
+            value.split_once('.').expect("dot").1
+        );
         assert_eq!(keys.verify(&forged), None, "signature bound to the user id");
-        assert_eq!(keys.verify(user.as_str()), None, "bare id is not an identity");
+        assert_eq!(
+            keys.verify(user.as_str()),
+            None,
+            "bare id is not an identity"
+        );
         assert_eq!(keys.verify(""), None);
     }
 

@@ -91,7 +91,8 @@ pub async fn run(
 ) -> Result<(), ServerError> {
     let stop_accepting = CancellationToken::new();
     let app = router::app(state.clone());
-    let serve = axum::serve(listener, app).with_graceful_shutdown(stop_accepting.clone().cancelled_owned());
+    let serve =
+        axum::serve(listener, app).with_graceful_shutdown(stop_accepting.clone().cancelled_owned());
     let serve = tokio::spawn(async move { serve.await });
 
     shutdown.await;
@@ -108,7 +109,10 @@ pub async fn run(
         .await
         .is_err()
     {
-        tracing::warn!(open = state.connections.len(), "sockets did not close in time");
+        tracing::warn!(
+            open = state.connections.len(),
+            "sockets did not close in time"
+        );
     }
     match tokio::time::timeout(Duration::from_secs(5), serve).await {
         Ok(Ok(result)) => result?,

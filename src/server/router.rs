@@ -1,11 +1,6 @@
 //! `fn app(state) -> Router`: every route of the server, buildable in tests.
 
-use axum::{
-    middleware,
-    response::IntoResponse,
-    routing::get,
-    Json, Router,
-};
+use axum::{middleware, response::IntoResponse, routing::get, Json, Router};
 use leptos_axum::{generate_route_list, LeptosRoutes};
 
 use super::{identity, state::AppState, ws};

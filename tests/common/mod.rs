@@ -64,7 +64,9 @@ impl TestServer {
         tweak(&mut config);
         let listener = TcpListener::bind(config.listen_addr).await.expect("bind");
         let addr = listener.local_addr().expect("addr");
-        let state = server::build_state(config.clone()).await.expect("state builds");
+        let state = server::build_state(config.clone())
+            .await
+            .expect("state builds");
         let (tx, rx) = oneshot::channel::<()>();
         let task = tokio::spawn(server::run(listener, state, async move {
             let _ = rx.await;
@@ -102,7 +104,11 @@ impl TestServer {
         let response = reqwest::get(format!("http://{}/", self.addr))
             .await
             .expect("GET /");
-        assert!(response.status().is_success(), "GET / is {}", response.status());
+        assert!(
+            response.status().is_success(),
+            "GET / is {}",
+            response.status()
+        );
         let set = response
             .headers()
             .get("set-cookie")

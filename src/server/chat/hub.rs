@@ -210,7 +210,13 @@ impl ConversationHub {
     pub fn get_or_create(&self, id: &ConversationId, owner: &UserId) -> Arc<LiveConversation> {
         self.lock()
             .entry(id.clone())
-            .or_insert_with(|| Arc::new(LiveConversation::new(id.clone(), owner.clone(), self.buffer)))
+            .or_insert_with(|| {
+                Arc::new(LiveConversation::new(
+                    id.clone(),
+                    owner.clone(),
+                    self.buffer,
+                ))
+            })
             .clone()
     }
 
@@ -224,7 +230,13 @@ impl ConversationHub {
         let mut live = self.lock();
         let conversation = live
             .entry(id.clone())
-            .or_insert_with(|| Arc::new(LiveConversation::new(id.clone(), owner.clone(), self.buffer)))
+            .or_insert_with(|| {
+                Arc::new(LiveConversation::new(
+                    id.clone(),
+                    owner.clone(),
+                    self.buffer,
+                ))
+            })
             .clone();
         let (rx, streaming) = conversation.subscribe();
         (conversation, rx, streaming)
@@ -304,7 +316,10 @@ mod tests {
         assert_eq!(streaming.next_index, 2);
         live.push_delta(" you");
         assert_eq!(delta_index(&late.try_recv().expect("delta")), 2);
-        assert!(late.try_recv().is_err(), "nothing else for the late subscriber");
+        assert!(
+            late.try_recv().is_err(),
+            "nothing else for the late subscriber"
+        );
         for expected in 0..3 {
             assert_eq!(delta_index(&early.try_recv().expect("delta")), expected);
         }

@@ -57,7 +57,9 @@ impl RateLimiter {
             bucket.tokens -= 1.0;
             Ok(())
         } else {
-            Err(Duration::from_secs_f64((1.0 - bucket.tokens) / self.per_sec))
+            Err(Duration::from_secs_f64(
+                (1.0 - bucket.tokens) / self.per_sec,
+            ))
         }
     }
 }
@@ -129,7 +131,9 @@ mod tests {
         }
         let wait = limiter.check(&user, t0).expect_err("limited");
         assert_eq!(wait, Duration::from_millis(500));
-        assert!(limiter.check(&user, t0 + Duration::from_millis(500)).is_ok());
+        assert!(limiter
+            .check(&user, t0 + Duration::from_millis(500))
+            .is_ok());
         assert!(
             limiter.check(&"other".into(), t0).is_ok(),
             "users are independent"

@@ -300,7 +300,13 @@ impl ChatService {
             false,
         );
         if let Err(err) = self
-            .start_reply(live, &record.persona, client_msg_id, received, Some(remaining))
+            .start_reply(
+                live,
+                &record.persona,
+                client_msg_id,
+                received,
+                Some(remaining),
+            )
             .await
         {
             drop(accepted);
@@ -365,7 +371,11 @@ impl ChatService {
     }
 
     /// `stop`: cancel the running reply, if any.
-    pub async fn stop(&self, user: &UserId, conversation_id: &ConversationId) -> Result<bool, ChatError> {
+    pub async fn stop(
+        &self,
+        user: &UserId,
+        conversation_id: &ConversationId,
+    ) -> Result<bool, ChatError> {
         self.owned(user, conversation_id).await?;
         Ok(self
             .hub
@@ -413,7 +423,13 @@ impl ChatService {
             .find_client_message(user, client_msg_id)
             .await?
             .map(|(conversation_id, message_id)| {
-                self.accepted(user, client_msg_id.clone(), conversation_id, message_id, true)
+                self.accepted(
+                    user,
+                    client_msg_id.clone(),
+                    conversation_id,
+                    message_id,
+                    true,
+                )
             }))
     }
 
@@ -524,7 +540,10 @@ impl ChatService {
     pub async fn drain(&self, grace: std::time::Duration) {
         self.shutting_down.store(true, Ordering::Relaxed);
         self.replies.close();
-        if tokio::time::timeout(grace, self.replies.wait()).await.is_err() {
+        if tokio::time::timeout(grace, self.replies.wait())
+            .await
+            .is_err()
+        {
             tracing::info!(
                 running = self.replies.len(),
                 "shutdown grace over, stopping replies"
@@ -538,7 +557,11 @@ impl ChatService {
 /// A short conversation title from its first message.
 fn title_from(text: &str) -> String {
     const MAX: usize = 48;
-    let line = text.lines().map(str::trim).find(|l| !l.is_empty()).unwrap_or("New chat");
+    let line = text
+        .lines()
+        .map(str::trim)
+        .find(|l| !l.is_empty())
+        .unwrap_or("New chat");
     if line.chars().count() <= MAX {
         line.to_owned()
     } else {

@@ -138,7 +138,12 @@ impl ReplyJob {
         let content = self.live.streamed_text();
         if let Err(err) = self
             .store
-            .finish_assistant(&self.message_id, &content, outcome.finish_reason, outcome.usage)
+            .finish_assistant(
+                &self.message_id,
+                &content,
+                outcome.finish_reason,
+                outcome.usage,
+            )
             .await
         {
             tracing::error!(error = %err, "could not store the reply");

@@ -190,7 +190,8 @@ impl LlmClient {
                         name: None,
                     })
                 }
-                PromptTurn::Said(Role::Assistant, text) => {
+                PromptTurn::Said(Role::Assistant, text) =>
+                {
                     #[allow(deprecated)]
                     ChatCompletionRequestMessage::Assistant(ChatCompletionRequestAssistantMessage {
                         content: Some(text.clone().into()),
@@ -262,7 +263,10 @@ mod tests {
     #[test]
     fn retry_after_parses_seconds() {
         assert_eq!(parse_retry_after("2"), Some(Duration::from_secs(2)));
-        assert_eq!(parse_retry_after(" 1.5 "), Some(Duration::from_millis(1500)));
+        assert_eq!(
+            parse_retry_after(" 1.5 "),
+            Some(Duration::from_millis(1500))
+        );
         assert_eq!(parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT"), None);
         assert_eq!(parse_retry_after("-1"), None);
     }

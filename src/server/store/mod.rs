@@ -12,7 +12,9 @@ pub use sqlite::SqliteStore;
 use async_trait::async_trait;
 use thiserror::Error;
 
-use crate::protocol::{ClientMsgId, ConversationId, FinishReason, Message, MessageId, UserId, Usage};
+use crate::protocol::{
+    ClientMsgId, ConversationId, FinishReason, Message, MessageId, Usage, UserId,
+};
 
 /// What can go wrong in storage.
 #[derive(Debug, Error)]
@@ -85,8 +87,10 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<ConversationRecord, StoreError>;
 
     /// The user's conversations, most recently active first.
-    async fn list_conversations(&self, user: &UserId)
-        -> Result<Vec<ConversationRecord>, StoreError>;
+    async fn list_conversations(
+        &self,
+        user: &UserId,
+    ) -> Result<Vec<ConversationRecord>, StoreError>;
 
     /// Renames a conversation the user owns.
     async fn rename_conversation(
@@ -97,8 +101,11 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<(), StoreError>;
 
     /// Deletes a conversation the user owns, with its messages.
-    async fn delete_conversation(&self, user: &UserId, id: &ConversationId)
-        -> Result<(), StoreError>;
+    async fn delete_conversation(
+        &self,
+        user: &UserId,
+        id: &ConversationId,
+    ) -> Result<(), StoreError>;
 
     /// The conversation and message an earlier `client_msg_id` produced.
     async fn find_client_message(

@@ -4,7 +4,9 @@ use std::{str::FromStr, time::Duration};
 
 use async_trait::async_trait;
 use sqlx::{
-    sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous},
+    sqlite::{
+        SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
+    },
     Row, SqlitePool,
 };
 
@@ -12,7 +14,7 @@ use super::{
     new_id, now_rfc3339, ConversationRecord, NewUserMessage, SendOutcome, Store, StoreError, Target,
 };
 use crate::protocol::{
-    ClientMsgId, ConversationId, FinishReason, Message, MessageId, Role, UserId, Usage,
+    ClientMsgId, ConversationId, FinishReason, Message, MessageId, Role, Usage, UserId,
 };
 
 /// SQLite-backed storage.
@@ -304,7 +306,10 @@ impl Store for SqliteStore {
         .bind(conversation.as_str())
         .fetch_all(&self.pool)
         .await?;
-        Ok(rows.iter().map(message_from_row).collect::<Result<_, _>>()?)
+        Ok(rows
+            .iter()
+            .map(message_from_row)
+            .collect::<Result<_, _>>()?)
     }
 
     async fn start_assistant(&self, conversation: &ConversationId) -> Result<Message, StoreError> {
@@ -419,11 +424,21 @@ mod tests {
             persona: "companion".into(),
             title: "t".into(),
         };
-        let first = s.add_user_message(new_msg("u", "k1", new.clone())).await.expect("stored");
-        let SendOutcome::Stored { conversation, message } = first else {
+        let first = s
+            .add_user_message(new_msg("u", "k1", new.clone()))
+            .await
+            .expect("stored");
+        let SendOutcome::Stored {
+            conversation,
+            message,
+        } = first
+        else {
             panic!("first send must be stored")
         };
-        let second = s.add_user_message(new_msg("u", "k1", new)).await.expect("answered");
+        let second = s
+            .add_user_message(new_msg("u", "k1", new))
+            .await
+            .expect("answered");
         match second {
             SendOutcome::Duplicate {
                 conversation_id,
@@ -434,7 +449,10 @@ mod tests {
             }
             SendOutcome::Stored { .. } => panic!("duplicate was stored twice"),
         }
-        assert_eq!(s.messages(&conversation.id).await.expect("messages").len(), 1);
+        assert_eq!(
+            s.messages(&conversation.id).await.expect("messages").len(),
+            1
+        );
     }
 
     #[tokio::test]
@@ -462,8 +480,12 @@ mod tests {
             Err(StoreError::NotFound)
         ));
         assert!(matches!(
-            s.add_user_message(new_msg("bob", "k2", Target::Existing(conversation.id.clone())))
-                .await,
+            s.add_user_message(new_msg(
+                "bob",
+                "k2",
+                Target::Existing(conversation.id.clone())
+            ))
+            .await,
             Err(StoreError::NotFound)
         ));
         assert!(matches!(

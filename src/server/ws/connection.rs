@@ -14,8 +14,8 @@ use std::{
 
 use axum::extract::ws::{close_code, CloseFrame, Message as WsMessage, WebSocket};
 use futures::StreamExt;
-use tracing::Instrument;
 use tokio_stream::{wrappers::BroadcastStream, StreamMap};
+use tracing::Instrument;
 
 use crate::{
     protocol::{
@@ -100,8 +100,11 @@ impl Connection {
         let chat = self.state.chat.clone();
         if let Err(err) = chat.store().ensure_user(&self.user).await {
             tracing::error!(error = %err, "could not register user");
-            self.send(&ServerFrame::error(ErrorCode::Internal, "internal error, please reconnect"))
-                .await?;
+            self.send(&ServerFrame::error(
+                ErrorCode::Internal,
+                "internal error, please reconnect",
+            ))
+            .await?;
             return Ok(Exit::PeerGone);
         }
         if self.slot.is_none() {
@@ -139,7 +142,8 @@ impl Connection {
         };
         self.send(&hello).await?;
         let ping_every = config.ws_ping_interval;
-        let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + ping_every, ping_every);
+        let mut ping =
+            tokio::time::interval_at(tokio::time::Instant::now() + ping_every, ping_every);
         let shutdown = self.state.close_sockets.clone();
         loop {
             tokio::select! {
@@ -223,14 +227,20 @@ impl Connection {
                         received,
                     )
                     .await;
-                self.on_accepted(result, client_msg_id, conversation_id).await
+                self.on_accepted(result, client_msg_id, conversation_id)
+                    .await
             }
             ClientFrame::Regenerate {
                 conversation_id,
                 client_msg_id,
             } => {
                 let result = chat
-                    .regenerate(&self.user, conversation_id.clone(), client_msg_id.clone(), received)
+                    .regenerate(
+                        &self.user,
+                        conversation_id.clone(),
+                        client_msg_id.clone(),
+                        received,
+                    )
                     .await;
                 self.on_accepted(result, client_msg_id, Some(conversation_id))
                     .await
@@ -311,7 +321,10 @@ impl Connection {
     /// Follows a conversation after `send`/`regenerate` (auto-subscribe). An
     /// existing stream is kept: it already holds every event not yet written.
     fn follow_keeping(&mut self, subscription: Subscription) {
-        if !self.subscriptions.contains_key(&subscription.conversation_id) {
+        if !self
+            .subscriptions
+            .contains_key(&subscription.conversation_id)
+        {
             self.follow(subscription);
         }
     }
@@ -362,4 +375,3 @@ fn is_capacity_error(err: &axum::Error) -> bool {
     let text = err.to_string();
     text.contains("Space limit exceeded") || text.contains("too long") || text.contains("Capacity")
 }
-

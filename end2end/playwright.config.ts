@@ -1,0 +1,66 @@
+import { defineConfig, devices } from "@playwright/test";
+
+/**
+ * Starts the real server binary (built by `cargo leptos build`) and the fake
+ * OpenAI upstream, each as its own process on loopback, then drives the app.
+ * Chromium is Debian's (`/usr/bin/chromium`): Playwright's own browser
+ * download is not reachable from this machine.
+ */
+const TETHER_ADDR = process.env.TETHER_E2E_ADDR ?? "127.0.0.1:3100";
+const BASE_URL = `http://${TETHER_ADDR}`;
+const FAKE_PORT = process.env.FAKE_PORT ?? "19100";
+const TARGET = process.env.CARGO_TARGET_DIR ?? "../target";
+
+export default defineConfig({
+  testDir: "./tests",
+  timeout: 30_000,
+  expect: { timeout: 10_000 },
+  fullyParallel: false,
+  workers: 1,
+  forbidOnly: !!process.env.CI,
+  retries: 0,
+  reporter: [["list"]],
+  outputDir: "test-results",
+  use: {
+    baseURL: BASE_URL,
+    trace: "retain-on-failure",
+    screenshot: "only-on-failure",
+    launchOptions: {
+      executablePath: process.env.CHROMIUM_PATH ?? "/usr/bin/chromium",
+      args: [
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+      ],
+    },
+  },
+  projects: [{ name: "chromium", use: { ...devices["Desktop Chrome"] } }],
+  webServer: [
+    {
+      command: `${TARGET}/debug/fake-upstream`,
+      env: { FAKE_ADDR: `127.0.0.1:${FAKE_PORT}`, FAKE_FIRST_MS: "150", FAKE_DELAY_MS: "60" },
+      url: `http://127.0.0.1:${FAKE_PORT}/v1/models`,
+      reuseExistingServer: false,
+      timeout: 30_000,
+    },
+    {
+      command: `${TARGET}/debug/tether`,
+      env: {
+        LISTEN_ADDR: TETHER_ADDR,
+        OPENAI_BASE_URL: `http://127.0.0.1:${FAKE_PORT}/v1`,
+        OPENAI_MODEL: "fake",
+        OPENAI_API_KEY: "",
+        TETHER_DATA_DIR: process.env.TETHER_DATA_DIR ?? "./.tmp/data",
+        LEPTOS_SITE_ROOT: process.env.LEPTOS_SITE_ROOT ?? "../target/site",
+        RUST_LOG: "warn",
+      },
+      url: `${BASE_URL}/healthz`,
+      reuseExistingServer: false,
+      timeout: 60_000,
+    },
+  ],
+});

@@ -1,0 +1,72 @@
+import { expect, type Locator, type Page } from "@playwright/test";
+
+/** The chat page, as a person uses it. */
+export class ChatPage {
+  readonly input: Locator;
+  readonly status: Locator;
+  readonly messages: Locator;
+
+  constructor(readonly page: Page) {
+    this.input = page.getByRole("textbox", { name: "Message" });
+    this.status = page.locator(".status");
+    this.messages = page.locator(".messages article.message");
+  }
+
+  /** Opens the app and waits until it is hydrated and connected. */
+  async open() {
+    await this.page.goto("/");
+    await expect(this.status).toHaveAttribute("data-status", "connected");
+  }
+
+  /** Types a message and presses Enter. */
+  async send(text: string) {
+    await this.input.fill(text);
+    await this.input.press("Enter");
+  }
+
+  assistantMessages(): Locator {
+    return this.page.locator('article.message[data-role="assistant"]');
+  }
+
+  userMessages(): Locator {
+    return this.page.locator('article.message[data-role="user"]');
+  }
+
+  lastAssistant(): Locator {
+    return this.assistantMessages().last();
+  }
+
+  /**
+   * Records every text the last assistant bubble shows, as the DOM changes,
+   * until the reply finishes. Returns the distinct texts in order.
+   */
+  async recordStreamedTexts(): Promise<string[]> {
+    await this.page.evaluate(() => {
+      const w = window as unknown as { __texts: string[]; __observer?: MutationObserver };
+      w.__texts = [];
+      const record = () => {
+        const all = document.querySelectorAll('article.message[data-role="assistant"] .content');
+        const last = all[all.length - 1];
+        const text = last?.textContent ?? "";
+        if (text && w.__texts[w.__texts.length - 1] !== text) w.__texts.push(text);
+      };
+      w.__observer = new MutationObserver(record);
+      w.__observer.observe(document.querySelector(".messages")!, {
+        subtree: true,
+        childList: true,
+        characterData: true,
+      });
+    });
+    return [];
+  }
+
+  async recordedTexts(): Promise<string[]> {
+    return this.page.evaluate(() => (window as unknown as { __texts: string[] }).__texts);
+  }
+
+  /** Waits until no reply is streaming. */
+  async waitForReplyDone() {
+    await expect(this.page.locator("article.message.streaming")).toHaveCount(0);
+    await expect(this.lastAssistant()).toHaveAttribute("aria-busy", "false");
+  }
+}

@@ -1,0 +1,62 @@
+import { expect, test } from "@playwright/test";
+import { ChatPage } from "./pages/chat-page";
+
+test("a reply streams into the page word by word", async ({ page }) => {
+  const chat = new ChatPage(page);
+  await chat.open();
+  await chat.recordStreamedTexts();
+
+  await chat.send("tell me something nice about the sea");
+  await expect(chat.userMessages().last()).toContainText("tell me something nice about the sea");
+
+  const expected = "You said: tell me something nice about the sea";
+  await expect(chat.lastAssistant().locator(".content")).toHaveText(expected);
+  await chat.waitForReplyDone();
+
+  const texts = await chat.recordedTexts();
+  const intermediate = texts.filter((t) => t !== expected && expected.startsWith(t));
+  // At least two partial states were on screen before the whole reply.
+  expect(intermediate.length).toBeGreaterThanOrEqual(2);
+  // Each state extends the previous one: nothing lost, nothing doubled.
+  for (let i = 1; i < texts.length; i++) {
+    expect(texts[i].startsWith(texts[i - 1])).toBeTruthy();
+  }
+  await expect(chat.input).toHaveValue("");
+  await page.screenshot({ path: "test-results/streamed-reply.png", fullPage: true });
+});
+
+test("Shift+Enter inserts a newline instead of sending", async ({ page }) => {
+  const chat = new ChatPage(page);
+  await chat.open();
+  await chat.input.fill("first line");
+  await chat.input.press("Shift+Enter");
+  await chat.input.pressSequentially("second line");
+  await expect(chat.input).toHaveValue("first line\nsecond line");
+  await expect(chat.userMessages()).toHaveCount(0);
+  await chat.input.press("Enter");
+  await expect(chat.userMessages().last()).toContainText("second line");
+  await chat.waitForReplyDone();
+});
+
+test("model output with HTML stays inert text", async ({ page }) => {
+  const chat = new ChatPage(page);
+  await chat.open();
+  await chat.send("[[xss]] show me");
+  await expect(chat.lastAssistant().locator(".content")).toContainText("<script>");
+  await chat.waitForReplyDone();
+  expect(await page.evaluate(() => (window as unknown as { __xss?: number }).__xss)).toBeUndefined();
+  await expect(chat.lastAssistant().locator("img")).toHaveCount(0);
+});
+
+test("Stop keeps the partial reply", async ({ page }) => {
+  const chat = new ChatPage(page);
+  await chat.open();
+  await chat.send("[[long]] go on and on");
+  await expect(chat.lastAssistant().locator(".content")).toContainText("word3");
+  await page.getByRole("button", { name: "Stop the reply" }).click();
+  await chat.waitForReplyDone();
+  await expect(chat.lastAssistant().locator(".finish")).toHaveText("stopped");
+  const text = (await chat.lastAssistant().locator(".content").textContent()) ?? "";
+  expect(text).toContain("word3");
+  expect(text).not.toContain("word60");
+});

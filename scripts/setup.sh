@@ -1,0 +1,66 @@
+#!/usr/bin/env bash
+# Installs everything Tether needs to build, run and test, skipping what is
+# already there: the wasm32 target, cargo-leptos (no_downloads), the
+# wasm-bindgen CLI matching Cargo.lock, wasm-opt (npm binaryen), Debian's
+# Chromium and the Playwright packages. Safe to run again: a second run takes
+# seconds. Everything comes from crates.io, npm and Debian's archive.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+
+CARGO_LEPTOS_VERSION=0.3.4
+BINARYEN_VERSION=132.0.0
+step() { printf '\n\033[1m==> %s\033[0m\n' "$*"; }
+have() { command -v "$1" >/dev/null 2>&1; }
+export PATH="$HOME/.cargo/bin:$ROOT/.tools/node_modules/.bin:$PATH"
+
+step "Rust target wasm32-unknown-unknown"
+if rustup target list --installed | grep -qx wasm32-unknown-unknown; then
+  echo "present"
+else
+  rustup target add wasm32-unknown-unknown
+fi
+
+step "cargo-leptos $CARGO_LEPTOS_VERSION (no_downloads)"
+if cargo leptos --version 2>/dev/null | grep -q "$CARGO_LEPTOS_VERSION"; then
+  echo "present"
+else
+  echo "building from crates.io (about 12 minutes on 2 cores)…"
+  cargo install cargo-leptos --version "$CARGO_LEPTOS_VERSION" --locked --features no_downloads
+fi
+
+WB_VERSION=$(awk '/^name = "wasm-bindgen"$/{getline; gsub(/version = |"/,""); print; exit}' Cargo.lock)
+step "wasm-bindgen-cli $WB_VERSION (matches Cargo.lock)"
+if wasm-bindgen --version 2>/dev/null | grep -q " $WB_VERSION\$"; then
+  echo "present"
+else
+  echo "building from crates.io (a few minutes)…"
+  cargo install wasm-bindgen-cli --version "$WB_VERSION" --force
+fi
+
+step "Chromium (Debian) for Playwright"
+if have chromium; then
+  echo "present: $(chromium --version 2>/dev/null || echo chromium)"
+else
+  if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
+  $SUDO apt-get update -q
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q chromium
+fi
+
+step "wasm-opt (npm binaryen $BINARYEN_VERSION) in .tools/"
+if [ -x .tools/node_modules/.bin/wasm-opt ]; then
+  echo "present"
+else
+  mkdir -p .tools
+  (cd .tools && [ -f package.json ] || echo '{"private":true}' > package.json)
+  (cd .tools && npm install --no-audit --no-fund --loglevel=error "binaryen@$BINARYEN_VERSION")
+fi
+
+step "Playwright packages (end2end/)"
+if [ -d end2end/node_modules/@playwright/test ] && [ end2end/node_modules/.package-lock.json -nt end2end/package-lock.json ]; then
+  echo "present"
+else
+  (cd end2end && npm ci --no-audit --no-fund --loglevel=error)
+fi
+
+step "Set-up complete"

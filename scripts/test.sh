@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Runs every check and test of Tether: formatting, clippy on both halves, the
+# Rust unit and integration tests (real sockets, fake upstream over HTTP, real
+# SQLite files), then the Playwright suite in Debian's Chromium against the
+# real server. Installs what is missing first (scripts/setup.sh).
+set -euo pipefail
+source "$(dirname "$0")/env.sh"
+cd "$ROOT"
+
+bash scripts/setup.sh
+
+step() { printf '\n\033[1m==> %s\033[0m\n' "$*"; }
+
+step "cargo fmt --check"
+cargo fmt --all -- --check
+
+step "clippy (server: ssr, all targets)"
+cargo clippy --features ssr --all-targets -- -D warnings
+
+step "clippy (browser: hydrate, wasm32)"
+cargo clippy --lib --features hydrate --target wasm32-unknown-unknown -- -D warnings
+
+step "Rust tests"
+cargo test --features ssr
+
+step "Build the site (cargo leptos build)"
+cargo leptos build
+
+step "Playwright (Debian Chromium)"
+E2E_DATA=$(mktemp -d)
+trap 'rm -rf "$E2E_DATA"' EXIT
+export TETHER_DATA_DIR="$E2E_DATA"
+export LEPTOS_SITE_ROOT="$ROOT/target/site"
+(cd end2end && npx playwright test)
+
+step "All checks passed"

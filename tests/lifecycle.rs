@@ -1,0 +1,274 @@
+//! Restarts, graceful shutdown, SIGTERM on the real binary, dead peers.
+
+mod common;
+
+use std::{
+    io::{BufRead, BufReader},
+    process::{Command, Stdio},
+    time::Duration,
+};
+
+use common::{delta_text, TestServer};
+use tether::{
+    fake_upstream::{reply_tokens, FakeConfig, FakeUpstream},
+    protocol::{ClientFrame, FinishReason, ServerFrame},
+};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+#[tokio::test]
+async fn restart_keeps_history_and_identity() {
+    let server = TestServer::start(|_| {}).await;
+    let mut client = server.user().await;
+    let conversation = client.start_conversation("do you remember?").await;
+    client.until_done(&conversation).await;
+    let cookie = client.cookie.clone();
+    drop(client);
+    let (fake, dir) = (server.fake.clone(), server.dir.clone());
+    server.shutdown().await;
+
+    let server = TestServer::start_with(fake, dir, |_| {}).await;
+    let mut client = server.connect(&cookie).await; // the persisted secret still verifies the cookie
+    client
+        .send(&ClientFrame::Subscribe {
+            conversation_id: conversation.clone(),
+        })
+        .await;
+    let ServerFrame::Snapshot { messages, .. } = client.next().await else {
+        panic!("snapshot after restart")
+    };
+    assert_eq!(messages.len(), 2);
+    assert_eq!(messages[0].content, "do you remember?");
+    assert_eq!(
+        messages[1].content,
+        reply_tokens("do you remember?").concat()
+    );
+}
+
+#[tokio::test]
+async fn shutdown_lets_a_short_reply_finish_and_closes_with_1001() {
+    let mut server = TestServer::start(|c| c.shutdown_grace = Duration::from_secs(10)).await;
+    let mut client = server.user().await;
+    let text = "[[delay:40]] almost done";
+    let conversation = client.start_conversation(text).await;
+    assert!(matches!(
+        client
+            .until(|f| matches!(f, ServerFrame::Delta { .. }))
+            .await,
+        ServerFrame::Delta { index: 0, .. }
+    ));
+    let task = server.begin_shutdown();
+    let mut frames = vec![ServerFrame::Delta {
+        conversation_id: conversation.clone(),
+        message_id: "x".into(),
+        index: 0,
+        text: reply_tokens(text)[0].clone(),
+    }];
+    frames.extend(client.until_done(&conversation).await);
+    assert_eq!(
+        delta_text(&frames),
+        reply_tokens(text).concat(),
+        "finished within grace"
+    );
+    assert!(matches!(
+        frames.last(),
+        Some(ServerFrame::Done {
+            finish_reason: FinishReason::Stop,
+            ..
+        })
+    ));
+    assert_eq!(client.closed().await, Some(1001));
+    task.await.expect("join").expect("clean exit");
+}
+
+#[tokio::test]
+async fn shutdown_past_the_grace_period_stops_and_stores_the_reply() {
+    let mut server = TestServer::start(|c| c.shutdown_grace = Duration::from_millis(200)).await;
+    let mut client = server.user().await;
+    let conversation = client
+        .start_conversation("[[long]] [[delay:100]] long story")
+        .await;
+    client
+        .until(|f| matches!(f, ServerFrame::Delta { .. }))
+        .await;
+    let task = server.begin_shutdown();
+    let frames = client.until_done(&conversation).await;
+    assert!(matches!(
+        frames.last(),
+        Some(ServerFrame::Done {
+            finish_reason: FinishReason::Stopped,
+            ..
+        })
+    ));
+    assert_eq!(client.closed().await, Some(1001));
+    task.await.expect("join").expect("clean exit");
+
+    // The stopped reply is in the database.
+    let db = format!("sqlite://{}", server.db_path().display());
+    let store = tether::server::store::SqliteStore::connect(&db)
+        .await
+        .expect("db");
+    use tether::server::store::Store;
+    let messages = store.messages(&conversation).await.expect("messages");
+    assert_eq!(messages[1].finish_reason, Some(FinishReason::Stopped));
+    assert!(!messages[1].content.is_empty());
+}
+
+#[tokio::test]
+async fn sigterm_mid_stream_stores_the_message_and_exits_zero() {
+    let fake = FakeUpstream::start(FakeConfig {
+        first_token_delay: Duration::from_millis(5),
+        token_delay: Duration::from_millis(50),
+        ..Default::default()
+    })
+    .await
+    .expect("fake");
+    let dir = tempfile::tempdir().expect("tmp");
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("port");
+        l.local_addr().expect("addr").port()
+    };
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tether"))
+        .env("LISTEN_ADDR", format!("127.0.0.1:{port}"))
+        .env("TETHER_DATA_DIR", dir.path())
+        .env("OPENAI_BASE_URL", fake.base_url())
+        .env("OPENAI_MODEL", "fake")
+        .env("OPENAI_API_KEY", "sk-test-never-logged")
+        .env("SHUTDOWN_GRACE_SECS", "0.3")
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn tether");
+    let stdout = child.stdout.take().expect("stdout");
+    let (lines_tx, lines_rx) = std::sync::mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = lines_tx.send(line);
+        }
+    });
+    // Ready when it logs that it listens.
+    let mut log = Vec::new();
+    loop {
+        let line = lines_rx
+            .recv_timeout(Duration::from_secs(30))
+            .expect("tether starts");
+        let ready = line.contains("tether listening");
+        log.push(line);
+        if ready {
+            break;
+        }
+    }
+    let server = ExternalServer { port };
+    let mut client = server.user().await;
+    let conversation = client.start_conversation("[[long]] keep going").await;
+    client
+        .until(|f| matches!(f, ServerFrame::Delta { .. }))
+        .await;
+
+    let pid = child.id().to_string();
+    assert!(Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .expect("kill")
+        .success());
+    let frames = client.until_done(&conversation).await;
+    assert!(matches!(
+        frames.last(),
+        Some(ServerFrame::Done {
+            finish_reason: FinishReason::Stopped,
+            ..
+        })
+    ));
+    let status = tokio::task::spawn_blocking(move || child.wait())
+        .await
+        .expect("join")
+        .expect("wait");
+    assert_eq!(status.code(), Some(0), "exit code 0 after SIGTERM");
+    log.extend(lines_rx.try_iter());
+    assert!(
+        log.iter().all(|l| !l.contains("sk-test-never-logged")),
+        "the API key never reaches the log"
+    );
+
+    let db = format!("sqlite://{}/tether.db", dir.path().display());
+    let store = tether::server::store::SqliteStore::connect(&db)
+        .await
+        .expect("db");
+    use tether::server::store::Store;
+    let messages = store.messages(&conversation).await.expect("messages");
+    assert_eq!(messages.len(), 2);
+    assert_eq!(messages[1].finish_reason, Some(FinishReason::Stopped));
+    assert!(!messages[1].content.is_empty(), "partial text stored");
+}
+
+/// A server started as a separate process.
+struct ExternalServer {
+    port: u16,
+}
+
+impl ExternalServer {
+    async fn user(&self) -> common::WsClient {
+        use tokio_tungstenite::tungstenite::{client::IntoClientRequest, http::HeaderValue};
+        let response = reqwest::get(format!("http://127.0.0.1:{}/", self.port))
+            .await
+            .expect("GET /");
+        let cookie = response.headers()["set-cookie"]
+            .to_str()
+            .expect("ascii")
+            .split(';')
+            .next()
+            .expect("pair")
+            .to_owned();
+        let mut request = format!("ws://127.0.0.1:{}/ws", self.port)
+            .into_client_request()
+            .expect("request");
+        let origin = format!("http://127.0.0.1:{}", self.port);
+        request
+            .headers_mut()
+            .insert("origin", HeaderValue::from_str(&origin).expect("h"));
+        request
+            .headers_mut()
+            .insert("cookie", HeaderValue::from_str(&cookie).expect("h"));
+        let (ws, _) = tokio_tungstenite::connect_async(request)
+            .await
+            .expect("upgrade");
+        let mut client = common::WsClient { ws, cookie };
+        assert!(matches!(client.next().await, ServerFrame::Hello { .. }));
+        client
+    }
+}
+
+#[tokio::test]
+async fn a_peer_that_stops_answering_pings_is_dropped() {
+    let server = TestServer::start(|c| c.ws_ping_interval = Duration::from_millis(100)).await;
+    let cookie = server.cookie().await;
+    // A raw client: completes the handshake, then never reads or answers again.
+    let mut tcp = tokio::net::TcpStream::connect(server.addr)
+        .await
+        .expect("tcp");
+    let request = format!(
+        "GET /ws HTTP/1.1\r\nHost: {addr}\r\nOrigin: http://{addr}\r\nCookie: {cookie}\r\n\
+         Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n",
+        addr = server.addr
+    );
+    tcp.write_all(request.as_bytes()).await.expect("handshake");
+    // Drain until the server closes the TCP connection (read returns 0).
+    let closed = tokio::time::timeout(Duration::from_secs(10), async {
+        let mut buf = vec![0u8; 4096];
+        loop {
+            match tcp.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => continue,
+            }
+        }
+    })
+    .await;
+    assert!(closed.is_ok(), "the dead peer was disconnected");
+    // Live peers (tungstenite answers pings) stay connected across several intervals.
+    let mut live = server.connect(&cookie).await;
+    let conversation = live.start_conversation("[[delay:60]] still here?").await;
+    live.until_done(&conversation).await;
+    live.send(&ClientFrame::Ping { nonce: 2.into() }).await;
+    assert!(matches!(live.next().await, ServerFrame::Pong { .. }));
+}
