@@ -223,8 +223,8 @@ fn directive_number(text: &str, name: &str) -> Option<u64> {
 }
 
 async fn models(State(state): State<FakeState>, headers: HeaderMap) -> Response {
-    if let Err(denied) = check_key(&state, &headers) {
-        return denied;
+    if !key_ok(&state, &headers) {
+        return unauthorized();
     }
     Json(json!({
         "object": "list",
@@ -233,23 +233,23 @@ async fn models(State(state): State<FakeState>, headers: HeaderMap) -> Response 
     .into_response()
 }
 
-fn check_key(state: &FakeState, headers: &HeaderMap) -> Result<(), Response> {
+fn key_ok(state: &FakeState, headers: &HeaderMap) -> bool {
     let Some(key) = &state.config.required_key else {
-        return Ok(());
+        return true;
     };
     let given = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "));
-    if given == Some(key.as_str()) {
-        Ok(())
-    } else {
-        Err(api_error(
-            StatusCode::UNAUTHORIZED,
-            "Incorrect API key provided",
-            "invalid_api_key",
-        ))
-    }
+    given == Some(key.as_str())
+}
+
+fn unauthorized() -> Response {
+    api_error(
+        StatusCode::UNAUTHORIZED,
+        "Incorrect API key provided",
+        "invalid_api_key",
+    )
 }
 
 fn api_error(status: StatusCode, message: &str, code: &str) -> Response {
@@ -272,8 +272,8 @@ async fn completions(
     if let Ok(mut last) = state.stats.last_request.lock() {
         *last = Some(body.clone());
     }
-    if let Err(denied) = check_key(&state, &headers) {
-        return denied;
+    if !key_ok(&state, &headers) {
+        return unauthorized();
     }
     let model = body
         .get("model")

@@ -5,7 +5,7 @@
 //! frames sent while offline, delivering each once when the socket is back
 //! (the frame carries its `client_msg_id`, so the server deduplicates).
 
-use std::{cell::RefCell, collections::VecDeque, rc::Rc};
+use std::{collections::VecDeque, rc::Rc};
 
 use futures::{channel::mpsc::UnboundedReceiver, FutureExt, SinkExt, StreamExt};
 use gloo_net::websocket::{futures::WebSocket, Message as WsMessage};
@@ -39,7 +39,7 @@ async fn run(
     on_frame: Rc<dyn Fn(ServerFrame)>,
     on_status: Rc<dyn Fn(ConnStatus)>,
 ) {
-    let queue: Rc<RefCell<VecDeque<String>>> = Rc::default();
+    let mut queue: VecDeque<String> = VecDeque::new();
     let mut failures: u32 = 0;
     loop {
         on_status(if failures == 0 {
@@ -48,43 +48,40 @@ async fn run(
             ConnStatus::Reconnecting
         });
         let Some(url) = socket_url() else { return };
-        match WebSocket::open(&url) {
-            Ok(socket) => {
-                let (mut write, mut read) = socket.split();
-                let mut opened = false;
-                loop {
-                    // Flush what was queued while offline, in order.
-                    if opened {
-                        while let Some(text) = queue.borrow_mut().pop_front() {
-                            if write.send(WsMessage::Text(text.clone())).await.is_err() {
-                                queue.borrow_mut().push_front(text);
-                                break;
-                            }
+        if let Ok(socket) = WebSocket::open(&url) {
+            let (mut write, mut read) = socket.split();
+            let mut opened = false;
+            loop {
+                // Flush what was queued while offline, in order.
+                if opened {
+                    while let Some(text) = queue.pop_front() {
+                        if write.send(WsMessage::Text(text.clone())).await.is_err() {
+                            queue.push_front(text);
+                            break;
                         }
                     }
-                    futures::select_biased! {
-                        incoming = read.next().fuse() => match incoming {
-                            Some(Ok(WsMessage::Text(text))) => {
-                                if let Ok(frame) = serde_json::from_str::<ServerFrame>(&text) {
-                                    if matches!(frame, ServerFrame::Hello { .. }) {
-                                        opened = true;
-                                        failures = 0;
-                                        on_status(ConnStatus::Connected);
-                                    }
-                                    on_frame(frame);
+                }
+                futures::select_biased! {
+                    incoming = read.next().fuse() => match incoming {
+                        Some(Ok(WsMessage::Text(text))) => {
+                            if let Ok(frame) = serde_json::from_str::<ServerFrame>(&text) {
+                                if matches!(frame, ServerFrame::Hello { .. }) {
+                                    opened = true;
+                                    failures = 0;
+                                    on_status(ConnStatus::Connected);
                                 }
+                                on_frame(frame);
                             }
-                            Some(Ok(WsMessage::Bytes(_))) => {}
-                            Some(Err(_)) | None => break,
-                        },
-                        outgoing = rx.next() => match outgoing {
-                            Some(frame) => queue.borrow_mut().push_back(frame.to_json()),
-                            None => return,
-                        },
-                    }
+                        }
+                        Some(Ok(WsMessage::Bytes(_))) => {}
+                        Some(Err(_)) | None => break,
+                    },
+                    outgoing = rx.next() => match outgoing {
+                        Some(frame) => queue.push_back(frame.to_json()),
+                        None => return,
+                    },
                 }
             }
-            Err(_) => {}
         }
         failures = failures.saturating_add(1);
         on_status(ConnStatus::Reconnecting);

@@ -81,7 +81,7 @@ impl OriginPolicy {
     pub fn allows(&self, origin: &str, host: Option<&str>) -> bool {
         let origin = origin.trim_end_matches('/').to_ascii_lowercase();
         match self {
-            OriginPolicy::List(list) => list.iter().any(|allowed| *allowed == origin),
+            OriginPolicy::List(list) => list.contains(&origin),
             OriginPolicy::SameOrigin => {
                 let Some(host) = host else { return false };
                 let authority = origin
