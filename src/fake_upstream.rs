@@ -71,6 +71,9 @@ pub struct FakeStats {
     pub completed: AtomicU64,
     /// Streams dropped by the client before the end.
     pub aborted: AtomicU64,
+    /// Streams open right now, and the most ever open at once.
+    pub in_flight: AtomicU64,
+    pub max_in_flight: AtomicU64,
     /// The `messages` of the latest request.
     pub last_messages: Mutex<Option<Value>>,
     /// The body of the latest request.
@@ -334,6 +337,11 @@ async fn completions(
             .and_then(Value::as_bool)
             .unwrap_or(false),
     };
+    let now_open = state.stats.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+    state
+        .stats
+        .max_in_flight
+        .fetch_max(now_open, Ordering::SeqCst);
     let guard = AbortGuard {
         stats: state.stats.clone(),
         finished: false,
@@ -411,6 +419,7 @@ struct AbortGuard {
 
 impl Drop for AbortGuard {
     fn drop(&mut self) {
+        self.stats.in_flight.fetch_sub(1, Ordering::SeqCst);
         if !self.finished {
             self.stats.aborted.fetch_add(1, Ordering::SeqCst);
             self.stats.changed.notify_waiters();

@@ -1,13 +1,22 @@
 //! The `tether` server binary: configuration, telemetry, `server::run`.
 
 use anyhow::Context;
-use tether::server::{self, config::Config};
+use clap::Parser;
+use tether::server::{
+    self,
+    config::{Cli, Config},
+};
 use tokio::net::TcpListener;
 use tracing_subscriber::EnvFilter;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let config = Config::from_env()?;
+    let cli = Cli::parse();
+    let config = Config::load(&cli)?;
+    if cli.print_config {
+        println!("{config:#?}");
+        return Ok(());
+    }
     let filter = EnvFilter::try_from_env("RUST_LOG")
         .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,hyper=warn,tower_http=warn"));
     if config.log_json {

@@ -556,3 +556,30 @@ async fn hundred_concurrent_users_get_only_their_own_replies() {
     }
     assert_eq!(server.stats().requests(), 100);
 }
+
+#[tokio::test]
+async fn upstream_concurrency_is_capped_and_extra_replies_wait_in_line() {
+    let server = TestServer::start(|c| c.limits.max_concurrent_upstream = 2).await;
+    let mut tasks = Vec::new();
+    for i in 0..6 {
+        let mut client = server.user().await;
+        tasks.push(tokio::spawn(async move {
+            let text = format!("[[delay:15]] queued {i}");
+            let conversation = client.start_conversation(&text).await;
+            let frames = client.until_done(&conversation).await;
+            assert_eq!(delta_text(&frames), reply_tokens(&text).concat());
+        }));
+    }
+    for task in tasks {
+        task.await.expect("user task");
+    }
+    let stats = server.stats();
+    assert_eq!(stats.requests(), 6, "every reply ran");
+    assert_eq!(
+        stats
+            .max_in_flight
+            .load(std::sync::atomic::Ordering::SeqCst),
+        2,
+        "never more than the cap at once"
+    );
+}

@@ -54,7 +54,7 @@ pub async fn build_state(config: Config) -> Result<AppState, ServerError> {
         tracing::warn!(recovered, "marked replies interrupted by a crash as errors");
     }
     let identity = IdentityKeys::load_or_create(
-        config.session_secret.as_deref(),
+        config.session_secret.as_ref().map(|s| s.expose()),
         Path::new(&config.data_dir),
     )
     .map_err(|source| ServerError::Secret {
@@ -89,6 +89,17 @@ pub async fn run(
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServerError> {
+    let llm = state.chat.llm().clone();
+    state.connections.spawn(async move {
+        match llm.check().await {
+            Ok(_) => tracing::info!(
+                base_url = llm.base_url(),
+                model = llm.model(),
+                "model provider ready"
+            ),
+            Err(problem) => tracing::error!("{problem}"),
+        }
+    });
     let stop_accepting = CancellationToken::new();
     let app = router::app(state.clone());
     let serve =

@@ -1,6 +1,9 @@
 //! `fn app(state) -> Router`: every route of the server, buildable in tests.
 
-use axum::{middleware, response::IntoResponse, routing::get, Json, Router};
+use axum::{
+    extract::State, http::StatusCode, middleware, response::IntoResponse, routing::get, Json,
+    Router,
+};
 use leptos_axum::{generate_route_list, LeptosRoutes};
 
 use super::{identity, state::AppState, ws};
@@ -13,6 +16,7 @@ pub fn app(state: AppState) -> Router {
     Router::new()
         .route("/ws", get(ws::upgrade))
         .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
         .leptos_routes(&state, routes, {
             let options = options.clone();
             move || shell(options.clone())
@@ -28,4 +32,38 @@ pub fn app(state: AppState) -> Router {
 /// The process is up.
 async fn healthz() -> impl IntoResponse {
     Json(serde_json::json!({ "status": "ok" }))
+}
+
+/// The database and the model provider answer: `200` when both do, else `503`,
+/// with what is wrong in the body (never the API key).
+async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
+    let chat = &state.chat;
+    let (database, provider) = tokio::join!(chat.store().ping(), chat.llm().check());
+    let ready = database.is_ok() && provider.is_ok();
+    let body = serde_json::json!({
+        "status": if ready { "ready" } else { "unavailable" },
+        "database": match &database {
+            Ok(()) => serde_json::json!({ "ok": true }),
+            Err(e) => serde_json::json!({ "ok": false, "error": e.to_string() }),
+        },
+        "provider": match &provider {
+            Ok(_) => serde_json::json!({
+                "ok": true,
+                "base_url": chat.llm().base_url(),
+                "model": chat.llm().model(),
+            }),
+            Err(e) => serde_json::json!({
+                "ok": false,
+                "base_url": chat.llm().base_url(),
+                "model": chat.llm().model(),
+                "error": e.to_string(),
+            }),
+        },
+    });
+    let status = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, Json(body))
 }

@@ -60,6 +60,25 @@ pub enum LlmError {
     Upstream(String),
 }
 
+/// What is wrong with the configured provider, found by [`LlmClient::check`].
+#[derive(Clone, Debug, Error, PartialEq)]
+pub enum ProviderProblem {
+    #[error("cannot reach the model provider at {base_url}: {reason}")]
+    Unreachable { base_url: String, reason: String },
+    #[error(
+        "the model provider at {base_url} refused the API key (HTTP {status}); set OPENAI_API_KEY"
+    )]
+    Unauthorized { base_url: String, status: u16 },
+    #[error("the model provider at {base_url} has no model {model:?}; it offers: {available}")]
+    UnknownModel {
+        base_url: String,
+        model: String,
+        available: String,
+    },
+    #[error("the model provider at {base_url} answered the model list with an error: {reason}")]
+    Failed { base_url: String, reason: String },
+}
+
 /// The stream returned by [`LlmClient::stream`].
 pub type LlmStream = Pin<Box<dyn Stream<Item = Result<LlmEvent, LlmError>> + Send>>;
 
@@ -75,7 +94,21 @@ struct RateLimitedResponse {
 #[derive(Clone)]
 pub struct LlmClient {
     client: Client<OpenAIConfig>,
+    /// Plain HTTP for `GET /models`, whose answer varies too much between
+    /// providers for async-openai's strict type (llama.cpp omits `created`).
+    http: reqwest::Client,
     config: UpstreamConfig,
+}
+
+/// The part of a `/models` answer every provider agrees on.
+#[derive(serde::Deserialize)]
+struct ModelList {
+    data: Vec<ModelEntry>,
+}
+
+#[derive(serde::Deserialize)]
+struct ModelEntry {
+    id: String,
 }
 
 impl std::fmt::Debug for LlmClient {
@@ -99,8 +132,9 @@ impl LlmClient {
             .pool_max_idle_per_host(4096)
             .build()
             .unwrap_or_default();
+        let service_http = http.clone();
         let service = tower::service_fn(move |factory: HttpRequestFactory| {
-            let http = http.clone();
+            let http = service_http.clone();
             async move {
                 let request = factory.build().await?;
                 let response = http.execute(request).await.map_err(OpenAIError::Reqwest)?;
@@ -118,7 +152,11 @@ impl LlmClient {
             }
         });
         let client = Client::with_config(openai).with_http_service(service);
-        Self { client, config }
+        Self {
+            client,
+            http,
+            config,
+        }
     }
 
     pub fn model(&self) -> &str {
@@ -132,6 +170,68 @@ impl LlmClient {
 
     pub fn base_url(&self) -> &str {
         &self.config.base_url
+    }
+
+    /// Asks the provider for its models (`GET /models`): is it reachable, is
+    /// the key accepted, is the configured model there? Providers without a
+    /// model list (HTTP 404 on `/models`) pass when reachable. Returns the
+    /// model ids it listed.
+    pub async fn check(&self) -> Result<Vec<String>, ProviderProblem> {
+        let base_url = self.config.base_url.clone();
+        let mut request = self.http.get(format!("{base_url}/models"));
+        if !self.config.api_key.is_empty() {
+            request = request.bearer_auth(self.config.api_key.expose());
+        }
+        let answer = request
+            .timeout(self.config.timeout.min(Duration::from_secs(10)))
+            .send()
+            .await;
+        let response = match answer {
+            Ok(response) => response,
+            Err(e) => {
+                return Err(ProviderProblem::Unreachable {
+                    base_url,
+                    reason: redact_url(&e.without_url().to_string()),
+                })
+            }
+        };
+        let status = response.status().as_u16();
+        match status {
+            401 | 403 => return Err(ProviderProblem::Unauthorized { base_url, status }),
+            404 => return Ok(Vec::new()),
+            200..=299 => {}
+            _ => {
+                return Err(ProviderProblem::Failed {
+                    base_url,
+                    reason: format!("HTTP {status}"),
+                })
+            }
+        }
+        let list: ModelList = match response.bytes().await.map(|b| serde_json::from_slice(&b)) {
+            Ok(Ok(list)) => list,
+            Ok(Err(e)) => {
+                return Err(ProviderProblem::Failed {
+                    base_url,
+                    reason: format!("unexpected model list: {e}"),
+                })
+            }
+            Err(e) => {
+                return Err(ProviderProblem::Unreachable {
+                    base_url,
+                    reason: e.without_url().to_string(),
+                })
+            }
+        };
+        let ids: Vec<String> = list.data.into_iter().map(|m| m.id).collect();
+        if ids.is_empty() || ids.contains(&self.config.model) {
+            Ok(ids)
+        } else {
+            Err(ProviderProblem::UnknownModel {
+                base_url,
+                model: self.config.model.clone(),
+                available: ids.join(", "),
+            })
+        }
     }
 
     /// Starts a streaming completion. Waits at most the configured timeout for

@@ -1,15 +1,21 @@
-//! Server configuration: every knob, its default and its environment variable,
-//! in one place.
+//! Server configuration: every knob and its default, in one place.
 //!
-//! `Config::from_env` reads the process environment; tests build a `Config`
-//! with `Config::for_tests`-style struct updates instead. Nothing here does I/O
-//! beyond reading variables, and the API key never appears in `Debug` output.
+//! Sources, each overriding the one before: [`Config::defaults`], the TOML
+//! file (`tether.toml` or `--config`, see `file.rs`), environment variables,
+//! command-line flags (both read by clap, see `cli.rs`). Tests build a
+//! `Config` directly. Secrets never appear in `Debug` output.
 
-use std::{fmt, net::SocketAddr, time::Duration};
+mod cli;
+mod file;
 
+pub use cli::Cli;
+
+use std::{fmt, net::SocketAddr, path::PathBuf, time::Duration};
+
+use serde::Deserialize;
 use thiserror::Error;
 
-/// A configuration value that could not be used; names the variable.
+/// A configuration value that could not be used; names the setting.
 #[derive(Debug, Error)]
 #[error("invalid configuration: {field} = {value:?}: {reason}")]
 pub struct ConfigError {
@@ -18,11 +24,15 @@ pub struct ConfigError {
     pub reason: String,
 }
 
-/// The upstream API key. Its `Debug` and `Display` never show the secret.
-#[derive(Clone, Default, PartialEq, Eq)]
-pub struct ApiKey(String);
+/// A secret (API key, cookie key). Its `Debug` never shows the value.
+#[derive(Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(String);
 
-impl ApiKey {
+/// The upstream API key.
+pub type ApiKey = Secret;
+
+impl Secret {
     pub fn new(key: impl Into<String>) -> Self {
         Self(key.into())
     }
@@ -37,12 +47,12 @@ impl ApiKey {
     }
 }
 
-impl fmt::Debug for ApiKey {
+impl fmt::Debug for Secret {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         if self.0.is_empty() {
-            f.write_str("ApiKey(<empty>)")
+            f.write_str("<empty>")
         } else {
-            f.write_str("ApiKey(<redacted>)")
+            f.write_str("<redacted>")
         }
     }
 }
@@ -94,7 +104,8 @@ impl OriginPolicy {
 }
 
 /// A persona offered for new conversations.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Persona {
     pub id: String,
     pub name: String,
@@ -148,8 +159,10 @@ pub struct UpstreamConfig {
     pub timeout: Duration,
 }
 
-/// Every limit the server enforces.
-#[derive(Clone, Copy, Debug, PartialEq)]
+/// Every limit the server enforces. In the TOML file, the `[limits]` table
+/// uses these field names; missing fields keep their defaults.
+#[derive(Clone, Copy, Debug, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct LimitsConfig {
     /// Largest client frame handled; larger gets `too_large`.
     pub max_frame_bytes: usize,
@@ -200,7 +213,7 @@ pub struct Config {
     /// Directory for the SQLite file and the generated session secret.
     pub data_dir: String,
     /// Explicit cookie-signing secret; generated and persisted when absent.
-    pub session_secret: Option<String>,
+    pub session_secret: Option<Secret>,
     /// `Some(true)` always sets `Secure`; `None` sets it when the request came over https.
     pub cookie_secure: Option<bool>,
     pub upstream: UpstreamConfig,
@@ -239,99 +252,114 @@ impl Config {
         }
     }
 
-    /// Defaults overridden by environment variables (see README, "Configuration").
-    pub fn from_env() -> Result<Self, ConfigError> {
-        Self::from_lookup(|key| std::env::var(key).ok())
+    /// Defaults, then the TOML file, then environment and flags (from `cli`), validated.
+    pub fn load(cli: &Cli) -> Result<Self, ConfigError> {
+        Self::load_with(cli, |key| std::env::var(key).ok())
     }
 
-    /// Like [`Config::from_env`], reading variables through `get`.
-    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+    /// Like [`Config::load`], reading the extra variables (`LEPTOS_SITE_ADDR`) through `env`.
+    pub fn load_with(cli: &Cli, env: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
         let mut c = Self::defaults();
-        let get = |key: &str| get(key).filter(|v| !v.trim().is_empty());
-        if let Some(v) = get("LISTEN_ADDR").or_else(|| get("LEPTOS_SITE_ADDR")) {
-            c.listen_addr = parse("LISTEN_ADDR", &v)?;
+        let path = cli.config.clone().or_else(|| {
+            let default = PathBuf::from("tether.toml");
+            default.exists().then_some(default)
+        });
+        if let Some(path) = path {
+            file::FileConfig::read(&path)?.apply(&mut c)?;
         }
-        if let Some(v) = get("LEPTOS_SITE_ROOT") {
-            c.site_root = v;
+        c.apply_cli(cli, env)?;
+        c.validate()?;
+        Ok(c)
+    }
+
+    fn apply_cli(
+        &mut self,
+        cli: &Cli,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<(), ConfigError> {
+        let c = self;
+        if let Some(addr) = cli.listen_addr {
+            c.listen_addr = addr;
+        } else if let Some(v) = env("LEPTOS_SITE_ADDR").filter(|v| !v.is_empty()) {
+            c.listen_addr = parse("LEPTOS_SITE_ADDR", &v)?;
         }
-        c.origins = OriginPolicy::parse(get("ALLOWED_ORIGINS").as_deref())?;
-        if let Some(v) = get("TETHER_DATA_DIR") {
-            c.database_url = format!("sqlite://{v}/tether.db");
-            c.data_dir = v;
+        if let Some(v) = &cli.site_root {
+            c.site_root = v.clone();
         }
-        if let Some(v) = get("DATABASE_URL") {
-            c.database_url = v;
+        if let Some(v) = &cli.allowed_origins {
+            c.origins = OriginPolicy::parse(Some(v))?;
         }
-        c.session_secret = get("SESSION_SECRET");
-        if let Some(v) = get("COOKIE_SECURE") {
-            c.cookie_secure = match v.as_str() {
-                "auto" => None,
-                other => Some(parse("COOKIE_SECURE", other)?),
-            };
+        if let Some(v) = &cli.data_dir {
+            if cli.database_url.is_none() {
+                c.database_url = format!("sqlite://{v}/tether.db");
+            }
+            c.data_dir = v.clone();
         }
-        if let Some(v) = get("OPENAI_BASE_URL") {
-            c.upstream.base_url = v.trim_end_matches('/').to_owned();
+        if let Some(v) = &cli.database_url {
+            c.database_url = v.clone();
         }
-        if let Some(v) = get("OPENAI_API_KEY") {
-            c.upstream.api_key = ApiKey::new(v);
+        if let Some(v) = &cli.session_secret {
+            c.session_secret = Some(Secret::new(v.clone()));
         }
-        if let Some(v) = get("OPENAI_MODEL") {
-            c.upstream.model = v;
+        if let Some(v) = &cli.cookie_secure {
+            c.cookie_secure = parse_cookie_secure(v)?;
         }
-        if let Some(v) = get("OPENAI_MAX_TOKENS") {
-            c.upstream.max_tokens = match v.as_str() {
-                "0" | "none" => None,
-                other => Some(parse("OPENAI_MAX_TOKENS", other)?),
-            };
+        let u = &mut c.upstream;
+        if let Some(v) = &cli.openai_base_url {
+            u.base_url = v.trim_end_matches('/').to_owned();
         }
-        if let Some(v) = get("OPENAI_TEMPERATURE") {
-            c.upstream.temperature = Some(parse("OPENAI_TEMPERATURE", &v)?);
+        if let Some(v) = &cli.openai_api_key {
+            u.api_key = Secret::new(v.clone());
         }
-        if let Some(v) = get("OPENAI_STOP") {
-            c.upstream.stop = v.split('|').map(str::to_owned).collect();
+        if let Some(v) = &cli.openai_model {
+            u.model = v.clone();
         }
-        if let Some(v) = get("UPSTREAM_TIMEOUT_SECS") {
-            c.upstream.timeout = secs("UPSTREAM_TIMEOUT_SECS", &v)?;
+        if let Some(v) = cli.openai_max_tokens {
+            u.max_tokens = (v > 0).then_some(v);
         }
-        if let Some(v) = get("WS_PING_INTERVAL_SECS") {
-            c.ws_ping_interval = secs("WS_PING_INTERVAL_SECS", &v)?;
+        if let Some(v) = cli.openai_temperature {
+            u.temperature = Some(v);
         }
-        if let Some(v) = get("SHUTDOWN_GRACE_SECS") {
-            c.shutdown_grace = secs("SHUTDOWN_GRACE_SECS", &v)?;
+        if let Some(v) = &cli.openai_stop {
+            u.stop = v
+                .split('|')
+                .filter(|s| !s.is_empty())
+                .map(str::to_owned)
+                .collect();
         }
-        if let Some(v) = get("LOG_FORMAT") {
-            c.log_json = match v.as_str() {
-                "json" => true,
-                "text" => false,
-                _ => {
-                    return Err(ConfigError {
-                        field: "LOG_FORMAT",
-                        value: v,
-                        reason: "expected `text` or `json`".into(),
-                    })
-                }
-            };
+        if let Some(v) = cli.upstream_timeout_secs {
+            u.timeout = secs("UPSTREAM_TIMEOUT_SECS", v)?;
         }
         let l = &mut c.limits;
         macro_rules! limit {
-            ($field:ident, $var:literal) => {
-                if let Some(v) = get($var) {
-                    l.$field = parse($var, &v)?;
+            ($($field:ident),*) => {$(
+                if let Some(v) = cli.$field {
+                    l.$field = v;
                 }
-            };
+            )*};
         }
-        limit!(max_frame_bytes, "MAX_FRAME_BYTES");
-        limit!(max_message_chars, "MAX_MESSAGE_CHARS");
-        limit!(rate_burst, "RATE_BURST");
-        limit!(rate_per_sec, "RATE_PER_SEC");
-        limit!(max_sockets_per_user, "MAX_SOCKETS_PER_USER");
-        limit!(max_connections, "MAX_CONNECTIONS");
-        limit!(max_concurrent_upstream, "MAX_CONCURRENT_UPSTREAM");
-        limit!(history_messages, "HISTORY_MESSAGES");
-        limit!(context_chars, "CONTEXT_CHARS");
-        limit!(subscriber_buffer, "SUBSCRIBER_BUFFER");
-        c.validate()?;
-        Ok(c)
+        limit!(
+            max_frame_bytes,
+            max_message_chars,
+            rate_burst,
+            rate_per_sec,
+            max_sockets_per_user,
+            max_connections,
+            max_concurrent_upstream,
+            history_messages,
+            context_chars,
+            subscriber_buffer
+        );
+        if let Some(v) = cli.ws_ping_interval_secs {
+            c.ws_ping_interval = secs("WS_PING_INTERVAL_SECS", v)?;
+        }
+        if let Some(v) = cli.shutdown_grace_secs {
+            c.shutdown_grace = secs("SHUTDOWN_GRACE_SECS", v)?;
+        }
+        if let Some(v) = &cli.log_format {
+            c.log_json = parse_log_format(v)?;
+        }
+        Ok(())
     }
 
     /// Refuses values that would make the server unusable.
@@ -400,61 +428,100 @@ where
     })
 }
 
-fn secs(field: &'static str, value: &str) -> Result<Duration, ConfigError> {
-    let secs: f64 = parse(field, value)?;
+fn secs(field: &'static str, secs: f64) -> Result<Duration, ConfigError> {
     if !(secs.is_finite() && secs > 0.0) {
         return Err(ConfigError {
             field,
-            value: value.to_owned(),
+            value: secs.to_string(),
             reason: "must be a positive number of seconds".into(),
         });
     }
     Ok(Duration::from_secs_f64(secs))
 }
 
+fn parse_cookie_secure(value: &str) -> Result<Option<bool>, ConfigError> {
+    match value {
+        "auto" => Ok(None),
+        "true" => Ok(Some(true)),
+        "false" => Ok(Some(false)),
+        other => Err(ConfigError {
+            field: "COOKIE_SECURE",
+            value: other.to_owned(),
+            reason: "expected `true`, `false` or `auto`".into(),
+        }),
+    }
+}
+
+fn parse_log_format(value: &str) -> Result<bool, ConfigError> {
+    match value {
+        "json" => Ok(true),
+        "text" => Ok(false),
+        other => Err(ConfigError {
+            field: "LOG_FORMAT",
+            value: other.to_owned(),
+            reason: "expected `text` or `json`".into(),
+        }),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::HashMap;
+    use clap::Parser;
 
-    fn from(vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
-        let map: HashMap<String, String> = vars
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        Config::from_lookup(|k| map.get(k).cloned())
+    fn load(args: &[&str]) -> Result<Config, ConfigError> {
+        let mut argv = vec!["tether"];
+        argv.extend_from_slice(args);
+        let cli = Cli::try_parse_from(argv).expect("arguments parse");
+        Config::load_with(&cli, |_| None)
     }
 
     #[test]
     fn defaults_are_valid() {
-        let c = from(&[]).expect("defaults load");
+        let c = Config::defaults();
+        c.validate().expect("defaults validate");
         assert_eq!(c.origins, OriginPolicy::SameOrigin);
         assert_eq!(c.database_url, "sqlite://data/tether.db");
         assert_eq!(c.persona(None).map(|p| p.id.as_str()), Some("companion"));
     }
 
     #[test]
-    fn env_overrides_and_bad_values_name_the_field() {
-        let c = from(&[
-            ("MAX_FRAME_BYTES", "2048"),
-            ("OPENAI_BASE_URL", "http://x/v1/"),
-            (
-                "ALLOWED_ORIGINS",
-                "http://localhost:5173, https://chat.example",
-            ),
+    fn flags_override_and_bad_values_name_the_field() {
+        let c = load(&[
+            "--max-frame-bytes",
+            "2048",
+            "--openai-base-url",
+            "http://x/v1/",
+            "--allowed-origins",
+            "http://localhost:5173, https://chat.example",
+            "--data-dir",
+            "/tmp/t",
         ])
         .expect("loads");
         assert_eq!(c.limits.max_frame_bytes, 2048);
         assert_eq!(c.upstream.base_url, "http://x/v1");
+        assert_eq!(c.database_url, "sqlite:///tmp/t/tether.db");
         assert!(c.origins.allows("http://localhost:5173", None));
         assert!(!c.origins.allows("http://evil.example", None));
 
-        let err = from(&[("MAX_FRAME_BYTES", "lots")]).expect_err("refused");
-        assert_eq!(err.field, "MAX_FRAME_BYTES");
-        let err = from(&[("RATE_PER_SEC", "0")]).expect_err("refused");
-        assert_eq!(err.field, "RATE_PER_SEC");
-        let err = from(&[("ALLOWED_ORIGINS", "localhost:5173")]).expect_err("refused");
-        assert_eq!(err.field, "ALLOWED_ORIGINS");
+        assert_eq!(
+            load(&["--rate-per-sec", "0"]).expect_err("refused").field,
+            "RATE_PER_SEC"
+        );
+        assert_eq!(
+            load(&["--allowed-origins", "localhost:5173"])
+                .expect_err("refused")
+                .field,
+            "ALLOWED_ORIGINS"
+        );
+        assert_eq!(
+            load(&["--log-format", "xml"]).expect_err("refused").field,
+            "LOG_FORMAT"
+        );
+        assert!(
+            Cli::try_parse_from(["tether", "--max-frame-bytes", "lots"]).is_err(),
+            "clap refuses non-numbers, naming the flag"
+        );
     }
 
     #[test]
@@ -466,9 +533,12 @@ mod tests {
     }
 
     #[test]
-    fn api_key_is_never_printed() {
+    fn secrets_are_never_printed() {
         let mut c = Config::defaults();
-        c.upstream.api_key = ApiKey::new("sk-very-secret");
-        assert!(!format!("{c:?}").contains("sk-very-secret"));
+        c.upstream.api_key = Secret::new("sk-very-secret");
+        c.session_secret = Some(Secret::new("cookie-key-secret"));
+        let debug = format!("{c:?}");
+        assert!(!debug.contains("sk-very-secret"));
+        assert!(!debug.contains("cookie-key-secret"));
     }
 }
