@@ -60,3 +60,16 @@ test("Stop keeps the partial reply", async ({ page }) => {
   expect(text).toContain("word3");
   expect(text).not.toContain("word60");
 });
+
+test("replies render as markdown: lists, tables, code", async ({ page }) => {
+  const chat = new ChatPage(page);
+  await chat.open();
+  await chat.send("[[markdown]] format something");
+  await chat.waitForReplyDone();
+  const reply = chat.lastAssistant().locator(".content");
+  await expect(reply.locator("strong")).toHaveText("bold");
+  await expect(reply.locator("li")).toHaveCount(2);
+  await expect(reply.locator("table td").first()).toHaveText("1");
+  await expect(reply.locator("pre code")).toContainText('println!("hi");');
+  await page.screenshot({ path: "test-results/markdown-reply.png", fullPage: true });
+});

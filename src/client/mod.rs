@@ -1,6 +1,7 @@
 //! The browser side of the chat: the view reducer (pure, compiled everywhere
 //! so it is tested natively) and the WebSocket (WASM only).
 
+pub mod markdown;
 pub mod state;
 
 #[cfg(feature = "hydrate")]

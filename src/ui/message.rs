@@ -1,9 +1,10 @@
-//! One message bubble. Content is inserted as text, never as HTML.
+//! One message bubble. User text is inserted as text; model output as
+//! sanitised markdown (`client::markdown`), never as raw HTML.
 
 use leptos::prelude::*;
 
 use crate::{
-    client::state::ViewMessage,
+    client::{markdown, state::ViewMessage},
     protocol::{FinishReason, Role},
 };
 
@@ -42,7 +43,13 @@ pub fn MessageBubble(message: ViewMessage) -> impl IntoView {
             aria-busy=streaming.to_string()
         >
             <div class="bubble">
-                <div class="content">{message.message.content.clone()}</div>
+                {match message.message.role {
+                    Role::User => view! { <div class="content">{message.message.content.clone()}</div> }.into_any(),
+                    Role::Assistant => {
+                        let html = markdown::render(&message.message.content);
+                        view! { <div class="content markdown" inner_html=html></div> }.into_any()
+                    }
+                }}
                 {streaming.then(|| view! { <span class="cursor" aria-hidden="true"></span> })}
             </div>
             {finish

@@ -47,7 +47,7 @@ export class ChatPage {
       const record = () => {
         const all = document.querySelectorAll('article.message[data-role="assistant"] .content');
         const last = all[all.length - 1];
-        const text = last?.textContent ?? "";
+        const text = (last?.textContent ?? "").trim();
         if (text && w.__texts[w.__texts.length - 1] !== text) w.__texts.push(text);
       };
       w.__observer = new MutationObserver(record);

@@ -1,0 +1,136 @@
+//! Model output → safe HTML.
+//!
+//! Markdown (lists, tables, code blocks, emphasis, links) becomes HTML; raw
+//! HTML in the model's text is never passed through: it is shown as text.
+//! Links keep only `http`, `https` and `mailto` targets and open in a new tab
+//! with `rel="noopener noreferrer nofollow"`; images become links. Compiled on
+//! both sides, so the server-rendered and the hydrated page agree.
+
+use pulldown_cmark::{html, CowStr, Event, Options, Parser, Tag, TagEnd};
+
+fn safe_url(url: &str) -> bool {
+    let lower = url.trim().to_ascii_lowercase();
+    lower.starts_with("http://") || lower.starts_with("https://") || lower.starts_with("mailto:")
+}
+
+/// Renders markdown to sanitised HTML.
+pub fn render(markdown: &str) -> String {
+    let options =
+        Options::ENABLE_TABLES | Options::ENABLE_STRIKETHROUGH | Options::ENABLE_TASKLISTS;
+    let mut open_links: Vec<bool> = Vec::new();
+    let events = Parser::new_ext(markdown, options).flat_map(|event| {
+        let out: Vec<Event<'_>> = match event {
+            // Raw HTML is shown, never interpreted.
+            Event::Html(raw) | Event::InlineHtml(raw) => vec![Event::Text(raw)],
+            Event::Start(Tag::Link {
+                dest_url, title, ..
+            }) => {
+                let safe = safe_url(&dest_url);
+                open_links.push(safe);
+                if safe {
+                    let title = if title.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" title=\"{}\"", escape(&title))
+                    };
+                    vec![Event::InlineHtml(CowStr::from(format!(
+                        "<a href=\"{}\"{title} target=\"_blank\" rel=\"noopener noreferrer nofollow\">",
+                        escape(&dest_url)
+                    )))]
+                } else {
+                    vec![]
+                }
+            }
+            Event::End(TagEnd::Link) => {
+                if open_links.pop().unwrap_or(false) {
+                    vec![Event::InlineHtml(CowStr::from("</a>"))]
+                } else {
+                    vec![]
+                }
+            }
+            Event::Start(Tag::Image { dest_url, .. }) => {
+                let safe = safe_url(&dest_url);
+                open_links.push(safe);
+                if safe {
+                    vec![Event::InlineHtml(CowStr::from(format!(
+                        "<a href=\"{}\" target=\"_blank\" rel=\"noopener noreferrer nofollow\">",
+                        escape(&dest_url)
+                    )))]
+                } else {
+                    vec![]
+                }
+            }
+            Event::End(TagEnd::Image) => {
+                if open_links.pop().unwrap_or(false) {
+                    vec![Event::InlineHtml(CowStr::from("</a>"))]
+                } else {
+                    vec![]
+                }
+            }
+            other => vec![other],
+        };
+        out
+    });
+    let mut out = String::with_capacity(markdown.len() * 3 / 2);
+    html::push_html(&mut out, events);
+    out
+}
+
+fn escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for ch in text.chars() {
+        match ch {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::render;
+
+    #[test]
+    fn raw_html_is_shown_as_text() {
+        let html =
+            render("Careful: <img src=x onerror=\"alert(1)\"> and <script>alert(2)</script>");
+        assert!(!html.contains("<img"), "{html}");
+        assert!(!html.contains("<script"), "{html}");
+        assert!(html.contains("&lt;script&gt;"), "{html}");
+        let block = render("<div onclick=\"x()\">hi</div>\n\nafter");
+        assert!(!block.contains("<div"), "{block}");
+    }
+
+    #[test]
+    fn markdown_structures_render() {
+        let html = render("**bold**\n\n- one\n- two\n\n| a | b |\n|---|---|\n| 1 | 2 |\n\n```rust\nfn main() {}\n```\n");
+        assert!(html.contains("<strong>bold</strong>"));
+        assert!(html.contains("<li>one</li>"));
+        assert!(html.contains("<table>"));
+        assert!(html.contains("<code class=\"language-rust\">"));
+    }
+
+    #[test]
+    fn links_are_safe_and_unsafe_schemes_dropped() {
+        let html = render("[site](https://example.com \"t\") and [bad](javascript:alert(1)) ![img](https://x/y.png)");
+        assert!(html.contains("href=\"https://example.com\""), "{html}");
+        assert!(
+            html.contains("rel=\"noopener noreferrer nofollow\""),
+            "{html}"
+        );
+        assert!(!html.contains("javascript:"), "{html}");
+        assert!(html.contains("bad"), "the link text stays: {html}");
+        assert!(!html.contains("<img"), "images become links: {html}");
+    }
+
+    #[test]
+    fn attribute_injection_through_urls_is_escaped() {
+        let html = render("[x](https://a.example/\"onmouseover=\"alert(1))");
+        assert!(!html.contains("\" onmouseover"), "{html}");
+    }
+}
