@@ -73,6 +73,7 @@ async fn readyz_reports_database_and_provider() {
     assert_eq!(body["status"], "ready");
     assert_eq!(body["database"]["ok"], true);
     assert_eq!(body["provider"]["model"], "fake");
+    assert_eq!(body["provider"]["models"], serde_json::json!(["fake"]));
 
     let down = TestServer::start_with(
         server.fake.clone(),

@@ -92,9 +92,10 @@ pub async fn run(
     let llm = state.chat.llm().clone();
     state.connections.spawn(async move {
         match llm.check().await {
-            Ok(_) => tracing::info!(
+            Ok(models) => tracing::info!(
                 base_url = llm.base_url(),
                 model = llm.model(),
+                available = %models.join(", "),
                 "model provider ready"
             ),
             Err(problem) => tracing::error!("{problem}"),

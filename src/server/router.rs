@@ -47,10 +47,11 @@ async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
             Err(e) => serde_json::json!({ "ok": false, "error": e.to_string() }),
         },
         "provider": match &provider {
-            Ok(_) => serde_json::json!({
+            Ok(models) => serde_json::json!({
                 "ok": true,
                 "base_url": chat.llm().base_url(),
                 "model": chat.llm().model(),
+                "models": models,
             }),
             Err(e) => serde_json::json!({
                 "ok": false,

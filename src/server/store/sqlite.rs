@@ -1,4 +1,9 @@
 //! [`Store`] on a SQLite file (WAL mode), migrations embedded from `migrations/`.
+//!
+//! SQLite allows one writer at a time; a deferred transaction that reads and
+//! then writes fails with `SQLITE_BUSY` when another connection wrote in
+//! between, whatever the busy timeout. So every write goes through one writer
+//! connection (writes queue in-process, in order), and reads use a pool.
 
 use std::{str::FromStr, time::Duration};
 
@@ -20,7 +25,10 @@ use crate::protocol::{
 /// SQLite-backed storage.
 #[derive(Clone, Debug)]
 pub struct SqliteStore {
-    pool: SqlitePool,
+    /// Exactly one connection: all writes.
+    writer: SqlitePool,
+    /// Readers (WAL lets them run beside the writer).
+    reader: SqlitePool,
 }
 
 impl SqliteStore {
@@ -37,12 +45,16 @@ impl SqliteStore {
                 std::fs::create_dir_all(parent).map_err(|e| StoreError::Database(e.into()))?;
             }
         }
-        let pool = SqlitePoolOptions::new()
-            .max_connections(8)
-            .connect_with(options)
+        let writer = SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_with(options.clone())
             .await?;
-        sqlx::migrate!("./migrations").run(&pool).await?;
-        Ok(Self { pool })
+        sqlx::migrate!("./migrations").run(&writer).await?;
+        let reader = SqlitePoolOptions::new()
+            .max_connections(8)
+            .connect_with(options.read_only(true))
+            .await?;
+        Ok(Self { writer, reader })
     }
 }
 
@@ -85,7 +97,7 @@ impl Store for SqliteStore {
         sqlx::query("INSERT OR IGNORE INTO users (id, created_at) VALUES (?, ?)")
             .bind(user.as_str())
             .bind(now_rfc3339())
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await?;
         Ok(())
     }
@@ -100,7 +112,7 @@ impl Store for SqliteStore {
         ))
         .bind(id.as_str())
         .bind(user.as_str())
-        .fetch_optional(&self.pool)
+        .fetch_optional(&self.reader)
         .await?
         .ok_or(StoreError::NotFound)?;
         Ok(conversation_from_row(&row)?)
@@ -115,7 +127,7 @@ impl Store for SqliteStore {
              ORDER BY updated_at DESC, id"
         ))
         .bind(user.as_str())
-        .fetch_all(&self.pool)
+        .fetch_all(&self.reader)
         .await?;
         Ok(rows
             .iter()
@@ -133,7 +145,7 @@ impl Store for SqliteStore {
             .bind(title)
             .bind(id.as_str())
             .bind(user.as_str())
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await?;
         if done.rows_affected() == 0 {
             return Err(StoreError::NotFound);
@@ -149,7 +161,7 @@ impl Store for SqliteStore {
         let done = sqlx::query("DELETE FROM conversations WHERE id = ? AND user_id = ?")
             .bind(id.as_str())
             .bind(user.as_str())
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await?;
         if done.rows_affected() == 0 {
             return Err(StoreError::NotFound);
@@ -168,7 +180,7 @@ impl Store for SqliteStore {
         )
         .bind(user.as_str())
         .bind(client_msg_id.as_str())
-        .fetch_optional(&self.pool)
+        .fetch_optional(&self.reader)
         .await?;
         Ok(match row {
             Some(row) => Some((
@@ -181,7 +193,7 @@ impl Store for SqliteStore {
 
     async fn add_user_message(&self, msg: NewUserMessage) -> Result<SendOutcome, StoreError> {
         let now = now_rfc3339();
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.writer.begin().await?;
         let conversation = match &msg.target {
             Target::Existing(id) => {
                 let row = sqlx::query(&format!(
@@ -293,7 +305,7 @@ impl Store for SqliteStore {
         .bind(conversation.as_str())
         .bind(message.as_str())
         .bind(now_rfc3339())
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?;
         Ok(done.rows_affected() == 1)
     }
@@ -304,7 +316,7 @@ impl Store for SqliteStore {
              WHERE conversation_id = ? ORDER BY seq",
         )
         .bind(conversation.as_str())
-        .fetch_all(&self.pool)
+        .fetch_all(&self.reader)
         .await?;
         Ok(rows
             .iter()
@@ -327,7 +339,7 @@ impl Store for SqliteStore {
         .bind(message.id.as_str())
         .bind(conversation.as_str())
         .bind(&message.created_at)
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?;
         Ok(message)
     }
@@ -340,7 +352,7 @@ impl Store for SqliteStore {
         usage: Option<Usage>,
     ) -> Result<(), StoreError> {
         let now = now_rfc3339();
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.writer.begin().await?;
         let done = sqlx::query(
             "UPDATE messages SET content = ?, finish_reason = ?, prompt_tokens = ?, \
              completion_tokens = ? WHERE id = ?",
@@ -376,7 +388,7 @@ impl Store for SqliteStore {
         sqlx::query("DELETE FROM messages WHERE id = ? AND conversation_id = ?")
             .bind(id.as_str())
             .bind(conversation.as_str())
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await?;
         Ok(())
     }
@@ -386,13 +398,13 @@ impl Store for SqliteStore {
             "UPDATE messages SET finish_reason = 'error' \
              WHERE role = 'assistant' AND finish_reason IS NULL",
         )
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?;
         Ok(done.rows_affected())
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
-        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        sqlx::query("SELECT 1").execute(&self.reader).await?;
         Ok(())
     }
 }
@@ -453,6 +465,40 @@ mod tests {
             s.messages(&conversation.id).await.expect("messages").len(),
             1
         );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_writers_never_see_database_locked() {
+        let (s, _dir) = store().await;
+        let mut tasks = Vec::new();
+        for u in 0..40 {
+            let s = s.clone();
+            tasks.push(tokio::spawn(async move {
+                let user: UserId = format!("user{u}").as_str().into();
+                s.ensure_user(&user).await.expect("user");
+                let mut target = Target::New {
+                    persona: "p".into(),
+                    title: "t".into(),
+                };
+                for m in 0..10 {
+                    let outcome = s
+                        .add_user_message(new_msg(user.as_str(), &format!("k{m}"), target.clone()))
+                        .await
+                        .expect("stored without SQLITE_BUSY");
+                    let SendOutcome::Stored { conversation, .. } = outcome else {
+                        panic!("stored")
+                    };
+                    let reply = s.start_assistant(&conversation.id).await.expect("start");
+                    s.finish_assistant(&reply.id, "ok", FinishReason::Stop, None)
+                        .await
+                        .expect("finish");
+                    target = Target::Existing(conversation.id);
+                }
+            }));
+        }
+        for task in tasks {
+            task.await.expect("task");
+        }
     }
 
     #[tokio::test]
