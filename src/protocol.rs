@@ -175,6 +175,16 @@ impl ErrorCode {
     }
 }
 
+/// A conversation as listed in the sidebar (extension, see docs).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ConversationSummary {
+    pub id: ConversationId,
+    pub title: String,
+    pub persona: String,
+    /// RFC 3339; the list is ordered by it, newest first.
+    pub updated_at: String,
+}
+
 /// A persona the server offers for new conversations (extension, see docs).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct PersonaInfo {
@@ -245,6 +255,14 @@ pub enum ServerFrame {
     },
     /// Answer to `ping`.
     Pong { nonce: serde_json::Value },
+    /// Extension: the user's conversations, newest activity first (answer to
+    /// `list_conversations`, `rename_conversation`, `delete_conversation`).
+    Conversations {
+        items: Vec<ConversationSummary>,
+        /// The search this list answers, if any.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        query: Option<String>,
+    },
 }
 
 impl ServerFrame {
@@ -280,7 +298,9 @@ impl ServerFrame {
             ServerFrame::Error {
                 conversation_id, ..
             } => conversation_id.as_ref(),
-            ServerFrame::Hello { .. } | ServerFrame::Pong { .. } => None,
+            ServerFrame::Hello { .. }
+            | ServerFrame::Pong { .. }
+            | ServerFrame::Conversations { .. } => None,
         }
     }
 }
@@ -315,6 +335,18 @@ pub enum ClientFrame {
         #[serde(default)]
         nonce: serde_json::Value,
     },
+    /// Extension: list the user's conversations; `query` searches titles and messages.
+    ListConversations {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        query: Option<String>,
+    },
+    /// Extension: rename a conversation.
+    RenameConversation {
+        conversation_id: ConversationId,
+        title: String,
+    },
+    /// Extension: delete a conversation and its messages (a running reply is stopped).
+    DeleteConversation { conversation_id: ConversationId },
 }
 
 impl ClientFrame {
@@ -447,6 +479,22 @@ mod tests {
             json!({"type": "regenerate", "conversation_id": "conv", "client_msg_id": "c-3"}),
         );
         round_trip_client(json!({"type": "ping", "nonce": 7}));
+        round_trip_client(json!({"type": "list_conversations"}));
+        round_trip_client(json!({"type": "list_conversations", "query": "sea"}));
+        round_trip_client(
+            json!({"type": "rename_conversation", "conversation_id": "c", "title": "Trip"}),
+        );
+        round_trip_client(json!({"type": "delete_conversation", "conversation_id": "c"}));
+    }
+
+    #[test]
+    fn conversations_round_trip() {
+        round_trip_server(json!({
+            "type": "conversations",
+            "items": [{"id": "c", "title": "Trip", "persona": "companion",
+                       "updated_at": "2026-11-24T10:00:00Z"}]
+        }));
+        round_trip_server(json!({"type": "conversations", "items": [], "query": "sea"}));
     }
 
     #[test]

@@ -583,3 +583,131 @@ async fn upstream_concurrency_is_capped_and_extra_replies_wait_in_line() {
         "never more than the cap at once"
     );
 }
+
+#[tokio::test]
+async fn conversations_are_listed_searched_renamed_and_deleted_per_user() {
+    let server = TestServer::start(|_| {}).await;
+    let mut alice = server.user().await;
+    let mut bob = server.user().await;
+    let trip = alice.start_conversation("Plan a beach trip").await;
+    alice.until_done(&trip).await;
+    let work = alice
+        .start_conversation("Work worries [[long]] [[delay:20]]")
+        .await;
+    let theirs = bob.start_conversation("bob's beach").await;
+    bob.until_done(&theirs).await;
+
+    alice
+        .send(&ClientFrame::ListConversations { query: None })
+        .await;
+    let ServerFrame::Conversations { items, .. } = alice
+        .until(|f| matches!(f, ServerFrame::Conversations { .. }))
+        .await
+    else {
+        unreachable!()
+    };
+    let ids: Vec<_> = items.iter().map(|c| c.id.clone()).collect();
+    assert_eq!(
+        ids,
+        vec![work.clone(), trip.clone()],
+        "newest first, only mine"
+    );
+
+    alice
+        .send(&ClientFrame::ListConversations {
+            query: Some("beach".into()),
+        })
+        .await;
+    let ServerFrame::Conversations { items, query } = alice
+        .until(|f| matches!(f, ServerFrame::Conversations { .. }))
+        .await
+    else {
+        unreachable!()
+    };
+    assert_eq!(query.as_deref(), Some("beach"));
+    assert_eq!(items.len(), 1);
+    assert_eq!(items[0].id, trip, "matched by message text");
+
+    alice
+        .send(&ClientFrame::RenameConversation {
+            conversation_id: trip.clone(),
+            title: "  Summer  ".into(),
+        })
+        .await;
+    let ServerFrame::Conversations { items, .. } = alice
+        .until(|f| matches!(f, ServerFrame::Conversations { .. }))
+        .await
+    else {
+        unreachable!()
+    };
+    assert!(items.iter().any(|c| c.id == trip && c.title == "Summer"));
+
+    // Bob can neither rename nor delete Alice's conversation.
+    for frame in [
+        ClientFrame::RenameConversation {
+            conversation_id: trip.clone(),
+            title: "x".into(),
+        },
+        ClientFrame::DeleteConversation {
+            conversation_id: trip.clone(),
+        },
+    ] {
+        bob.send(&frame).await;
+        assert!(matches!(
+            bob.next().await,
+            ServerFrame::Error {
+                code: ErrorCode::NotFound,
+                ..
+            }
+        ));
+    }
+
+    // Deleting a conversation whose reply is streaming stops it and removes it.
+    alice
+        .send(&ClientFrame::DeleteConversation {
+            conversation_id: work.clone(),
+        })
+        .await;
+    let ServerFrame::Conversations { items, .. } = alice
+        .until(|f| matches!(f, ServerFrame::Conversations { .. }))
+        .await
+    else {
+        unreachable!()
+    };
+    assert_eq!(
+        items.iter().map(|c| c.id.clone()).collect::<Vec<_>>(),
+        vec![trip.clone()]
+    );
+    tokio::time::timeout(Duration::from_secs(5), server.stats().wait_aborted(1))
+        .await
+        .expect("the deleted conversation's upstream request was dropped");
+    alice
+        .send(&ClientFrame::Subscribe {
+            conversation_id: work,
+        })
+        .await;
+    assert!(matches!(
+        alice
+            .until(|f| matches!(f, ServerFrame::Error { .. } | ServerFrame::Snapshot { .. }))
+            .await,
+        ServerFrame::Error {
+            code: ErrorCode::NotFound,
+            ..
+        }
+    ));
+    alice
+        .send(&ClientFrame::RenameConversation {
+            conversation_id: trip,
+            title: "   ".into(),
+        })
+        .await;
+    assert!(matches!(
+        alice
+            .until(|f| matches!(f, ServerFrame::Error { .. }))
+            .await,
+        ServerFrame::Error {
+            code: ErrorCode::BadRequest,
+            ..
+        }
+    ));
+}

@@ -184,7 +184,9 @@ impl ChatView {
                     client_msg_id: client_msg_id.clone(),
                 });
             }
-            ServerFrame::Hello { .. } | ServerFrame::Pong { .. } => {}
+            ServerFrame::Hello { .. }
+            | ServerFrame::Pong { .. }
+            | ServerFrame::Conversations { .. } => {}
         }
     }
 

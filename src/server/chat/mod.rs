@@ -32,7 +32,8 @@ use super::{
     store::{NewUserMessage, SendOutcome, Store, StoreError, Target},
 };
 use crate::protocol::{
-    ClientMsgId, ConversationId, ErrorCode, Message, Role, ServerFrame, StreamingMessage, UserId,
+    ClientMsgId, ConversationId, ConversationSummary, ErrorCode, Message, Role, ServerFrame,
+    StreamingMessage, UserId,
 };
 
 /// Why a request was refused; each maps to one protocol error code.
@@ -381,6 +382,68 @@ impl ChatService {
             .hub
             .get(conversation_id)
             .is_some_and(|live| live.stop()))
+    }
+
+    /// `list_conversations`: the user's conversations, optionally searched.
+    pub async fn conversations(
+        &self,
+        user: &UserId,
+        query: Option<String>,
+    ) -> Result<ServerFrame, ChatError> {
+        if query.as_ref().is_some_and(|q| q.chars().count() > 200) {
+            return Err(ChatError::BadRequest(
+                "search text is too long (at most 200 characters)".into(),
+            ));
+        }
+        let records = self
+            .store
+            .list_conversations(user, query.as_deref())
+            .await?;
+        Ok(ServerFrame::Conversations {
+            items: records
+                .into_iter()
+                .map(|c| ConversationSummary {
+                    id: c.id,
+                    title: c.title,
+                    persona: c.persona,
+                    updated_at: c.updated_at,
+                })
+                .collect(),
+            query,
+        })
+    }
+
+    /// `rename_conversation`; answers with the fresh list.
+    pub async fn rename(
+        &self,
+        user: &UserId,
+        conversation_id: &ConversationId,
+        title: &str,
+    ) -> Result<ServerFrame, ChatError> {
+        let title = title.trim();
+        if title.is_empty() || title.chars().count() > 120 {
+            return Err(ChatError::BadRequest(
+                "a title has 1 to 120 characters".into(),
+            ));
+        }
+        self.store
+            .rename_conversation(user, conversation_id, title)
+            .await?;
+        self.conversations(user, None).await
+    }
+
+    /// `delete_conversation`: stops its reply, deletes it; answers with the fresh list.
+    pub async fn delete(
+        &self,
+        user: &UserId,
+        conversation_id: &ConversationId,
+    ) -> Result<ServerFrame, ChatError> {
+        self.owned(user, conversation_id).await?;
+        self.store
+            .delete_conversation(user, conversation_id)
+            .await?;
+        self.hub.remove(conversation_id);
+        self.conversations(user, None).await
     }
 
     /// Whether `user` owns the conversation (the live owner is trusted first).

@@ -86,10 +86,12 @@ pub trait Store: Send + Sync + 'static {
         id: &ConversationId,
     ) -> Result<ConversationRecord, StoreError>;
 
-    /// The user's conversations, most recently active first.
+    /// The user's conversations, most recently active first (at most 200);
+    /// with `query`, only those whose title or messages contain it.
     async fn list_conversations(
         &self,
         user: &UserId,
+        query: Option<&str>,
     ) -> Result<Vec<ConversationRecord>, StoreError>;
 
     /// Renames a conversation the user owns.

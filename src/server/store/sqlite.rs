@@ -85,6 +85,18 @@ fn message_from_row(row: &SqliteRow) -> Result<Message, sqlx::Error> {
     })
 }
 
+/// Escapes `%`, `_` and `\` for a `LIKE … ESCAPE '\'` pattern.
+fn like_escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for ch in text.chars() {
+        if matches!(ch, '%' | '_' | '\\') {
+            out.push('\\');
+        }
+        out.push(ch);
+    }
+    out
+}
+
 fn is_unique_violation(err: &sqlx::Error) -> bool {
     matches!(err, sqlx::Error::Database(db) if db.is_unique_violation())
 }
@@ -121,14 +133,33 @@ impl Store for SqliteStore {
     async fn list_conversations(
         &self,
         user: &UserId,
+        query: Option<&str>,
     ) -> Result<Vec<ConversationRecord>, StoreError> {
-        let rows = sqlx::query(&format!(
-            "SELECT {CONVERSATION_COLUMNS} FROM conversations WHERE user_id = ? \
-             ORDER BY updated_at DESC, id"
-        ))
-        .bind(user.as_str())
-        .fetch_all(&self.reader)
-        .await?;
+        let rows = match query.map(str::trim).filter(|q| !q.is_empty()) {
+            None => {
+                sqlx::query(&format!(
+                    "SELECT {CONVERSATION_COLUMNS} FROM conversations WHERE user_id = ? \
+                     ORDER BY updated_at DESC, id LIMIT 200"
+                ))
+                .bind(user.as_str())
+                .fetch_all(&self.reader)
+                .await?
+            }
+            Some(q) => {
+                let pattern = format!("%{}%", like_escape(q));
+                sqlx::query(
+                    "SELECT c.id, c.user_id, c.title, c.persona, c.created_at, c.updated_at \
+                     FROM conversations c WHERE c.user_id = ? AND (c.title LIKE ?2 ESCAPE '\\' \
+                     OR EXISTS (SELECT 1 FROM messages m WHERE m.conversation_id = c.id \
+                                AND m.content LIKE ?2 ESCAPE '\\')) \
+                     ORDER BY c.updated_at DESC, c.id LIMIT 200",
+                )
+                .bind(user.as_str())
+                .bind(pattern)
+                .fetch_all(&self.reader)
+                .await?
+            }
+        };
         Ok(rows
             .iter()
             .map(conversation_from_row)
@@ -538,6 +569,57 @@ mod tests {
             s.delete_conversation(&"bob".into(), &conversation.id).await,
             Err(StoreError::NotFound)
         ));
+    }
+
+    #[tokio::test]
+    async fn search_finds_titles_and_message_text_of_the_user_only() {
+        let (s, _dir) = store().await;
+        for u in ["alice", "bob"] {
+            s.ensure_user(&u.into()).await.expect("user");
+        }
+        let new = |title: &str| Target::New {
+            persona: "p".into(),
+            title: title.into(),
+        };
+        let mut msg = new_msg("alice", "k1", new("Beach trip"));
+        msg.text = "let's plan".into();
+        s.add_user_message(msg).await.expect("stored");
+        let mut msg = new_msg("alice", "k2", new("Work"));
+        msg.text = "the sea was 100% calm_today".into();
+        s.add_user_message(msg).await.expect("stored");
+        let mut msg = new_msg("bob", "k3", new("Beach for bob"));
+        msg.text = "sea".into();
+        s.add_user_message(msg).await.expect("stored");
+        let alice: UserId = "alice".into();
+        let titles =
+            |v: Vec<ConversationRecord>| v.into_iter().map(|c| c.title).collect::<Vec<_>>();
+        assert_eq!(
+            titles(s.list_conversations(&alice, None).await.expect("list")).len(),
+            2
+        );
+        assert_eq!(
+            titles(
+                s.list_conversations(&alice, Some("beach"))
+                    .await
+                    .expect("q")
+            ),
+            ["Beach trip"]
+        );
+        assert_eq!(
+            titles(s.list_conversations(&alice, Some("sea")).await.expect("q")),
+            ["Work"]
+        );
+        assert_eq!(
+            titles(s.list_conversations(&alice, Some("100%")).await.expect("q")),
+            ["Work"]
+        );
+        assert!(
+            s.list_conversations(&alice, Some("0%c"))
+                .await
+                .expect("q")
+                .is_empty(),
+            "% is literal"
+        );
     }
 
     #[tokio::test]

@@ -13,7 +13,7 @@ use std::{
 };
 
 use axum::extract::ws::{close_code, CloseFrame, Message as WsMessage, WebSocket};
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
 use tokio_stream::{wrappers::BroadcastStream, StreamMap};
 use tracing::Instrument;
 
@@ -181,7 +181,14 @@ impl Connection {
                     }
                     self.write(WsMessage::Ping(Default::default())).await?;
                 }
-                _ = shutdown.cancelled() => return Ok(Exit::Shutdown),
+                _ = shutdown.cancelled() => {
+                    // Replies were finished before sockets are closed: deliver
+                    // every event already queued (their `done`s) first.
+                    while let Some(Some((_, Ok(event)))) = self.subscriptions.next().now_or_never() {
+                        self.send_raw(event).await?;
+                    }
+                    return Ok(Exit::Shutdown);
+                }
             }
         }
     }
@@ -271,6 +278,24 @@ impl Connection {
                 }
             }
             ClientFrame::Ping { nonce } => self.send(&ServerFrame::Pong { nonce }).await,
+            ClientFrame::ListConversations { query } => {
+                let answer = chat.conversations(&self.user, query).await;
+                self.answer(answer, None).await
+            }
+            ClientFrame::RenameConversation {
+                conversation_id,
+                title,
+            } => {
+                let answer = chat.rename(&self.user, &conversation_id, &title).await;
+                self.answer(answer, Some(conversation_id)).await
+            }
+            ClientFrame::DeleteConversation { conversation_id } => {
+                let answer = chat.delete(&self.user, &conversation_id).await;
+                if answer.is_ok() && self.subscriptions.remove(&conversation_id).is_some() {
+                    chat.unsubscribed(&conversation_id);
+                }
+                self.answer(answer, Some(conversation_id)).await
+            }
         }
     }
 
@@ -293,6 +318,18 @@ impl Connection {
                 self.send(&err.to_frame(Some(client_msg_id), conversation_id))
                     .await
             }
+        }
+    }
+
+    /// Sends the frame, or the error frame for the refusal.
+    async fn answer(
+        &mut self,
+        answer: Result<ServerFrame, ChatError>,
+        conversation_id: Option<ConversationId>,
+    ) -> Result<(), ()> {
+        match answer {
+            Ok(frame) => self.send(&frame).await,
+            Err(err) => self.send(&err.to_frame(None, conversation_id)).await,
         }
     }
 
