@@ -4,11 +4,11 @@
 use leptos::prelude::*;
 use leptos_meta::{provide_meta_context, MetaTags, Stylesheet, Title};
 use leptos_router::{
-    components::{Route, Router, Routes},
-    StaticSegment,
+    components::{ParentRoute, Route, Router, Routes},
+    ParamSegment, StaticSegment,
 };
 
-use crate::ui::chat::ChatPage;
+use crate::ui::{chat::ChatPage, session::ChatSession};
 
 /// The HTML document around the app.
 pub fn shell(options: LeptosOptions) -> impl IntoView {
@@ -34,12 +34,19 @@ pub fn shell(options: LeptosOptions) -> impl IntoView {
 #[component]
 pub fn App() -> impl IntoView {
     provide_meta_context();
+    let session = ChatSession::provide();
+    session.connect();
     view! {
         <Stylesheet id="leptos" href="/pkg/tether.css"/>
         <Title text="Tether"/>
         <Router>
             <Routes fallback=|| view! { <p class="not-found">"Page not found."</p> }>
-                <Route path=StaticSegment("") view=ChatPage/>
+                // `/` and `/c/:id` share one parent, so switching conversations
+                // never remounts the page (it reads the id from the path).
+                <ParentRoute path=StaticSegment("") view=ChatPage>
+                    <Route path=StaticSegment("") view=|| ()/>
+                    <Route path=(StaticSegment("c"), ParamSegment("id")) view=|| ()/>
+                </ParentRoute>
             </Routes>
         </Router>
     }

@@ -73,3 +73,37 @@ test("replies render as markdown: lists, tables, code", async ({ page }) => {
   await expect(reply.locator("pre code")).toContainText('println!("hi");');
   await page.screenshot({ path: "test-results/markdown-reply.png", fullPage: true });
 });
+
+test("conversations get a URL, survive reload, and can be searched, renamed and deleted", async ({ page }) => {
+  const chat = new ChatPage(page);
+  await chat.open();
+  await chat.send("remember the lighthouse");
+  await expect(page).toHaveURL(/\/c\/[0-9a-f]+$/);
+  await chat.waitForReplyDone();
+  const url = page.url();
+
+  await page.reload();
+  await expect(chat.status).toHaveAttribute("data-status", "connected");
+  await expect(chat.lastAssistant().locator(".content")).toHaveText("You said: remember the lighthouse");
+  expect(page.url()).toBe(url);
+
+  const sidebar = page.getByRole("navigation", { name: "Conversations" });
+  await expect(sidebar.getByRole("link", { name: "remember the lighthouse" })).toBeVisible();
+  await sidebar.getByRole("searchbox", { name: "Search conversations" }).fill("lighthouse");
+  await expect(sidebar.locator("li.conversation")).toHaveCount(1);
+  await sidebar.getByRole("searchbox", { name: "Search conversations" }).fill("no such words");
+  await expect(sidebar.locator("li.conversation")).toHaveCount(0);
+  await sidebar.getByRole("searchbox", { name: "Search conversations" }).fill("");
+
+  const item = sidebar.locator("li.conversation", { hasText: "remember the lighthouse" });
+  await item.getByRole("button", { name: "Rename" }).click();
+  const titleBox = sidebar.getByRole("textbox", { name: "New title" });
+  await titleBox.fill("Lighthouse");
+  await titleBox.press("Enter");
+  await expect(sidebar.getByRole("link", { name: "Lighthouse", exact: true })).toBeVisible();
+
+  page.once("dialog", (dialog) => dialog.accept());
+  await sidebar.locator("li.conversation", { hasText: "Lighthouse" }).getByRole("button", { name: "Delete" }).click();
+  await expect(sidebar.getByRole("link", { name: "Lighthouse", exact: true })).toHaveCount(0);
+  await expect(page).toHaveURL(/\/$/);
+});

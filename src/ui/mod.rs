@@ -3,4 +3,6 @@
 pub mod chat;
 pub mod composer;
 pub mod message;
+pub mod session;
+pub mod sidebar;
 pub mod status;

@@ -51,7 +51,7 @@ export class ChatPage {
         if (text && w.__texts[w.__texts.length - 1] !== text) w.__texts.push(text);
       };
       w.__observer = new MutationObserver(record);
-      w.__observer.observe(document.querySelector(".messages")!, {
+      w.__observer.observe(document.body, {
         subtree: true,
         childList: true,
         characterData: true,

@@ -1,0 +1,181 @@
+//! The conversation sidebar: new chat, search, list by last activity,
+//! rename and delete (with confirmation). Collapses behind a button on
+//! narrow screens.
+
+use leptos::{ev, prelude::*};
+use leptos_router::{components::A, hooks::use_navigate};
+
+use super::session::ChatSession;
+use crate::protocol::{ClientFrame, ConversationId, ConversationSummary};
+
+/// The sidebar.
+#[component]
+pub fn Sidebar(open: RwSignal<bool>, active: Signal<Option<String>>) -> impl IntoView {
+    let session = ChatSession::get();
+    let on_search = move |ev: ev::Event| {
+        session.search.set(event_target_value(&ev));
+        session.refresh_list();
+    };
+    view! {
+        <nav class="sidebar" class:open=move || open.get() aria-label="Conversations">
+            <div class="sidebar-head">
+                <A href="/" attr:class="new-chat" on:click=move |_| open.set(false)>
+                    "+ New chat"
+                </A>
+                <label for="search" class="visually-hidden">"Search conversations"</label>
+                <input
+                    id="search"
+                    type="search"
+                    placeholder="Search…"
+                    autocomplete="off"
+                    prop:value=move || session.search.get()
+                    on:input=on_search
+                />
+            </div>
+            <ul class="conversation-list">
+                <For
+                    each=move || session.conversations.get()
+                    key=|c| (c.id.clone(), c.title.clone(), c.updated_at.clone())
+                    children=move |c| view! { <ConversationItem conversation=c active open/> }
+                />
+            </ul>
+            <Show when=move || session.conversations.with(|c| c.is_empty())>
+                <p class="list-empty">
+                    {move || if session.search.with(|s| s.trim().is_empty()) {
+                        "No conversations yet."
+                    } else {
+                        "Nothing matches your search."
+                    }}
+                </p>
+            </Show>
+        </nav>
+    }
+}
+
+/// One entry of the list.
+#[component]
+fn ConversationItem(
+    conversation: ConversationSummary,
+    active: Signal<Option<String>>,
+    open: RwSignal<bool>,
+) -> impl IntoView {
+    let session = ChatSession::get();
+    let navigate = use_navigate();
+    let editing = RwSignal::new(false);
+    let id = conversation.id.clone();
+    let is_active = {
+        let id = id.clone();
+        move || active.get().as_deref() == Some(id.as_str())
+    };
+    let href = format!("/c/{}", conversation.id);
+    let title = conversation.title.clone();
+    let rename = {
+        let id = id.clone();
+        move |title: String| {
+            editing.set(false);
+            if !title.trim().is_empty() {
+                session.send(ClientFrame::RenameConversation {
+                    conversation_id: id.clone(),
+                    title,
+                });
+            }
+        }
+    };
+    let delete = {
+        let id = id.clone();
+        let title = conversation.title.clone();
+        move |_| {
+            if confirm(&format!("Delete “{title}” and all its messages?")) {
+                session.send(ClientFrame::DeleteConversation {
+                    conversation_id: id.clone(),
+                });
+                if session
+                    .chat
+                    .with_untracked(|c| c.conversation_id.as_ref() == Some(&id))
+                {
+                    navigate("/", Default::default());
+                }
+            }
+        }
+    };
+    view! {
+        <li class="conversation" class:active=is_active.clone() data-conversation-id=id.to_string()>
+            <Show
+                when=move || editing.get()
+                fallback={
+                    let href = href.clone();
+                    let title = title.clone();
+                    let is_active = is_active.clone();
+                    move || {
+                        let is_active = is_active.clone();
+                        let title = title.clone();
+                        let href = href.clone();
+                        view! {
+                        <A
+                            href=href
+                            attr:class="conversation-link"
+                            attr:aria-current=move || if is_active() { "page" } else { "false" }
+                            on:click=move |_| open.set(false)
+                        >
+                            {title}
+                        </A>
+                        }
+                    }
+                }
+            >
+                <RenameInput initial=conversation.title.clone() on_done=Callback::new(rename.clone())/>
+            </Show>
+            <div class="conversation-actions">
+                <button type="button" class="icon" aria-label="Rename" on:click=move |_| editing.set(true)>"✎"</button>
+                <button type="button" class="icon" aria-label="Delete" on:click=delete.clone()>"×"</button>
+            </div>
+        </li>
+    }
+}
+
+/// Inline title editor: Enter saves, Escape cancels.
+#[component]
+fn RenameInput(initial: String, on_done: Callback<String>) -> impl IntoView {
+    let value = RwSignal::new(initial.clone());
+    let input_ref = NodeRef::<leptos::html::Input>::new();
+    Effect::new(move |_| {
+        if let Some(input) = input_ref.get() {
+            let _ = input.focus();
+            input.select();
+        }
+    });
+    view! {
+        <input
+            class="rename"
+            aria-label="New title"
+            node_ref=input_ref
+            prop:value=move || value.get()
+            on:input=move |ev| value.set(event_target_value(&ev))
+            on:keydown=move |ev: ev::KeyboardEvent| match ev.key().as_str() {
+                "Enter" => on_done.run(value.get_untracked()),
+                "Escape" => on_done.run(String::new()),
+                _ => {}
+            }
+            on:blur=move |_| on_done.run(value.get_untracked())
+        />
+    }
+}
+
+fn confirm(message: &str) -> bool {
+    #[cfg(feature = "hydrate")]
+    {
+        web_sys::window()
+            .and_then(|w| w.confirm_with_message(message).ok())
+            .unwrap_or(false)
+    }
+    #[cfg(not(feature = "hydrate"))]
+    {
+        let _ = message;
+        false
+    }
+}
+
+/// The conversation id in a `/c/:id` path.
+pub fn conversation_from_param(param: Option<String>) -> Option<ConversationId> {
+    param.filter(|p| !p.is_empty()).map(ConversationId)
+}
