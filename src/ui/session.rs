@@ -66,7 +66,9 @@ impl ChatSession {
         self.send(ClientFrame::ListConversations { query });
     }
 
-    /// Applies a server frame to the session's signals.
+    /// Applies a server frame to the session's signals (called by the socket,
+    /// which exists only in the browser build).
+    #[cfg_attr(not(feature = "hydrate"), allow(dead_code))]
     pub fn on_frame(&self, frame: ServerFrame) {
         match &frame {
             ServerFrame::Hello { personas, .. } => {
