@@ -38,8 +38,13 @@ if [ -z "${OPENAI_BASE_URL:-}" ]; then
   done
   echo " ready"
   export OPENAI_BASE_URL="http://127.0.0.1:$MODEL_PORT/v1" OPENAI_MODEL=local-model
-  # A tiny base model: keep replies short and cut them at its turn markers.
-  export OPENAI_MAX_TOKENS="${OPENAI_MAX_TOKENS:-160}" OPENAI_STOP="${OPENAI_STOP:-<end_of_turn>|<start_of_turn>}"
+  # A tiny base model: keep replies short, break its repetition loops and cut
+  # them at its turn markers.
+  export OPENAI_MAX_TOKENS="${OPENAI_MAX_TOKENS:-96}" OPENAI_TEMPERATURE="${OPENAI_TEMPERATURE:-0.7}"
+  export OPENAI_FREQUENCY_PENALTY="${OPENAI_FREQUENCY_PENALTY:-0.8}" OPENAI_PRESENCE_PENALTY="${OPENAI_PRESENCE_PENALTY:-0.6}"
+  export OPENAI_STOP="${OPENAI_STOP:-<end_of_turn>|<start_of_turn>|user
+|model
+}"
 fi
 
 export LEPTOS_SITE_ROOT="$ROOT/target/site"

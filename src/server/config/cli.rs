@@ -78,6 +78,14 @@ pub struct Cli {
     #[arg(long, env = "OPENAI_TEMPERATURE", value_name = "T")]
     pub openai_temperature: Option<f32>,
 
+    /// Frequency penalty against repetition, -2.0 to 2.0 [default: the provider's].
+    #[arg(long, env = "OPENAI_FREQUENCY_PENALTY", value_name = "P")]
+    pub openai_frequency_penalty: Option<f32>,
+
+    /// Presence penalty, -2.0 to 2.0 [default: the provider's].
+    #[arg(long, env = "OPENAI_PRESENCE_PENALTY", value_name = "P")]
+    pub openai_presence_penalty: Option<f32>,
+
     /// Extra stop sequences, separated by `|`.
     #[arg(long, env = "OPENAI_STOP", value_name = "STOPS")]
     pub openai_stop: Option<String>,

@@ -47,6 +47,8 @@ struct UpstreamSection {
     model: Option<String>,
     max_tokens: Option<u32>,
     temperature: Option<f32>,
+    frequency_penalty: Option<f32>,
+    presence_penalty: Option<f32>,
     stop: Option<Vec<String>>,
     timeout_secs: Option<f64>,
 }
@@ -122,6 +124,12 @@ impl FileConfig {
         }
         if let Some(v) = u.temperature {
             c.upstream.temperature = Some(v);
+        }
+        if let Some(v) = u.frequency_penalty {
+            c.upstream.frequency_penalty = Some(v);
+        }
+        if let Some(v) = u.presence_penalty {
+            c.upstream.presence_penalty = Some(v);
         }
         if let Some(v) = u.stop {
             c.upstream.stop = v;

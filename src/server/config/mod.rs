@@ -153,6 +153,9 @@ pub struct UpstreamConfig {
     pub model: String,
     pub max_tokens: Option<u32>,
     pub temperature: Option<f32>,
+    /// Penalties against repetition (-2.0 to 2.0), when set.
+    pub frequency_penalty: Option<f32>,
+    pub presence_penalty: Option<f32>,
     /// Extra stop sequences sent with every request.
     pub stop: Vec<String>,
     /// Deadline for the first byte, and for the gap between two chunks.
@@ -241,6 +244,8 @@ impl Config {
                 model: "gemma-3-270m".into(),
                 max_tokens: Some(512),
                 temperature: None,
+                frequency_penalty: None,
+                presence_penalty: None,
                 stop: Vec::new(),
                 timeout: Duration::from_secs(60),
             },
@@ -319,6 +324,12 @@ impl Config {
         }
         if let Some(v) = cli.openai_temperature {
             u.temperature = Some(v);
+        }
+        if let Some(v) = cli.openai_frequency_penalty {
+            u.frequency_penalty = Some(v);
+        }
+        if let Some(v) = cli.openai_presence_penalty {
+            u.presence_penalty = Some(v);
         }
         if let Some(v) = &cli.openai_stop {
             u.stop = v

@@ -311,6 +311,8 @@ impl LlmClient {
             }),
             max_tokens: self.config.max_tokens,
             temperature: self.config.temperature,
+            frequency_penalty: self.config.frequency_penalty,
+            presence_penalty: self.config.presence_penalty,
             stop: match self.config.stop.as_slice() {
                 [] => None,
                 stops => Some(StopConfiguration::StringArray(stops.to_vec())),
