@@ -22,7 +22,11 @@ pub fn render(markdown: &str) -> String {
         let out: Vec<Event<'_>> = match event {
             // Raw HTML is shown, never interpreted.
             Event::Html(raw) | Event::InlineHtml(raw) => vec![Event::Text(raw)],
+            // Images become links: no request leaves the page for model-chosen URLs.
             Event::Start(Tag::Link {
+                dest_url, title, ..
+            })
+            | Event::Start(Tag::Image {
                 dest_url, title, ..
             }) => {
                 let safe = safe_url(&dest_url);
@@ -41,26 +45,7 @@ pub fn render(markdown: &str) -> String {
                     vec![]
                 }
             }
-            Event::End(TagEnd::Link) => {
-                if open_links.pop().unwrap_or(false) {
-                    vec![Event::InlineHtml(CowStr::from("</a>"))]
-                } else {
-                    vec![]
-                }
-            }
-            Event::Start(Tag::Image { dest_url, .. }) => {
-                let safe = safe_url(&dest_url);
-                open_links.push(safe);
-                if safe {
-                    vec![Event::InlineHtml(CowStr::from(format!(
-                        "<a href=\"{}\" target=\"_blank\" rel=\"noopener noreferrer nofollow\">",
-                        escape(&dest_url)
-                    )))]
-                } else {
-                    vec![]
-                }
-            }
-            Event::End(TagEnd::Image) => {
+            Event::End(TagEnd::Link) | Event::End(TagEnd::Image) => {
                 if open_links.pop().unwrap_or(false) {
                     vec![Event::InlineHtml(CowStr::from("</a>"))]
                 } else {

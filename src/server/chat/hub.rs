@@ -208,8 +208,16 @@ impl ConversationHub {
 
     /// The live conversation, created if needed. The caller has checked `owner`.
     pub fn get_or_create(&self, id: &ConversationId, owner: &UserId) -> Arc<LiveConversation> {
-        self.lock()
-            .entry(id.clone())
+        self.entry(&mut self.lock(), id, owner)
+    }
+
+    fn entry(
+        &self,
+        live: &mut HashMap<ConversationId, Arc<LiveConversation>>,
+        id: &ConversationId,
+        owner: &UserId,
+    ) -> Arc<LiveConversation> {
+        live.entry(id.clone())
             .or_insert_with(|| {
                 Arc::new(LiveConversation::new(
                     id.clone(),
@@ -228,16 +236,7 @@ impl ConversationHub {
         owner: &UserId,
     ) -> (Arc<LiveConversation>, EventRx, Option<StreamingMessage>) {
         let mut live = self.lock();
-        let conversation = live
-            .entry(id.clone())
-            .or_insert_with(|| {
-                Arc::new(LiveConversation::new(
-                    id.clone(),
-                    owner.clone(),
-                    self.buffer,
-                ))
-            })
-            .clone();
+        let conversation = self.entry(&mut live, id, owner);
         let (rx, streaming) = conversation.subscribe();
         (conversation, rx, streaming)
     }

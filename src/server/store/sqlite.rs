@@ -139,7 +139,7 @@ impl Store for SqliteStore {
             None => {
                 sqlx::query(&format!(
                     "SELECT {CONVERSATION_COLUMNS} FROM conversations WHERE user_id = ? \
-                     ORDER BY updated_at DESC, id LIMIT 200"
+                     ORDER BY updated_at DESC, rowid DESC LIMIT 200"
                 ))
                 .bind(user.as_str())
                 .fetch_all(&self.reader)
@@ -152,7 +152,7 @@ impl Store for SqliteStore {
                      FROM conversations c WHERE c.user_id = ? AND (c.title LIKE ?2 ESCAPE '\\' \
                      OR EXISTS (SELECT 1 FROM messages m WHERE m.conversation_id = c.id \
                                 AND m.content LIKE ?2 ESCAPE '\\')) \
-                     ORDER BY c.updated_at DESC, c.id LIMIT 200",
+                     ORDER BY c.updated_at DESC, c.rowid DESC LIMIT 200",
                 )
                 .bind(user.as_str())
                 .bind(pattern)

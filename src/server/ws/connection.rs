@@ -256,14 +256,7 @@ impl Connection {
                 if let Err(err) = self.check_subscription_room(&conversation_id) {
                     return self.send(&err.to_frame(None, Some(conversation_id))).await;
                 }
-                match chat.subscribe(&self.user, &conversation_id).await {
-                    Ok((snapshot, subscription)) => {
-                        self.send(&snapshot).await?;
-                        self.follow(subscription);
-                        Ok(())
-                    }
-                    Err(err) => self.send(&err.to_frame(None, Some(conversation_id))).await,
-                }
+                self.subscribe(conversation_id).await
             }
             ClientFrame::Unsubscribe { conversation_id } => {
                 if self.subscriptions.remove(&conversation_id).is_some() {
@@ -370,8 +363,13 @@ impl Connection {
     async fn resync(&mut self, conversation_id: ConversationId) -> Result<(), ()> {
         tracing::info!(conversation_id = %conversation_id, "subscriber lagged, resyncing");
         self.subscriptions.remove(&conversation_id);
+        self.state.chat.unsubscribed(&conversation_id);
+        self.subscribe(conversation_id).await
+    }
+
+    /// Sends a snapshot and follows the conversation from there.
+    async fn subscribe(&mut self, conversation_id: ConversationId) -> Result<(), ()> {
         let chat = self.state.chat.clone();
-        chat.unsubscribed(&conversation_id);
         match chat.subscribe(&self.user, &conversation_id).await {
             Ok((snapshot, subscription)) => {
                 self.send(&snapshot).await?;
