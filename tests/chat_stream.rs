@@ -322,17 +322,7 @@ async fn stop_aborts_the_upstream_request_and_keeps_the_partial_text() {
         .await
         .expect("the fake saw its stream dropped");
     partial.push_str(&delta_text_any(&frames));
-    client
-        .send(&ClientFrame::Subscribe {
-            conversation_id: conversation.clone(),
-        })
-        .await;
-    let ServerFrame::Snapshot { messages, .. } = client
-        .until(|f| matches!(f, ServerFrame::Snapshot { .. }))
-        .await
-    else {
-        unreachable!()
-    };
+    let messages = client.snapshot(&conversation).await;
     assert_eq!(messages[1].content, partial, "the partial text is stored");
     assert_eq!(messages[1].finish_reason, Some(FinishReason::Stopped));
     assert!(messages[1].content.len() < reply_tokens("[[long]]").concat().len());
@@ -421,17 +411,7 @@ async fn regenerate_replaces_the_last_reply() {
         unreachable!()
     };
     assert_ne!(*message_id, first_id);
-    client
-        .send(&ClientFrame::Subscribe {
-            conversation_id: conversation.clone(),
-        })
-        .await;
-    let ServerFrame::Snapshot { messages, .. } = client
-        .until(|f| matches!(f, ServerFrame::Snapshot { .. }))
-        .await
-    else {
-        unreachable!()
-    };
+    let messages = client.snapshot(&conversation).await;
     assert_eq!(messages.len(), 2);
     assert_eq!(messages[1].id, *message_id);
     assert_eq!(server.stats().requests(), 2);

@@ -271,6 +271,39 @@ impl WsClient {
         }
     }
 
+    /// Subscribes and returns the snapshot's stored messages (skipping other frames).
+    pub async fn snapshot(
+        &mut self,
+        conversation: &ConversationId,
+    ) -> Vec<tether::protocol::Message> {
+        self.send(&ClientFrame::Subscribe {
+            conversation_id: conversation.clone(),
+        })
+        .await;
+        match self
+            .until(|f| matches!(f, ServerFrame::Snapshot { .. }))
+            .await
+        {
+            ServerFrame::Snapshot { messages, .. } => messages,
+            _ => unreachable!(),
+        }
+    }
+
+    /// Sends a conversation-list frame and returns the `conversations` answer's items.
+    pub async fn conversations(
+        &mut self,
+        frame: ClientFrame,
+    ) -> Vec<tether::protocol::ConversationSummary> {
+        self.send(&frame).await;
+        match self
+            .until(|f| matches!(f, ServerFrame::Conversations { .. }))
+            .await
+        {
+            ServerFrame::Conversations { items, .. } => items,
+            _ => unreachable!(),
+        }
+    }
+
     /// Waits for the server to close the socket; returns the close code.
     pub async fn closed(&mut self) -> Option<u16> {
         loop {

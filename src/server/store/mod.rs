@@ -158,14 +158,45 @@ pub trait Store: Send + Sync + 'static {
     async fn ping(&self) -> Result<(), StoreError>;
 }
 
-/// Now, as RFC 3339 UTC with millisecond precision.
+/// Now, as RFC 3339 UTC with exactly three fraction digits
+/// (`2026-11-24T10:00:00.120Z`). The fixed width makes stored timestamps sort
+/// correctly as text; `time`'s own RFC 3339 output trims trailing zeros.
 pub fn now_rfc3339() -> String {
-    let now = time::OffsetDateTime::now_utc();
-    let now = now
-        .replace_nanosecond(now.nanosecond() / 1_000_000 * 1_000_000)
-        .unwrap_or(now);
-    now.format(&time::format_description::well_known::Rfc3339)
-        .unwrap_or_default()
+    rfc3339_millis(time::OffsetDateTime::now_utc())
+}
+
+fn rfc3339_millis(t: time::OffsetDateTime) -> String {
+    format!(
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
+        t.year(),
+        u8::from(t.month()),
+        t.day(),
+        t.hour(),
+        t.minute(),
+        t.second(),
+        t.millisecond()
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamps_have_fixed_width_and_sort_as_text() {
+        let second = time::OffsetDateTime::from_unix_timestamp(1_795_000_813).expect("valid");
+        let base = second + time::Duration::milliseconds(120);
+        let a = rfc3339_millis(base);
+        let b = rfc3339_millis(base + time::Duration::milliseconds(5));
+        let c = rfc3339_millis(second);
+        assert_eq!(a.len(), 24);
+        assert!(a.ends_with(":13.120Z"), "{a}");
+        assert!(c.ends_with(":13.000Z"), "{c}");
+        assert!(c < a && a < b, "{c} < {a} < {b}");
+        assert!(
+            time::OffsetDateTime::parse(&a, &time::format_description::well_known::Rfc3339).is_ok()
+        );
+    }
 }
 
 /// A fresh random id (UUID v4, 122 random bits).
