@@ -178,6 +178,11 @@ fn rfc3339_millis(t: time::OffsetDateTime) -> String {
     )
 }
 
+/// A fresh random id (UUID v4, 122 random bits).
+pub fn new_id() -> String {
+    uuid::Uuid::new_v4().simple().to_string()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -197,9 +202,4 @@ mod tests {
             time::OffsetDateTime::parse(&a, &time::format_description::well_known::Rfc3339).is_ok()
         );
     }
-}
-
-/// A fresh random id (UUID v4, 122 random bits).
-pub fn new_id() -> String {
-    uuid::Uuid::new_v4().simple().to_string()
 }
