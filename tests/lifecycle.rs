@@ -240,7 +240,7 @@ impl ExternalServer {
 
 #[tokio::test]
 async fn a_peer_that_stops_answering_pings_is_dropped() {
-    let server = TestServer::start(|c| c.ws_ping_interval = Duration::from_millis(100)).await;
+    let server = TestServer::start(|c| c.ws_ping_interval = Duration::from_millis(400)).await;
     let cookie = server.cookie().await;
     // A raw client: completes the handshake, then never reads or answers again.
     let mut tcp = tokio::net::TcpStream::connect(server.addr)
