@@ -39,6 +39,15 @@ else
   cargo install wasm-bindgen-cli --version "$WB_VERSION" --force
 fi
 
+TRUNK_VERSION=0.21.14
+step "trunk $TRUNK_VERSION (client-only builds, offline)"
+if trunk --version 2>/dev/null | grep -q " $TRUNK_VERSION\$"; then
+  echo "present"
+else
+  echo "building from crates.io (about 8 minutes on 2 cores)…"
+  cargo install trunk --version "$TRUNK_VERSION" --locked --no-default-features --features rustls
+fi
+
 step "Chromium (Debian) for Playwright"
 if have chromium; then
   echo "present: $(chromium --version 2>/dev/null || echo chromium)"

@@ -5,10 +5,10 @@ use leptos::prelude::*;
 use leptos_meta::{provide_meta_context, MetaTags, Stylesheet, Title};
 use leptos_router::{
     components::{ParentRoute, Route, Router, Routes},
-    ParamSegment, StaticSegment,
+    ParamSegment, SsrMode, StaticSegment,
 };
 
-use crate::ui::{chat::ChatPage, session::ChatSession};
+use crate::ui::{chat::ChatPage, session::ChatSession, theme::THEME_BOOT};
 
 /// The HTML document around the app.
 pub fn shell(options: LeptosOptions) -> impl IntoView {
@@ -19,6 +19,7 @@ pub fn shell(options: LeptosOptions) -> impl IntoView {
                 <meta charset="utf-8"/>
                 <meta name="viewport" content="width=device-width, initial-scale=1"/>
                 <meta name="color-scheme" content="light dark"/>
+                <script inner_html=THEME_BOOT></script>
                 <AutoReload options=options.clone()/>
                 <HydrationScripts options/>
                 <MetaTags/>
@@ -37,13 +38,16 @@ pub fn App() -> impl IntoView {
     let session = ChatSession::provide();
     session.connect();
     view! {
-        <Stylesheet id="leptos" href="/pkg/tether.css"/>
+        // The Trunk (csr) page links its own stylesheet.
+        {(!cfg!(feature = "csr")).then(|| view! { <Stylesheet id="leptos" href="/pkg/tether.css"/> })}
         <Title text="Tether"/>
         <Router>
             <Routes fallback=|| view! { <p class="not-found">"Page not found."</p> }>
                 // `/` and `/c/:id` share one parent, so switching conversations
                 // never remounts the page (it reads the id from the path).
-                <ParentRoute path=StaticSegment("") view=ChatPage>
+                // Rendered whole (`Async`): a conversation's history is in the
+                // HTML itself, readable before (or without) the WASM.
+                <ParentRoute path=StaticSegment("") view=ChatPage ssr=SsrMode::Async>
                     <Route path=StaticSegment("") view=|| ()/>
                     <Route path=(StaticSegment("c"), ParamSegment("id")) view=|| ()/>
                 </ParentRoute>

@@ -76,8 +76,6 @@ pub struct FakeStats {
     pub max_in_flight: AtomicU64,
     /// The `messages` of the latest request.
     pub last_messages: Mutex<Option<Value>>,
-    /// The body of the latest request.
-    pub last_request: Mutex<Option<Value>>,
     changed: tokio::sync::Notify,
 }
 
@@ -271,9 +269,6 @@ async fn completions(
     state.stats.requests.fetch_add(1, Ordering::SeqCst);
     if let Ok(mut last) = state.stats.last_messages.lock() {
         *last = body.get("messages").cloned();
-    }
-    if let Ok(mut last) = state.stats.last_request.lock() {
-        *last = Some(body.clone());
     }
     if !key_ok(&state, &headers) {
         return unauthorized();

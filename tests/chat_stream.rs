@@ -577,15 +577,9 @@ async fn conversations_are_listed_searched_renamed_and_deleted_per_user() {
     let theirs = bob.start_conversation("bob's beach").await;
     bob.until_done(&theirs).await;
 
-    alice
-        .send(&ClientFrame::ListConversations { query: None })
+    let items = alice
+        .conversations(ClientFrame::ListConversations { query: None })
         .await;
-    let ServerFrame::Conversations { items, .. } = alice
-        .until(|f| matches!(f, ServerFrame::Conversations { .. }))
-        .await
-    else {
-        unreachable!()
-    };
     let ids: Vec<_> = items.iter().map(|c| c.id.clone()).collect();
     assert_eq!(
         ids,
@@ -593,33 +587,20 @@ async fn conversations_are_listed_searched_renamed_and_deleted_per_user() {
         "newest first, only mine"
     );
 
-    alice
-        .send(&ClientFrame::ListConversations {
+    let items = alice
+        .conversations(ClientFrame::ListConversations {
             query: Some("beach".into()),
         })
         .await;
-    let ServerFrame::Conversations { items, query } = alice
-        .until(|f| matches!(f, ServerFrame::Conversations { .. }))
-        .await
-    else {
-        unreachable!()
-    };
-    assert_eq!(query.as_deref(), Some("beach"));
     assert_eq!(items.len(), 1);
     assert_eq!(items[0].id, trip, "matched by message text");
 
-    alice
-        .send(&ClientFrame::RenameConversation {
+    let items = alice
+        .conversations(ClientFrame::RenameConversation {
             conversation_id: trip.clone(),
             title: "  Summer  ".into(),
         })
         .await;
-    let ServerFrame::Conversations { items, .. } = alice
-        .until(|f| matches!(f, ServerFrame::Conversations { .. }))
-        .await
-    else {
-        unreachable!()
-    };
     assert!(items.iter().any(|c| c.id == trip && c.title == "Summer"));
 
     // Bob can neither rename nor delete Alice's conversation.
@@ -643,17 +624,11 @@ async fn conversations_are_listed_searched_renamed_and_deleted_per_user() {
     }
 
     // Deleting a conversation whose reply is streaming stops it and removes it.
-    alice
-        .send(&ClientFrame::DeleteConversation {
+    let items = alice
+        .conversations(ClientFrame::DeleteConversation {
             conversation_id: work.clone(),
         })
         .await;
-    let ServerFrame::Conversations { items, .. } = alice
-        .until(|f| matches!(f, ServerFrame::Conversations { .. }))
-        .await
-    else {
-        unreachable!()
-    };
     assert_eq!(
         items.iter().map(|c| c.id.clone()).collect::<Vec<_>>(),
         vec![trip.clone()]

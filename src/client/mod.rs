@@ -1,10 +1,13 @@
 //! The browser side of the chat: the view reducer (pure, compiled everywhere
 //! so it is tested natively) and the WebSocket (WASM only).
 
+pub mod highlight;
 pub mod markdown;
 pub mod state;
 
-#[cfg(feature = "hydrate")]
+#[cfg(feature = "browser")]
+pub mod browser;
+#[cfg(feature = "browser")]
 pub mod socket;
 
 /// What the connection indicator shows.
@@ -33,16 +36,47 @@ impl ConnStatus {
     }
 }
 
+/// The colour theme the user chose (the system's until they choose).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Theme {
+    Light,
+    Dark,
+}
+
+impl Theme {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Theme::Light => "light",
+            Theme::Dark => "dark",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "light" => Some(Theme::Light),
+            "dark" => Some(Theme::Dark),
+            _ => None,
+        }
+    }
+
+    pub fn other(self) -> Self {
+        match self {
+            Theme::Light => Theme::Dark,
+            Theme::Dark => Theme::Light,
+        }
+    }
+}
+
 /// A fresh idempotency key for `send` / `regenerate`.
 pub fn new_client_msg_id() -> crate::protocol::ClientMsgId {
-    #[cfg(feature = "hydrate")]
+    #[cfg(feature = "browser")]
     {
         let now = js_sys::Date::now() as u64;
         let a = (js_sys::Math::random() * 9_007_199_254_740_992.0) as u64;
         let b = (js_sys::Math::random() * 9_007_199_254_740_992.0) as u64;
         crate::protocol::ClientMsgId(format!("{now:x}-{a:x}-{b:x}"))
     }
-    #[cfg(not(feature = "hydrate"))]
+    #[cfg(not(feature = "browser"))]
     {
         use std::sync::atomic::{AtomicU64, Ordering};
         static NEXT: AtomicU64 = AtomicU64::new(0);
@@ -52,11 +86,11 @@ pub fn new_client_msg_id() -> crate::protocol::ClientMsgId {
 
 /// Now, as RFC 3339 (browser clock), for messages not yet stored.
 pub fn now_rfc3339() -> String {
-    #[cfg(feature = "hydrate")]
+    #[cfg(feature = "browser")]
     {
         js_sys::Date::new_0().to_iso_string().into()
     }
-    #[cfg(not(feature = "hydrate"))]
+    #[cfg(not(feature = "browser"))]
     {
         String::new()
     }

@@ -1,4 +1,4 @@
-//! The browser's one WebSocket to the server (feature `hydrate`).
+//! The browser's one WebSocket to the server (feature `browser`).
 //!
 //! [`spawn`] keeps a connection open for the life of the page: it reconnects
 //! with exponential backoff and jitter, reports its [`ConnStatus`], and queues
@@ -48,6 +48,10 @@ async fn run(
             ConnStatus::Reconnecting
         });
         let Some(url) = socket_url() else { return };
+        // The client-only (Trunk) page was not served by Tether, so it has no
+        // identity cookie yet: ask for one (through Trunk's proxy).
+        #[cfg(feature = "csr")]
+        let _ = gloo_net::http::Request::get("/api/session").send().await;
         if let Ok(socket) = WebSocket::open(&url) {
             let (mut write, mut read) = socket.split();
             let mut opened = false;

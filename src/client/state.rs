@@ -29,12 +29,35 @@ pub struct ViewMessage {
     pub pending: bool,
 }
 
+/// What "Retry" does for a notice.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Retry {
+    /// Send this text again (the refused message, as the user wrote it).
+    Resend(String),
+    /// Ask for the last reply again.
+    Regenerate,
+}
+
 /// A refusal or failure shown to the user.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Notice {
     pub code: ErrorCode,
     pub text: String,
     pub client_msg_id: Option<ClientMsgId>,
+    /// `None` when trying again cannot help (bad input, not found, …).
+    pub retry: Option<Retry>,
+}
+
+/// Whether trying the same thing again later can succeed.
+fn transient(code: ErrorCode) -> bool {
+    matches!(
+        code,
+        ErrorCode::RateLimited
+            | ErrorCode::Busy
+            | ErrorCode::UpstreamError
+            | ErrorCode::UpstreamTimeout
+            | ErrorCode::Internal
+    )
 }
 
 /// The conversation being shown.
@@ -45,6 +68,8 @@ pub struct ChatView {
     /// The streaming message and the next `delta.index` expected for it.
     pub expected: Option<(MessageId, u64)>,
     pub notice: Option<Notice>,
+    /// A refused message's text, for the composer to take back.
+    pub returned_draft: Option<String>,
 }
 
 impl ChatView {
@@ -173,15 +198,33 @@ impl ChatView {
                 client_msg_id,
                 ..
             } => {
+                let mut refused_text = None;
                 if let Some(id) = client_msg_id {
                     let pending_id = MessageId(format!("pending:{id}"));
-                    self.messages
-                        .retain(|m| !(m.pending && m.message.id == pending_id));
+                    if let Some(pos) = self
+                        .messages
+                        .iter()
+                        .position(|m| m.pending && m.message.id == pending_id)
+                    {
+                        refused_text = Some(self.messages.remove(pos).message.content);
+                    }
                 }
+                let retry = match refused_text {
+                    Some(text) if transient(*code) => Some(Retry::Resend(text)),
+                    // A refused message that cannot simply be resent goes back
+                    // to the composer to be edited, not into the void.
+                    Some(text) => {
+                        self.returned_draft = Some(text);
+                        None
+                    }
+                    None if transient(*code) && *code != ErrorCode::Busy => Some(Retry::Regenerate),
+                    None => None,
+                };
                 self.notice = Some(Notice {
                     code: *code,
                     text: message.clone(),
                     client_msg_id: client_msg_id.clone(),
+                    retry,
                 });
             }
             ServerFrame::Hello { .. }
@@ -335,10 +378,36 @@ mod tests {
             conversation_id: None,
         });
         assert!(view.messages.is_empty());
+        let notice = view.notice.as_ref().expect("notice");
+        assert_eq!(notice.code, ErrorCode::RateLimited);
+        assert_eq!(notice.retry, Some(Retry::Resend("hi".into())));
+    }
+
+    #[test]
+    fn a_failed_reply_offers_regenerate_and_bad_input_offers_nothing() {
+        let mut view = ChatView::default();
+        accepted(&mut view);
+        view.apply(&ServerFrame::Error {
+            code: ErrorCode::UpstreamError,
+            message: "model failed".into(),
+            client_msg_id: None,
+            retry_after_ms: None,
+            conversation_id: Some("c".into()),
+        });
         assert_eq!(
-            view.notice.as_ref().map(|n| n.code),
-            Some(ErrorCode::RateLimited)
+            view.notice.as_ref().and_then(|n| n.retry.clone()),
+            Some(Retry::Regenerate)
         );
+        view.add_pending(&"k2".into(), "x".repeat(10).as_str(), String::new());
+        view.apply(&ServerFrame::Error {
+            code: ErrorCode::TooLarge,
+            message: "too long".into(),
+            client_msg_id: Some("k2".into()),
+            retry_after_ms: None,
+            conversation_id: Some("c".into()),
+        });
+        assert_eq!(view.notice.as_ref().and_then(|n| n.retry.clone()), None);
+        assert_eq!(view.returned_draft.as_deref(), Some("xxxxxxxxxx"));
     }
 
     #[test]

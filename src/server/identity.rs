@@ -147,8 +147,10 @@ fn is_https(headers: &HeaderMap) -> bool {
         .is_some_and(|v| v.eq_ignore_ascii_case("https"))
 }
 
-/// Middleware: an HTML `GET` without a valid identity gets a fresh cookie.
+/// Middleware: an HTML `GET` (or `GET /api/session`) without a valid
+/// identity gets a fresh cookie.
 pub async fn issue_cookie(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let session_endpoint = request.uri().path() == "/api/session";
     let needs_cookie = request.method() == Method::GET
         && state
             .identity
@@ -164,7 +166,7 @@ pub async fn issue_cookie(State(state): State<AppState>, request: Request, next:
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.starts_with("text/html"));
-    if needs_cookie && is_html {
+    if needs_cookie && (is_html || session_endpoint) {
         let (user, value) = state.identity.issue();
         tracing::debug!(user_id = %user, "issued identity cookie");
         let cookie = format!(

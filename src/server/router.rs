@@ -4,6 +4,7 @@ use axum::{
     extract::State, http::StatusCode, middleware, response::IntoResponse, routing::get, Json,
     Router,
 };
+use leptos::prelude::provide_context;
 use leptos_axum::{generate_route_list, LeptosRoutes};
 
 use super::{identity, state::AppState, ws};
@@ -17,10 +18,20 @@ pub fn app(state: AppState) -> Router {
         .route("/ws", get(ws::upgrade))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
-        .leptos_routes(&state, routes, {
-            let options = options.clone();
-            move || shell(options.clone())
-        })
+        .route("/api/session", get(session))
+        .leptos_routes_with_context(
+            &state,
+            routes,
+            {
+                // Pages read the state to render a conversation's history.
+                let state = state.clone();
+                move || provide_context(state.clone())
+            },
+            {
+                let options = options.clone();
+                move || shell(options.clone())
+            },
+        )
         .fallback(leptos_axum::file_and_error_handler::<AppState, _>(shell))
         .layer(middleware::from_fn_with_state(
             state.clone(),
@@ -32,6 +43,16 @@ pub fn app(state: AppState) -> Router {
 /// The process is up.
 async fn healthz() -> impl IntoResponse {
     Json(serde_json::json!({ "status": "ok" }))
+}
+
+/// Hands out the identity cookie (via the cookie middleware) to a page that
+/// Tether did not serve itself: the client-only Trunk build.
+async fn session(
+    State(state): State<AppState>,
+    headers: axum::http::HeaderMap,
+) -> impl IntoResponse {
+    let known = state.identity.user_from_headers(&headers).is_some();
+    Json(serde_json::json!({ "identified": known }))
 }
 
 /// The database and the model provider answer: `200` when both do, else `503`,

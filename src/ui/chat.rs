@@ -14,14 +14,16 @@ use leptos_router::{
 
 use super::{
     composer::Composer,
+    history::history_resource,
     message::MessageBubble,
     session::ChatSession,
     sidebar::{conversation_from_param, Sidebar},
     status::StatusBadge,
+    theme::ThemeToggle,
 };
 use crate::{
-    client::{new_client_msg_id, now_rfc3339, state::ChatView},
-    protocol::{ClientFrame, ErrorCode, Role},
+    client::state::{ChatView, Retry},
+    protocol::{ClientFrame, Role},
 };
 
 /// The page.
@@ -85,23 +87,7 @@ pub fn ChatPage() -> impl IntoView {
         if text.trim().is_empty() || chat.with_untracked(|c| c.is_streaming()) {
             return;
         }
-        let client_msg_id = new_client_msg_id();
-        let conversation_id = chat.with_untracked(|c| c.conversation_id.clone());
-        let persona = if conversation_id.is_none() {
-            session.persona.get_untracked()
-        } else {
-            None
-        };
-        chat.update(|c| {
-            c.notice = None;
-            c.add_pending(&client_msg_id, &text, now_rfc3339());
-        });
-        session.send(ClientFrame::Send {
-            client_msg_id,
-            conversation_id,
-            text,
-            persona,
-        });
+        session.send_text(text);
         draft.set(String::new());
     });
     let on_stop = Callback::new(move |()| {
@@ -109,25 +95,30 @@ pub fn ChatPage() -> impl IntoView {
             session.send(ClientFrame::Stop { conversation_id });
         }
     });
-    let on_regenerate = move |_| {
-        if let Some(conversation_id) = chat.with_untracked(|c| c.conversation_id.clone()) {
-            session.send(ClientFrame::Regenerate {
-                conversation_id,
-                client_msg_id: new_client_msg_id(),
-            });
+
+    // Follow the newest text while the user is at the bottom; once they
+    // scroll up, leave them there and offer a way back.
+    let at_bottom = RwSignal::new(true);
+    let on_scroll = move |_| {
+        if let Some(list) = list_ref.get_untracked() {
+            let distance = list.scroll_height() - list.scroll_top() - list.client_height();
+            at_bottom.set(distance < 48);
         }
     };
-
-    // Keep the newest text in view while the user is at the bottom.
+    let jump_to_latest = move || {
+        if let Some(list) = list_ref.get_untracked() {
+            list.set_scroll_top(list.scroll_height());
+        }
+        at_bottom.set(true);
+    };
     Effect::new(move |_| {
         chat.track();
-        if let Some(list) = list_ref.get() {
-            let distance = list.scroll_height() - list.scroll_top() - list.client_height();
-            if distance < 160 {
-                list.set_scroll_top(list.scroll_height());
-            }
+        if at_bottom.get_untracked() {
+            jump_to_latest();
         }
     });
+    let show_jump = move || !at_bottom.get() && chat.with(|c| !c.messages.is_empty());
+    let history = history_resource(route_id);
 
     let can_regenerate = move || {
         chat.with(|c| {
@@ -165,33 +156,69 @@ pub fn ChatPage() -> impl IntoView {
                     </div>
                     <div class="topbar-actions">
                         <StatusBadge status/>
+                        <ThemeToggle/>
                     </div>
                 </header>
                 <main class="chat">
-                    <div class="messages" node_ref=list_ref aria-live="polite" aria-label="Conversation">
-                        <Show when=move || chat.with(|c| c.messages.is_empty() && c.conversation_id.is_none())>
+                    <div
+                        class="messages"
+                        node_ref=list_ref
+                        role="log"
+                        aria-live="polite"
+                        aria-label="Conversation"
+                        on:scroll=on_scroll
+                        on:click=copy_code
+                    >
+                        <Show when=move || route_id.with(|r| r.is_none()) && chat.with(|c| c.messages.is_empty())>
                             <EmptyState/>
                         </Show>
-                        <For
-                            each=move || chat.with(|c| c.messages.clone())
-                            key=|m| (m.message.id.clone(), m.message.content.len(), m.streaming, m.message.finish_reason, m.pending)
-                            children=|m| view! { <MessageBubble message=m/> }
-                        />
+                        <Suspense>
+                            {move || Suspend::new(async move {
+                                // Server render and hydration of `/c/:id`: start from the stored history.
+                                if let Some(frame) = history.await {
+                                    chat.update_untracked(|c| {
+                                        if c.messages.is_empty() {
+                                            c.apply(&frame);
+                                        }
+                                    });
+                                }
+                                view! {
+                                    <For
+                                        each=move || chat.with(|c| c.messages.clone())
+                                        key=|m| (m.message.id.clone(), m.message.content.len(), m.streaming, m.message.finish_reason, m.pending)
+                                        children=|m| view! { <MessageBubble message=m/> }
+                                    />
+                                }
+                            })}
+                        </Suspense>
                         <Show when=can_regenerate>
                             <div class="message-actions">
-                                <button type="button" class="ghost small regenerate" on:click=on_regenerate>
+                                <button type="button" class="ghost small regenerate" on:click=move |_| session.regenerate()>
                                     "↻ Regenerate"
                                 </button>
                             </div>
                         </Show>
+                        <Notice/>
                     </div>
-                    <Notice/>
+                    <Show when=show_jump>
+                        <button type="button" class="jump-latest" on:click=move |_| jump_to_latest()>
+                            "↓ Jump to latest"
+                        </button>
+                    </Show>
                     <Composer draft streaming on_send on_stop/>
                     <Outlet/>
                 </main>
             </div>
         </div>
     }
+}
+
+/// Copy buttons inside rendered markdown (one delegated handler).
+fn copy_code(ev: leptos::ev::MouseEvent) {
+    #[cfg(feature = "browser")]
+    crate::client::browser::copy_code_on_click(&ev);
+    #[cfg(not(feature = "browser"))]
+    let _ = ev;
 }
 
 /// A new chat: greeting and persona choice.
@@ -234,27 +261,30 @@ fn EmptyState() -> impl IntoView {
     }
 }
 
-/// A refusal or failure, dismissible.
+/// A refusal or failure, under the message it concerns: dismissible, with
+/// Retry where trying again can help.
 #[component]
 fn Notice() -> impl IntoView {
-    let chat = ChatSession::get().chat;
+    let session = ChatSession::get();
+    let chat = session.chat;
     move || {
         chat.with(|c| c.notice.clone()).map(|notice| {
             let code = notice.code.as_str();
-            let retry = matches!(
-                notice.code,
-                ErrorCode::RateLimited
-                    | ErrorCode::UpstreamError
-                    | ErrorCode::UpstreamTimeout
-                    | ErrorCode::Busy
-            );
+            let retry_label = notice.retry.as_ref().map(|r| match r {
+                Retry::Resend(_) => "Send again",
+                Retry::Regenerate => "Retry",
+            });
             view! {
                 <div class="notice" role="alert" data-code=code>
-                    <span>{notice.text}</span>
-                    {retry.then(|| view! { <span class="hint">" You can try again."</span> })}
+                    <span class="notice-text">{notice.text}</span>
+                    {retry_label.map(|label| view! {
+                        <button type="button" class="ghost small retry" on:click=move |_| session.retry()>
+                            {label}
+                        </button>
+                    })}
                     <button
                         type="button"
-                        class="ghost small"
+                        class="ghost small dismiss"
                         aria-label="Dismiss"
                         on:click=move |_| chat.update(|c| c.notice = None)
                     >

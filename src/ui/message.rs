@@ -33,6 +33,25 @@ pub fn MessageBubble(message: ViewMessage) -> impl IntoView {
         })
     });
     let streaming = message.streaming;
+    let copied = RwSignal::new(false);
+    let text = message.message.content.clone();
+    let copy = move |_| {
+        #[cfg(feature = "browser")]
+        {
+            let text = text.clone();
+            leptos::task::spawn_local(async move {
+                if crate::client::browser::copy(&text).await {
+                    copied.set(true);
+                    set_timeout(
+                        move || copied.set(false),
+                        std::time::Duration::from_millis(1500),
+                    );
+                }
+            });
+        }
+        #[cfg(not(feature = "browser"))]
+        let _ = &text;
+    };
     view! {
         <article
             class=format!("message {role}")
@@ -55,7 +74,14 @@ pub fn MessageBubble(message: ViewMessage) -> impl IntoView {
             {finish
                 .filter(|f| !f.is_empty())
                 .map(|f| view! { <div class="finish" data-finish=f>{f}</div> })}
-            {stats.map(|s| view! { <div class="stats">{s}</div> })}
+            <div class="meta">
+                {stats.map(|s| view! { <span class="stats">{s}</span> })}
+                {(!streaming && !message.pending).then(|| view! {
+                    <button type="button" class="copy-message" aria-label="Copy message" on:click=copy>
+                        {move || if copied.get() { "Copied" } else { "Copy" }}
+                    </button>
+                })}
+            </div>
         </article>
     }
 }

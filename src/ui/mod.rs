@@ -2,7 +2,9 @@
 
 pub mod chat;
 pub mod composer;
+pub mod history;
 pub mod message;
 pub mod session;
 pub mod sidebar;
 pub mod status;
+pub mod theme;

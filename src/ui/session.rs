@@ -8,7 +8,11 @@ use futures::channel::mpsc::{unbounded, UnboundedReceiver, UnboundedSender};
 use leptos::prelude::*;
 
 use crate::{
-    client::{state::ChatView, ConnStatus},
+    client::{
+        new_client_msg_id, now_rfc3339,
+        state::{ChatView, Retry},
+        ConnStatus,
+    },
     protocol::{ClientFrame, ConversationSummary, PersonaInfo, ServerFrame},
 };
 
@@ -25,6 +29,8 @@ pub struct ChatSession {
     /// Persona for the next new conversation (`None`: the server's default).
     pub persona: RwSignal<Option<String>>,
     outbox: StoredValue<UnboundedSender<ClientFrame>>,
+    /// Frames were applied to `chat` since the page last rendered it.
+    render_pending: StoredValue<bool>,
     inbox: StoredValue<Option<UnboundedReceiver<ClientFrame>>>,
 }
 
@@ -41,6 +47,7 @@ impl ChatSession {
             personas: RwSignal::new(Vec::new()),
             persona: RwSignal::new(None),
             outbox: StoredValue::new(tx),
+            render_pending: StoredValue::new(false),
             inbox: StoredValue::new(Some(rx)),
         };
         provide_context(session);
@@ -68,7 +75,7 @@ impl ChatSession {
 
     /// Applies a server frame to the session's signals (called by the socket,
     /// which exists only in the browser build).
-    #[cfg_attr(not(feature = "hydrate"), allow(dead_code))]
+    #[cfg_attr(not(feature = "browser"), allow(dead_code))]
     pub fn on_frame(&self, frame: ServerFrame) {
         match &frame {
             ServerFrame::Hello { personas, .. } => {
@@ -96,12 +103,94 @@ impl ChatSession {
             | ServerFrame::Done { .. } => self.refresh_list(),
             _ => {}
         }
-        self.chat.update(|c| c.apply(&frame));
+        self.apply_to_view(&frame);
+        // A refused message the user cannot simply resend comes back to the
+        // composer (unless they already started typing something else).
+        if let Some(text) = self
+            .chat
+            .try_update_untracked(|c| c.returned_draft.take())
+            .flatten()
+        {
+            if self.draft.with_untracked(|d| d.trim().is_empty()) {
+                self.draft.set(text);
+            }
+        }
+    }
+
+    /// Applies a frame to the view. In the browser the page re-renders at
+    /// most once per animation frame, however many deltas arrive within it.
+    fn apply_to_view(&self, frame: &ServerFrame) {
+        #[cfg(feature = "browser")]
+        {
+            self.chat.update_untracked(|c| c.apply(frame));
+            if !self.render_pending.get_value() {
+                self.render_pending.set_value(true);
+                let session = *self;
+                let flush = move || {
+                    if session.render_pending.get_value() {
+                        session.render_pending.set_value(false);
+                        session.chat.notify();
+                    }
+                };
+                request_animation_frame(flush);
+                // Hidden tabs get no animation frames: never wait longer than this.
+                set_timeout(flush, std::time::Duration::from_millis(100));
+            }
+        }
+        #[cfg(not(feature = "browser"))]
+        {
+            let _ = self.render_pending;
+            self.chat.update(|c| c.apply(frame));
+        }
+    }
+
+    /// Sends `text` as a new message of the open conversation (or a new one).
+    pub fn send_text(&self, text: String) {
+        let client_msg_id = new_client_msg_id();
+        let conversation_id = self.chat.with_untracked(|c| c.conversation_id.clone());
+        let persona = if conversation_id.is_none() {
+            self.persona.get_untracked()
+        } else {
+            None
+        };
+        self.chat.update(|c| {
+            c.notice = None;
+            c.add_pending(&client_msg_id, &text, now_rfc3339());
+        });
+        self.send(ClientFrame::Send {
+            client_msg_id,
+            conversation_id,
+            text,
+            persona,
+        });
+    }
+
+    /// Asks for the last reply of the open conversation again.
+    pub fn regenerate(&self) {
+        if let Some(conversation_id) = self.chat.with_untracked(|c| c.conversation_id.clone()) {
+            self.chat.update(|c| c.notice = None);
+            self.send(ClientFrame::Regenerate {
+                conversation_id,
+                client_msg_id: new_client_msg_id(),
+            });
+        }
+    }
+
+    /// Does what the current notice's "Retry" offers.
+    pub fn retry(&self) {
+        let retry = self
+            .chat
+            .with_untracked(|c| c.notice.as_ref().and_then(|n| n.retry.clone()));
+        match retry {
+            Some(Retry::Resend(text)) => self.send_text(text),
+            Some(Retry::Regenerate) => self.regenerate(),
+            None => {}
+        }
     }
 
     /// Opens the socket once the page is hydrated (browser only).
     pub fn connect(&self) {
-        #[cfg(feature = "hydrate")]
+        #[cfg(feature = "browser")]
         {
             let session = *self;
             Effect::new(move |_| {
@@ -115,7 +204,7 @@ impl ChatSession {
                 );
             });
         }
-        #[cfg(not(feature = "hydrate"))]
+        #[cfg(not(feature = "browser"))]
         let _ = self.inbox;
     }
 }

@@ -162,13 +162,13 @@ fn RenameInput(initial: String, on_done: Callback<String>) -> impl IntoView {
 }
 
 fn confirm(message: &str) -> bool {
-    #[cfg(feature = "hydrate")]
+    #[cfg(feature = "browser")]
     {
         web_sys::window()
             .and_then(|w| w.confirm_with_message(message).ok())
             .unwrap_or(false)
     }
-    #[cfg(not(feature = "hydrate"))]
+    #[cfg(not(feature = "browser"))]
     {
         let _ = message;
         false

@@ -70,3 +70,22 @@ export class ChatPage {
     await expect(this.lastAssistant()).toHaveAttribute("aria-busy", "false");
   }
 }
+
+/**
+ * Opens `path` and returns the time from navigation start until the page was
+ * hydrated and its socket connected (the status turns "connected"), in ms.
+ */
+export async function timeToInteractive(page: Page, path = "/"): Promise<number> {
+  await page.addInitScript(() => {
+    const w = window as unknown as { __tti?: number };
+    const check = () => {
+      if (w.__tti === undefined && document.querySelector('.status[data-status="connected"]')) {
+        w.__tti = performance.now();
+      }
+    };
+    new MutationObserver(check).observe(document, { subtree: true, childList: true, attributes: true });
+  });
+  await page.goto(path);
+  await expect(page.locator('.status[data-status="connected"]')).toBeVisible();
+  return page.evaluate(() => (window as unknown as { __tti: number }).__tti);
+}

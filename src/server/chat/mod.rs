@@ -365,6 +365,19 @@ impl ChatService {
         }
     }
 
+    /// The conversation as a `snapshot` frame, without following it (the
+    /// server-rendered page of `/c/:id`).
+    pub async fn history(
+        &self,
+        user: &UserId,
+        conversation_id: &ConversationId,
+    ) -> Result<ServerFrame, ChatError> {
+        let (frame, subscription) = self.subscribe(user, conversation_id).await?;
+        drop(subscription);
+        self.unsubscribed(conversation_id);
+        Ok(frame)
+    }
+
     /// A subscription ended (unsubscribe, lag, or socket closed); its
     /// receiver must already be dropped.
     pub fn unsubscribed(&self, conversation_id: &ConversationId) {

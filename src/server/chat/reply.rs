@@ -84,7 +84,7 @@ impl ReplyJob {
                 return outcome;
             }
         };
-        let timeout = self.llm_timeout();
+        let timeout = self.llm.timeout();
         let mut stream = tokio::select! {
             started = self.llm.stream(&prompt) => match started {
                 Ok(stream) => stream,
@@ -196,10 +196,6 @@ impl ReplyJob {
             self.limits.history_messages,
             self.limits.context_chars,
         ))
-    }
-
-    fn llm_timeout(&self) -> std::time::Duration {
-        self.llm.timeout()
     }
 }
 

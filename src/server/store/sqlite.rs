@@ -97,6 +97,15 @@ fn like_escape(text: &str) -> String {
     out
 }
 
+/// `NotFound` when a scoped update or delete touched no row.
+fn require_row(done: sqlx::sqlite::SqliteQueryResult) -> Result<(), StoreError> {
+    if done.rows_affected() == 0 {
+        Err(StoreError::NotFound)
+    } else {
+        Ok(())
+    }
+}
+
 fn is_unique_violation(err: &sqlx::Error) -> bool {
     matches!(err, sqlx::Error::Database(db) if db.is_unique_violation())
 }
@@ -178,10 +187,7 @@ impl Store for SqliteStore {
             .bind(user.as_str())
             .execute(&self.writer)
             .await?;
-        if done.rows_affected() == 0 {
-            return Err(StoreError::NotFound);
-        }
-        Ok(())
+        require_row(done)
     }
 
     async fn delete_conversation(
@@ -194,10 +200,7 @@ impl Store for SqliteStore {
             .bind(user.as_str())
             .execute(&self.writer)
             .await?;
-        if done.rows_affected() == 0 {
-            return Err(StoreError::NotFound);
-        }
-        Ok(())
+        require_row(done)
     }
 
     async fn find_client_message(
@@ -227,22 +230,18 @@ impl Store for SqliteStore {
         let mut tx = self.writer.begin().await?;
         let conversation = match &msg.target {
             Target::Existing(id) => {
+                // Ownership check, touch and read in one statement.
                 let row = sqlx::query(&format!(
-                    "SELECT {CONVERSATION_COLUMNS} FROM conversations WHERE id = ? AND user_id = ?"
+                    "UPDATE conversations SET updated_at = ? WHERE id = ? AND user_id = ? \
+                     RETURNING {CONVERSATION_COLUMNS}"
                 ))
+                .bind(&now)
                 .bind(id.as_str())
                 .bind(msg.user_id.as_str())
                 .fetch_optional(&mut *tx)
                 .await?
                 .ok_or(StoreError::NotFound)?;
-                sqlx::query("UPDATE conversations SET updated_at = ? WHERE id = ?")
-                    .bind(&now)
-                    .bind(id.as_str())
-                    .execute(&mut *tx)
-                    .await?;
-                let mut record = conversation_from_row(&row)?;
-                record.updated_at = now.clone();
-                record
+                conversation_from_row(&row)?
             }
             Target::New { persona, title } => {
                 let record = ConversationRecord {
@@ -395,10 +394,8 @@ impl Store for SqliteStore {
         .bind(id.as_str())
         .execute(&mut *tx)
         .await?;
-        if done.rows_affected() == 0 {
-            // The conversation was deleted while the reply streamed.
-            return Err(StoreError::NotFound);
-        }
+        // NotFound: the conversation was deleted while the reply streamed.
+        require_row(done)?;
         sqlx::query(
             "UPDATE conversations SET updated_at = ? \
              WHERE id = (SELECT conversation_id FROM messages WHERE id = ?)",

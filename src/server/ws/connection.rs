@@ -7,10 +7,7 @@
 //! crashed on concurrent writes). Every refusal is an `error` frame and the
 //! socket stays usable.
 
-use std::{
-    sync::Arc,
-    time::{Duration, Instant},
-};
+use std::time::{Duration, Instant};
 
 use axum::extract::ws::{close_code, CloseFrame, Message as WsMessage, WebSocket};
 use futures::{FutureExt, StreamExt};
@@ -47,7 +44,7 @@ enum Exit {
 /// The connection's state.
 pub struct Connection {
     socket: WebSocket,
-    state: Arc<AppState>,
+    state: AppState,
     user: UserId,
     slot: Option<SocketSlot>,
     subscriptions: StreamMap<ConversationId, BroadcastStream<Event>>,
@@ -55,15 +52,10 @@ pub struct Connection {
 }
 
 impl Connection {
-    pub fn new(
-        socket: WebSocket,
-        state: &Arc<AppState>,
-        user: UserId,
-        slot: Option<SocketSlot>,
-    ) -> Self {
+    pub fn new(socket: WebSocket, state: AppState, user: UserId, slot: Option<SocketSlot>) -> Self {
         Self {
             socket,
-            state: state.clone(),
+            state,
             user,
             slot,
             subscriptions: StreamMap::new(),
@@ -405,8 +397,10 @@ impl Connection {
     }
 }
 
-/// tungstenite reports an oversized frame or message as a capacity error.
+/// tungstenite reports an oversized frame or message as a capacity error
+/// (axum wraps it; it is the error's source).
 fn is_capacity_error(err: &axum::Error) -> bool {
-    let text = err.to_string();
-    text.contains("Space limit exceeded") || text.contains("too long") || text.contains("Capacity")
+    std::error::Error::source(err)
+        .and_then(|e| e.downcast_ref::<tungstenite::Error>())
+        .is_some_and(|e| matches!(e, tungstenite::Error::Capacity(_)))
 }

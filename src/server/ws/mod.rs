@@ -7,8 +7,6 @@
 
 pub mod connection;
 
-use std::sync::Arc;
-
 use axum::{
     extract::{ws::WebSocketUpgrade, State},
     http::{header, HeaderMap, StatusCode},
@@ -56,14 +54,13 @@ pub async fn upgrade(
     // between the two get a `too_large` error frame and the socket stays open.
     let hard_cap = (limits.max_frame_bytes * 2).max(64 * 1024);
     let tracker = state.connections.clone();
-    let state = Arc::new(state);
     ws.read_buffer_size(4 * 1024)
         .write_buffer_size(0)
         .max_message_size(hard_cap)
         .max_frame_size(hard_cap)
         .on_upgrade(move |socket| {
             tracker.track_future(async move {
-                connection::Connection::new(socket, &state, user, slot)
+                connection::Connection::new(socket, state, user, slot)
                     .run()
                     .await;
                 drop(permit);

@@ -1,0 +1,461 @@
+//! Tiny, dependency-free syntax highlighting for fenced code blocks.
+//!
+//! One generic scanner walks the code char by char, driven by a per-language
+//! rule table (comment markers, quote chars, keywords, literals, flags).
+//! Languages: Rust, JavaScript, TypeScript, Python, Go, C, C++, Java, C#,
+//! Kotlin, Swift, shell, JSON, TOML, YAML, SQL, HTML/XML and CSS.
+//! Every character of the input is HTML-escaped (`&`, `<`, `>`, `"`, `'`);
+//! the only markup in the output is `<span class="hl-…">` / `</span>`, never
+//! nested, so the result is safe to insert as HTML. Runs in linear time and
+//! never panics: unterminated strings and comments simply run to the end.
+
+/// One row per language, `|`-separated: aliases | line comment prefixes | block
+/// comment open and close | quote chars | flags | literals | keywords. Flags:
+/// `t` capitalised words are types, `i` case-insensitive words, `s` shell-like
+/// (`#` comments only after whitespace, `'` after a letter is an apostrophe),
+/// `c` Rust char literals (lifetimes stay plain), `d` words may contain `-`,
+/// `m` HTML/XML tags, `3` triple-quoted strings.
+const TABLE: &[&str] = &[
+    "rust rs|//|/* */|\"|tc|true false None|as async await break const continue crate dyn else \
+     enum extern fn for if impl in let loop match mod move mut pub ref return self Self static \
+     struct super trait type unsafe use where while",
+    "javascript js jsx mjs|//|/* */|\"'`||true false null undefined NaN Infinity|async await \
+     break case catch class const continue debugger default delete do else export extends \
+     finally for from function if import in instanceof let new of return static super switch \
+     this throw try typeof var void while yield",
+    "typescript ts tsx|//|/* */|\"'`|t|true false null undefined NaN Infinity|async await break \
+     case catch class const continue debugger default delete do else export extends finally for \
+     from function if import in instanceof let new of return static super switch this throw try \
+     typeof var void while yield abstract as declare enum implements interface keyof namespace \
+     private protected public readonly type",
+    "python py python3|#||\"'|3|True False None|and as assert async await break class continue \
+     def del elif else except finally for from global if import in is lambda nonlocal not or \
+     pass raise return try while with yield match case self",
+    "go golang|//|/* */|\"'`|t|true false nil iota|break case chan const continue default defer \
+     else fallthrough for func go goto if import interface map package range return select \
+     struct switch type var",
+    "c|//|/* */|\"'||true false NULL|auto break case char const continue default do double else \
+     enum extern float for goto if inline int long register return short signed sizeof static \
+     struct switch typedef union unsigned void volatile while include define ifdef ifndef endif",
+    "cpp c++ cc cxx h hpp|//|/* */|\"'||true false NULL nullptr|auto break case char const \
+     continue default do double else enum extern float for goto if inline int long register \
+     return short signed sizeof static struct switch typedef union unsigned void volatile while \
+     include define ifdef ifndef endif bool catch class constexpr delete explicit friend \
+     namespace new noexcept operator override private protected public template this throw try \
+     typename using virtual",
+    "java|//|/* */|\"'|t|true false null|abstract boolean break byte case catch char class const \
+     continue default do double else enum extends final finally float for if implements import \
+     instanceof int interface long native new package private protected public record return \
+     short static super switch synchronized this throw throws try var void volatile while",
+    "csharp cs c#|//|/* */|\"'|t|true false null|abstract as async await base bool break byte \
+     case catch char class const continue decimal default delegate do double else enum event \
+     explicit extern finally fixed float for foreach get if implicit in int interface internal \
+     is lock long namespace new object operator out override params private protected public \
+     readonly ref return sealed set short sizeof static string struct switch this throw try \
+     typeof uint ulong using var virtual void volatile while",
+    "kotlin kt|//|/* */|\"'|t3|true false null|as break by class companion continue data do else \
+     enum for fun if import in interface internal is object open override package private \
+     protected public return sealed super suspend this throw try typealias val var when while",
+    "swift|//|/* */|\"'|t3|true false nil|as associatedtype break case catch class continue \
+     default defer do else enum extension fallthrough fileprivate for func guard if import in \
+     init inout internal is let mutating open override private protocol public repeat return \
+     self Self static struct subscript switch throw throws try var where while",
+    "bash sh shell zsh console|#||\"'`|sd|true false|if then else elif fi for while until do \
+     done case esac in function return local export select break continue",
+    "json|||\"||true false null|",
+    "toml|#||\"'|3d|true false|",
+    "yaml yml|#||\"'|sd|true false null yes no|",
+    "sql|--|/* */|\"'|i|true false null|select from where insert into values update set delete \
+     create table drop alter add index primary key foreign references join inner left right \
+     outer on as and or not in is like between group by order having limit offset union all \
+     distinct case when then else end exists view default unique returning with",
+    "html htm xml svg||<!-- -->|\"'|m||",
+    "css||/* */|\"'|d|inherit initial unset none auto|important media import keyframes \
+     supports font-face",
+];
+
+/// How one language is tokenised: the fields of its [`TABLE`] row.
+struct Lang {
+    /// Line comment prefixes, space separated.
+    line: &'static str,
+    /// Block comment delimiters.
+    block: Option<(&'static str, &'static str)>,
+    /// Characters that open (and close) a string literal.
+    quotes: &'static str,
+    /// Flag letters, see [`TABLE`].
+    flags: &'static str,
+    /// Literal words (`true`, `null`, …), space separated.
+    lit: &'static str,
+    /// Keywords, space separated.
+    kw: &'static str,
+}
+
+impl Lang {
+    /// Whether flag letter `f` is set.
+    fn has(&self, f: char) -> bool {
+        self.flags.contains(f)
+    }
+}
+
+/// Looks up the rules for the first word of a code block's info string.
+fn rules(info: &str) -> Option<Lang> {
+    let name = info
+        .split(|c: char| c.is_whitespace() || c == ',' || c == '{')
+        .find(|s| !s.is_empty())?
+        .to_ascii_lowercase();
+    let row = TABLE.iter().find(|row| {
+        row.split('|')
+            .next()
+            .is_some_and(|a| a.split(' ').any(|a| a == name))
+    })?;
+    let mut fields = row.split('|').skip(1);
+    let mut next = || fields.next().unwrap_or("");
+    Some(Lang {
+        line: next(),
+        block: next().split_once(' '),
+        quotes: next(),
+        flags: next(),
+        lit: next(),
+        kw: next(),
+    })
+}
+
+/// Highlights `code` written in `lang` (the info string of a fenced code block, e.g. "rust",
+/// "js", "py"). Returns HTML where every piece of the input is HTML-escaped (&, <, >, ", ')
+/// and tokens are wrapped in `<span class="hl-…">`; `None` when the language is not known
+/// (the caller escapes the code itself).
+pub fn highlight(lang: &str, code: &str) -> Option<String> {
+    let lang = rules(lang)?;
+    let cs: Vec<char> = code.chars().collect();
+    let mut out = String::with_capacity(code.len() * 2);
+    let (mut i, mut in_tag) = (0, false);
+    while i < cs.len() {
+        let (class, end) = token(&lang, &cs, i, &mut in_tag);
+        let end = end.clamp(i + 1, cs.len());
+        emit(&mut out, class, &cs[i..end]);
+        i = end;
+    }
+    Some(out)
+}
+
+/// Appends `text` escaped, wrapped in a span when `class` is given.
+fn emit(out: &mut String, class: Option<&str>, text: &[char]) {
+    if let Some(class) = class {
+        out.push_str("<span class=\"");
+        out.push_str(class);
+        out.push_str("\">");
+    }
+    for &c in text {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            _ => out.push(c),
+        }
+    }
+    if class.is_some() {
+        out.push_str("</span>");
+    }
+}
+
+/// Whether `pat` occurs in `cs` at char index `i`.
+fn at(cs: &[char], i: usize, pat: &str) -> bool {
+    pat.chars()
+        .enumerate()
+        .all(|(k, p)| cs.get(i + k) == Some(&p))
+}
+
+/// Index just past the first `pat` at or after `from`, or the end of input.
+fn find_end(cs: &[char], from: usize, pat: &str) -> usize {
+    (from..cs.len())
+        .find(|&j| at(cs, j, pat))
+        .map_or(cs.len(), |j| j + pat.chars().count())
+}
+
+/// Scans the token starting at `i`: its class and the index just past it.
+fn token(l: &Lang, cs: &[char], i: usize, in_tag: &mut bool) -> (Option<&'static str>, usize) {
+    let c = cs[i];
+    let prev = i.checked_sub(1).and_then(|p| cs.get(p));
+    let shell = l.has('s');
+    if let Some((open, close)) = l.block.filter(|(open, _)| at(cs, i, open)) {
+        let end = find_end(cs, i + open.chars().count(), close);
+        return (Some("hl-com"), end);
+    }
+    let after_space = prev.is_none_or(|p| p.is_whitespace());
+    if l.line.split(' ').any(|p| !p.is_empty() && at(cs, i, p))
+        && (!shell || c != '#' || after_space)
+    {
+        let end = (i..cs.len()).find(|&j| cs[j] == '\n').unwrap_or(cs.len());
+        return (Some("hl-com"), end);
+    }
+    if l.has('m') {
+        return markup(cs, i, in_tag);
+    }
+    let apostrophe = shell && c == '\'' && prev.is_some_and(|p| p.is_alphanumeric());
+    if l.quotes.contains(c) && !apostrophe {
+        return (Some("hl-str"), string_end(cs, i, l.has('3')));
+    }
+    if c == '\'' && l.has('c') {
+        // Not a char literal: a lifetime or label, kept plain with its name.
+        return char_literal(cs, i)
+            .map_or((None, word_end(cs, i + 1, false)), |e| (Some("hl-str"), e));
+    }
+    if c.is_ascii_digit() {
+        return (Some("hl-num"), number_end(cs, i));
+    }
+    if c.is_alphabetic() || c == '_' {
+        let end = word_end(cs, i, l.has('d'));
+        return (word_class(l, &cs[i..end], cs.get(end) == Some(&'(')), end);
+    }
+    (None, i + 1)
+}
+
+/// End of the identifier characters (`-` too when `dash`) from `from`.
+fn word_end(cs: &[char], from: usize, dash: bool) -> usize {
+    (from..cs.len())
+        .find(|&j| !(cs[j].is_alphanumeric() || cs[j] == '_' || (dash && cs[j] == '-')))
+        .unwrap_or(cs.len())
+}
+
+/// End of the string opened at `i`, honouring backslash escapes.
+fn string_end(cs: &[char], i: usize, triple: bool) -> usize {
+    let q = cs[i];
+    let qqq: String = [q; 3].iter().collect();
+    let long = triple && at(cs, i, &qqq);
+    let mut j = i + if long { 3 } else { 1 };
+    while j < cs.len() {
+        match cs[j] {
+            '\\' => j += 2,
+            _ if long && at(cs, j, &qqq) => return j + 3,
+            c if !long && c == q => return j + 1,
+            _ => j += 1,
+        }
+    }
+    cs.len()
+}
+
+/// End of a Rust char literal at `i` (`'x'`, `'\n'`, `'\u{1F600}'`), or
+/// `None` when the quote is a lifetime or label.
+fn char_literal(cs: &[char], i: usize) -> Option<usize> {
+    match cs.get(i + 1)? {
+        '\\' => (i + 3..cs.len().min(i + 12))
+            .take_while(|&j| cs[j] != '\n')
+            .find(|&j| cs[j] == '\'')
+            .map(|j| j + 1),
+        '\n' | '\'' => None,
+        _ => (cs.get(i + 2) == Some(&'\'')).then_some(i + 3),
+    }
+}
+
+/// End of the number at `i`: digits, letters (hex, suffixes), `_`, a `.`
+/// followed by a digit, and a sign right after an exponent `e`.
+fn number_end(cs: &[char], i: usize) -> usize {
+    let mut j = i + 1;
+    while let Some(&c) = cs.get(j) {
+        let next_digit = cs.get(j + 1).is_some_and(|d| d.is_ascii_digit());
+        let sign = matches!(c, '+' | '-') && matches!(cs[j - 1], 'e' | 'E') && next_digit;
+        if !(c.is_ascii_alphanumeric() || c == '_' || sign || (c == '.' && next_digit)) {
+            break;
+        }
+        j += 1;
+    }
+    j
+}
+
+/// Class of an identifier: keyword, literal, function call or type.
+fn word_class(l: &Lang, word: &[char], call: bool) -> Option<&'static str> {
+    let ci = l.has('i');
+    let fold = |c: &char| if ci { c.to_ascii_lowercase() } else { *c };
+    let matches = |k: &str| k.len() == word.len() && k.chars().eq(word.iter().map(fold));
+    let upper = word.first().is_some_and(|c| c.is_uppercase());
+    if l.kw.split(' ').any(matches) {
+        Some("hl-kw")
+    } else if l.lit.split(' ').any(matches) {
+        Some("hl-lit")
+    } else if call {
+        Some("hl-fn")
+    } else if l.has('t') && upper && (word.len() == 1 || word.iter().any(|c| c.is_lowercase())) {
+        Some("hl-ty")
+    } else {
+        None
+    }
+}
+
+/// HTML/XML outside comments: `<name` and `>` are keywords, quoted attribute
+/// values inside a tag are strings, everything else is plain text.
+fn markup(cs: &[char], i: usize, in_tag: &mut bool) -> (Option<&'static str>, usize) {
+    let next = cs.get(i + 1).copied();
+    match cs[i] {
+        '<' if !*in_tag && next.is_some_and(|n| n.is_alphabetic() || "/!?".contains(n)) => {
+            *in_tag = true;
+            let end = (i + 2..cs.len())
+                .find(|&j| !(cs[j].is_alphanumeric() || "-_:.".contains(cs[j])))
+                .unwrap_or(cs.len());
+            (Some("hl-kw"), end)
+        }
+        '>' if *in_tag => {
+            *in_tag = false;
+            (Some("hl-kw"), i + 1)
+        }
+        '/' if *in_tag && next == Some('>') => {
+            *in_tag = false;
+            (Some("hl-kw"), i + 2)
+        }
+        '"' | '\'' if *in_tag => (Some("hl-str"), string_end(cs, i, false)),
+        _ => (None, i + 1),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{emit, highlight, TABLE};
+
+    /// Removes our span tags (asserting no other raw markup) and unescapes.
+    fn plain(html: &str) -> String {
+        let (mut rest, mut out) = (html, String::new());
+        while let Some(c) = rest.chars().next() {
+            if let Some(r) = rest.strip_prefix("</span>") {
+                rest = r;
+            } else if let Some(r) = rest.strip_prefix("<span class=\"hl-") {
+                let end = r.find("\">").expect("span tag closes");
+                assert!(r[..end].chars().all(|c| c.is_ascii_lowercase()), "{html}");
+                rest = &r[end + 2..];
+            } else {
+                assert!(!"<>\"'".contains(c), "raw {c:?} in {html:?}");
+                out.push(c);
+                rest = &rest[c.len_utf8()..];
+            }
+        }
+        let entities = [
+            ("&lt;", "<"),
+            ("&gt;", ">"),
+            ("&quot;", "\""),
+            ("&#39;", "'"),
+        ];
+        let out = entities.iter().fold(out, |s, (e, c)| s.replace(e, c));
+        out.replace("&amp;", "&")
+    }
+
+    /// Highlights `code`, asserting it round-trips through [`plain`].
+    fn check(lang: &str, code: &str) -> String {
+        let html = highlight(lang, code).expect("known language");
+        assert_eq!(plain(&html), code, "round trip for {lang}");
+        html
+    }
+
+    /// Each spec is a language, a space, then code with every expected token
+    /// marked as `«class:text»`; the unmarked code must highlight to exactly that.
+    fn cases(specs: &[&str]) {
+        for spec in specs {
+            let (lang, marked) = spec.split_once(' ').expect("language");
+            let (mut code, mut want) = (String::new(), String::new());
+            for (k, part) in marked.split(['«', '»']).enumerate() {
+                let (class, text) = match part.split_once(':') {
+                    Some((class, text)) if k % 2 == 1 => (Some(format!("hl-{class}")), text),
+                    _ => (None, part),
+                };
+                code.push_str(text);
+                emit(
+                    &mut want,
+                    class.as_deref(),
+                    &text.chars().collect::<Vec<_>>(),
+                );
+            }
+            assert_eq!(check(lang, &code), want, "{spec}");
+        }
+    }
+
+    #[test]
+    fn escapes_markup_in_code_and_strings() {
+        let html = check("js", "a<b && '<script>' // <b>");
+        let want = "a&lt;b &amp;&amp; <span class=\"hl-str\">&#39;&lt;script&gt;&#39;</span> \
+            <span class=\"hl-com\">// &lt;b&gt;</span>";
+        assert_eq!(html, want);
+        let html = check("html", "<script>a < b</script>");
+        let want = "<span class=\"hl-kw\">&lt;script</span><span class=\"hl-kw\">&gt;</span>a \
+            &lt; b<span class=\"hl-kw\">&lt;/script</span><span class=\"hl-kw\">&gt;</span>";
+        assert_eq!(html, want);
+    }
+
+    #[test]
+    fn rust_tokens() {
+        cases(&[
+            "rust «kw:fn» «fn:main»() { «kw:let» s = «str:\"hi\"»; «com:// end»\n«com:/* b */»}",
+            "rust «num:0x1F» + «num:2.5e-3» + «num:1_000u32»; «num:0»..«num:10»; MAX.«num:0»",
+            "rs «kw:let» v: «ty:Vec»<«ty:T»> = «lit:None»; «kw:impl» «kw:Self» «kw:for» «ty:A»",
+        ]);
+    }
+
+    #[test]
+    fn rust_lifetimes_are_not_char_literals() {
+        cases(&[
+            "rust «kw:fn» f<'a, 'b>(x: &'a str) -> char { «str:'x'» }",
+            "rust «str:'\\n'» «str:'\\''» «str:'\\u{1F980}'» «str:'ü'» 'outer: «kw:loop» {}",
+            "rust «ty:Cow»<'static, str> b«str:'x'»",
+        ]);
+    }
+
+    #[test]
+    fn python_triple_quotes_and_hash_comments() {
+        cases(&[
+            "py «kw:def» «fn:f»():\n  «str:\"\"\"Doc 'q' \"x\"\n\"\"\"»  «com:# note»\n",
+            "py  «kw:return» Foo «kw:if» «fn:len»(x) «kw:else» f«str:'{y}'»",
+            "Python x = «str:'''a ' '' \\''' b'''» «lit:True» «lit:None» «com:# \"#»",
+        ]);
+    }
+
+    #[test]
+    fn language_lookup() {
+        assert_eq!(highlight("brainfuck", "+++"), None);
+        assert_eq!(highlight("", "x"), None);
+        for info in "RUST|rust,ignore| c++ |C#|yml|golang {.x}|console|Shell".split('|') {
+            assert!(highlight(info, "x").is_some(), "{info}");
+        }
+        assert_eq!(highlight("json", "").as_deref(), Some(""));
+    }
+
+    #[test]
+    fn unterminated_tokens_run_to_end() {
+        cases(&[
+            "rust x = «str:\"abc\ndef\\»",
+            "c x «com:/* never closed\n y»",
+            "py «str:'''open\n''»",
+            "html «kw:<a» href=«str:'x>»",
+            "rust x '\\u{«num:12345678» '\\",
+        ]);
+    }
+
+    #[test]
+    fn other_languages() {
+        cases(&[
+            "sql «kw:SELECT» * «kw:from» t «kw:WHERE» x «kw:IS» «lit:NULL» «com:-- c»",
+            "sh «kw:if» x; «kw:then» echo $# don't «str:\"$x\"» «com:# real»",
+            "go «kw:func» «fn:F»(x «ty:Foo») «ty:Bar» { «kw:return» «lit:nil» }",
+            "css a { font-size: «num:10px»; «com:/* c */» }",
+            "html «kw:<p» class=«str:\"x\"»«kw:>»a < b«kw:</p»«kw:>»«com:<!-- <i> -->»",
+            "xml «kw:<?xml» v=«str:'1'»?«kw:>»«kw:<br» «kw:/>»",
+            "js «kw:const» s = «str:`${x} <b>`»; «fn:alert»(«lit:null»); Foo",
+            "json {«str:\"a\"»: [«num:1», «lit:true»]}",
+            "yaml key: «str:'v'» «com:# c»\nurl: a#b it's",
+            "cs «ty:Console».«fn:WriteLine»(«str:\"hi\"»)",
+        ]);
+    }
+
+    #[test]
+    fn round_trips_tricky_input() {
+        let tricky =
+            "héllo 世界 🦀|'|\"|\\|'\\|/*|*/|<!--|-->|`${x}`|0x1e+|1.2.3|a'b|<a b=\"x\">|'''\
+            |\"\"\"|#|--|'🦀'|&amp;|\n|<|/>|'\\u{|é|1e|f(|Ü|//|\r\n\t| |";
+        for row in TABLE {
+            let lang = row.split([' ', '|']).next().unwrap_or_default();
+            for a in tricky.split('|') {
+                for b in tricky.split('|') {
+                    check(lang, &format!("{a}{b}"));
+                    check(lang, &format!("{a} x{b}ü"));
+                }
+            }
+        }
+    }
+}
