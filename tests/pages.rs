@@ -1,0 +1,85 @@
+//! Server-rendered pages: a conversation's history is in the HTML of
+//! `/c/:id` for its owner only, and `/api/session` identifies a client-only
+//! (Trunk) page.
+
+mod common;
+
+use common::TestServer;
+
+async fn page(server: &TestServer, path: &str, cookie: Option<&str>) -> (u16, String) {
+    let mut request = reqwest::Client::new().get(format!("http://{}{path}", server.addr));
+    if let Some(cookie) = cookie {
+        request = request.header("cookie", cookie);
+    }
+    let response = request.send().await.expect("GET");
+    let status = response.status().as_u16();
+    (status, response.text().await.expect("body"))
+}
+
+#[tokio::test]
+async fn a_conversation_page_renders_its_history_for_its_owner_only() {
+    let server = TestServer::start(|_| {}).await;
+    let cookie = server.cookie().await;
+    let mut alice = server.connect(&cookie).await;
+    let id = alice.start_conversation("the <b>harbour</b> at dusk").await;
+    alice.until_done(&id).await;
+
+    let (status, html) = page(&server, &format!("/c/{id}"), Some(&cookie)).await;
+    assert_eq!(status, 200);
+    assert!(
+        html.contains("You said: the"),
+        "the reply is in the HTML: {html}"
+    );
+    assert!(
+        html.contains("data-role=\"user\""),
+        "the user's message is rendered"
+    );
+    assert!(
+        !html.contains("<b>harbour</b>"),
+        "user text is escaped, never markup"
+    );
+
+    let stranger = server.cookie().await;
+    let (status, html) = page(&server, &format!("/c/{id}"), Some(&stranger)).await;
+    assert_eq!(status, 200);
+    assert!(!html.contains("You said: the"), "another user sees nothing");
+    let (_, html) = page(&server, &format!("/c/{id}"), None).await;
+    assert!(!html.contains("You said: the"), "no cookie, no history");
+    let (status, _) = page(&server, "/c/not-a-conversation", Some(&cookie)).await;
+    assert_eq!(status, 200, "an unknown id renders an empty chat");
+}
+
+#[tokio::test]
+async fn api_session_issues_an_identity_cookie_once() {
+    let server = TestServer::start(|_| {}).await;
+    let response = reqwest::get(format!("http://{}/api/session", server.addr))
+        .await
+        .expect("GET /api/session");
+    assert_eq!(response.status().as_u16(), 200);
+    let set = response
+        .headers()
+        .get("set-cookie")
+        .expect("cookie issued")
+        .to_str()
+        .expect("ascii")
+        .to_owned();
+    assert!(
+        set.starts_with("tether_id=") && set.contains("HttpOnly"),
+        "{set}"
+    );
+    let cookie = set.split(';').next().expect("pair").to_owned();
+    let again = reqwest::Client::new()
+        .get(format!("http://{}/api/session", server.addr))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .expect("GET again");
+    assert!(
+        again.headers().get("set-cookie").is_none(),
+        "kept, not replaced"
+    );
+    let body: serde_json::Value = again.json().await.expect("json");
+    assert_eq!(body["identified"], true);
+    // The cookie works on the socket.
+    server.connect(&cookie).await;
+}
