@@ -20,11 +20,17 @@ cargo clippy --features ssr --all-targets -- -D warnings
 step "clippy (browser: hydrate, wasm32)"
 cargo clippy --lib --features hydrate --target wasm32-unknown-unknown -- -D warnings
 
+step "clippy (browser: csr, wasm32, the Trunk bundle)"
+cargo clippy --bin tether-csr --no-default-features --features csr --target wasm32-unknown-unknown -- -D warnings
+
 step "Rust tests (the local-model smoke test must run, not skip)"
 TETHER_REQUIRE_LOCAL_MODEL=1 cargo test --features ssr
 
 step "Build the site (cargo leptos build)"
 cargo leptos build
+
+step "Build the client-only bundle (trunk build, offline)"
+trunk build
 
 step "Playwright (Debian Chromium)"
 E2E_DATA=$(mktemp -d)

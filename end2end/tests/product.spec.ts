@@ -25,6 +25,7 @@ test("reload mid-stream: the rest continues, nothing lost or doubled", async ({ 
   await chat.waitForReplyDone();
   expectWordsOnceInOrder((await chat.lastAssistant().locator(".content").textContent()) ?? "", 60);
   await expect(chat.assistantMessages()).toHaveCount(1);
+  chat.expectNoErrors();
 });
 
 test("two tabs on one conversation stay in sync", async ({ page, context }) => {
@@ -45,6 +46,8 @@ test("two tabs on one conversation stay in sync", async ({ page, context }) => {
   await expect(other.lastAssistant().locator(".content")).toHaveText("You said: and hello from the second");
   await expect(chat.assistantMessages()).toHaveCount(2);
   await expect(other.assistantMessages()).toHaveCount(2);
+  chat.expectNoErrors();
+  other.expectNoErrors();
 });
 
 test("Regenerate replaces the last reply", async ({ page }) => {
@@ -162,6 +165,7 @@ test("a server restart keeps the history and the page reconnects by itself", asy
     await expect(chat.input).toHaveValue("a draft survives");
     await expect(chat.assistantMessages().first().locator(".content")).toHaveText("You said: before the restart");
     await expect(chat.userMessages()).toHaveCount(2);
+    chat.expectNoErrors();
   } finally {
     await server.stop();
   }
@@ -228,6 +232,10 @@ test.describe("on a phone (390×844)", () => {
     await expect(sidebar).toBeInViewport();
     await expect(sidebar.getByRole("link", { name: "hello from a phone" })).toBeVisible();
     await page.screenshot({ path: `${SHOTS}/mobile-sidebar.png` });
+    await page.keyboard.press("Escape");
+    await expect(sidebar).not.toBeInViewport();
+    await page.getByRole("button", { name: "Show conversations" }).click();
+    await expect(sidebar).toBeInViewport();
     await sidebar.getByRole("link", { name: "+ New chat" }).click();
     await expect(sidebar).not.toBeInViewport();
     await expect(page).toHaveURL(/\/$/);

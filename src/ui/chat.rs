@@ -22,7 +22,7 @@ use super::{
     theme::ThemeToggle,
 };
 use crate::{
-    client::state::{ChatView, Retry},
+    client::state::{ChatView, Retry, ViewMessage},
     protocol::{ClientFrame, Role},
 };
 
@@ -136,8 +136,18 @@ pub fn ChatPage() -> impl IntoView {
     };
 
     view! {
-        <div class="app" class:sidebar-open=move || sidebar_open.get()>
+        <div
+            class="app"
+            class:sidebar-open=move || sidebar_open.get()
+            on:keydown=move |ev: leptos::ev::KeyboardEvent| {
+                if ev.key() == "Escape" {
+                    sidebar_open.set(false);
+                }
+            }
+        >
             <Sidebar open=sidebar_open active=route_id/>
+            // Narrow screens: tapping beside the open sidebar closes it.
+            <div class="backdrop" aria-hidden="true" on:click=move |_| sidebar_open.set(false)></div>
             <div class="main">
                 <header class="topbar">
                     <div class="brand">
@@ -174,17 +184,17 @@ pub fn ChatPage() -> impl IntoView {
                         </Show>
                         <Suspense>
                             {move || Suspend::new(async move {
-                                // Server render and hydration of `/c/:id`: start from the stored history.
-                                if let Some(frame) = history.await {
-                                    chat.update_untracked(|c| {
-                                        if c.messages.is_empty() {
-                                            c.apply(&frame);
-                                        }
-                                    });
-                                }
+                                // Server render and hydration of `/c/:id` show the stored
+                                // history until the socket's snapshot fills the live view.
+                                // `chat` itself is never touched here, so everything else
+                                // on the page renders the same on both sides.
+                                let initial = initial_messages(history.await);
                                 view! {
                                     <For
-                                        each=move || chat.with(|c| c.messages.clone())
+                                        each=move || {
+                                            let live = chat.with(|c| c.messages.clone());
+                                            if live.is_empty() { initial.clone() } else { live }
+                                        }
                                         key=|m| (m.message.id.clone(), m.message.content.len(), m.streaming, m.message.finish_reason, m.pending)
                                         children=|m| view! { <MessageBubble message=m/> }
                                     />
@@ -211,6 +221,15 @@ pub fn ChatPage() -> impl IntoView {
             </div>
         </div>
     }
+}
+
+/// The messages of a server-rendered history, as the view shows them.
+fn initial_messages(history: Option<crate::protocol::ServerFrame>) -> Vec<ViewMessage> {
+    let mut view = ChatView::default();
+    if let Some(frame) = history {
+        view.apply(&frame);
+    }
+    view.messages
 }
 
 /// Copy buttons inside rendered markdown (one delegated handler).

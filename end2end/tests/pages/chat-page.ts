@@ -5,8 +5,14 @@ export class ChatPage {
   readonly input: Locator;
   readonly status: Locator;
   readonly messages: Locator;
+  /** Uncaught errors and Rust panics (console_error_panic_hook) seen on the page. */
+  readonly errors: string[] = [];
 
   constructor(readonly page: Page) {
+    page.on("pageerror", (e) => this.errors.push(String(e)));
+    page.on("console", (m) => {
+      if (m.type() === "error" && /panicked|hydrat/i.test(m.text())) this.errors.push(m.text());
+    });
     this.input = page.getByRole("textbox", { name: "Message" });
     this.status = page.locator(".status");
     this.messages = page.locator(".messages article.message");
@@ -62,6 +68,11 @@ export class ChatPage {
 
   async recordedTexts(): Promise<string[]> {
     return this.page.evaluate(() => (window as unknown as { __texts: string[] }).__texts);
+  }
+
+  /** Fails on any page error or panic seen so far (hydration mismatches panic). */
+  expectNoErrors() {
+    expect(this.errors).toEqual([]);
   }
 
   /** Waits until no reply is streaming. */

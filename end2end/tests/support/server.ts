@@ -14,7 +14,10 @@ export class OwnServer {
   readonly dataDir = mkdtempSync(join(tmpdir(), "tether-e2e-"));
   private child?: ChildProcess;
 
-  constructor(readonly port: number) {}
+  constructor(
+    readonly port: number,
+    private readonly extraEnv: Record<string, string> = {},
+  ) {}
 
   get url(): string {
     return `http://127.0.0.1:${this.port}`;
@@ -32,6 +35,7 @@ export class OwnServer {
         TETHER_DATA_DIR: this.dataDir,
         LEPTOS_SITE_ROOT: process.env.LEPTOS_SITE_ROOT ?? "../target/site",
         RUST_LOG: "warn",
+        ...this.extraEnv,
       },
       stdio: ["ignore", "inherit", "inherit"],
     });

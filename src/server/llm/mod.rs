@@ -335,12 +335,35 @@ fn map_error(err: OpenAIError) -> LlmError {
             match status {
                 401 | 403 => LlmError::Unauthorized { status },
                 429 => LlmError::RateLimited { retry_after: None },
-                _ => LlmError::Upstream(format!("HTTP {status}: {}", api.api_error.message)),
+                _ => LlmError::Upstream(format!(
+                    "HTTP {status}: {}",
+                    provider_message(&api.api_error.message)
+                )),
             }
         }
         OpenAIError::Reqwest(e) if e.is_timeout() => LlmError::Timeout,
         OpenAIError::Reqwest(e) => LlmError::Upstream(redact_url(&e.to_string())),
         other => LlmError::Upstream(other.to_string()),
+    }
+}
+
+/// The readable part of a provider's error: `error.message` when the text is
+/// OpenAI's JSON error body, cut to a length that fits a chat notice.
+fn provider_message(raw: &str) -> String {
+    const MAX_CHARS: usize = 300;
+    let text = serde_json::from_str::<serde_json::Value>(raw)
+        .ok()
+        .and_then(|v| {
+            v.pointer("/error/message")
+                .and_then(|m| m.as_str())
+                .map(str::to_owned)
+        })
+        .unwrap_or_else(|| raw.trim().to_owned());
+    if text.chars().count() > MAX_CHARS {
+        let cut: String = text.chars().take(MAX_CHARS).collect();
+        format!("{cut}…")
+    } else {
+        text
     }
 }
 
@@ -360,6 +383,15 @@ fn parse_retry_after(value: &str) -> Option<Duration> {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn provider_errors_are_reduced_to_their_message() {
+        let body = r#"{"error":{"code":"x","message":"fake failure","param":null,"type":"t"}}"#;
+        assert_eq!(super::provider_message(body), "fake failure");
+        assert_eq!(super::provider_message(" plain text "), "plain text");
+        let long = "é".repeat(1000);
+        assert_eq!(super::provider_message(&long).chars().count(), 301);
+    }
     use super::*;
 
     #[test]
