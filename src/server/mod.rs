@@ -10,6 +10,7 @@ pub mod chat;
 pub mod config;
 pub mod identity;
 pub mod llm;
+pub mod metrics;
 pub mod router;
 pub mod state;
 pub mod store;
@@ -27,6 +28,7 @@ use self::{
     config::Config,
     identity::IdentityKeys,
     llm::LlmClient,
+    metrics::Metrics,
     state::AppState,
     store::{SqliteStore, Store, StoreError},
 };
@@ -70,7 +72,8 @@ pub async fn build_state(config: Config) -> Result<AppState, ServerError> {
     let config = Arc::new(config);
     let llm = LlmClient::new(config.upstream.clone());
     let store: Arc<dyn Store> = Arc::new(store);
-    let chat = ChatService::new(config.clone(), store, llm);
+    let metrics = Arc::new(Metrics::new());
+    let chat = ChatService::new(config.clone(), store, llm, metrics.clone());
     Ok(AppState {
         leptos_options,
         identity: Arc::new(identity),
@@ -79,6 +82,7 @@ pub async fn build_state(config: Config) -> Result<AppState, ServerError> {
         connection_permits: Arc::new(Semaphore::new(config.limits.max_connections)),
         connections: TaskTracker::new(),
         close_sockets: CancellationToken::new(),
+        metrics,
         config,
     })
 }

@@ -1,16 +1,20 @@
 //! `fn app(state) -> Router`: every route of the server, buildable in tests.
 
 use axum::{
-    extract::State, http::StatusCode, middleware, response::IntoResponse, routing::get, Json,
-    Router,
+    extract::State,
+    http::{header, StatusCode},
+    middleware,
+    response::IntoResponse,
+    routing::get,
+    Json, Router,
 };
 use leptos::prelude::provide_context;
 use leptos_axum::{generate_route_list, LeptosRoutes};
 
-use super::{identity, state::AppState, ws};
+use super::{identity, metrics, state::AppState, ws};
 use crate::app::{shell, App};
 
-/// The full router: pages (SSR + hydration assets), `/ws`, health.
+/// The full router: pages (SSR + hydration assets), `/ws`, health, metrics.
 pub fn app(state: AppState) -> Router {
     let routes = generate_route_list(App);
     let options = state.leptos_options.clone();
@@ -18,6 +22,7 @@ pub fn app(state: AppState) -> Router {
         .route("/ws", get(ws::upgrade))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
         .route("/api/session", get(session))
         .leptos_routes_with_context(
             &state,
@@ -43,6 +48,15 @@ pub fn app(state: AppState) -> Router {
 /// The process is up.
 async fn healthz() -> impl IntoResponse {
     Json(serde_json::json!({ "status": "ok" }))
+}
+
+/// Prometheus metrics in the text format 0.0.4 (see [`super::metrics`]).
+///
+/// Public on the listen address, like `/healthz`, with no authentication: it
+/// carries counts and timings only, never message text, user ids or keys.
+async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+    let body = state.metrics.render(state.chat.running_replies());
+    ([(header::CONTENT_TYPE, metrics::CONTENT_TYPE)], body)
 }
 
 /// Hands out the identity cookie (via the cookie middleware) to a page that

@@ -11,6 +11,7 @@ use super::{
     chat::{limits::SocketRegistry, ChatService},
     config::Config,
     identity::IdentityKeys,
+    metrics::Metrics,
 };
 
 /// Shared server state. Cheap to clone: every field is an `Arc` or a handle.
@@ -27,6 +28,8 @@ pub struct AppState {
     pub connections: TaskTracker,
     /// Tells every socket to close with 1001.
     pub close_sockets: CancellationToken,
+    /// Counters and timings for `GET /metrics`.
+    pub metrics: Arc<Metrics>,
 }
 
 impl FromRef<AppState> for LeptosOptions {

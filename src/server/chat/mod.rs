@@ -29,6 +29,7 @@ use self::{
 use super::{
     config::Config,
     llm::LlmClient,
+    metrics::Metrics,
     store::{NewUserMessage, SendOutcome, Store, StoreError, Target},
 };
 use crate::protocol::{
@@ -123,6 +124,7 @@ pub struct ChatService {
     /// Cancels every running reply (after the shutdown grace period).
     stop_replies: CancellationToken,
     shutting_down: AtomicBool,
+    metrics: Arc<Metrics>,
 }
 
 impl std::fmt::Debug for ChatService {
@@ -135,7 +137,12 @@ impl std::fmt::Debug for ChatService {
 }
 
 impl ChatService {
-    pub fn new(config: Arc<Config>, store: Arc<dyn Store>, llm: LlmClient) -> Self {
+    pub fn new(
+        config: Arc<Config>,
+        store: Arc<dyn Store>,
+        llm: LlmClient,
+        metrics: Arc<Metrics>,
+    ) -> Self {
         let limits = config.limits;
         Self {
             hub: Arc::new(ConversationHub::new(limits.subscriber_buffer)),
@@ -147,6 +154,7 @@ impl ChatService {
             config,
             store,
             llm,
+            metrics,
         }
     }
 
@@ -263,6 +271,7 @@ impl ChatService {
             self.hub.release_if_idle(&conversation.id);
             return Err(err);
         }
+        self.metrics.message_accepted();
         Ok(accepted)
     }
 
@@ -578,6 +587,7 @@ impl ChatService {
             client_msg_id,
             cancel,
             received,
+            metrics: self.metrics.clone(),
         };
         self.replies.spawn(job.run(self.hub.clone()));
         Ok(())

@@ -5,7 +5,10 @@
 //! ends in exactly one `done` (preceded by an `error` when the upstream failed),
 //! and its text is stored before `done` is announced.
 
-use std::{sync::Arc, time::Instant};
+use std::{
+    sync::Arc,
+    time::{Duration, Instant},
+};
 
 use futures::StreamExt;
 use tokio::sync::Semaphore;
@@ -18,6 +21,7 @@ use crate::{
     server::{
         config::LimitsConfig,
         llm::{LlmClient, LlmError, LlmEvent, PromptTurn},
+        metrics::Metrics,
         store::Store,
     },
 };
@@ -35,6 +39,7 @@ pub(super) struct ReplyJob {
     pub cancel: CancellationToken,
     /// When the request that caused this reply arrived (TTFT is measured from it).
     pub received: Instant,
+    pub metrics: Arc<Metrics>,
 }
 
 /// How the upstream part of a reply ended.
@@ -43,6 +48,9 @@ struct Outcome {
     usage: Option<Usage>,
     first_token: Option<Instant>,
     error: Option<LlmError>,
+    /// How long the model took, when it was asked at all: to the first
+    /// token (if any) and to the end of its stream.
+    upstream: Option<(Option<Duration>, Duration)>,
 }
 
 impl ReplyJob {
@@ -67,6 +75,7 @@ impl ReplyJob {
             usage: None,
             first_token: None,
             error: None,
+            upstream: None,
         };
         let _permit = tokio::select! {
             permit = self.upstream_slots.clone().acquire_owned() => permit.ok(),
@@ -85,17 +94,20 @@ impl ReplyJob {
             }
         };
         let timeout = self.llm.timeout();
+        let asked = Instant::now();
         let mut stream = tokio::select! {
             started = self.llm.stream(&prompt) => match started {
                 Ok(stream) => stream,
                 Err(err) => {
                     outcome.finish_reason = FinishReason::Error;
                     outcome.error = Some(err);
+                    outcome.upstream = Some((None, asked.elapsed()));
                     return outcome;
                 }
             },
             _ = self.cancel.cancelled() => {
                 outcome.finish_reason = FinishReason::Stopped;
+                outcome.upstream = Some((None, asked.elapsed()));
                 return outcome;
             }
         };
@@ -130,10 +142,12 @@ impl ReplyJob {
         }
         // Dropping the stream here aborts the upstream HTTP request if it still runs.
         drop(stream);
+        outcome.upstream = Some((outcome.first_token.map(|t| t - asked), asked.elapsed()));
         outcome
     }
 
-    /// Stores the text, then announces `error` (if any) and `done`.
+    /// Stores the text, counts the reply, then announces `error` (if any)
+    /// and `done`: a client that saw `done` finds the reply in `/metrics`.
     async fn complete(&self, outcome: Outcome) {
         let content = self.live.streamed_text();
         if let Err(err) = self
@@ -161,6 +175,7 @@ impl ReplyJob {
                 }
             };
             tracing::warn!(error = %err, code = code.as_str(), "reply failed upstream");
+            self.metrics.error_sent(code);
             ServerFrame::Error {
                 code,
                 message: err.to_string(),
@@ -184,6 +199,13 @@ impl ReplyJob {
             total_ms = (now - self.received).as_millis() as u64,
             "reply done"
         );
+        self.metrics.reply_finished(outcome.finish_reason);
+        if let Some((first_token, total)) = outcome.upstream {
+            if let Some(first_token) = first_token {
+                self.metrics.upstream_first_token(first_token);
+            }
+            self.metrics.upstream_finished(total);
+        }
         self.live.finish(error.as_ref(), &done);
     }
 

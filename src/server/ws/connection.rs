@@ -381,7 +381,12 @@ impl Connection {
         }
     }
 
+    /// Writes a frame of this connection's own (every refusal goes through
+    /// here); conversation events arrive serialised and use [`Self::send_raw`].
     async fn send(&mut self, frame: &ServerFrame) -> Result<(), ()> {
+        if let ServerFrame::Error { code, .. } = frame {
+            self.state.metrics.refused(*code);
+        }
         self.send_raw(Event::from(frame.to_json())).await
     }
 

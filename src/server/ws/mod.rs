@@ -13,7 +13,7 @@ use axum::{
     response::{IntoResponse, Response},
 };
 
-use super::state::AppState;
+use super::{metrics::UpgradeRefusal, state::AppState};
 
 /// The upgrade handler.
 pub async fn upgrade(
@@ -24,13 +24,16 @@ pub async fn upgrade(
     let origin = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok());
     let host = headers.get(header::HOST).and_then(|v| v.to_str().ok());
     let Some(origin) = origin else {
+        state.metrics.upgrade_refused(UpgradeRefusal::Origin);
         return (StatusCode::FORBIDDEN, "missing Origin header").into_response();
     };
     if !state.config.origins.allows(origin, host) {
         tracing::info!(origin, "refused WebSocket from a foreign origin");
+        state.metrics.upgrade_refused(UpgradeRefusal::Origin);
         return (StatusCode::FORBIDDEN, "origin not allowed").into_response();
     }
     let Some(user) = state.identity.user_from_headers(&headers) else {
+        state.metrics.upgrade_refused(UpgradeRefusal::Identity);
         return (
             StatusCode::UNAUTHORIZED,
             "missing or invalid identity cookie: load the page first",
@@ -42,6 +45,7 @@ pub async fn upgrade(
         Err(rejection) => return rejection.into_response(),
     };
     let Ok(permit) = state.connection_permits.clone().try_acquire_owned() else {
+        state.metrics.upgrade_refused(UpgradeRefusal::Capacity);
         return (
             StatusCode::SERVICE_UNAVAILABLE,
             "the server holds its maximum number of connections",
@@ -60,6 +64,7 @@ pub async fn upgrade(
         .max_frame_size(hard_cap)
         .on_upgrade(move |socket| {
             tracker.track_future(async move {
+                let _open = state.metrics.socket_opened();
                 connection::Connection::new(socket, state, user, slot)
                     .run()
                     .await;
