@@ -153,6 +153,9 @@ test("a server restart keeps the history and the page reconnects by itself", asy
 
     await server.stop();
     await expect(chat.status).toHaveAttribute("data-status", "reconnecting");
+    // Several failed attempts later it says so plainly (and keeps trying).
+    await expect(chat.status).toHaveAttribute("data-status", "offline");
+    await expect(chat.status).toHaveText("Offline — retrying");
     // Sent while offline: shown as pending, delivered once when back.
     await chat.send("sent while offline");
     await expect(page.locator("article.message.pending")).toHaveCount(1);

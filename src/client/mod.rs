@@ -16,6 +16,8 @@ pub enum ConnStatus {
     Connecting,
     Connected,
     Reconnecting,
+    /// Several attempts in a row failed; still retrying, with longer pauses.
+    Offline,
 }
 
 impl ConnStatus {
@@ -24,6 +26,7 @@ impl ConnStatus {
             ConnStatus::Connecting => "connecting",
             ConnStatus::Connected => "connected",
             ConnStatus::Reconnecting => "reconnecting",
+            ConnStatus::Offline => "offline",
         }
     }
 
@@ -32,6 +35,7 @@ impl ConnStatus {
             ConnStatus::Connecting => "Connecting…",
             ConnStatus::Connected => "Connected",
             ConnStatus::Reconnecting => "Reconnecting…",
+            ConnStatus::Offline => "Offline — retrying",
         }
     }
 }

@@ -42,10 +42,10 @@ async fn run(
     let mut queue: VecDeque<String> = VecDeque::new();
     let mut failures: u32 = 0;
     loop {
-        on_status(if failures == 0 {
-            ConnStatus::Connecting
-        } else {
-            ConnStatus::Reconnecting
+        on_status(match failures {
+            0 => ConnStatus::Connecting,
+            n if n >= OFFLINE_AFTER_FAILURES => ConnStatus::Offline,
+            _ => ConnStatus::Reconnecting,
         });
         let Some(url) = socket_url() else { return };
         // The client-only (Trunk) page was not served by Tether, so it has no
@@ -88,10 +88,17 @@ async fn run(
             }
         }
         failures = failures.saturating_add(1);
-        on_status(ConnStatus::Reconnecting);
+        on_status(if failures >= OFFLINE_AFTER_FAILURES {
+            ConnStatus::Offline
+        } else {
+            ConnStatus::Reconnecting
+        });
         TimeoutFuture::new(backoff_ms(failures)).await;
     }
 }
+
+/// Consecutive failed attempts after which the page says it is offline.
+const OFFLINE_AFTER_FAILURES: u32 = 4;
 
 /// 250 ms doubling up to 10 s, with ±30 % jitter so tabs do not reconnect in lockstep.
 fn backoff_ms(failures: u32) -> u32 {
