@@ -349,6 +349,31 @@ pub enum ClientFrame {
     DeleteConversation { conversation_id: ConversationId },
 }
 
+/// The body of `POST /api/chat` (HTTP streaming transport): the fields of a
+/// `send` frame. A whole `send` frame is accepted too (`type` is ignored).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SendRequest {
+    pub client_msg_id: ClientMsgId,
+    /// Absent or `null`: start a new conversation.
+    #[serde(default)]
+    pub conversation_id: Option<ConversationId>,
+    pub text: String,
+    /// Persona id, only for a new conversation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub persona: Option<String>,
+}
+
+impl From<SendRequest> for ClientFrame {
+    fn from(request: SendRequest) -> Self {
+        ClientFrame::Send {
+            client_msg_id: request.client_msg_id,
+            conversation_id: request.conversation_id,
+            text: request.text,
+            persona: request.persona,
+        }
+    }
+}
+
 impl ClientFrame {
     /// Serialise for the wire. Serialising these types cannot fail.
     pub fn to_json(&self) -> String {
@@ -485,6 +510,24 @@ mod tests {
             json!({"type": "rename_conversation", "conversation_id": "c", "title": "Trip"}),
         );
         round_trip_client(json!({"type": "delete_conversation", "conversation_id": "c"}));
+    }
+
+    #[test]
+    fn send_request_takes_the_send_fields_or_a_whole_send_frame() {
+        let request: SendRequest =
+            serde_json::from_value(json!({"client_msg_id": "c-1", "text": "hi"})).expect("parses");
+        assert_eq!(request.conversation_id, None);
+        assert_eq!(request.persona, None);
+        let frame = ClientFrame::Send {
+            client_msg_id: "c-2".into(),
+            conversation_id: Some("conv".into()),
+            text: "again".into(),
+            persona: Some("companion".into()),
+        };
+        let request: SendRequest =
+            serde_json::from_str(&frame.to_json()).expect("a send frame is a request");
+        assert_eq!(ClientFrame::from(request), frame);
+        assert!(serde_json::from_value::<SendRequest>(json!({"text": "no id"})).is_err());
     }
 
     #[test]

@@ -1,17 +1,20 @@
 //! The server half (feature `ssr`): configuration, state, routes, the
-//! WebSocket edge, the chat core, storage and the model client.
+//! WebSocket edge and its HTTP streaming (SSE) twin, the chat core, storage
+//! and the model client.
 //!
 //! [`build_state`] is the composition root; [`run`] serves an already bound
 //! listener until `shutdown` resolves, then drains: it stops accepting, lets
 //! running replies finish within the grace period, stops and stores the rest,
 //! and closes every socket with 1001.
 
+pub mod access;
 pub mod chat;
 pub mod config;
 pub mod identity;
 pub mod llm;
 pub mod metrics;
 pub mod router;
+pub mod sse;
 pub mod state;
 pub mod store;
 pub mod ws;

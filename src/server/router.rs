@@ -5,21 +5,24 @@ use axum::{
     http::{header, StatusCode},
     middleware,
     response::IntoResponse,
-    routing::get,
+    routing::{get, post},
     Json, Router,
 };
 use leptos::prelude::provide_context;
 use leptos_axum::{generate_route_list, LeptosRoutes};
 
-use super::{identity, metrics, state::AppState, ws};
+use super::{identity, metrics, sse, state::AppState, ws};
 use crate::app::{shell, App};
 
-/// The full router: pages (SSR + hydration assets), `/ws`, health, metrics.
+/// The full router: pages (SSR + hydration assets), `/ws`, the SSE transport
+/// (`/api/chat`, `/api/conversations/{id}/events`), health, metrics.
 pub fn app(state: AppState) -> Router {
     let routes = generate_route_list(App);
     let options = state.leptos_options.clone();
     Router::new()
         .route("/ws", get(ws::upgrade))
+        .route("/api/chat", post(sse::chat))
+        .route("/api/conversations/{id}/events", get(sse::events))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))

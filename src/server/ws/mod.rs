@@ -3,17 +3,18 @@
 //! Refusals happen before upgrading, with a status and a plain-text reason:
 //! `403` for an `Origin` outside the allowlist, `401` without a valid identity
 //! cookie, `503` when the server holds its maximum of sockets. A `?uid=` query
-//! parameter is never read.
+//! parameter is never read. The Origin and identity checks are
+//! [`super::access`], shared with the HTTP streaming transport.
 
 pub mod connection;
 
 use axum::{
     extract::{ws::WebSocketUpgrade, State},
-    http::{header, HeaderMap, StatusCode},
+    http::{HeaderMap, StatusCode},
     response::{IntoResponse, Response},
 };
 
-use super::{metrics::UpgradeRefusal, state::AppState};
+use super::{access::check_origin_and_identity, metrics::UpgradeRefusal, state::AppState};
 
 /// The upgrade handler.
 pub async fn upgrade(
@@ -21,24 +22,12 @@ pub async fn upgrade(
     headers: HeaderMap,
     ws: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
 ) -> Response {
-    let origin = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok());
-    let host = headers.get(header::HOST).and_then(|v| v.to_str().ok());
-    let Some(origin) = origin else {
-        state.metrics.upgrade_refused(UpgradeRefusal::Origin);
-        return (StatusCode::FORBIDDEN, "missing Origin header").into_response();
-    };
-    if !state.config.origins.allows(origin, host) {
-        tracing::info!(origin, "refused WebSocket from a foreign origin");
-        state.metrics.upgrade_refused(UpgradeRefusal::Origin);
-        return (StatusCode::FORBIDDEN, "origin not allowed").into_response();
-    }
-    let Some(user) = state.identity.user_from_headers(&headers) else {
-        state.metrics.upgrade_refused(UpgradeRefusal::Identity);
-        return (
-            StatusCode::UNAUTHORIZED,
-            "missing or invalid identity cookie: load the page first",
-        )
-            .into_response();
+    let user = match check_origin_and_identity(&state, &headers) {
+        Ok(user) => user,
+        Err(refusal) => {
+            state.metrics.upgrade_refused(refusal.upgrade_metric());
+            return refusal.into_response();
+        }
     };
     let ws = match ws {
         Ok(ws) => ws,
