@@ -39,4 +39,7 @@ export TETHER_DATA_DIR="$E2E_DATA"
 export LEPTOS_SITE_ROOT="$ROOT/target/site"
 (cd end2end && npx playwright test)
 
+step "Load generator smoke run (bench/run.sh --smoke: a few users, seconds)"
+bash bench/run.sh --smoke
+
 step "All checks passed"

@@ -1,0 +1,117 @@
+#!/usr/bin/env bash
+# Builds tether-bench, starts the fake upstream and a tether server on free
+# ports (temp data dir, high limits), runs the bench, prints the table, and
+# stops both processes. One fresh server pair per transport.
+#
+#   bench/run.sh [--smoke] [tether-bench args...]
+#
+# Defaults: 100 users x 10 messages, idle 1000, WebSocket. Environment:
+#   F=100 D=20            fake upstream first-token / inter-token delay (ms)
+#   TRANSPORTS="ws"       transports to run, e.g. "ws sse"
+#   TETHER_BIN, FAKE_BIN  binaries (default: the newer of release/debug in ~/.cache/tether/target)
+#   BENCH_TARGET_DIR      cargo target dir of the bench (default ~/.cache/tether/bench-target)
+# --smoke: 5 users x 2 messages, idle 20, ws and sse; exit code != 0 on any error.
+set -euo pipefail
+
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+ROOT=$(cd "$HERE/.." && pwd)
+TETHER_TARGET=${TETHER_TARGET_DIR:-${CARGO_TARGET_DIR:-$HOME/.cache/tether/target}}
+export CARGO_TARGET_DIR=${BENCH_TARGET_DIR:-$HOME/.cache/tether/bench-target}
+F=${F:-100}
+D=${D:-20}
+TRANSPORTS=${TRANSPORTS:-ws}
+
+SMOKE=0
+if [[ "${1:-}" == "--smoke" ]]; then
+    SMOKE=1
+    shift
+    TRANSPORTS="ws sse"
+fi
+
+ulimit -n 20000 2>/dev/null || ulimit -n "$(ulimit -Hn)"
+
+pick() { # the most recently built binary among the arguments (a stale release
+          # build may lack newer endpoints such as POST /api/chat)
+    local best="" b
+    for b in "$@"; do
+        if [[ -x "$b" && ( -z "$best" || "$b" -nt "$best" ) ]]; then best=$b; fi
+    done
+    [[ -n "$best" ]] || { echo "no binary among: $*" >&2; exit 2; }
+    echo "$best"
+}
+TETHER_BIN=${TETHER_BIN:-$(pick "$TETHER_TARGET/release/tether" "$TETHER_TARGET/debug/tether")}
+FAKE_BIN=${FAKE_BIN:-$(pick "$TETHER_TARGET/release/fake-upstream" "$TETHER_TARGET/debug/fake-upstream")}
+
+cargo build --release --quiet --manifest-path "$HERE/Cargo.toml"
+BENCH="$CARGO_TARGET_DIR/release/tether-bench"
+
+free_port() {
+    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+TMP=$(mktemp -d -t tether-bench.XXXXXX)
+FAKE_PID=""
+SERVER_PID=""
+stop_servers() {
+    for p in $SERVER_PID $FAKE_PID; do
+        kill "$p" 2>/dev/null || true
+    done
+    for p in $SERVER_PID $FAKE_PID; do
+        wait "$p" 2>/dev/null || true
+    done
+    SERVER_PID=""
+    FAKE_PID=""
+}
+cleanup() {
+    stop_servers
+    rm -rf "$TMP"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+start_servers() { # $1: run name
+    local fake_port server_port data
+    fake_port=$(free_port)
+    server_port=$(free_port)
+    data="$TMP/$1"
+    mkdir -p "$data"
+    FAKE_ADDR="127.0.0.1:$fake_port" FAKE_FIRST_MS="$F" FAKE_DELAY_MS="$D" \
+        "$FAKE_BIN" >"$data/fake.log" 2>&1 &
+    FAKE_PID=$!
+    # Run from the temp dir so that no ./tether.toml is picked up.
+    (cd "$data" && exec env \
+        LISTEN_ADDR="127.0.0.1:$server_port" TETHER_DATA_DIR="$data" \
+        OPENAI_BASE_URL="http://127.0.0.1:$fake_port/v1" OPENAI_MODEL=fake OPENAI_API_KEY= \
+        LEPTOS_SITE_ROOT="$ROOT/target/site" RUST_LOG=warn \
+        RATE_BURST=1000000 RATE_PER_SEC=1000000 MAX_CONNECTIONS=200000 \
+        MAX_SOCKETS_PER_USER=1000 MAX_CONCURRENT_UPSTREAM=100000 \
+        "$TETHER_BIN" >"$data/server.log" 2>&1) &
+    SERVER_PID=$!
+    URL="http://127.0.0.1:$server_port"
+    for _ in $(seq 1 300); do
+        if curl -sf -o /dev/null "$URL/api/session"; then
+            return 0
+        fi
+        if ! kill -0 "$SERVER_PID" 2>/dev/null; then break; fi
+        sleep 0.1
+    done
+    echo "server did not start; log:" >&2
+    cat "$data/server.log" >&2
+    exit 2
+}
+
+if [[ $SMOKE == 1 ]]; then
+    DEFAULTS=(--users 5 --messages 2 --idle 20 --ramp-ms 100 --duration-cap-s 60 --msg-timeout-s 20)
+else
+    DEFAULTS=(--users 100 --messages 10 --idle 1000 --ramp-ms 1000)
+fi
+
+status=0
+for transport in $TRANSPORTS; do
+    start_servers "$transport"
+    echo "# $transport: server $URL (pid $SERVER_PID, $(basename "$(dirname "$TETHER_BIN")") build), fake upstream F=$F D=$D" >&2
+    "$BENCH" --url "$URL" --server-pid "$SERVER_PID" --transport "$transport" \
+        --first-ms "$F" --delay-ms "$D" "${DEFAULTS[@]}" "$@" || status=$?
+    stop_servers
+done
+exit "$status"
