@@ -88,7 +88,8 @@ impl Connection {
         .await
     }
 
-    async fn serve(&mut self) -> Result<Exit, ()> {
+    /// Registers the user and sends `hello` (or refuses an extra socket).
+    async fn greet(&mut self) -> Result<Option<Exit>, ()> {
         let chat = self.state.chat.clone();
         if let Err(err) = chat.store().ensure_user(&self.user).await {
             tracing::error!(error = %err, "could not register user");
@@ -97,7 +98,7 @@ impl Connection {
                 "internal error, please reconnect",
             ))
             .await?;
-            return Ok(Exit::PeerGone);
+            return Ok(Some(Exit::PeerGone));
         }
         if self.slot.is_none() {
             let max = self.state.sockets.max_per_user();
@@ -133,6 +134,15 @@ impl Connection {
                 .collect(),
         };
         self.send(&hello).await?;
+        Ok(None)
+    }
+
+    async fn serve(&mut self) -> Result<Exit, ()> {
+        // Boxed for the same reason as the frame handlers: run once, large.
+        if let Some(exit) = Box::pin(self.greet()).await? {
+            return Ok(exit);
+        }
+        let config = self.state.config.clone();
         let ping_every = config.ws_ping_interval;
         let mut ping =
             tokio::time::interval_at(tokio::time::Instant::now() + ping_every, ping_every);
@@ -149,7 +159,9 @@ impl Connection {
                             tracing::debug!(error = %err, "socket error");
                             return Ok(if too_large { Exit::TooLarge } else { Exit::PeerGone });
                         }
-                        Some(Ok(WsMessage::Text(text))) => self.on_text(text.as_str(), received).await?,
+                        // Boxed: the handlers' futures are large and rare; inline
+                        // they would be part of every idle connection's memory.
+                        Some(Ok(WsMessage::Text(text))) => Box::pin(self.on_text(text.as_str(), received)).await?,
                         Some(Ok(WsMessage::Binary(_))) => {
                             self.send(&ServerFrame::error(
                                 ErrorCode::BadRequest,
@@ -163,7 +175,7 @@ impl Connection {
                 Some((conversation_id, event)) = self.subscriptions.next(), if !self.subscriptions.is_empty() => {
                     match event {
                         Ok(event) => self.send_raw(event).await?,
-                        Err(_lagged) => self.resync(conversation_id).await?,
+                        Err(_lagged) => Box::pin(self.resync(conversation_id)).await?,
                     }
                 }
                 _ = ping.tick() => {

@@ -47,7 +47,9 @@ pub async fn upgrade(
     // between the two get a `too_large` error frame and the socket stays open.
     let hard_cap = (limits.max_frame_bytes * 2).max(64 * 1024);
     let tracker = state.connections.clone();
-    ws.read_buffer_size(4 * 1024)
+    // Per-socket memory is the cost of an idle user: a 1 KiB read buffer
+    // (frames larger than that are read in more steps), no write buffer.
+    ws.read_buffer_size(1024)
         .write_buffer_size(0)
         .max_message_size(hard_cap)
         .max_frame_size(hard_cap)
