@@ -14,10 +14,20 @@ use leptos_axum::{generate_route_list, LeptosRoutes};
 use super::{identity, metrics, sse, state::AppState, ws};
 use crate::app::{shell, App};
 
+/// The app's routes, generated once per process. Generating them runs the app
+/// with resource loading suppressed by a process-wide flag, and a resource
+/// first polled meanwhile (a page rendering in another server of the same
+/// process, as in the tests) would wait forever (leptos issue #4773).
+fn route_list() -> Vec<leptos_axum::AxumRouteListing> {
+    static ROUTES: std::sync::OnceLock<Vec<leptos_axum::AxumRouteListing>> =
+        std::sync::OnceLock::new();
+    ROUTES.get_or_init(|| generate_route_list(App)).clone()
+}
+
 /// The full router: pages (SSR + hydration assets), `/ws`, the SSE transport
 /// (`/api/chat`, `/api/conversations/{id}/events`), health, metrics.
 pub fn app(state: AppState) -> Router {
-    let routes = generate_route_list(App);
+    let routes = route_list();
     let options = state.leptos_options.clone();
     Router::new()
         .route("/ws", get(ws::upgrade))

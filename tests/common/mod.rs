@@ -101,7 +101,13 @@ impl TestServer {
 
     /// A fresh identity cookie, obtained like a browser: by loading the page.
     pub async fn cookie(&self) -> String {
-        let response = reqwest::get(format!("http://{}/", self.addr))
+        // Bounded: a page that never answers fails the test instead of hanging it.
+        let response = reqwest::Client::builder()
+            .timeout(STEP)
+            .build()
+            .expect("client")
+            .get(format!("http://{}/", self.addr))
+            .send()
             .await
             .expect("GET /");
         assert!(
