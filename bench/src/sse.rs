@@ -100,39 +100,12 @@ async fn user_inner(ctx: &Ctx, user: usize, out: &mut UserResult) -> Result<(), 
                 }
                 let frame: ServerFrame =
                     serde_json::from_str(&data).map_err(|_| "protocol:bad_json".to_string())?;
-                match frame {
-                    ServerFrame::Accepted {
-                        client_msg_id,
-                        conversation_id,
-                        duplicate,
-                    } => {
-                        if client_msg_id != id || duplicate {
-                            return Err("protocol:unexpected_accepted".into());
-                        }
-                        if conversation
-                            .as_deref()
-                            .is_some_and(|c| c != conversation_id)
-                        {
-                            return Err("protocol:conversation_changed".into());
-                        }
-                        conversation = Some(conversation_id);
-                        track.on_accepted(now)?;
-                    }
-                    ServerFrame::Delta { index, text } => {
-                        track.on_delta(now, index, &text, len as u64, len as u64)?;
-                    }
-                    ServerFrame::Done {
-                        finish_reason,
-                        ttft_ms,
-                    } => {
-                        let t = std::mem::replace(&mut track, MsgTrack::new(t0.into_std(), None));
-                        out.samples.push(t.on_done(now, &finish_reason, ttft_ms)?);
-                        done = true;
-                        break;
-                    }
-                    ServerFrame::Error { code, .. } => return Err(format!("error_frame:{code}")),
-                    ServerFrame::Hello { .. } => return Err("protocol:unexpected_hello".into()),
-                    ServerFrame::Other => {}
+                if let Some(sample) =
+                    track.on_frame(frame, now, len as u64, len as u64, &id, &mut conversation)?
+                {
+                    out.samples.push(sample);
+                    done = true;
+                    break;
                 }
             }
         }

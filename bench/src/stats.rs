@@ -3,6 +3,8 @@
 use std::collections::BTreeMap;
 use std::time::Instant;
 
+use crate::frames::ServerFrame;
+
 /// One successfully completed message (send .. done).
 #[derive(Debug, Default, Clone)]
 pub struct MsgSample {
@@ -108,6 +110,53 @@ impl MsgTrack {
         self.sample.delta_bytes += bytes;
         self.sample.delta_wire_bytes += wire_bytes;
         Ok(())
+    }
+
+    /// Applies one server frame of the message `client_msg_id`, the same way
+    /// for both transports (`conversation`: the user's conversation so far).
+    /// Returns the finished sample at `done`.
+    pub fn on_frame(
+        &mut self,
+        frame: ServerFrame,
+        now: Instant,
+        bytes: u64,
+        wire_bytes: u64,
+        client_msg_id: &str,
+        conversation: &mut Option<String>,
+    ) -> Result<Option<MsgSample>, String> {
+        match frame {
+            ServerFrame::Accepted {
+                client_msg_id: acked,
+                conversation_id,
+                duplicate,
+            } => {
+                if acked != client_msg_id || duplicate {
+                    return Err("protocol:unexpected_accepted".into());
+                }
+                if conversation
+                    .as_deref()
+                    .is_some_and(|c| c != conversation_id)
+                {
+                    return Err("protocol:conversation_changed".into());
+                }
+                *conversation = Some(conversation_id);
+                self.on_accepted(now)?;
+            }
+            ServerFrame::Delta { index, text } => {
+                self.on_delta(now, index, &text, bytes, wire_bytes)?;
+            }
+            ServerFrame::Done {
+                finish_reason,
+                ttft_ms,
+            } => {
+                let done = std::mem::replace(self, MsgTrack::new(self.t0, None));
+                return done.on_done(now, &finish_reason, ttft_ms).map(Some);
+            }
+            ServerFrame::Error { code, .. } => return Err(format!("error_frame:{code}")),
+            ServerFrame::Hello { .. } => return Err("protocol:unexpected_hello".into()),
+            ServerFrame::Other => {}
+        }
+        Ok(None)
     }
 
     pub fn on_done(
