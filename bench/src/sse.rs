@@ -77,12 +77,7 @@ async fn user_inner(ctx: &Ctx, user: usize, out: &mut UserResult) -> Result<(), 
             let chunk = match tokio::time::timeout_at(deadline, resp.chunk()).await {
                 Err(_) if done => break, // reply complete, the body just did not end in time
                 Err(_) => {
-                    let stage = if track.accepted() {
-                        "reply"
-                    } else {
-                        "accepted"
-                    };
-                    return Err(format!("timeout:{stage}"));
+                    return Err(track.timeout_error());
                 }
                 Ok(Err(_)) => return Err("closed:mid_stream".into()),
                 Ok(Ok(None)) => break,

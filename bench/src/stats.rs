@@ -68,10 +68,6 @@ impl MsgTrack {
         }
     }
 
-    pub fn accepted(&self) -> bool {
-        self.accepted
-    }
-
     pub fn on_bytes(&mut self, n: usize) {
         self.sample.all_bytes += n as u64;
     }
@@ -110,6 +106,12 @@ impl MsgTrack {
         self.sample.delta_bytes += bytes;
         self.sample.delta_wire_bytes += wire_bytes;
         Ok(())
+    }
+
+    /// The error kind of a message that ran out of time, by how far it got.
+    pub fn timeout_error(&self) -> String {
+        let stage = if self.accepted { "reply" } else { "accepted" };
+        format!("timeout:{stage}")
     }
 
     /// Applies one server frame of the message `client_msg_id`, the same way

@@ -83,12 +83,7 @@ async fn user_inner(ctx: &Ctx, user: usize, out: &mut UserResult) -> Result<(), 
         loop {
             let msg = match tokio::time::timeout_at(deadline, ws.next()).await {
                 Err(_) => {
-                    let stage = if track.accepted() {
-                        "reply"
-                    } else {
-                        "accepted"
-                    };
-                    return Err(format!("timeout:{stage}"));
+                    return Err(track.timeout_error());
                 }
                 Ok(None) | Ok(Some(Err(_))) | Ok(Some(Ok(Message::Close(_)))) => {
                     return Err("closed:mid_message".into())

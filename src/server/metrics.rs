@@ -250,34 +250,24 @@ impl Metrics {
             "User messages accepted (duplicates not counted).",
             load(&self.messages),
         );
-        header(
+        labelled_counter(
             &mut out,
             "tether_replies_total",
             "Replies ended, by finish reason.",
-            "counter",
+            "finish_reason",
+            FINISH_REASONS
+                .iter()
+                .map(|r| (r.as_str(), load(&self.replies[finish_index(*r)]))),
         );
-        for reason in FINISH_REASONS {
-            let value = load(&self.replies[finish_index(reason)]);
-            let _ = writeln!(
-                out,
-                "tether_replies_total{{finish_reason=\"{}\"}} {value}",
-                reason.as_str()
-            );
-        }
-        header(
+        labelled_counter(
             &mut out,
             "tether_errors_total",
             "Error frames sent to clients, by error code.",
-            "counter",
+            "code",
+            ERROR_CODES
+                .iter()
+                .map(|c| (c.as_str(), load(&self.errors[error_index(*c)]))),
         );
-        for code in ERROR_CODES {
-            let value = load(&self.errors[error_index(code)]);
-            let _ = writeln!(
-                out,
-                "tether_errors_total{{code=\"{}\"}} {value}",
-                code.as_str()
-            );
-        }
         counter(
             &mut out,
             "tether_rate_limited_total",
@@ -294,20 +284,15 @@ impl Metrics {
             "tether_upstream_duration_seconds",
             "Time from the upstream request to the end of the model's stream.",
         );
-        header(
+        labelled_counter(
             &mut out,
             "tether_ws_upgrades_refused_total",
             "WebSocket upgrades refused, by reason.",
-            "counter",
+            "reason",
+            UpgradeRefusal::ALL
+                .iter()
+                .map(|r| (r.as_str(), load(&self.upgrades_refused[*r as usize]))),
         );
-        for reason in UpgradeRefusal::ALL {
-            let value = load(&self.upgrades_refused[reason as usize]);
-            let _ = writeln!(
-                out,
-                "tether_ws_upgrades_refused_total{{reason=\"{}\"}} {value}",
-                reason.as_str()
-            );
-        }
         out
     }
 }
@@ -320,6 +305,20 @@ fn header(out: &mut String, name: &str, help: &str, kind: &str) {
 fn gauge(out: &mut String, name: &str, help: &str, value: impl std::fmt::Display) {
     header(out, name, help, "gauge");
     let _ = writeln!(out, "{name} {value}");
+}
+
+/// A counter family with one label, one line per label value.
+fn labelled_counter<'a>(
+    out: &mut String,
+    name: &str,
+    help: &str,
+    label: &str,
+    values: impl Iterator<Item = (&'a str, u64)>,
+) {
+    header(out, name, help, "counter");
+    for (value_label, value) in values {
+        let _ = writeln!(out, "{name}{{{label}=\"{value_label}\"}} {value}");
+    }
 }
 
 fn counter(out: &mut String, name: &str, help: &str, value: u64) {
