@@ -18,7 +18,7 @@ async fn main() -> anyhow::Result<()> {
         return Ok(());
     }
     let filter = EnvFilter::try_from_env("RUST_LOG")
-        .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,hyper=warn,tower_http=warn"));
+        .unwrap_or_else(|_| EnvFilter::new("info,hyper=warn,tower_http=warn"));
     if config.log_json {
         tracing_subscriber::fmt()
             .with_env_filter(filter)

@@ -24,9 +24,18 @@ pub enum StoreError {
     NotFound,
     /// The database failed.
     #[error("database error: {0}")]
-    Database(#[from] sqlx::Error),
+    Database(#[from] rusqlite::Error),
+    /// The database could not be opened.
+    #[error("cannot open the database: {0}")]
+    Open(String),
     #[error("migration failed: {0}")]
-    Migrate(#[from] sqlx::migrate::MigrateError),
+    Migrate(String),
+    /// The write was made, but the transaction holding it did not commit.
+    #[error("commit failed: {0}")]
+    Commit(String),
+    /// The storage threads are gone (shutting down, or a bug in a query).
+    #[error("storage is closed")]
+    Closed,
 }
 
 /// A conversation row.

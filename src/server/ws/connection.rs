@@ -10,7 +10,7 @@
 use std::time::{Duration, Instant};
 
 use axum::extract::ws::{close_code, CloseFrame, Message as WsMessage, WebSocket};
-use futures::{FutureExt, StreamExt};
+use futures::{FutureExt, SinkExt, StreamExt};
 use tokio_stream::{wrappers::BroadcastStream, StreamMap};
 use tracing::Instrument;
 
@@ -27,6 +27,9 @@ use crate::{
 
 /// Conversations one connection may follow at once.
 const MAX_SUBSCRIPTIONS: usize = 64;
+
+/// Most queued conversation events written before one flush.
+const FORWARD_BATCH: usize = 64;
 
 /// A write that cannot complete in this time means the peer is gone.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(15);
@@ -174,7 +177,7 @@ impl Connection {
                 }
                 Some((conversation_id, event)) = self.subscriptions.next(), if !self.subscriptions.is_empty() => {
                     match event {
-                        Ok(event) => self.send_raw(event).await?,
+                        Ok(event) => self.forward(event).await?,
                         Err(_lagged) => Box::pin(self.resync(conversation_id)).await?,
                     }
                 }
@@ -406,8 +409,41 @@ impl Connection {
         self.write(WsMessage::Text(text)).await
     }
 
+    /// Writes `first` and every event already queued behind it (at most
+    /// [`FORWARD_BATCH`]), then flushes once. Under load one write to the
+    /// kernel carries many frames; when idle this is one frame, one flush.
+    async fn forward(&mut self, first: Event) -> Result<(), ()> {
+        self.feed(WsMessage::Text(first)).await?;
+        for _ in 1..FORWARD_BATCH {
+            match self.subscriptions.next().now_or_never() {
+                Some(Some((_, Ok(event)))) => self.feed(WsMessage::Text(event)).await?,
+                Some(Some((conversation_id, Err(_lagged)))) => {
+                    self.flush().await?;
+                    return Box::pin(self.resync(conversation_id)).await;
+                }
+                Some(None) | None => break,
+            }
+        }
+        self.flush().await
+    }
+
     async fn write(&mut self, message: WsMessage) -> Result<(), ()> {
-        match tokio::time::timeout(WRITE_TIMEOUT, self.socket.send(message)).await {
+        Self::bounded(self.socket.send(message)).await
+    }
+
+    /// Queues a frame without flushing (see [`Self::forward`]).
+    async fn feed(&mut self, message: WsMessage) -> Result<(), ()> {
+        Self::bounded(self.socket.feed(message)).await
+    }
+
+    async fn flush(&mut self) -> Result<(), ()> {
+        Self::bounded(self.socket.flush()).await
+    }
+
+    async fn bounded(
+        io: impl std::future::Future<Output = Result<(), axum::Error>>,
+    ) -> Result<(), ()> {
+        match tokio::time::timeout(WRITE_TIMEOUT, io).await {
             Ok(Ok(())) => Ok(()),
             Ok(Err(_)) | Err(_) => Err(()),
         }

@@ -1,0 +1,701 @@
+//! [`Store`] on a SQLite file in WAL mode, schema migrated from `migrations/`.
+//!
+//! Writes go through one dedicated writer thread that commits many callers'
+//! writes per transaction ([`writer`]); reads run on a small pool of
+//! read-only connections on tokio's blocking threads ([`readers`]). Each
+//! store method is one closure, so a method costs one hand-off whatever the
+//! number of statements in it.
+
+mod readers;
+mod schema;
+mod writer;
+
+use std::path::{Path, PathBuf};
+
+use async_trait::async_trait;
+use rusqlite::{named_params, Connection, OptionalExtension, Row};
+
+use self::{readers::Readers, writer::Writer};
+use super::{
+    new_id, now_rfc3339, ConversationRecord, NewUserMessage, SendOutcome, Store, StoreError, Target,
+};
+use crate::protocol::{
+    ClientMsgId, ConversationId, FinishReason, Message, MessageId, Role, Usage, UserId,
+};
+
+/// SQLite-backed storage; clones share the writer and the readers.
+#[derive(Clone, Debug)]
+pub struct SqliteStore {
+    writer: Writer,
+    readers: Readers,
+}
+
+impl SqliteStore {
+    /// Opens the database at `url` (`sqlite://path/to/file.db`, `sqlite:file.db`
+    /// or a plain path), creating file and parent directory if needed, and
+    /// migrates it.
+    pub async fn connect(url: &str) -> Result<Self, StoreError> {
+        let path = path_from_url(url)?;
+        let opened = path.clone();
+        let conn = tokio::task::spawn_blocking(move || open_writer(&opened))
+            .await
+            .map_err(|_| StoreError::Closed)??;
+        let writer = Writer::start(conn).map_err(|e| StoreError::Open(e.to_string()))?;
+        Ok(Self {
+            writer,
+            readers: Readers::new(path),
+        })
+    }
+}
+
+/// The file path of a `sqlite:` URL; query parameters are ignored.
+fn path_from_url(url: &str) -> Result<PathBuf, StoreError> {
+    let rest = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))
+        .unwrap_or(url);
+    let path = rest.split('?').next().unwrap_or_default();
+    if path.is_empty() || path.starts_with(':') {
+        return Err(StoreError::Open(format!(
+            "{url:?} is not a SQLite file path (in-memory databases are not supported)"
+        )));
+    }
+    Ok(PathBuf::from(path))
+}
+
+fn open_writer(path: &Path) -> Result<Connection, StoreError> {
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent)
+            .map_err(|e| StoreError::Open(format!("{}: {e}", parent.display())))?;
+    }
+    let mut conn = Connection::open(path)?;
+    conn.busy_timeout(std::time::Duration::from_secs(5))?;
+    // WAL: readers never block the writer; NORMAL: a commit is durable once
+    // the WAL is synced at checkpoint (a power cut may lose the last commits,
+    // never corrupt the file).
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(None, "synchronous", "NORMAL")?;
+    conn.pragma_update(None, "foreign_keys", true)?;
+    conn.set_prepared_statement_cache_capacity(64);
+    schema::migrate(&mut conn)?;
+    Ok(conn)
+}
+
+fn conversation_from_row(row: &Row<'_>) -> rusqlite::Result<ConversationRecord> {
+    Ok(ConversationRecord {
+        id: ConversationId(row.get("id")?),
+        user_id: UserId(row.get("user_id")?),
+        title: row.get("title")?,
+        persona: row.get("persona")?,
+        created_at: row.get("created_at")?,
+        updated_at: row.get("updated_at")?,
+    })
+}
+
+fn message_from_row(row: &Row<'_>) -> rusqlite::Result<Message> {
+    let role: String = row.get("role")?;
+    let finish: Option<String> = row.get("finish_reason")?;
+    Ok(Message {
+        id: MessageId(row.get("id")?),
+        role: if role == "user" {
+            Role::User
+        } else {
+            Role::Assistant
+        },
+        content: row.get("content")?,
+        created_at: row.get("created_at")?,
+        finish_reason: finish.as_deref().and_then(FinishReason::parse),
+    })
+}
+
+/// Escapes `%`, `_` and `\` for a `LIKE … ESCAPE '\'` pattern.
+fn like_escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for ch in text.chars() {
+        if matches!(ch, '%' | '_' | '\\') {
+            out.push('\\');
+        }
+        out.push(ch);
+    }
+    out
+}
+
+/// `NotFound` when a scoped update or delete touched no row.
+fn require_row(changed: usize) -> Result<(), StoreError> {
+    if changed == 0 {
+        Err(StoreError::NotFound)
+    } else {
+        Ok(())
+    }
+}
+
+const CONVERSATION_COLUMNS: &str = "id, user_id, title, persona, created_at, updated_at";
+
+fn find_client_message(
+    conn: &Connection,
+    user: &str,
+    client_msg_id: &str,
+) -> Result<Option<(ConversationId, MessageId)>, StoreError> {
+    Ok(conn
+        .prepare_cached(
+            "SELECT conversation_id, message_id FROM client_messages \
+             WHERE user_id = ? AND client_msg_id = ?",
+        )?
+        .query_row([user, client_msg_id], |row| {
+            Ok((ConversationId(row.get(0)?), MessageId(row.get(1)?)))
+        })
+        .optional()?)
+}
+
+/// Stores a user message: idempotency check, ownership, conversation, key
+/// and message, all in the caller's savepoint.
+fn add_user_message(conn: &Connection, msg: NewUserMessage) -> Result<SendOutcome, StoreError> {
+    // The writer is the only writer, so this check cannot race another send.
+    if let Some((conversation_id, message_id)) =
+        find_client_message(conn, msg.user_id.as_str(), msg.client_msg_id.as_str())?
+    {
+        return Ok(SendOutcome::Duplicate {
+            conversation_id,
+            message_id,
+        });
+    }
+    let now = now_rfc3339();
+    let conversation = match &msg.target {
+        Target::Existing(id) => {
+            // Ownership check, touch and read in one statement.
+            conn.prepare_cached(&format!(
+                "UPDATE conversations SET updated_at = ? WHERE id = ? AND user_id = ? \
+                 RETURNING {CONVERSATION_COLUMNS}"
+            ))?
+            .query_row(
+                [now.as_str(), id.as_str(), msg.user_id.as_str()],
+                conversation_from_row,
+            )
+            .optional()?
+            .ok_or(StoreError::NotFound)?
+        }
+        Target::New { persona, title } => {
+            let record = ConversationRecord {
+                id: ConversationId(new_id()),
+                user_id: msg.user_id.clone(),
+                title: title.clone(),
+                persona: persona.clone(),
+                created_at: now.clone(),
+                updated_at: now.clone(),
+            };
+            conn.prepare_cached(
+                "INSERT INTO conversations (id, user_id, title, persona, created_at, updated_at) \
+                 VALUES (?, ?, ?, ?, ?, ?)",
+            )?
+            .execute([
+                record.id.as_str(),
+                record.user_id.as_str(),
+                &record.title,
+                &record.persona,
+                &record.created_at,
+                &record.updated_at,
+            ])?;
+            record
+        }
+    };
+    let message = Message {
+        id: MessageId(new_id()),
+        role: Role::User,
+        content: msg.text,
+        created_at: now.clone(),
+        finish_reason: None,
+    };
+    conn.prepare_cached(
+        "INSERT INTO client_messages (user_id, client_msg_id, conversation_id, message_id, created_at) \
+         VALUES (?, ?, ?, ?, ?)",
+    )?
+    .execute([
+        msg.user_id.as_str(),
+        msg.client_msg_id.as_str(),
+        conversation.id.as_str(),
+        message.id.as_str(),
+        &now,
+    ])?;
+    conn.prepare_cached(
+        "INSERT INTO messages (id, conversation_id, role, content, created_at) \
+         VALUES (?, ?, 'user', ?, ?)",
+    )?
+    .execute([
+        message.id.as_str(),
+        conversation.id.as_str(),
+        &message.content,
+        &message.created_at,
+    ])?;
+    Ok(SendOutcome::Stored {
+        conversation,
+        message,
+    })
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn ensure_user(&self, user: &UserId) -> Result<(), StoreError> {
+        let user = user.clone();
+        self.writer
+            .run(move |conn| {
+                conn.prepare_cached("INSERT OR IGNORE INTO users (id, created_at) VALUES (?, ?)")?
+                    .execute([user.as_str(), &now_rfc3339()])?;
+                Ok(())
+            })
+            .await
+    }
+
+    async fn conversation(
+        &self,
+        user: &UserId,
+        id: &ConversationId,
+    ) -> Result<ConversationRecord, StoreError> {
+        let (user, id) = (user.clone(), id.clone());
+        self.readers
+            .run(move |conn| {
+                conn.prepare_cached(&format!(
+                    "SELECT {CONVERSATION_COLUMNS} FROM conversations WHERE id = ? AND user_id = ?"
+                ))?
+                .query_row([id.as_str(), user.as_str()], conversation_from_row)
+                .optional()?
+                .ok_or(StoreError::NotFound)
+            })
+            .await
+    }
+
+    async fn list_conversations(
+        &self,
+        user: &UserId,
+        query: Option<&str>,
+    ) -> Result<Vec<ConversationRecord>, StoreError> {
+        let user = user.clone();
+        let pattern = query
+            .map(str::trim)
+            .filter(|q| !q.is_empty())
+            .map(|q| format!("%{}%", like_escape(q)));
+        self.readers
+            .run(move |conn| {
+                let rows = match &pattern {
+                    None => conn
+                        .prepare_cached(&format!(
+                            "SELECT {CONVERSATION_COLUMNS} FROM conversations WHERE user_id = ? \
+                             ORDER BY updated_at DESC, rowid DESC LIMIT 200"
+                        ))?
+                        .query_map([user.as_str()], conversation_from_row)?
+                        .collect::<Result<_, _>>()?,
+                    Some(pattern) => conn
+                        .prepare_cached(
+                            "SELECT c.id, c.user_id, c.title, c.persona, c.created_at, c.updated_at \
+                             FROM conversations c WHERE c.user_id = :user \
+                             AND (c.title LIKE :pattern ESCAPE '\\' \
+                                  OR EXISTS (SELECT 1 FROM messages m WHERE m.conversation_id = c.id \
+                                             AND m.content LIKE :pattern ESCAPE '\\')) \
+                             ORDER BY c.updated_at DESC, c.rowid DESC LIMIT 200",
+                        )?
+                        .query_map(
+                            named_params! { ":user": user.as_str(), ":pattern": pattern },
+                            conversation_from_row,
+                        )?
+                        .collect::<Result<_, _>>()?,
+                };
+                Ok(rows)
+            })
+            .await
+    }
+
+    async fn rename_conversation(
+        &self,
+        user: &UserId,
+        id: &ConversationId,
+        title: &str,
+    ) -> Result<(), StoreError> {
+        let (user, id, title) = (user.clone(), id.clone(), title.to_owned());
+        self.writer
+            .run(move |conn| {
+                require_row(
+                    conn.prepare_cached(
+                        "UPDATE conversations SET title = ? WHERE id = ? AND user_id = ?",
+                    )?
+                    .execute([title.as_str(), id.as_str(), user.as_str()])?,
+                )
+            })
+            .await
+    }
+
+    async fn delete_conversation(
+        &self,
+        user: &UserId,
+        id: &ConversationId,
+    ) -> Result<(), StoreError> {
+        let (user, id) = (user.clone(), id.clone());
+        self.writer
+            .run(move |conn| {
+                require_row(
+                    conn.prepare_cached("DELETE FROM conversations WHERE id = ? AND user_id = ?")?
+                        .execute([id.as_str(), user.as_str()])?,
+                )
+            })
+            .await
+    }
+
+    async fn find_client_message(
+        &self,
+        user: &UserId,
+        client_msg_id: &ClientMsgId,
+    ) -> Result<Option<(ConversationId, MessageId)>, StoreError> {
+        let (user, key) = (user.clone(), client_msg_id.clone());
+        self.readers
+            .run(move |conn| find_client_message(conn, user.as_str(), key.as_str()))
+            .await
+    }
+
+    async fn add_user_message(&self, msg: NewUserMessage) -> Result<SendOutcome, StoreError> {
+        self.writer
+            .run(move |conn| add_user_message(conn, msg))
+            .await
+    }
+
+    async fn record_client_message(
+        &self,
+        user: &UserId,
+        client_msg_id: &ClientMsgId,
+        conversation: &ConversationId,
+        message: &MessageId,
+    ) -> Result<bool, StoreError> {
+        let (user, key) = (user.clone(), client_msg_id.clone());
+        let (conversation, message) = (conversation.clone(), message.clone());
+        self.writer
+            .run(move |conn| {
+                let inserted = conn
+                    .prepare_cached(
+                        "INSERT OR IGNORE INTO client_messages \
+                         (user_id, client_msg_id, conversation_id, message_id, created_at) \
+                         VALUES (?, ?, ?, ?, ?)",
+                    )?
+                    .execute([
+                        user.as_str(),
+                        key.as_str(),
+                        conversation.as_str(),
+                        message.as_str(),
+                        &now_rfc3339(),
+                    ])?;
+                Ok(inserted == 1)
+            })
+            .await
+    }
+
+    async fn messages(&self, conversation: &ConversationId) -> Result<Vec<Message>, StoreError> {
+        let conversation = conversation.clone();
+        self.readers
+            .run(move |conn| {
+                Ok(conn
+                    .prepare_cached(
+                        "SELECT id, role, content, finish_reason, created_at FROM messages \
+                         WHERE conversation_id = ? ORDER BY seq",
+                    )?
+                    .query_map([conversation.as_str()], message_from_row)?
+                    .collect::<Result<_, _>>()?)
+            })
+            .await
+    }
+
+    async fn start_assistant(&self, conversation: &ConversationId) -> Result<Message, StoreError> {
+        let conversation = conversation.clone();
+        let message = Message {
+            id: MessageId(new_id()),
+            role: Role::Assistant,
+            content: String::new(),
+            created_at: now_rfc3339(),
+            finish_reason: None,
+        };
+        self.writer
+            .run(move |conn| {
+                conn.prepare_cached(
+                    "INSERT INTO messages (id, conversation_id, role, content, created_at) \
+                     VALUES (?, ?, 'assistant', '', ?)",
+                )?
+                .execute([
+                    message.id.as_str(),
+                    conversation.as_str(),
+                    &message.created_at,
+                ])?;
+                Ok(message)
+            })
+            .await
+    }
+
+    async fn finish_assistant(
+        &self,
+        id: &MessageId,
+        content: &str,
+        finish_reason: FinishReason,
+        usage: Option<Usage>,
+    ) -> Result<(), StoreError> {
+        let (id, content) = (id.clone(), content.to_owned());
+        self.writer
+            .run(move |conn| {
+                let changed = conn
+                    .prepare_cached(
+                        "UPDATE messages SET content = ?, finish_reason = ?, prompt_tokens = ?, \
+                         completion_tokens = ? WHERE id = ?",
+                    )?
+                    .execute(rusqlite::params![
+                        content,
+                        finish_reason.as_str(),
+                        usage.map(|u| u.prompt_tokens),
+                        usage.map(|u| u.completion_tokens),
+                        id.as_str(),
+                    ])?;
+                // NotFound: the conversation was deleted while the reply streamed.
+                require_row(changed)?;
+                conn.prepare_cached(
+                    "UPDATE conversations SET updated_at = ? \
+                     WHERE id = (SELECT conversation_id FROM messages WHERE id = ?)",
+                )?
+                .execute([now_rfc3339().as_str(), id.as_str()])?;
+                Ok(())
+            })
+            .await
+    }
+
+    async fn delete_message(
+        &self,
+        conversation: &ConversationId,
+        id: &MessageId,
+    ) -> Result<(), StoreError> {
+        let (conversation, id) = (conversation.clone(), id.clone());
+        self.writer
+            .run(move |conn| {
+                conn.prepare_cached("DELETE FROM messages WHERE id = ? AND conversation_id = ?")?
+                    .execute([id.as_str(), conversation.as_str()])?;
+                Ok(())
+            })
+            .await
+    }
+
+    async fn recover_interrupted(&self) -> Result<u64, StoreError> {
+        self.writer
+            .run(|conn| {
+                Ok(conn.execute(
+                    "UPDATE messages SET finish_reason = 'error' \
+                     WHERE role = 'assistant' AND finish_reason IS NULL",
+                    [],
+                )? as u64)
+            })
+            .await
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        self.readers
+            .run(|conn| Ok(conn.query_row("SELECT 1", [], |_| Ok(()))?))
+            .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn store() -> (SqliteStore, tempfile::TempDir) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let url = format!("sqlite://{}/t.db", dir.path().display());
+        (SqliteStore::connect(&url).await.expect("connects"), dir)
+    }
+
+    fn new_msg(user: &str, key: &str, target: Target) -> NewUserMessage {
+        NewUserMessage {
+            user_id: user.into(),
+            client_msg_id: key.into(),
+            target,
+            text: "hello".into(),
+        }
+    }
+
+    #[tokio::test]
+    async fn same_client_msg_id_is_stored_once() {
+        let (s, _dir) = store().await;
+        s.ensure_user(&"u".into()).await.expect("user");
+        let new = Target::New {
+            persona: "companion".into(),
+            title: "t".into(),
+        };
+        let first = s
+            .add_user_message(new_msg("u", "k1", new.clone()))
+            .await
+            .expect("stored");
+        let SendOutcome::Stored {
+            conversation,
+            message,
+        } = first
+        else {
+            panic!("first send must be stored")
+        };
+        let second = s
+            .add_user_message(new_msg("u", "k1", new))
+            .await
+            .expect("answered");
+        match second {
+            SendOutcome::Duplicate {
+                conversation_id,
+                message_id,
+            } => {
+                assert_eq!(conversation_id, conversation.id);
+                assert_eq!(message_id, message.id);
+            }
+            SendOutcome::Stored { .. } => panic!("duplicate was stored twice"),
+        }
+        assert_eq!(
+            s.messages(&conversation.id).await.expect("messages").len(),
+            1
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_writers_never_see_database_locked() {
+        let (s, _dir) = store().await;
+        let mut tasks = Vec::new();
+        for u in 0..40 {
+            let s = s.clone();
+            tasks.push(tokio::spawn(async move {
+                let user: UserId = format!("user{u}").as_str().into();
+                s.ensure_user(&user).await.expect("user");
+                let mut target = Target::New {
+                    persona: "p".into(),
+                    title: "t".into(),
+                };
+                for m in 0..10 {
+                    let outcome = s
+                        .add_user_message(new_msg(user.as_str(), &format!("k{m}"), target.clone()))
+                        .await
+                        .expect("stored without SQLITE_BUSY");
+                    let SendOutcome::Stored { conversation, .. } = outcome else {
+                        panic!("stored")
+                    };
+                    let reply = s.start_assistant(&conversation.id).await.expect("start");
+                    s.finish_assistant(&reply.id, "ok", FinishReason::Stop, None)
+                        .await
+                        .expect("finish");
+                    target = Target::Existing(conversation.id);
+                }
+            }));
+        }
+        for task in tasks {
+            task.await.expect("task");
+        }
+    }
+
+    #[tokio::test]
+    async fn other_users_conversation_is_not_found() {
+        let (s, _dir) = store().await;
+        for u in ["alice", "bob"] {
+            s.ensure_user(&u.into()).await.expect("user");
+        }
+        let SendOutcome::Stored { conversation, .. } = s
+            .add_user_message(new_msg(
+                "alice",
+                "k",
+                Target::New {
+                    persona: "p".into(),
+                    title: "t".into(),
+                },
+            ))
+            .await
+            .expect("stored")
+        else {
+            panic!("stored")
+        };
+        assert!(matches!(
+            s.conversation(&"bob".into(), &conversation.id).await,
+            Err(StoreError::NotFound)
+        ));
+        assert!(matches!(
+            s.add_user_message(new_msg(
+                "bob",
+                "k2",
+                Target::Existing(conversation.id.clone())
+            ))
+            .await,
+            Err(StoreError::NotFound)
+        ));
+        assert!(matches!(
+            s.delete_conversation(&"bob".into(), &conversation.id).await,
+            Err(StoreError::NotFound)
+        ));
+    }
+
+    #[tokio::test]
+    async fn search_finds_titles_and_message_text_of_the_user_only() {
+        let (s, _dir) = store().await;
+        for u in ["alice", "bob"] {
+            s.ensure_user(&u.into()).await.expect("user");
+        }
+        let new = |title: &str| Target::New {
+            persona: "p".into(),
+            title: title.into(),
+        };
+        let mut msg = new_msg("alice", "k1", new("Beach trip"));
+        msg.text = "let's plan".into();
+        s.add_user_message(msg).await.expect("stored");
+        let mut msg = new_msg("alice", "k2", new("Work"));
+        msg.text = "the sea was 100% calm_today".into();
+        s.add_user_message(msg).await.expect("stored");
+        let mut msg = new_msg("bob", "k3", new("Beach for bob"));
+        msg.text = "sea".into();
+        s.add_user_message(msg).await.expect("stored");
+        let alice: UserId = "alice".into();
+        let titles =
+            |v: Vec<ConversationRecord>| v.into_iter().map(|c| c.title).collect::<Vec<_>>();
+        assert_eq!(
+            titles(s.list_conversations(&alice, None).await.expect("list")).len(),
+            2
+        );
+        assert_eq!(
+            titles(
+                s.list_conversations(&alice, Some("beach"))
+                    .await
+                    .expect("q")
+            ),
+            ["Beach trip"]
+        );
+        assert_eq!(
+            titles(s.list_conversations(&alice, Some("sea")).await.expect("q")),
+            ["Work"]
+        );
+        assert_eq!(
+            titles(s.list_conversations(&alice, Some("100%")).await.expect("q")),
+            ["Work"]
+        );
+        assert!(
+            s.list_conversations(&alice, Some("0%c"))
+                .await
+                .expect("q")
+                .is_empty(),
+            "% is literal"
+        );
+    }
+
+    #[tokio::test]
+    async fn interrupted_assistant_messages_are_recovered_as_errors() {
+        let (s, _dir) = store().await;
+        s.ensure_user(&"u".into()).await.expect("user");
+        let SendOutcome::Stored { conversation, .. } = s
+            .add_user_message(new_msg(
+                "u",
+                "k",
+                Target::New {
+                    persona: "p".into(),
+                    title: "t".into(),
+                },
+            ))
+            .await
+            .expect("stored")
+        else {
+            panic!("stored")
+        };
+        let reply = s.start_assistant(&conversation.id).await.expect("started");
+        assert_eq!(s.recover_interrupted().await.expect("recovered"), 1);
+        let messages = s.messages(&conversation.id).await.expect("messages");
+        assert_eq!(messages[1].id, reply.id);
+        assert_eq!(messages[1].finish_reason, Some(FinishReason::Error));
+    }
+}
