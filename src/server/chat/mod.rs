@@ -104,6 +104,15 @@ pub struct Subscription {
     pub events: EventRx,
 }
 
+/// A reply about to start: the stored empty message it streams into and the
+/// history its prompt is built from.
+struct NewReply {
+    client_msg_id: ClientMsgId,
+    received: Instant,
+    assistant: Message,
+    history: Vec<Message>,
+}
+
 /// The answer to `send` / `regenerate`: the `accepted` frame and the
 /// subscription taken before the reply started (so no delta is missed).
 #[derive(Debug)]
@@ -172,6 +181,10 @@ impl ChatService {
     }
 
     /// `send`: store the user message and start a reply.
+    ///
+    /// The happy path costs one storage round trip: the store checks the
+    /// idempotency key, stores the message and the reply's empty message,
+    /// and returns the prompt's history in one job.
     pub async fn send(
         &self,
         user: &UserId,
@@ -187,17 +200,21 @@ impl ChatService {
                 "client_msg_id must be 1 to 128 characters".into(),
             ));
         }
-        if let Some(duplicate) = self.duplicate(user, &client_msg_id).await? {
-            return Ok(duplicate);
+        // A resend of an accepted message is answered as a duplicate, even
+        // where a new message would be refused now.
+        if let Err(refusal) = self.check_accepting().and_then(|()| self.check_rate(user)) {
+            return self.duplicate_or(user, &client_msg_id, refusal).await;
         }
-        self.check_accepting()?;
-        self.check_rate(user)?;
-        let (target, live, persona_id) = match conversation_id {
+        let (target, live) = match conversation_id {
             Some(id) => {
-                let record = self.store.conversation(user, &id).await?;
+                self.owned(user, &id).await?;
                 let live = self.hub.get_or_create(&id, user);
-                live.reserve().map_err(|_| ChatError::Busy)?;
-                (Target::Existing(id), Some(live), record.persona)
+                if live.reserve().is_err() {
+                    return self
+                        .duplicate_or(user, &client_msg_id, ChatError::Busy)
+                        .await;
+                }
+                (Target::Existing(id), Some(live))
             }
             None => {
                 let persona = self.config.persona(persona.as_deref()).ok_or_else(|| {
@@ -210,7 +227,7 @@ impl ChatService {
                     persona: persona.id.clone(),
                     title: title_from(&text),
                 };
-                (target, None, persona.id.clone())
+                (target, None)
             }
         };
         let stored = self
@@ -220,13 +237,16 @@ impl ChatService {
                 client_msg_id: client_msg_id.clone(),
                 target,
                 text,
+                history: self.config.limits.history_messages,
             })
             .await;
-        let (conversation, message) = match stored {
+        let (conversation, message, assistant, history) = match stored {
             Ok(SendOutcome::Stored {
                 conversation,
                 message,
-            }) => (conversation, message),
+                reply,
+                history,
+            }) => (conversation, message, reply, history),
             Ok(SendOutcome::Duplicate {
                 conversation_id,
                 message_id,
@@ -247,6 +267,7 @@ impl ChatService {
         let live = match live {
             Some(live) => live,
             None => {
+                // A conversation made just now: nobody else can hold its slot.
                 let live = self.hub.get_or_create(&conversation.id, user);
                 live.reserve().map_err(|_| ChatError::Busy)?;
                 live
@@ -263,14 +284,17 @@ impl ChatService {
             conversation_id: conversation.id.clone(),
             message,
         });
-        if let Err(err) = self
-            .start_reply(live, &persona_id, client_msg_id, received, None)
-            .await
-        {
-            drop(accepted);
-            self.hub.release_if_idle(&conversation.id);
-            return Err(err);
-        }
+        self.start_reply(
+            live,
+            &conversation.persona,
+            NewReply {
+                client_msg_id,
+                received,
+                assistant,
+                history,
+            },
+            false,
+        );
         self.metrics.message_accepted();
         Ok(accepted)
     }
@@ -302,6 +326,14 @@ impl ChatService {
                 return Err(err);
             }
         };
+        let assistant = match self.store.start_assistant(&conversation_id).await {
+            Ok(message) => message,
+            Err(err) => {
+                live.unreserve();
+                self.hub.release_if_idle(&conversation_id);
+                return Err(err.into());
+            }
+        };
         let accepted = self.accepted(
             user,
             client_msg_id.clone(),
@@ -309,20 +341,17 @@ impl ChatService {
             user_message.id,
             false,
         );
-        if let Err(err) = self
-            .start_reply(
-                live,
-                &record.persona,
+        self.start_reply(
+            live,
+            &record.persona,
+            NewReply {
                 client_msg_id,
                 received,
-                Some(remaining),
-            )
-            .await
-        {
-            drop(accepted);
-            self.hub.release_if_idle(&record.id);
-            return Err(err);
-        }
+                assistant,
+                history: remaining,
+            },
+            true,
+        );
         Ok(accepted)
     }
 
@@ -497,6 +526,19 @@ impl ChatService {
         })
     }
 
+    /// The duplicate answer if `client_msg_id` was accepted before, else `refusal`.
+    async fn duplicate_or(
+        &self,
+        user: &UserId,
+        client_msg_id: &ClientMsgId,
+        refusal: ChatError,
+    ) -> Result<Accepted, ChatError> {
+        match self.duplicate(user, client_msg_id).await? {
+            Some(duplicate) => Ok(duplicate),
+            None => Err(refusal),
+        }
+    }
+
     /// Answer for a `client_msg_id` that was accepted before.
     async fn duplicate(
         &self,
@@ -541,21 +583,21 @@ impl ChatService {
         }
     }
 
-    async fn start_reply(
+    /// Starts the reply task of a reserved conversation. With `replaces`,
+    /// every open view is first given the history without the replaced reply.
+    fn start_reply(
         &self,
         live: Arc<LiveConversation>,
         persona_id: &str,
-        client_msg_id: ClientMsgId,
-        received: Instant,
-        replaces_history: Option<Vec<Message>>,
-    ) -> Result<(), ChatError> {
-        let assistant = match self.store.start_assistant(&live.id).await {
-            Ok(message) => message,
-            Err(err) => {
-                live.unreserve();
-                return Err(err.into());
-            }
-        };
+        reply: NewReply,
+        replaces: bool,
+    ) {
+        let NewReply {
+            client_msg_id,
+            received,
+            assistant,
+            history,
+        } = reply;
         let cancel = self.stop_replies.child_token();
         let system_prompt = self
             .config
@@ -565,11 +607,10 @@ impl ChatService {
             .unwrap_or_default();
         let message_id = assistant.id.clone();
         live.begin(assistant.clone(), cancel.clone());
-        if let Some(messages) = replaces_history {
-            // Every open view drops the replaced reply and follows the new one.
+        if replaces {
             live.publish(&ServerFrame::Snapshot {
                 conversation_id: live.id.clone(),
-                messages,
+                messages: history.clone(),
                 streaming: Some(StreamingMessage {
                     message: assistant,
                     next_index: 0,
@@ -582,6 +623,7 @@ impl ChatService {
             llm: self.llm.clone(),
             upstream_slots: self.upstream_slots.clone(),
             system_prompt,
+            history,
             limits: self.config.limits,
             message_id,
             client_msg_id,
@@ -590,7 +632,6 @@ impl ChatService {
             metrics: self.metrics.clone(),
         };
         self.replies.spawn(job.run(self.hub.clone()));
-        Ok(())
     }
 
     fn validate_text(&self, text: String) -> Result<String, ChatError> {

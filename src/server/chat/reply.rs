@@ -33,6 +33,8 @@ pub(super) struct ReplyJob {
     pub llm: LlmClient,
     pub upstream_slots: Arc<Semaphore>,
     pub system_prompt: String,
+    /// The conversation before this reply (what the prompt is built from).
+    pub history: Vec<Message>,
     pub limits: LimitsConfig,
     pub message_id: MessageId,
     pub client_msg_id: ClientMsgId,
@@ -84,15 +86,7 @@ impl ReplyJob {
                 return outcome;
             }
         };
-        let prompt = match self.prompt().await {
-            Ok(prompt) => prompt,
-            Err(err) => {
-                tracing::error!(error = %err, "could not load history");
-                outcome.finish_reason = FinishReason::Error;
-                outcome.error = Some(LlmError::Upstream("could not load history".into()));
-                return outcome;
-            }
-        };
+        let prompt = self.prompt();
         let timeout = self.llm.timeout();
         let asked = Instant::now();
         let mut stream = tokio::select! {
@@ -210,14 +204,16 @@ impl ReplyJob {
     }
 
     /// Persona prompt plus the most recent history that fits the budget.
-    async fn prompt(&self) -> Result<Vec<PromptTurn>, crate::server::store::StoreError> {
-        let messages = self.store.messages(&self.live.id).await?;
-        Ok(build_prompt(
+    fn prompt(&self) -> Vec<PromptTurn> {
+        build_prompt(
             &self.system_prompt,
-            messages.into_iter().filter(|m| m.id != self.message_id),
+            self.history
+                .iter()
+                .filter(|m| m.id != self.message_id)
+                .cloned(),
             self.limits.history_messages,
             self.limits.context_chars,
-        ))
+        )
     }
 }
 

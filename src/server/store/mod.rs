@@ -65,15 +65,24 @@ pub struct NewUserMessage {
     pub client_msg_id: ClientMsgId,
     pub target: Target,
     pub text: String,
+    /// How many of the newest non-empty messages to return as `history`.
+    pub history: usize,
 }
 
 /// Result of storing a user message.
+// Returned once per send and moved straight into the reply: boxing the large
+// variant would only add an allocation.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug)]
 pub enum SendOutcome {
-    /// Stored now.
+    /// Stored now, with the empty assistant message its reply streams into.
     Stored {
         conversation: ConversationRecord,
         message: Message,
+        reply: Message,
+        /// The newest non-empty messages (the new user message last), oldest
+        /// first: what the reply's prompt is built from.
+        history: Vec<Message>,
     },
     /// That `client_msg_id` was accepted before; nothing was stored.
     Duplicate {
@@ -125,8 +134,9 @@ pub trait Store: Send + Sync + 'static {
         client_msg_id: &ClientMsgId,
     ) -> Result<Option<(ConversationId, MessageId)>, StoreError>;
 
-    /// Stores a user message (creating the conversation when asked) and its
-    /// idempotency key in one transaction.
+    /// Stores a user message (creating the conversation when asked), its
+    /// idempotency key and the empty assistant message of its reply, all or
+    /// nothing; an idempotency key seen before stores nothing.
     async fn add_user_message(&self, msg: NewUserMessage) -> Result<SendOutcome, StoreError>;
 
     /// Records an idempotency key for a `regenerate`; `false` if it existed.

@@ -147,8 +147,8 @@ fn find_client_message(
         .optional()?)
 }
 
-/// Stores a user message: idempotency check, ownership, conversation, key
-/// and message, all in the caller's savepoint.
+/// Stores a user message: idempotency check, ownership, conversation, key,
+/// message, the reply's empty message and the prompt's history, in one job.
 fn add_user_message(conn: &Connection, msg: NewUserMessage) -> Result<SendOutcome, StoreError> {
     // The writer is the only writer, so this check cannot race another send.
     if let Some((conversation_id, message_id)) =
@@ -226,10 +226,53 @@ fn add_user_message(conn: &Connection, msg: NewUserMessage) -> Result<SendOutcom
         &message.content,
         &message.created_at,
     ])?;
+    let history = recent_messages(conn, &conversation.id, msg.history)?;
+    let reply = insert_assistant(conn, &conversation.id)?;
     Ok(SendOutcome::Stored {
         conversation,
         message,
+        reply,
+        history,
     })
+}
+
+/// The newest `limit` messages with text, oldest first.
+fn recent_messages(
+    conn: &Connection,
+    conversation: &ConversationId,
+    limit: usize,
+) -> Result<Vec<Message>, StoreError> {
+    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+    let mut newest_first: Vec<Message> = conn
+        .prepare_cached(
+            "SELECT id, role, content, finish_reason, created_at FROM messages \
+             WHERE conversation_id = ? AND content != '' ORDER BY seq DESC LIMIT ?",
+        )?
+        .query_map(rusqlite::params![conversation.as_str(), limit], message_from_row)?
+        .collect::<Result<_, _>>()?;
+    newest_first.reverse();
+    Ok(newest_first)
+}
+
+/// A new empty assistant message (finish reason unset) to stream into.
+fn insert_assistant(conn: &Connection, conversation: &ConversationId) -> Result<Message, StoreError> {
+    let message = Message {
+        id: MessageId(new_id()),
+        role: Role::Assistant,
+        content: String::new(),
+        created_at: now_rfc3339(),
+        finish_reason: None,
+    };
+    conn.prepare_cached(
+        "INSERT INTO messages (id, conversation_id, role, content, created_at) \
+         VALUES (?, ?, 'assistant', '', ?)",
+    )?
+    .execute([
+        message.id.as_str(),
+        conversation.as_str(),
+        &message.created_at,
+    ])?;
+    Ok(message)
 }
 
 #[async_trait]
@@ -401,26 +444,8 @@ impl Store for SqliteStore {
 
     async fn start_assistant(&self, conversation: &ConversationId) -> Result<Message, StoreError> {
         let conversation = conversation.clone();
-        let message = Message {
-            id: MessageId(new_id()),
-            role: Role::Assistant,
-            content: String::new(),
-            created_at: now_rfc3339(),
-            finish_reason: None,
-        };
         self.writer
-            .run(move |conn| {
-                conn.prepare_cached(
-                    "INSERT INTO messages (id, conversation_id, role, content, created_at) \
-                     VALUES (?, ?, 'assistant', '', ?)",
-                )?
-                .execute([
-                    message.id.as_str(),
-                    conversation.as_str(),
-                    &message.created_at,
-                ])?;
-                Ok(message)
-            })
+            .run(move |conn| insert_assistant(conn, &conversation))
             .await
     }
 
@@ -508,6 +533,7 @@ mod tests {
             client_msg_id: key.into(),
             target,
             text: "hello".into(),
+            history: 40,
         }
     }
 
@@ -526,6 +552,7 @@ mod tests {
         let SendOutcome::Stored {
             conversation,
             message,
+            ..
         } = first
         else {
             panic!("first send must be stored")
@@ -546,7 +573,8 @@ mod tests {
         }
         assert_eq!(
             s.messages(&conversation.id).await.expect("messages").len(),
-            1
+            2,
+            "one user message and its reply's message, once"
         );
     }
 
@@ -568,10 +596,14 @@ mod tests {
                         .add_user_message(new_msg(user.as_str(), &format!("k{m}"), target.clone()))
                         .await
                         .expect("stored without SQLITE_BUSY");
-                    let SendOutcome::Stored { conversation, .. } = outcome else {
+                    let SendOutcome::Stored {
+                        conversation,
+                        reply,
+                        ..
+                    } = outcome
+                    else {
                         panic!("stored")
                     };
-                    let reply = s.start_assistant(&conversation.id).await.expect("start");
                     s.finish_assistant(&reply.id, "ok", FinishReason::Stop, None)
                         .await
                         .expect("finish");
@@ -678,7 +710,11 @@ mod tests {
     async fn interrupted_assistant_messages_are_recovered_as_errors() {
         let (s, _dir) = store().await;
         s.ensure_user(&"u".into()).await.expect("user");
-        let SendOutcome::Stored { conversation, .. } = s
+        let SendOutcome::Stored {
+            conversation,
+            reply,
+            ..
+        } = s
             .add_user_message(new_msg(
                 "u",
                 "k",
@@ -692,10 +728,45 @@ mod tests {
         else {
             panic!("stored")
         };
-        let reply = s.start_assistant(&conversation.id).await.expect("started");
         assert_eq!(s.recover_interrupted().await.expect("recovered"), 1);
         let messages = s.messages(&conversation.id).await.expect("messages");
         assert_eq!(messages[1].id, reply.id);
         assert_eq!(messages[1].finish_reason, Some(FinishReason::Error));
+    }
+
+    #[tokio::test]
+    async fn a_send_returns_the_newest_history_with_text_oldest_first() {
+        let (s, _dir) = store().await;
+        s.ensure_user(&"u".into()).await.expect("user");
+        let mut target = Target::New {
+            persona: "p".into(),
+            title: "t".into(),
+        };
+        let mut last_history = Vec::new();
+        for n in 0..4 {
+            let mut msg = new_msg("u", &format!("k{n}"), target.clone());
+            msg.text = format!("m{n}");
+            msg.history = 3;
+            let SendOutcome::Stored {
+                conversation,
+                reply,
+                history,
+                ..
+            } = s.add_user_message(msg).await.expect("stored")
+            else {
+                panic!("stored")
+            };
+            if n % 2 == 0 {
+                // Every other reply has text; the others stay empty (failed).
+                s.finish_assistant(&reply.id, &format!("r{n}"), FinishReason::Stop, None)
+                    .await
+                    .expect("finished");
+            }
+            target = Target::Existing(conversation.id);
+            last_history = history;
+        }
+        let texts: Vec<_> = last_history.iter().map(|m| m.content.as_str()).collect();
+        // m0 r0 m1 (empty) m2 r2 m3: the newest three with text.
+        assert_eq!(texts, ["m2", "r2", "m3"]);
     }
 }
