@@ -839,3 +839,178 @@ async fn shutdown_past_the_grace_period_ends_open_streams_after_their_done() {
         .expect("join")
         .expect("clean exit");
 }
+
+// ---------------------------------------------------------------------------
+// The browser's HTTP fallback: `GET /api/hello` and `POST /api/frame`.
+
+/// `POST /api/frame` with a client frame.
+async fn post_frame(server: &TestServer, cookie: &str, frame: &ClientFrame) -> reqwest::Response {
+    reqwest::Client::new()
+        .post(format!("http://{}/api/frame", server.addr))
+        .header("content-type", "application/json")
+        .header("origin", server.origin())
+        .header("cookie", cookie)
+        .body(frame.to_json())
+        .send()
+        .await
+        .expect("POST /api/frame")
+}
+
+/// A one-frame JSON answer.
+async fn json_answer(response: reqwest::Response) -> ServerFrame {
+    assert_eq!(response.status(), 200);
+    assert_eq!(
+        response
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok()),
+        Some("application/json")
+    );
+    response.json().await.expect("a frame")
+}
+
+#[tokio::test]
+async fn the_whole_protocol_works_over_plain_requests() {
+    let server = TestServer::start(|_| {}).await;
+    let cookie = server.cookie().await;
+
+    let hello = reqwest::Client::new()
+        .get(format!("http://{}/api/hello", server.addr))
+        .header("origin", server.origin())
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .expect("GET /api/hello");
+    let ServerFrame::Hello {
+        protocol, personas, ..
+    } = json_answer(hello).await
+    else {
+        panic!("hello")
+    };
+    assert_eq!(protocol, 1);
+    assert!(!personas.is_empty());
+
+    // send: the same stream as POST /api/chat.
+    let send = ClientFrame::Send {
+        client_msg_id: uuid().as_str().into(),
+        conversation_id: None,
+        text: "over plain HTTP".into(),
+        persona: None,
+    };
+    let streamed = frames(&SseStream::new(post_frame(&server, &cookie, &send).await).all().await);
+    assert!(matches!(streamed[0], ServerFrame::Accepted { .. }));
+    assert_eq!(
+        delta_text(&streamed),
+        reply_tokens("over plain HTTP").concat()
+    );
+    let ServerFrame::Done {
+        conversation_id, ..
+    } = done_of(&streamed).clone()
+    else {
+        panic!("done")
+    };
+
+    // subscribe: the snapshot, ending at once (nothing is streaming).
+    let subscribe = ClientFrame::Subscribe {
+        conversation_id: conversation_id.clone(),
+    };
+    let snapshot = frames(
+        &SseStream::new(post_frame(&server, &cookie, &subscribe).await)
+            .all()
+            .await,
+    );
+    assert!(
+        matches!(&snapshot[..], [ServerFrame::Snapshot { messages, streaming: None, .. }] if messages.len() == 2),
+        "{snapshot:?}"
+    );
+
+    // regenerate: a new reply to the same message.
+    let regenerate = ClientFrame::Regenerate {
+        conversation_id: conversation_id.clone(),
+        client_msg_id: uuid().as_str().into(),
+    };
+    let again = frames(
+        &SseStream::new(post_frame(&server, &cookie, &regenerate).await)
+            .all()
+            .await,
+    );
+    assert_eq!(delta_text(&again), reply_tokens("over plain HTTP").concat());
+
+    // The one-frame answers.
+    let rename = ClientFrame::RenameConversation {
+        conversation_id: conversation_id.clone(),
+        title: "Renamed".into(),
+    };
+    let ServerFrame::Conversations { items, .. } =
+        json_answer(post_frame(&server, &cookie, &rename).await).await
+    else {
+        panic!("conversations")
+    };
+    assert_eq!(items.len(), 1);
+    assert_eq!(items[0].title, "Renamed");
+    let ping = ClientFrame::Ping {
+        nonce: serde_json::json!(7),
+    };
+    assert!(matches!(
+        json_answer(post_frame(&server, &cookie, &ping).await).await,
+        ServerFrame::Pong { nonce } if nonce == serde_json::json!(7)
+    ));
+    let stop = ClientFrame::Stop {
+        conversation_id: conversation_id.clone(),
+    };
+    assert_eq!(post_frame(&server, &cookie, &stop).await.status(), 204);
+    let delete = ClientFrame::DeleteConversation { conversation_id };
+    let ServerFrame::Conversations { items, .. } =
+        json_answer(post_frame(&server, &cookie, &delete).await).await
+    else {
+        panic!("conversations")
+    };
+    assert!(items.is_empty());
+}
+
+#[tokio::test]
+async fn fallback_requests_are_checked_like_the_socket() {
+    let server = TestServer::start(|_| {}).await;
+    let cookie = server.cookie().await;
+    let client = reqwest::Client::new();
+    let hello = |headers: &[(&str, &str)]| {
+        let mut builder = client.get(format!("http://{}/api/hello", server.addr));
+        for (name, value) in headers {
+            builder = builder.header(*name, *value);
+        }
+        builder.send()
+    };
+    let origin = server.origin();
+    let status = |r: reqwest::Result<reqwest::Response>| r.expect("GET").status().as_u16();
+    assert_eq!(status(hello(&[("origin", &origin)]).await), 401);
+    assert_eq!(
+        status(hello(&[("origin", "http://evil.example"), ("cookie", &cookie)]).await),
+        403
+    );
+    // A browser sends no Origin on a same-origin GET; another site's is refused.
+    assert_eq!(
+        status(hello(&[("sec-fetch-site", "same-origin"), ("cookie", &cookie)]).await),
+        200
+    );
+    assert_eq!(
+        status(hello(&[("sec-fetch-site", "cross-site"), ("cookie", &cookie)]).await),
+        403
+    );
+    let malformed = client
+        .post(format!("http://{}/api/frame", server.addr))
+        .header("content-type", "application/json")
+        .header("origin", server.origin())
+        .header("cookie", &cookie)
+        .body(r#"{"type":"launch_rockets"}"#)
+        .send()
+        .await
+        .expect("POST");
+    assert_eq!(malformed.status(), 400);
+    assert_eq!(error_body(malformed).await.0, ErrorCode::BadRequest);
+    let not_mine = ClientFrame::Subscribe {
+        conversation_id: "someone-elses".into(),
+    };
+    let refused = post_frame(&server, &cookie, &not_mine).await;
+    assert_eq!(refused.status(), 404);
+    assert_eq!(error_body(refused).await.0, ErrorCode::NotFound);
+}

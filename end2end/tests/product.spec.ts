@@ -253,3 +253,31 @@ test("time to interactive on the local server is measured", async ({ page }, inf
   console.log(`time to interactive: ${tti.toFixed(0)} ms`);
   expect(tti).toBeGreaterThan(0);
 });
+
+test("without WebSockets the chat carries on over HTTP streaming", async ({ page }) => {
+  // A proxy that drops every upgrade: the socket closes before its hello.
+  await page.routeWebSocket(/\/ws$/, (ws) => ws.close());
+  const chat = new ChatPage(page);
+  await page.goto("/");
+  await expect(chat.status).toHaveAttribute("data-status", "http", { timeout: 20_000 });
+  await expect(chat.status).toHaveText(/HTTP/);
+
+  await chat.send("[[long]] hello over plain requests");
+  await expect(page).toHaveURL(/\/c\/[0-9a-f]+$/);
+  await chat.waitForReplyDone();
+  expectWordsOnceInOrder((await chat.lastAssistant().locator(".content").textContent()) ?? "", 60);
+  const sidebar = page.getByRole("navigation", { name: "Conversations" });
+  await expect(sidebar.getByRole("link", { name: /hello over plain requests/ })).toBeVisible();
+
+  // Regenerate goes over HTTP as well, and a reload finds everything stored.
+  const firstId = await chat.lastAssistant().getAttribute("data-message-id");
+  await page.getByRole("button", { name: "↻ Regenerate" }).click();
+  await expect(chat.lastAssistant()).not.toHaveAttribute("data-message-id", firstId ?? "");
+  await chat.waitForReplyDone();
+  await page.reload();
+  await expect(chat.status).toHaveAttribute("data-status", "http", { timeout: 20_000 });
+  await expect(chat.assistantMessages()).toHaveCount(1);
+  expectWordsOnceInOrder((await chat.lastAssistant().locator(".content").textContent()) ?? "", 60);
+  await page.screenshot({ path: `${SHOTS}/http-fallback.png` });
+  chat.expectNoErrors();
+});

@@ -1,12 +1,15 @@
 //! The browser side of the chat: the view reducer (pure, compiled everywhere
-//! so it is tested natively) and the WebSocket (WASM only).
+//! so it is tested natively), the WebSocket and its HTTP fallback (WASM only).
 
+pub mod event_stream;
 pub mod highlight;
 pub mod markdown;
 pub mod state;
 
 #[cfg(feature = "browser")]
 pub mod browser;
+#[cfg(feature = "browser")]
+pub mod fallback;
 #[cfg(feature = "browser")]
 pub mod socket;
 
@@ -18,6 +21,8 @@ pub enum ConnStatus {
     Reconnecting,
     /// Several attempts in a row failed; still retrying, with longer pauses.
     Offline,
+    /// No WebSocket, but the server answers over plain HTTP (streaming).
+    Http,
 }
 
 impl ConnStatus {
@@ -27,6 +32,7 @@ impl ConnStatus {
             ConnStatus::Connected => "connected",
             ConnStatus::Reconnecting => "reconnecting",
             ConnStatus::Offline => "offline",
+            ConnStatus::Http => "http",
         }
     }
 
@@ -36,6 +42,7 @@ impl ConnStatus {
             ConnStatus::Connected => "Connected",
             ConnStatus::Reconnecting => "Reconnecting…",
             ConnStatus::Offline => "Offline — retrying",
+            ConnStatus::Http => "Connected (HTTP)",
         }
     }
 }

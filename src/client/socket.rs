@@ -4,14 +4,19 @@
 //! with exponential backoff and jitter, reports its [`ConnStatus`], and queues
 //! frames sent while offline, delivering each once when the socket is back
 //! (the frame carries its `client_msg_id`, so the server deduplicates).
+//! When sockets keep failing while the server answers plain requests, it
+//! carries on over HTTP ([`super::fallback`]) until a request fails.
 
-use std::{collections::VecDeque, rc::Rc};
+use std::rc::Rc;
 
 use futures::{channel::mpsc::UnboundedReceiver, FutureExt, SinkExt, StreamExt};
 use gloo_net::websocket::{futures::WebSocket, Message as WsMessage};
 use gloo_timers::future::TimeoutFuture;
 
-use super::ConnStatus;
+use super::{
+    fallback::{self, Outbox},
+    ConnStatus,
+};
 use crate::protocol::{ClientFrame, ServerFrame};
 
 /// Opens the socket in the background and keeps it open; frames arriving on
@@ -39,8 +44,10 @@ async fn run(
     on_frame: Rc<dyn Fn(ServerFrame)>,
     on_status: Rc<dyn Fn(ConnStatus)>,
 ) {
-    let mut queue: VecDeque<String> = VecDeque::new();
+    let outbox: Outbox = Rc::default();
     let mut failures: u32 = 0;
+    // The server answered plain requests after a socket had failed.
+    let mut http_answers = false;
     loop {
         on_status(match failures {
             0 => ConnStatus::Connecting,
@@ -58,9 +65,12 @@ async fn run(
             loop {
                 // Flush what was queued while offline, in order.
                 if opened {
-                    while let Some(text) = queue.pop_front() {
+                    loop {
+                        let Some(text) = outbox.borrow_mut().pop_front() else {
+                            break;
+                        };
                         if write.send(WsMessage::Text(text.clone())).await.is_err() {
-                            queue.push_front(text);
+                            outbox.borrow_mut().push_front(text);
                             break;
                         }
                     }
@@ -72,6 +82,7 @@ async fn run(
                                 if matches!(frame, ServerFrame::Hello { .. }) {
                                     opened = true;
                                     failures = 0;
+                                    http_answers = false;
                                     on_status(ConnStatus::Connected);
                                 }
                                 on_frame(frame);
@@ -81,13 +92,31 @@ async fn run(
                         Some(Err(_)) | None => break,
                     },
                     outgoing = rx.next() => match outgoing {
-                        Some(frame) => queue.push_back(frame.to_json()),
+                        Some(frame) => outbox.borrow_mut().push_back(frame.to_json()),
                         None => return,
                     },
                 }
             }
         }
         failures = failures.saturating_add(1);
+        // A socket that cannot open while the server answers plain requests
+        // (a proxy that drops upgrades): carry on over HTTP. It takes a
+        // failed socket *after* a successful request, so a server that is
+        // just starting up is not mistaken for one behind such a proxy.
+        if http_answers {
+            if let Some(hello) = fallback::hello().await {
+                on_status(ConnStatus::Http);
+                on_frame(hello);
+                if !fallback::serve(&mut rx, &outbox, &on_frame).await {
+                    return;
+                }
+                failures = 1;
+            }
+            http_answers = false;
+        } else if failures >= FALLBACK_AFTER_FAILURES && fallback::hello().await.is_some() {
+            http_answers = true;
+            continue;
+        }
         on_status(if failures >= OFFLINE_AFTER_FAILURES {
             ConnStatus::Offline
         } else {
@@ -96,6 +125,9 @@ async fn run(
         TimeoutFuture::new(backoff_ms(failures)).await;
     }
 }
+
+/// Consecutive failed sockets after which the HTTP fallback is tried.
+const FALLBACK_AFTER_FAILURES: u32 = 2;
 
 /// Consecutive failed attempts after which the page says it is offline.
 const OFFLINE_AFTER_FAILURES: u32 = 4;

@@ -58,10 +58,39 @@ impl IntoResponse for Refusal {
 /// identity cookie must be valid; returns the cookie's user.
 pub fn check_origin_and_identity(state: &AppState, headers: &HeaderMap) -> Result<UserId, Refusal> {
     let origin = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok());
-    let host = headers.get(header::HOST).and_then(|v| v.to_str().ok());
     let Some(origin) = origin else {
         return Err(Refusal::MissingOrigin);
     };
+    check_allowed_then_identity(state, headers, origin)
+}
+
+/// For `GET`s that only read (`/api/hello`, the events stream). Browsers
+/// send no `Origin` on a same-origin `GET` (nor does `EventSource`), and a
+/// page cannot read the answer of a cross-site one, so a missing `Origin` is
+/// accepted unless `Sec-Fetch-Site` says the request came from another site.
+/// A present `Origin` must be allowed, as everywhere.
+pub fn check_read_access(state: &AppState, headers: &HeaderMap) -> Result<UserId, Refusal> {
+    match headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) {
+        Some(origin) => check_allowed_then_identity(state, headers, origin),
+        None => {
+            let site = headers.get("sec-fetch-site").and_then(|v| v.to_str().ok());
+            if site.is_some_and(|site| !matches!(site, "same-origin" | "none")) {
+                return Err(Refusal::ForeignOrigin);
+            }
+            state
+                .identity
+                .user_from_headers(headers)
+                .ok_or(Refusal::NoIdentity)
+        }
+    }
+}
+
+fn check_allowed_then_identity(
+    state: &AppState,
+    headers: &HeaderMap,
+    origin: &str,
+) -> Result<UserId, Refusal> {
+    let host = headers.get(header::HOST).and_then(|v| v.to_str().ok());
     if !state.config.origins.allows(origin, host) {
         tracing::info!(origin, "refused a request from a foreign origin");
         return Err(Refusal::ForeignOrigin);

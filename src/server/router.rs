@@ -33,6 +33,8 @@ pub fn app(state: AppState) -> Router {
         .route("/ws", get(ws::upgrade))
         .route("/api/chat", post(sse::chat))
         .route("/api/conversations/{id}/events", get(sse::events))
+        .route("/api/hello", get(sse::hello))
+        .route("/api/frame", post(sse::frame))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))

@@ -5,6 +5,9 @@
 //!   the reply's frames until its `done`.
 //! * `GET /api/conversations/{id}/events` is the WebSocket `subscribe`: a
 //!   `snapshot`, then the live events until the running reply's `done`.
+//! * `GET /api/hello` and `POST /api/frame` (any client frame) are the
+//!   browser's fallback when its WebSocket cannot be opened: the whole
+//!   protocol over plain requests, the streaming frames as above.
 //!
 //! Nothing here knows chat rules. The checks before the chat core are the
 //! WebSocket upgrade's ([`super::access`]); the frames come from the same
@@ -33,12 +36,13 @@ use tokio::sync::{broadcast::error::RecvError, OwnedSemaphorePermit};
 use tokio_util::sync::CancellationToken;
 
 use super::{
-    access::check_origin_and_identity,
-    chat::{hub::EventRx, ChatError, ChatService, Subscription},
+    access::{check_origin_and_identity, check_read_access},
+    chat::{hub::EventRx, Accepted, ChatError, ChatService, Subscription},
     state::AppState,
 };
 use crate::protocol::{
-    ClientMsgId, ConversationId, ErrorCode, MessageId, SendRequest, ServerFrame, UserId,
+    ClientFrame, ClientMsgId, ConversationId, ErrorCode, MessageId, SendRequest, ServerFrame,
+    UserId,
 };
 
 /// `POST /api/chat`: store a user message and stream the reply.
@@ -48,15 +52,126 @@ pub async fn chat(State(state): State<AppState>, headers: HeaderMap, body: Body)
         Ok(user) => user,
         Err(refusal) => return refusal.into_response(),
     };
-    let request = match read_request(&state, &headers, body).await {
-        Ok(request) => request,
+    match read_json::<SendRequest>(&state, &headers, body).await {
+        Ok(request) => stream_send(&state, user, request, received).await,
+        Err(response) => response,
+    }
+}
+
+/// `GET /api/conversations/{id}/events`: a snapshot, then the running reply.
+pub async fn events(
+    State(state): State<AppState>,
+    Path(conversation_id): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    let user = match check_read_access(&state, &headers) {
+        Ok(user) => user,
+        Err(refusal) => return refusal.into_response(),
+    };
+    let seen = last_event_id(&headers);
+    stream_subscribe(&state, user, ConversationId::from(conversation_id), seen).await
+}
+
+/// `GET /api/hello`: the `hello` a WebSocket would send first. The browser's
+/// HTTP fallback starts here.
+pub async fn hello(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    let user = match check_read_access(&state, &headers) {
+        Ok(user) => user,
+        Err(refusal) => return refusal.into_response(),
+    };
+    json_frame(&state.chat.hello(&user))
+}
+
+/// `POST /api/frame`: any client frame over HTTP, for a browser whose
+/// WebSocket cannot be opened. `send`, `regenerate` and `subscribe` answer
+/// with an event stream exactly as `/api/chat` and `/events` do; the others
+/// with their one answer frame as JSON, or `204` when the socket would send
+/// nothing.
+pub async fn frame(State(state): State<AppState>, headers: HeaderMap, body: Body) -> Response {
+    let received = Instant::now();
+    let user = match check_origin_and_identity(&state, &headers) {
+        Ok(user) => user,
+        Err(refusal) => return refusal.into_response(),
+    };
+    let frame = match read_json::<ClientFrame>(&state, &headers, body).await {
+        Ok(frame) => frame,
         Err(response) => return response,
     };
-    let Some(permit) = stream_permit(&state) else {
-        return at_capacity(&state);
+    let chat = &state.chat;
+    match frame {
+        ClientFrame::Send {
+            client_msg_id,
+            conversation_id,
+            text,
+            persona,
+        } => {
+            let request = SendRequest {
+                client_msg_id,
+                conversation_id,
+                text,
+                persona,
+            };
+            stream_send(&state, user, request, received).await
+        }
+        ClientFrame::Regenerate {
+            conversation_id,
+            client_msg_id,
+        } => {
+            let Some(permit) = stream_permit(&state) else {
+                return at_capacity(&state);
+            };
+            let regenerated = chat
+                .regenerate(
+                    &user,
+                    conversation_id.clone(),
+                    client_msg_id.clone(),
+                    received,
+                )
+                .await;
+            match regenerated {
+                Ok(accepted) => stream_accepted(&state, user, accepted, permit).await,
+                Err(err) => refuse(&state, &err, Some(client_msg_id), Some(conversation_id)),
+            }
+        }
+        ClientFrame::Subscribe { conversation_id } => {
+            stream_subscribe(&state, user, conversation_id, None).await
+        }
+        // A stream ends with its reply; there is nothing to leave.
+        ClientFrame::Unsubscribe { .. } => StatusCode::NO_CONTENT.into_response(),
+        ClientFrame::Stop { conversation_id } => match chat.stop(&user, &conversation_id).await {
+            Ok(_) => StatusCode::NO_CONTENT.into_response(),
+            Err(err) => refuse(&state, &err, None, Some(conversation_id)),
+        },
+        ClientFrame::Ping { nonce } => json_frame(&ServerFrame::Pong { nonce }),
+        ClientFrame::ListConversations { query } => {
+            answer(&state, chat.conversations(&user, query).await, None)
+        }
+        ClientFrame::RenameConversation {
+            conversation_id,
+            title,
+        } => {
+            let renamed = chat.rename(&user, &conversation_id, &title).await;
+            answer(&state, renamed, Some(conversation_id))
+        }
+        ClientFrame::DeleteConversation { conversation_id } => {
+            let deleted = chat.delete(&user, &conversation_id).await;
+            answer(&state, deleted, Some(conversation_id))
+        }
+    }
+}
+
+/// Stores the message and streams `accepted`, then the reply.
+async fn stream_send(
+    state: &AppState,
+    user: UserId,
+    request: SendRequest,
+    received: Instant,
+) -> Response {
+    let Some(permit) = stream_permit(state) else {
+        return at_capacity(state);
     };
     if let Err(err) = state.chat.store().ensure_user(&user).await {
-        return refuse(&state, &ChatError::Internal(err), None, None);
+        return refuse(state, &ChatError::Internal(err), None, None);
     }
     let SendRequest {
         client_msg_id,
@@ -75,10 +190,20 @@ pub async fn chat(State(state): State<AppState>, headers: HeaderMap, body: Body)
             received,
         )
         .await;
-    let accepted = match sent {
-        Ok(accepted) => accepted,
-        Err(err) => return refuse(&state, &err, Some(client_msg_id), conversation_id),
-    };
+    match sent {
+        Ok(accepted) => stream_accepted(state, user, accepted, permit).await,
+        Err(err) => refuse(state, &err, Some(client_msg_id), conversation_id),
+    }
+}
+
+/// `accepted`, then the reply it started; for a duplicate, `accepted` and a
+/// snapshot (the original reply may be long over), then the reply if it runs.
+async fn stream_accepted(
+    state: &AppState,
+    user: UserId,
+    accepted: Accepted,
+    permit: OwnedSemaphorePermit,
+) -> Response {
     let duplicate = matches!(
         accepted.frame,
         ServerFrame::Accepted {
@@ -88,48 +213,66 @@ pub async fn chat(State(state): State<AppState>, headers: HeaderMap, body: Body)
     );
     let first = sse_event(&accepted.frame, &accepted.frame.to_json());
     if !duplicate {
-        let follow = Follow::new(&state, user, accepted.subscription, None, permit);
+        let follow = Follow::new(state, user, accepted.subscription, None, permit);
         return respond(vec![first], follow);
     }
-    // The original reply may be long over: continue from a snapshot, as a
-    // resume does, and follow the reply only if it is still running.
+    let client_msg_id = match &accepted.frame {
+        ServerFrame::Accepted { client_msg_id, .. } => Some(client_msg_id.clone()),
+        _ => None,
+    };
     let conversation_id = accepted.subscription.conversation_id.clone();
-    let resumed = Follow::subscribe(&state, user, conversation_id.clone(), None, permit).await;
+    let resumed = Follow::subscribe(state, user, conversation_id.clone(), None, permit).await;
     drop(accepted.subscription);
     state.chat.unsubscribed(&conversation_id);
     match resumed {
         Ok((snapshot, follow)) => respond(vec![first, snapshot], follow),
-        Err(err) => refuse(&state, &err, Some(client_msg_id), Some(conversation_id)),
+        Err(err) => refuse(state, &err, client_msg_id, Some(conversation_id)),
     }
 }
 
-/// `GET /api/conversations/{id}/events`: a snapshot, then the running reply.
-pub async fn events(
-    State(state): State<AppState>,
-    Path(conversation_id): Path<String>,
-    headers: HeaderMap,
+/// A snapshot, then the running reply (from after `seen`, if given).
+async fn stream_subscribe(
+    state: &AppState,
+    user: UserId,
+    conversation_id: ConversationId,
+    seen: Option<(MessageId, u64)>,
 ) -> Response {
-    let user = match check_origin_and_identity(&state, &headers) {
-        Ok(user) => user,
-        Err(refusal) => return refusal.into_response(),
+    let Some(permit) = stream_permit(state) else {
+        return at_capacity(state);
     };
-    let conversation_id = ConversationId::from(conversation_id);
-    let seen = last_event_id(&headers);
-    let Some(permit) = stream_permit(&state) else {
-        return at_capacity(&state);
-    };
-    match Follow::subscribe(&state, user, conversation_id.clone(), seen, permit).await {
+    match Follow::subscribe(state, user, conversation_id.clone(), seen, permit).await {
         Ok((snapshot, follow)) => respond(vec![snapshot], follow),
-        Err(err) => refuse(&state, &err, None, Some(conversation_id)),
+        Err(err) => refuse(state, &err, None, Some(conversation_id)),
     }
+}
+
+/// One answer frame as JSON, or the refusal.
+fn answer(
+    state: &AppState,
+    answered: Result<ServerFrame, ChatError>,
+    conversation_id: Option<ConversationId>,
+) -> Response {
+    match answered {
+        Ok(frame) => json_frame(&frame),
+        Err(err) => refuse(state, &err, None, conversation_id),
+    }
+}
+
+fn json_frame(frame: &ServerFrame) -> Response {
+    (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "application/json")],
+        frame.to_json(),
+    )
+        .into_response()
 }
 
 /// Checks the content type and the size, then parses the body.
-async fn read_request(
+async fn read_json<T: serde::de::DeserializeOwned>(
     state: &AppState,
     headers: &HeaderMap,
     body: Body,
-) -> Result<SendRequest, Response> {
+) -> Result<T, Response> {
     let is_json = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())

@@ -33,8 +33,8 @@ use super::{
     store::{NewUserMessage, SendOutcome, Store, StoreError, Target},
 };
 use crate::protocol::{
-    ClientMsgId, ConversationId, ConversationSummary, ErrorCode, Message, Role, ServerFrame,
-    StreamingMessage, UserId,
+    ClientMsgId, ConversationId, ConversationSummary, ErrorCode, Limits, Message, PersonaInfo,
+    Role, ServerFrame, StreamingMessage, UserId, PROTOCOL_VERSION,
 };
 
 /// Why a request was refused; each maps to one protocol error code.
@@ -173,6 +173,30 @@ impl ChatService {
 
     pub fn llm(&self) -> &LlmClient {
         &self.llm
+    }
+
+    /// The greeting of a new connection (WebSocket, or the HTTP fallback's
+    /// `GET /api/hello`): protocol version, the user, limits and personas.
+    pub fn hello(&self, user: &UserId) -> ServerFrame {
+        let config = &self.config;
+        ServerFrame::Hello {
+            protocol: PROTOCOL_VERSION,
+            user_id: user.clone(),
+            server: concat!("tether/", env!("CARGO_PKG_VERSION")).to_owned(),
+            limits: Limits {
+                max_frame_bytes: config.limits.max_frame_bytes,
+                max_message_chars: config.limits.max_message_chars,
+            },
+            personas: config
+                .personas
+                .iter()
+                .map(|p| PersonaInfo {
+                    id: p.id.clone(),
+                    name: p.name.clone(),
+                    description: p.description.clone(),
+                })
+                .collect(),
+        }
     }
 
     /// Number of replies running now.

@@ -16,8 +16,7 @@ use tracing::Instrument;
 
 use crate::{
     protocol::{
-        ClientFrame, ConversationId, ErrorCode, Limits, PersonaInfo, ServerFrame, UserId,
-        PROTOCOL_VERSION,
+        ClientFrame, ConversationId, ErrorCode, ServerFrame, UserId,
     },
     server::{
         chat::{hub::Event, limits::SocketSlot, Accepted, ChatError, Subscription},
@@ -117,25 +116,7 @@ impl Connection {
             let _ = self.socket.send(close).await;
             return Err(());
         }
-        let config = self.state.config.clone();
-        let hello = ServerFrame::Hello {
-            protocol: PROTOCOL_VERSION,
-            user_id: self.user.clone(),
-            server: concat!("tether/", env!("CARGO_PKG_VERSION")).to_owned(),
-            limits: Limits {
-                max_frame_bytes: config.limits.max_frame_bytes,
-                max_message_chars: config.limits.max_message_chars,
-            },
-            personas: config
-                .personas
-                .iter()
-                .map(|p| PersonaInfo {
-                    id: p.id.clone(),
-                    name: p.name.clone(),
-                    description: p.description.clone(),
-                })
-                .collect(),
-        };
+        let hello = self.state.chat.hello(&self.user);
         self.send(&hello).await?;
         Ok(None)
     }

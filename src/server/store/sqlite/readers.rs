@@ -86,5 +86,8 @@ fn open_reader(path: &std::path::Path) -> Result<Connection, StoreError> {
             | OpenFlags::SQLITE_OPEN_URI,
     )?;
     conn.busy_timeout(std::time::Duration::from_secs(5))?;
+    // A reader's page cache is dropped whenever another connection commits;
+    // memory-mapped pages are not, and cost no read syscall.
+    conn.pragma_update(None, "mmap_size", 256_i64 << 20)?;
     Ok(conn)
 }
