@@ -11,6 +11,7 @@
 //! | directive | effect |
 //! |---|---|
 //! | `[[long]]` | a 60-token reply |
+//! | `[[tokens:N]]` | an N-token reply `t1 t2 … tN` (at most 10,000; for benchmarks) |
 //! | `[[xss]]` | a reply with raw HTML (`<img onerror>`, `<script>`) |
 //! | `[[markdown]]` | a reply with a list, a table and a code block |
 //! | `[[status:N]]` | answer HTTP N (429 carries `Retry-After: 2`) |
@@ -170,6 +171,11 @@ pub fn reply_tokens(text: &str) -> Vec<String> {
     let body = if directive("long") {
         (1..=60)
             .map(|i| format!("word{i}"))
+            .collect::<Vec<_>>()
+            .join(" ")
+    } else if let Some(n) = directive_number(text, "tokens") {
+        (1..=n.min(10_000))
+            .map(|i| format!("t{i}"))
             .collect::<Vec<_>>()
             .join(" ")
     } else if directive("xss") {
@@ -461,5 +467,7 @@ mod tests {
         assert_eq!(directive_number("x [[status:429]]", "status"), Some(429));
         assert_eq!(directive_number("none", "status"), None);
         assert_eq!(reply_tokens("[[long]]").len(), 60);
+        assert_eq!(reply_tokens("[[tokens:40]] hi").len(), 40);
+        assert_eq!(reply_tokens("[[tokens:3]]").concat(), "t1 t2 t3");
     }
 }

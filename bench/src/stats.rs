@@ -189,11 +189,26 @@ impl MsgTrack {
 
 /// The reply the fake upstream gives to `text`, when it can be predicted.
 pub fn expected_reply(text: &str) -> Option<String> {
-    if text.contains("[[") {
+    if let Some(n) = tokens_directive(text) {
+        // `[[tokens:N]]`: the fake answers `t1 t2 … tN`.
+        Some(
+            (1..=n.min(10_000))
+                .map(|i| format!("t{i}"))
+                .collect::<Vec<_>>()
+                .join(" "),
+        )
+    } else if text.contains("[[") {
         None // directives ([[long]], [[delay:..]]...) change the reply
     } else {
         Some(format!("You said: {}", text.trim()))
     }
+}
+
+/// N of a `[[tokens:N]]` directive.
+fn tokens_directive(text: &str) -> Option<u64> {
+    let start = text.find("[[tokens:")? + "[[tokens:".len();
+    let end = text[start..].find("]]")? + start;
+    text[start..end].trim().parse().ok()
 }
 
 #[derive(Debug, Clone, Copy, serde::Serialize)]

@@ -197,9 +197,12 @@ fn rfc3339_millis(t: time::OffsetDateTime) -> String {
     )
 }
 
-/// A fresh random id (UUID v4, 122 random bits).
+/// A fresh id: UUID v7, a millisecond timestamp then 74 random bits. Ids
+/// made close in time sort close together, so the indexes on them grow at
+/// their right edge instead of dirtying a random page per insert (what a
+/// write transaction costs is the pages it writes to the WAL).
 pub fn new_id() -> String {
-    uuid::Uuid::new_v4().simple().to_string()
+    uuid::Uuid::now_v7().simple().to_string()
 }
 
 #[cfg(test)]
