@@ -897,7 +897,11 @@ async fn the_whole_protocol_works_over_plain_requests() {
         text: "over plain HTTP".into(),
         persona: None,
     };
-    let streamed = frames(&SseStream::new(post_frame(&server, &cookie, &send).await).all().await);
+    let streamed = frames(
+        &SseStream::new(post_frame(&server, &cookie, &send).await)
+            .all()
+            .await,
+    );
     assert!(matches!(streamed[0], ServerFrame::Accepted { .. }));
     assert_eq!(
         delta_text(&streamed),

@@ -15,9 +15,7 @@ use tokio_stream::{wrappers::BroadcastStream, StreamMap};
 use tracing::Instrument;
 
 use crate::{
-    protocol::{
-        ClientFrame, ConversationId, ErrorCode, ServerFrame, UserId,
-    },
+    protocol::{ClientFrame, ConversationId, ErrorCode, ServerFrame, UserId},
     server::{
         chat::{hub::Event, limits::SocketSlot, Accepted, ChatError, Subscription},
         state::AppState,

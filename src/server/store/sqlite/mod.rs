@@ -254,14 +254,20 @@ fn recent_messages(
             "SELECT id, role, content, finish_reason, created_at FROM messages \
              WHERE conversation_id = ? AND content != '' ORDER BY seq DESC LIMIT ?",
         )?
-        .query_map(rusqlite::params![conversation.as_str(), limit], message_from_row)?
+        .query_map(
+            rusqlite::params![conversation.as_str(), limit],
+            message_from_row,
+        )?
         .collect::<Result<_, _>>()?;
     newest_first.reverse();
     Ok(newest_first)
 }
 
 /// A new empty assistant message (finish reason unset) to stream into.
-fn insert_assistant(conn: &Connection, conversation: &ConversationId) -> Result<Message, StoreError> {
+fn insert_assistant(
+    conn: &Connection,
+    conversation: &ConversationId,
+) -> Result<Message, StoreError> {
     let message = Message {
         id: MessageId(new_id()),
         role: Role::Assistant,
