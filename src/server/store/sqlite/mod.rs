@@ -48,6 +48,23 @@ impl SqliteStore {
     }
 }
 
+impl SqliteStore {
+    /// One statement on the writer; the number of rows it changed.
+    async fn execute<const N: usize>(
+        &self,
+        sql: &'static str,
+        params: [String; N],
+    ) -> Result<usize, StoreError> {
+        self.writer
+            .run(move |conn| {
+                Ok(conn
+                    .prepare_cached(sql)?
+                    .execute(rusqlite::params_from_iter(params.iter()))?)
+            })
+            .await
+    }
+}
+
 /// The file path of a `sqlite:` URL; query parameters are ignored.
 fn path_from_url(url: &str) -> Result<PathBuf, StoreError> {
     let rest = url
@@ -290,14 +307,12 @@ fn insert_assistant(
 #[async_trait]
 impl Store for SqliteStore {
     async fn ensure_user(&self, user: &UserId) -> Result<(), StoreError> {
-        let user = user.clone();
-        self.writer
-            .run(move |conn| {
-                conn.prepare_cached("INSERT OR IGNORE INTO users (id, created_at) VALUES (?, ?)")?
-                    .execute([user.as_str(), &now_rfc3339()])?;
-                Ok(())
-            })
-            .await
+        self.execute(
+            "INSERT OR IGNORE INTO users (id, created_at) VALUES (?, ?)",
+            [user.as_str().to_owned(), now_rfc3339()],
+        )
+        .await?;
+        Ok(())
     }
 
     async fn conversation(
@@ -364,17 +379,14 @@ impl Store for SqliteStore {
         id: &ConversationId,
         title: &str,
     ) -> Result<(), StoreError> {
-        let (user, id, title) = (user.clone(), id.clone(), title.to_owned());
-        self.writer
-            .run(move |conn| {
-                require_row(
-                    conn.prepare_cached(
-                        "UPDATE conversations SET title = ? WHERE id = ? AND user_id = ?",
-                    )?
-                    .execute([title.as_str(), id.as_str(), user.as_str()])?,
-                )
-            })
-            .await
+        let params = [title.to_owned(), id.to_string(), user.to_string()];
+        require_row(
+            self.execute(
+                "UPDATE conversations SET title = ? WHERE id = ? AND user_id = ?",
+                params,
+            )
+            .await?,
+        )
     }
 
     async fn delete_conversation(
@@ -382,15 +394,14 @@ impl Store for SqliteStore {
         user: &UserId,
         id: &ConversationId,
     ) -> Result<(), StoreError> {
-        let (user, id) = (user.clone(), id.clone());
-        self.writer
-            .run(move |conn| {
-                require_row(
-                    conn.prepare_cached("DELETE FROM conversations WHERE id = ? AND user_id = ?")?
-                        .execute([id.as_str(), user.as_str()])?,
-                )
-            })
-            .await
+        let params = [id.to_string(), user.to_string()];
+        require_row(
+            self.execute(
+                "DELETE FROM conversations WHERE id = ? AND user_id = ?",
+                params,
+            )
+            .await?,
+        )
     }
 
     async fn find_client_message(
@@ -500,26 +511,24 @@ impl Store for SqliteStore {
         conversation: &ConversationId,
         id: &MessageId,
     ) -> Result<(), StoreError> {
-        let (conversation, id) = (conversation.clone(), id.clone());
-        self.writer
-            .run(move |conn| {
-                conn.prepare_cached("DELETE FROM messages WHERE id = ? AND conversation_id = ?")?
-                    .execute([id.as_str(), conversation.as_str()])?;
-                Ok(())
-            })
-            .await
+        let params = [id.to_string(), conversation.to_string()];
+        self.execute(
+            "DELETE FROM messages WHERE id = ? AND conversation_id = ?",
+            params,
+        )
+        .await?;
+        Ok(())
     }
 
     async fn recover_interrupted(&self) -> Result<u64, StoreError> {
-        self.writer
-            .run(|conn| {
-                Ok(conn.execute(
-                    "UPDATE messages SET finish_reason = 'error' \
-                     WHERE role = 'assistant' AND finish_reason IS NULL",
-                    [],
-                )? as u64)
-            })
-            .await
+        let changed = self
+            .execute(
+                "UPDATE messages SET finish_reason = 'error' \
+                 WHERE role = 'assistant' AND finish_reason IS NULL",
+                [],
+            )
+            .await?;
+        Ok(changed as u64)
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
