@@ -18,6 +18,7 @@
 //! | `[[stall:N]]` | N tokens, then silence until the client gives up |
 //! | `[[cut:N]]` | N tokens, then the connection is closed without `[DONE]` |
 //! | `[[delay:MS]]` | MS between tokens for this request |
+//! | `[[burst]]` | every token in one write (as a fast model's burst arrives) |
 //!
 //! [`FakeStats`] counts requests, finished streams and streams the client
 //! aborted, so tests can prove that `stop` really cancels the upstream call.
@@ -332,6 +333,7 @@ async fn completions(
             .unwrap_or(state.config.token_delay),
         stall_after: directive_number(&last_user, "stall").map(|n| n as usize),
         cut_after: directive_number(&last_user, "cut").map(|n| n as usize),
+        burst: last_user.contains("[[burst]]"),
         model: state.config.model.clone(),
         include_usage: body
             .pointer("/stream_options/include_usage")
@@ -369,6 +371,21 @@ async fn completions(
                     Err::<Bytes, std::io::Error>(std::io::Error::other("cut")),
                     (plan, guard, i, true),
                 ));
+            }
+            if plan.burst && i == 0 && n > 0 {
+                let all: String = plan
+                    .tokens
+                    .iter()
+                    .enumerate()
+                    .map(|(k, token)| {
+                        let mut delta = json!({"content": token});
+                        if k == 0 {
+                            delta["role"] = json!("assistant");
+                        }
+                        sse(&chunk_json(&plan.model, delta, Value::Null))
+                    })
+                    .collect();
+                return Some((Ok(Bytes::from(all)), (plan, guard, n, false)));
             }
             let chunk = if i < n {
                 let mut delta = json!({"content": plan.tokens[i]});
@@ -408,6 +425,8 @@ struct StreamPlan {
     delay: Duration,
     stall_after: Option<usize>,
     cut_after: Option<usize>,
+    /// Every token in one write, after the first-token delay.
+    burst: bool,
     model: String,
     include_usage: bool,
 }

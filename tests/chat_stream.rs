@@ -76,6 +76,33 @@ async fn send_streams_contiguous_deltas_equal_to_the_upstream_reply() {
 }
 
 #[tokio::test]
+async fn a_burst_of_tokens_goes_out_in_fewer_deltas_with_the_same_text() {
+    let server = TestServer::start(|_| {}).await;
+    let mut client = server.user().await;
+    let text = "[[burst]] [[tokens:200]] go";
+    client.send(&send(None, text, &uuid())).await;
+    let ServerFrame::Accepted {
+        conversation_id, ..
+    } = client.next().await
+    else {
+        panic!("accepted first")
+    };
+    let frames = client.until_done(&conversation_id).await;
+    assert_eq!(delta_text(&frames), reply_tokens(text).concat());
+    let deltas = frames
+        .iter()
+        .filter(|f| matches!(f, ServerFrame::Delta { .. }))
+        .count();
+    // 200 tokens arrived in one write: a handful of deltas, not 200.
+    assert!(deltas <= 20, "{deltas} deltas for one burst of 200 tokens");
+    assert_eq!(
+        client.snapshot(&conversation_id).await.last().map(|m| m.content.clone()),
+        Some(reply_tokens(text).concat()),
+        "stored whole"
+    );
+}
+
+#[tokio::test]
 async fn reply_is_stored_and_snapshot_shows_history() {
     let server = TestServer::start(|_| {}).await;
     let mut client = server.user().await;

@@ -10,7 +10,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tracing::{info_span, Instrument};
@@ -25,6 +25,9 @@ use crate::{
         store::Store,
     },
 };
+
+/// Text already received is joined into one `delta` up to this size.
+const MAX_DELTA_BYTES: usize = 4096;
 
 /// Everything one reply needs.
 pub(super) struct ReplyJob {
@@ -105,14 +108,19 @@ impl ReplyJob {
                 return outcome;
             }
         };
+        // An event read ahead while gathering a burst of text.
+        let mut read_ahead = None;
         loop {
-            let next = tokio::select! {
-                biased;
-                _ = self.cancel.cancelled() => {
-                    outcome.finish_reason = FinishReason::Stopped;
-                    break;
-                }
-                next = tokio::time::timeout(timeout, stream.next()) => next,
+            let next = match read_ahead.take() {
+                Some(event) => Ok(event),
+                None => tokio::select! {
+                    biased;
+                    _ = self.cancel.cancelled() => {
+                        outcome.finish_reason = FinishReason::Stopped;
+                        break;
+                    }
+                    next = tokio::time::timeout(timeout, stream.next()) => next,
+                },
             };
             match next {
                 Err(_) => {
@@ -121,8 +129,21 @@ impl ReplyJob {
                     break;
                 }
                 Ok(None) => break,
-                Ok(Some(Ok(LlmEvent::Text(text)))) => {
+                Ok(Some(Ok(LlmEvent::Text(mut text)))) => {
                     outcome.first_token.get_or_insert_with(Instant::now);
+                    // Text that has already arrived behind this piece (a
+                    // burst from the upstream) goes out in the same delta:
+                    // the same text in fewer frames. Nothing waits for it.
+                    while text.len() < MAX_DELTA_BYTES {
+                        match stream.next().now_or_never() {
+                            Some(Some(Ok(LlmEvent::Text(more)))) => text.push_str(&more),
+                            Some(other) => {
+                                read_ahead = Some(other);
+                                break;
+                            }
+                            None => break,
+                        }
+                    }
                     self.live.push_delta(&text);
                 }
                 Ok(Some(Ok(LlmEvent::Finished(reason)))) => outcome.finish_reason = reason,
