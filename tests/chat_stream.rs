@@ -96,7 +96,11 @@ async fn a_burst_of_tokens_goes_out_in_fewer_deltas_with_the_same_text() {
     // 200 tokens arrived in one write: a handful of deltas, not 200.
     assert!(deltas <= 20, "{deltas} deltas for one burst of 200 tokens");
     assert_eq!(
-        client.snapshot(&conversation_id).await.last().map(|m| m.content.clone()),
+        client
+            .snapshot(&conversation_id)
+            .await
+            .last()
+            .map(|m| m.content.clone()),
         Some(reply_tokens(text).concat()),
         "stored whole"
     );

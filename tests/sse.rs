@@ -1018,3 +1018,32 @@ async fn fallback_requests_are_checked_like_the_socket() {
     assert_eq!(refused.status(), 404);
     assert_eq!(error_body(refused).await.0, ErrorCode::NotFound);
 }
+
+#[tokio::test]
+async fn an_open_stream_counts_against_the_users_connection_limit() {
+    let server = TestServer::start(|c| c.limits.max_sockets_per_user = 1).await;
+    // The user's one socket holds the one slot.
+    let socket = server.user().await;
+    let refused = post_chat(
+        &server,
+        Some(&server.origin()),
+        Some(&socket.cookie),
+        serde_json::to_string(&request(None, "one more", &uuid())).expect("json"),
+    )
+    .await;
+    assert_eq!(refused.status(), 429);
+    assert_eq!(error_body(refused).await.0, ErrorCode::RateLimited);
+    // Another user is not affected.
+    let other = server.cookie().await;
+    let response = post_chat(
+        &server,
+        Some(&server.origin()),
+        Some(&other),
+        serde_json::to_string(&request(None, "hello", &uuid())).expect("json"),
+    )
+    .await;
+    assert_eq!(
+        delta_text(&frames(&SseStream::new(response).all().await)),
+        reply_tokens("hello").concat()
+    );
+}

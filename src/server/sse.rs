@@ -37,7 +37,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::{
     access::{check_origin_and_identity, check_read_access},
-    chat::{hub::EventRx, Accepted, ChatError, ChatService, Subscription},
+    chat::{hub::EventRx, limits::SocketSlot, Accepted, ChatError, ChatService, Subscription},
     state::AppState,
 };
 use crate::protocol::{
@@ -117,8 +117,9 @@ pub async fn frame(State(state): State<AppState>, headers: HeaderMap, body: Body
             conversation_id,
             client_msg_id,
         } => {
-            let Some(permit) = stream_permit(&state) else {
-                return at_capacity(&state);
+            let permit = match stream_permit(&state, &user) {
+                Ok(permit) => permit,
+                Err(refusal) => return *refusal,
             };
             let regenerated = chat
                 .regenerate(
@@ -167,8 +168,9 @@ async fn stream_send(
     request: SendRequest,
     received: Instant,
 ) -> Response {
-    let Some(permit) = stream_permit(state) else {
-        return at_capacity(state);
+    let permit = match stream_permit(state, &user) {
+        Ok(permit) => permit,
+        Err(refusal) => return *refusal,
     };
     if let Err(err) = state.chat.store().ensure_user(&user).await {
         return refuse(state, &ChatError::Internal(err), None, None);
@@ -202,7 +204,7 @@ async fn stream_accepted(
     state: &AppState,
     user: UserId,
     accepted: Accepted,
-    permit: OwnedSemaphorePermit,
+    permit: StreamPermit,
 ) -> Response {
     let duplicate = matches!(
         accepted.frame,
@@ -237,8 +239,9 @@ async fn stream_subscribe(
     conversation_id: ConversationId,
     seen: Option<(MessageId, u64)>,
 ) -> Response {
-    let Some(permit) = stream_permit(state) else {
-        return at_capacity(state);
+    let permit = match stream_permit(state, &user) {
+        Ok(permit) => permit,
+        Err(refusal) => return *refusal,
     };
     match Follow::subscribe(state, user, conversation_id.clone(), seen, permit).await {
         Ok((snapshot, follow)) => respond(vec![snapshot], follow),
@@ -311,20 +314,39 @@ async fn read_json<T: serde::de::DeserializeOwned>(
     })
 }
 
-/// An open stream holds one of the `MAX_CONNECTIONS` permits, like a socket.
-fn stream_permit(state: &AppState) -> Option<OwnedSemaphorePermit> {
-    state.connection_permits.clone().try_acquire_owned().ok()
+/// What an open stream holds, like a socket: one of the `MAX_CONNECTIONS`
+/// permits and one of the user's `MAX_SOCKETS_PER_USER` slots.
+struct StreamPermit {
+    _connection: OwnedSemaphorePermit,
+    _user_slot: SocketSlot,
 }
 
-fn at_capacity(state: &AppState) -> Response {
-    error_response(
-        state,
-        StatusCode::SERVICE_UNAVAILABLE,
-        ServerFrame::error(
-            ErrorCode::Busy,
-            "the server holds its maximum number of connections",
-        ),
-    )
+fn stream_permit(state: &AppState, user: &UserId) -> Result<StreamPermit, Box<Response>> {
+    let Ok(connection) = state.connection_permits.clone().try_acquire_owned() else {
+        return Err(Box::new(error_response(
+            state,
+            StatusCode::SERVICE_UNAVAILABLE,
+            ServerFrame::error(
+                ErrorCode::Busy,
+                "the server holds its maximum number of connections",
+            ),
+        )));
+    };
+    let Some(user_slot) = state.sockets.open(user) else {
+        let max = state.sockets.max_per_user();
+        return Err(Box::new(error_response(
+            state,
+            StatusCode::TOO_MANY_REQUESTS,
+            ServerFrame::error(
+                ErrorCode::RateLimited,
+                format!("too many open connections for this user (at most {max}); close a tab"),
+            ),
+        )));
+    };
+    Ok(StreamPermit {
+        _connection: connection,
+        _user_slot: user_slot,
+    })
 }
 
 /// The HTTP status of a refusal of the chat core.
@@ -461,7 +483,7 @@ struct Follow {
     /// Shutting down: only the events already queued are still sent.
     draining: bool,
     ended: bool,
-    _permit: OwnedSemaphorePermit,
+    _permit: StreamPermit,
 }
 
 impl Follow {
@@ -470,7 +492,7 @@ impl Follow {
         user: UserId,
         subscription: Subscription,
         seen: Option<(MessageId, u64)>,
-        permit: OwnedSemaphorePermit,
+        permit: StreamPermit,
     ) -> Self {
         Self {
             chat: state.chat.clone(),
@@ -492,7 +514,7 @@ impl Follow {
         user: UserId,
         conversation_id: ConversationId,
         seen: Option<(MessageId, u64)>,
-        permit: OwnedSemaphorePermit,
+        permit: StreamPermit,
     ) -> Result<(SseEvent, Follow), ChatError> {
         let (snapshot, subscription) = state.chat.subscribe(&user, &conversation_id).await?;
         let mut follow = Follow::new(state, user, subscription, seen, permit);
