@@ -281,3 +281,22 @@ test("without WebSockets the chat carries on over HTTP streaming", async ({ page
   await page.screenshot({ path: `${SHOTS}/http-fallback.png` });
   chat.expectNoErrors();
 });
+
+test("from the HTTP fallback the page returns to the WebSocket once it works again", async ({ page }) => {
+  let socketsWork = false;
+  await page.routeWebSocket(/\/ws$/, (ws) => {
+    if (socketsWork) ws.connectToServer();
+    else ws.close();
+  });
+  await page.clock.install();
+  const chat = new ChatPage(page);
+  await page.goto("/");
+  await expect(chat.status).toHaveAttribute("data-status", "http", { timeout: 20_000 });
+  socketsWork = true;
+  // The fallback probes for a working socket once a minute.
+  await page.clock.fastForward(61_000);
+  await expect(chat.status).toHaveAttribute("data-status", "connected", { timeout: 20_000 });
+  await chat.send("back on the socket");
+  await expect(chat.lastAssistant().locator(".content")).toHaveText("You said: back on the socket");
+  chat.expectNoErrors();
+});

@@ -10,7 +10,9 @@
 
 use std::{cell::RefCell, collections::VecDeque, rc::Rc};
 
-use futures::{channel::mpsc::UnboundedReceiver, StreamExt};
+use futures::{channel::mpsc::UnboundedReceiver, FutureExt, StreamExt};
+use gloo_net::websocket::{futures::WebSocket, Message as WsMessage};
+use gloo_timers::future::TimeoutFuture;
 use wasm_bindgen::{JsCast, JsValue};
 use wasm_bindgen_futures::JsFuture;
 use web_sys::{Headers, ReadableStreamDefaultReader, Request, RequestInit, Response};
@@ -30,15 +32,30 @@ pub async fn hello() -> Option<ServerFrame> {
     serde_json::from_str(&text(&response).await.ok()?).ok()
 }
 
+/// Why [`serve`] returned.
+pub enum Served {
+    /// A request could not reach the server; its frame is back in the outbox.
+    Lost,
+    /// A probe socket got its `hello`: WebSockets work (again).
+    SocketWorks,
+    /// The page closed the frame channel.
+    Closed,
+}
+
+/// How often the fallback checks, quietly, whether a socket would open now.
+const PROBE_EVERY_MS: u32 = 60_000;
+
 /// Carries frames over HTTP, each request on its own, until one cannot reach
-/// the server; the frame that failed (and any queued) stay in `outbox`.
-/// Returns `false` when the page closed the frame channel.
+/// the server (the frame that failed, and any queued, stay in `outbox`) or a
+/// probe socket shows that WebSockets work again.
 pub async fn serve(
     rx: &mut UnboundedReceiver<ClientFrame>,
     outbox: &Outbox,
     on_frame: &Rc<dyn Fn(ServerFrame)>,
-) -> bool {
+    socket_url: &str,
+) -> Served {
     let (lost_tx, mut lost_rx) = futures::channel::mpsc::unbounded::<()>();
+    let mut probe = Box::pin(TimeoutFuture::new(PROBE_EVERY_MS).fuse());
     loop {
         while let Some(json) = outbox.borrow_mut().pop_front() {
             let (outbox, on_frame, lost) = (outbox.clone(), on_frame.clone(), lost_tx.clone());
@@ -50,12 +67,31 @@ pub async fn serve(
             });
         }
         futures::select_biased! {
-            _ = lost_rx.next() => return true,
+            _ = lost_rx.next() => return Served::Lost,
             outgoing = rx.next() => match outgoing {
                 Some(frame) => outbox.borrow_mut().push_back(frame.to_json()),
-                None => return false,
+                None => return Served::Closed,
             },
+            () = probe => {
+                if socket_greets(socket_url).await {
+                    return Served::SocketWorks;
+                }
+                probe = Box::pin(TimeoutFuture::new(PROBE_EVERY_MS).fuse());
+            }
         }
+    }
+}
+
+/// Whether a socket opened now receives its `hello` within a few seconds.
+/// The probe is closed either way; nothing is sent on it.
+async fn socket_greets(url: &str) -> bool {
+    let Ok(socket) = WebSocket::open(url) else {
+        return false;
+    };
+    let (_, mut read) = socket.split();
+    futures::select! {
+        first = read.next().fuse() => matches!(first, Some(Ok(WsMessage::Text(_)))),
+        () = TimeoutFuture::new(5_000).fuse() => false,
     }
 }
 

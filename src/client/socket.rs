@@ -14,7 +14,7 @@ use gloo_net::websocket::{futures::WebSocket, Message as WsMessage};
 use gloo_timers::future::TimeoutFuture;
 
 use super::{
-    fallback::{self, Outbox},
+    fallback::{self, Outbox, Served},
     ConnStatus,
 };
 use crate::protocol::{ClientFrame, ServerFrame};
@@ -107,10 +107,16 @@ async fn run(
             if let Some(hello) = fallback::hello().await {
                 on_status(ConnStatus::Http);
                 on_frame(hello);
-                if !fallback::serve(&mut rx, &outbox, &on_frame).await {
-                    return;
+                match fallback::serve(&mut rx, &outbox, &on_frame, &url).await {
+                    Served::Closed => return,
+                    // Straight back to a socket, which greets and resubscribes.
+                    Served::SocketWorks => {
+                        failures = 0;
+                        http_answers = false;
+                        continue;
+                    }
+                    Served::Lost => failures = 1,
                 }
-                failures = 1;
             }
             http_answers = false;
         } else if failures >= FALLBACK_AFTER_FAILURES && fallback::hello().await.is_some() {
