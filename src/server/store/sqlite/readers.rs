@@ -2,8 +2,9 @@
 //!
 //! WAL lets any number of readers run beside the writer, each on a
 //! consistent snapshot. A read borrows an idle connection (or opens one),
-//! runs its whole query on a blocking thread and gives the connection back;
-//! at most [`MAX_IDLE`] are kept open.
+//! runs its whole query on a blocking thread and gives the connection back.
+//! At most [`MAX_READERS`] reads run at once (the rest wait their turn
+//! without holding a thread), so there are never more connections than that.
 
 use std::{
     path::PathBuf,
@@ -11,11 +12,12 @@ use std::{
 };
 
 use rusqlite::{Connection, OpenFlags};
+use tokio::sync::Semaphore;
 
 use crate::server::store::StoreError;
 
-/// Most idle read connections kept open.
-const MAX_IDLE: usize = 8;
+/// Most reads running at once, and most read connections kept open.
+const MAX_READERS: usize = 8;
 
 /// The pool of read connections; clones share it.
 #[derive(Clone, Debug)]
@@ -27,6 +29,7 @@ pub(super) struct Readers {
 struct Pool {
     path: PathBuf,
     idle: Mutex<Vec<Connection>>,
+    running: Arc<Semaphore>,
 }
 
 impl Readers {
@@ -35,6 +38,7 @@ impl Readers {
             inner: Arc::new(Pool {
                 path,
                 idle: Mutex::new(Vec::new()),
+                running: Arc::new(Semaphore::new(MAX_READERS)),
             }),
         }
     }
@@ -45,8 +49,18 @@ impl Readers {
         T: Send + 'static,
         F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
     {
+        // Owned and moved into the read: a caller that gives up does not
+        // free the turn before its read has finished.
+        let turn = self
+            .inner
+            .running
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| StoreError::Closed)?;
         let pool = self.inner.clone();
         tokio::task::spawn_blocking(move || {
+            let _turn = turn;
             let conn = pool.take()?;
             let result = work(&conn);
             pool.give_back(conn);
@@ -72,7 +86,7 @@ impl Pool {
 
     fn give_back(&self, conn: Connection) {
         let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
-        if idle.len() < MAX_IDLE {
+        if idle.len() < MAX_READERS {
             idle.push(conn);
         }
     }
