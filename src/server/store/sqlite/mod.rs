@@ -548,6 +548,14 @@ mod tests {
         (SqliteStore::connect(&url).await.expect("connects"), dir)
     }
 
+    /// A new conversation with persona `p`, titled `t`.
+    fn new_conversation() -> Target {
+        Target::New {
+            persona: "p".into(),
+            title: "t".into(),
+        }
+    }
+
     fn new_msg(user: &str, key: &str, target: Target) -> NewUserMessage {
         NewUserMessage {
             user_id: user.into(),
@@ -562,10 +570,7 @@ mod tests {
     async fn same_client_msg_id_is_stored_once() {
         let (s, _dir) = store().await;
         s.ensure_user(&"u".into()).await.expect("user");
-        let new = Target::New {
-            persona: "companion".into(),
-            title: "t".into(),
-        };
+        let new = new_conversation();
         let first = s
             .add_user_message(new_msg("u", "k1", new.clone()))
             .await
@@ -608,10 +613,7 @@ mod tests {
             tasks.push(tokio::spawn(async move {
                 let user: UserId = format!("user{u}").as_str().into();
                 s.ensure_user(&user).await.expect("user");
-                let mut target = Target::New {
-                    persona: "p".into(),
-                    title: "t".into(),
-                };
+                let mut target = new_conversation();
                 for m in 0..10 {
                     let outcome = s
                         .add_user_message(new_msg(user.as_str(), &format!("k{m}"), target.clone()))
@@ -644,14 +646,7 @@ mod tests {
             s.ensure_user(&u.into()).await.expect("user");
         }
         let SendOutcome::Stored { conversation, .. } = s
-            .add_user_message(new_msg(
-                "alice",
-                "k",
-                Target::New {
-                    persona: "p".into(),
-                    title: "t".into(),
-                },
-            ))
+            .add_user_message(new_msg("alice", "k", new_conversation()))
             .await
             .expect("stored")
         else {
@@ -736,14 +731,7 @@ mod tests {
             reply,
             ..
         } = s
-            .add_user_message(new_msg(
-                "u",
-                "k",
-                Target::New {
-                    persona: "p".into(),
-                    title: "t".into(),
-                },
-            ))
+            .add_user_message(new_msg("u", "k", new_conversation()))
             .await
             .expect("stored")
         else {
@@ -759,10 +747,7 @@ mod tests {
     async fn a_send_returns_the_newest_history_with_text_oldest_first() {
         let (s, _dir) = store().await;
         s.ensure_user(&"u".into()).await.expect("user");
-        let mut target = Target::New {
-            persona: "p".into(),
-            title: "t".into(),
-        };
+        let mut target = new_conversation();
         let mut last_history = Vec::new();
         for n in 0..4 {
             let mut msg = new_msg("u", &format!("k{n}"), target.clone());
