@@ -64,6 +64,18 @@ pub struct LiveConversation {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Busy;
 
+impl LiveState {
+    fn streaming(&self) -> Option<StreamingMessage> {
+        match &self.reply {
+            ReplySlot::Streaming(s) => Some(StreamingMessage {
+                message: s.message.clone(),
+                next_index: s.next_index,
+            }),
+            _ => None,
+        }
+    }
+}
+
 impl LiveConversation {
     fn new(id: ConversationId, owner: UserId, buffer: usize) -> Self {
         let (events, _) = broadcast::channel(buffer.max(1));
@@ -169,15 +181,12 @@ impl LiveConversation {
     /// A new subscription and, atomically with it, the reply in progress.
     pub fn subscribe(&self) -> (EventRx, Option<StreamingMessage>) {
         let state = self.lock();
-        let rx = self.events.subscribe();
-        let streaming = match &state.reply {
-            ReplySlot::Streaming(s) => Some(StreamingMessage {
-                message: s.message.clone(),
-                next_index: s.next_index,
-            }),
-            _ => None,
-        };
-        (rx, streaming)
+        (self.events.subscribe(), state.streaming())
+    }
+
+    /// The reply in progress, without following it.
+    pub fn streaming(&self) -> Option<StreamingMessage> {
+        self.lock().streaming()
     }
 }
 

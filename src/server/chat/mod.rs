@@ -428,16 +428,18 @@ impl ChatService {
     }
 
     /// The conversation as a `snapshot` frame, without following it (the
-    /// server-rendered page of `/c/:id`).
+    /// server-rendered page of `/c/:id`; the page subscribes once hydrated).
     pub async fn history(
         &self,
         user: &UserId,
         conversation_id: &ConversationId,
     ) -> Result<ServerFrame, ChatError> {
-        let (frame, subscription) = self.subscribe(user, conversation_id).await?;
-        drop(subscription);
-        self.unsubscribed(conversation_id);
-        Ok(frame)
+        self.owned(user, conversation_id).await?;
+        let streaming = self
+            .hub
+            .get(conversation_id)
+            .and_then(|live| live.streaming());
+        self.snapshot(conversation_id, streaming).await
     }
 
     /// A subscription ended (unsubscribe, lag, or socket closed); its
