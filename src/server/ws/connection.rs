@@ -286,9 +286,12 @@ impl Connection {
     ) -> Result<(), ()> {
         match result {
             Ok(accepted) => {
-                self.send(&accepted.frame).await?;
                 self.follow_keeping(accepted.subscription);
-                Ok(())
+                // `accepted`, and behind it what is already queued (the
+                // user's `message`), leave in one write.
+                self.feed(WsMessage::Text(Event::from(accepted.frame.to_json())))
+                    .await?;
+                self.forward_queued().await
             }
             Err(err) => {
                 if let ChatError::Internal(source) = &err {
@@ -393,6 +396,12 @@ impl Connection {
     /// kernel carries many frames; when idle this is one frame, one flush.
     async fn forward(&mut self, first: Event) -> Result<(), ()> {
         self.feed(WsMessage::Text(first)).await?;
+        self.forward_queued().await
+    }
+
+    /// Writes the events already queued (at most [`FORWARD_BATCH`]), then
+    /// flushes once.
+    async fn forward_queued(&mut self) -> Result<(), ()> {
         for _ in 1..FORWARD_BATCH {
             match self.subscriptions.next().now_or_never() {
                 Some(Some((_, Ok(event)))) => self.feed(WsMessage::Text(event)).await?,
