@@ -99,10 +99,19 @@ pub fn ChatPage() -> impl IntoView {
     // Follow the newest text while the user is at the bottom; once they
     // scroll up, leave them there and offer a way back.
     let at_bottom = RwSignal::new(true);
+    // Only the user scrolling *up* lets go of the bottom: a render that makes
+    // the list taller between a jump and its scroll event must not.
+    let last_top = StoredValue::new(0);
     let on_scroll = move |_| {
         if let Some(list) = list_ref.get_untracked() {
-            let distance = list.scroll_height() - list.scroll_top() - list.client_height();
-            at_bottom.set(distance < 48);
+            let top = list.scroll_top();
+            let distance = list.scroll_height() - top - list.client_height();
+            if distance < 48 {
+                at_bottom.set(true);
+            } else if top < last_top.get_value() {
+                at_bottom.set(false);
+            }
+            last_top.set_value(top);
         }
     };
     let jump_to_latest = move || {
