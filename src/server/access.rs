@@ -77,10 +77,7 @@ pub fn check_read_access(state: &AppState, headers: &HeaderMap) -> Result<UserId
             if site.is_some_and(|site| !matches!(site, "same-origin" | "none")) {
                 return Err(Refusal::ForeignOrigin);
             }
-            state
-                .identity
-                .user_from_headers(headers)
-                .ok_or(Refusal::NoIdentity)
+            identity(state, headers)
         }
     }
 }
@@ -95,6 +92,11 @@ fn check_allowed_then_identity(
         tracing::info!(origin, "refused a request from a foreign origin");
         return Err(Refusal::ForeignOrigin);
     }
+    identity(state, headers)
+}
+
+/// The user of a valid identity cookie.
+fn identity(state: &AppState, headers: &HeaderMap) -> Result<UserId, Refusal> {
     state
         .identity
         .user_from_headers(headers)

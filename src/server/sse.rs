@@ -172,9 +172,6 @@ async fn stream_send(
         Ok(permit) => permit,
         Err(refusal) => return *refusal,
     };
-    if let Err(err) = state.chat.store().ensure_user(&user).await {
-        return refuse(state, &ChatError::Internal(err), None, None);
-    }
     let SendRequest {
         client_msg_id,
         conversation_id,

@@ -36,7 +36,8 @@ pub(super) struct ReplyJob {
     pub llm: LlmClient,
     pub upstream_slots: Arc<Semaphore>,
     pub system_prompt: String,
-    /// The conversation before this reply (what the prompt is built from).
+    /// The conversation before this reply (what the prompt is built from;
+    /// it never holds the reply's own message).
     pub history: Vec<Message>,
     pub limits: LimitsConfig,
     pub message_id: MessageId,
@@ -228,10 +229,7 @@ impl ReplyJob {
     fn prompt(&self) -> Vec<PromptTurn> {
         build_prompt(
             &self.system_prompt,
-            self.history
-                .iter()
-                .filter(|m| m.id != self.message_id)
-                .cloned(),
+            self.history.iter().cloned(),
             self.limits.history_messages,
             self.limits.context_chars,
         )

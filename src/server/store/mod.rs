@@ -134,7 +134,8 @@ pub trait Store: Send + Sync + 'static {
         client_msg_id: &ClientMsgId,
     ) -> Result<Option<(ConversationId, MessageId)>, StoreError>;
 
-    /// Stores a user message (creating the conversation when asked), its
+    /// Stores a user message (creating the conversation, and the user row if
+    /// missing, when asked), its
     /// idempotency key and the empty assistant message of its reply, all or
     /// nothing; an idempotency key seen before stores nothing.
     async fn add_user_message(&self, msg: NewUserMessage) -> Result<SendOutcome, StoreError>;

@@ -198,6 +198,10 @@ fn add_user_message(conn: &Connection, msg: NewUserMessage) -> Result<SendOutcom
             .ok_or(StoreError::NotFound)?
         }
         Target::New { persona, title } => {
+            // The first conversation of a user who never opened a socket
+            // (HTTP transport): the owner row comes with it.
+            conn.prepare_cached("INSERT OR IGNORE INTO users (id, created_at) VALUES (?, ?)")?
+                .execute([msg.user_id.as_str(), now.as_str()])?;
             let record = ConversationRecord {
                 id: ConversationId(new_id()),
                 user_id: msg.user_id.clone(),
