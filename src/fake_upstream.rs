@@ -41,7 +41,7 @@ use axum::{
     Json, Router,
 };
 use serde_json::{json, Value};
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 
 /// Behaviour of the fake.
 #[derive(Clone, Debug)]
@@ -149,7 +149,7 @@ impl FakeUpstream {
         let addr = listener.local_addr()?;
         let (router, stats) = router(config);
         let task = tokio::spawn(async move {
-            let _ = axum::serve(listener, router).await;
+            let _ = axum::serve(no_delay(listener), router).await;
         });
         Ok(Self { addr, stats, task })
     }
@@ -358,7 +358,8 @@ async fn completions(
             let n = plan.tokens.len();
             if i == 0 {
                 tokio::time::sleep(plan.first_delay).await;
-            } else if i <= n {
+            } else if i <= n && !plan.delay.is_zero() {
+                // `[[delay:0]]`: every token its own body chunk, back to back.
                 tokio::time::sleep(plan.delay).await;
             }
             if plan.stall_after == Some(i) {
@@ -454,6 +455,17 @@ fn chunk_json(model: &str, delta: Value, finish_reason: Value) -> Value {
     })
 }
 
+/// Each token leaves when written, as from a real model server: without
+/// `TCP_NODELAY` a token written shortly after the response head would wait
+/// for the client's delayed ACK (~40 ms on Linux).
+fn no_delay(listener: TcpListener) -> axum::serve::TapIo<TcpListener, fn(&mut TcpStream)> {
+    use axum::serve::ListenerExt;
+    fn set(tcp: &mut TcpStream) {
+        let _ = tcp.set_nodelay(true);
+    }
+    listener.tap_io(set as fn(&mut TcpStream))
+}
+
 fn sse(value: &Value) -> String {
     format!("data: {value}\n\n")
 }
@@ -462,7 +474,7 @@ fn sse(value: &Value) -> String {
 pub async fn serve_forever(addr: SocketAddr, config: FakeConfig) -> std::io::Result<()> {
     let listener = TcpListener::bind(addr).await?;
     let (router, _) = router(config);
-    axum::serve(listener, router)
+    axum::serve(no_delay(listener), router)
         .with_graceful_shutdown(async {
             let _ = tokio::signal::ctrl_c().await;
         })

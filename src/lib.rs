@@ -10,6 +10,7 @@
 
 pub mod app;
 pub mod client;
+pub mod event_stream;
 pub mod protocol;
 mod ui;
 

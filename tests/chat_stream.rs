@@ -107,6 +107,33 @@ async fn a_burst_of_tokens_goes_out_in_fewer_deltas_with_the_same_text() {
 }
 
 #[tokio::test]
+async fn tokens_already_received_in_separate_chunks_share_a_delta() {
+    // The upstream writes 200 tokens back to back, each its own HTTP chunk
+    // and SSE event (a fast model). The HTTP client hands them over one at a
+    // time; the reply still joins what has already arrived.
+    let server = TestServer::start(|_| {}).await;
+    let mut client = server.user().await;
+    let text = "[[delay:0]] [[tokens:200]] go";
+    client.send(&send(None, text, &uuid())).await;
+    let ServerFrame::Accepted {
+        conversation_id, ..
+    } = client.next().await
+    else {
+        panic!("accepted first")
+    };
+    let frames = client.until_done(&conversation_id).await;
+    assert_eq!(delta_text(&frames), reply_tokens(text).concat());
+    let deltas = frames
+        .iter()
+        .filter(|f| matches!(f, ServerFrame::Delta { .. }))
+        .count();
+    assert!(
+        deltas <= 20,
+        "{deltas} deltas for 200 tokens sent back to back"
+    );
+}
+
+#[tokio::test]
 async fn reply_is_stored_and_snapshot_shows_history() {
     let server = TestServer::start(|_| {}).await;
     let mut client = server.user().await;

@@ -17,7 +17,7 @@ use wasm_bindgen::{JsCast, JsValue};
 use wasm_bindgen_futures::JsFuture;
 use web_sys::{Headers, ReadableStreamDefaultReader, Request, RequestInit, Response};
 
-use super::event_stream::EventStream;
+use crate::event_stream::EventStream;
 use crate::protocol::{ClientFrame, ServerFrame};
 
 /// Frames (as JSON) waiting to be delivered, shared with the socket loop.

@@ -1,7 +1,6 @@
 //! The browser side of the chat: the view reducer (pure, compiled everywhere
 //! so it is tested natively), the WebSocket and its HTTP fallback (WASM only).
 
-pub mod event_stream;
 pub mod highlight;
 pub mod markdown;
 pub mod state;

@@ -21,6 +21,7 @@ pub mod ws;
 
 use std::{future::Future, path::Path, sync::Arc, time::Duration};
 
+use axum::serve::ListenerExt;
 use leptos::config::LeptosOptions;
 use thiserror::Error;
 use tokio::{net::TcpListener, sync::Semaphore};
@@ -110,6 +111,14 @@ pub async fn run(
     });
     let stop_accepting = CancellationToken::new();
     let app = router::app(state.clone());
+    // Frames are small and written as soon as they exist (a connection
+    // already batches what is queued): Nagle would hold each one back until
+    // the client's delayed ACK, up to 40 ms per token.
+    let listener = listener.tap_io(|tcp| {
+        if let Err(err) = tcp.set_nodelay(true) {
+            tracing::debug!(error = %err, "could not set TCP_NODELAY");
+        }
+    });
     let serve =
         axum::serve(listener, app).with_graceful_shutdown(stop_accepting.clone().cancelled_owned());
     let serve = tokio::spawn(async move { serve.await });

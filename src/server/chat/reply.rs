@@ -134,13 +134,25 @@ impl ReplyJob {
                     outcome.first_token.get_or_insert_with(Instant::now);
                     // Text that has already arrived behind this piece (a
                     // burst from the upstream) goes out in the same delta:
-                    // the same text in fewer frames. Nothing waits for it.
+                    // the same text in fewer frames. The HTTP client hands
+                    // over one body chunk per wake-up of its connection task,
+                    // so when nothing is ready the reply yields once to let
+                    // that task decode what it has already received; it
+                    // never waits for the network.
+                    let mut yielded = false;
                     while text.len() < MAX_DELTA_BYTES {
                         match stream.next().now_or_never() {
-                            Some(Some(Ok(LlmEvent::Text(more)))) => text.push_str(&more),
+                            Some(Some(Ok(LlmEvent::Text(more)))) => {
+                                text.push_str(&more);
+                                yielded = false;
+                            }
                             Some(other) => {
                                 read_ahead = Some(other);
                                 break;
+                            }
+                            None if !yielded => {
+                                tokio::task::yield_now().await;
+                                yielded = true;
                             }
                             None => break,
                         }

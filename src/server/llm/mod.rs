@@ -1,29 +1,39 @@
 //! The model: streaming chat completions from any OpenAI-compatible endpoint.
 //!
-//! This is the only module that knows `async-openai`. It turns a prompt into a
-//! stream of [`LlmEvent`]s and upstream failures into [`LlmError`]s the chat
-//! core can map to protocol error codes. Dropping the stream aborts the HTTP
-//! request. The API key is handed to the HTTP client and nowhere else.
+//! This is the only module that knows the upstream's wire format. It turns a
+//! prompt into a stream of [`LlmEvent`]s and upstream failures into
+//! [`LlmError`]s the chat core can map to protocol error codes. The request
+//! body is `async-openai`'s typed `CreateChatCompletionRequest`; the response
+//! is read right here, in the reply's own task: each chunk of the HTTP body
+//! goes through [`EventStream`] and a lenient chunk type (llama.cpp, vLLM and
+//! Ollama leave out fields OpenAI sends). async-openai's own streaming helper
+//! spawns a detached task and an unbounded channel per reply, which shutdown
+//! could not drain and which cost a task wake-up per token. Dropping the
+//! stream aborts the HTTP request. The API key is handed to the HTTP client
+//! and nowhere else.
 
-use std::{pin::Pin, time::Duration};
-
-use async_openai::{
-    config::OpenAIConfig,
-    error::OpenAIError,
-    middleware::HttpRequestFactory,
-    types::chat::{
-        ChatCompletionRequestAssistantMessage, ChatCompletionRequestMessage,
-        ChatCompletionRequestSystemMessage, ChatCompletionRequestUserMessage,
-        ChatCompletionStreamOptions, CreateChatCompletionRequest, FinishReason as OaFinishReason,
-        StopConfiguration,
-    },
-    Client,
+use std::{
+    borrow::Cow,
+    collections::VecDeque,
+    pin::Pin,
+    task::{Context, Poll},
+    time::Duration,
 };
-use futures::{Stream, StreamExt};
+
+use async_openai::types::chat::{
+    ChatCompletionRequestAssistantMessage, ChatCompletionRequestMessage,
+    ChatCompletionRequestSystemMessage, ChatCompletionRequestUserMessage,
+    ChatCompletionStreamOptions, CreateChatCompletionRequest, StopConfiguration,
+};
+use bytes::Bytes;
+use futures::Stream;
 use thiserror::Error;
 
 use super::config::UpstreamConfig;
-use crate::protocol::{FinishReason, Role, Usage};
+use crate::{
+    event_stream::EventStream,
+    protocol::{FinishReason, Role, Usage},
+};
 
 /// One turn of the prompt.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -82,21 +92,12 @@ pub enum ProviderProblem {
 /// The stream returned by [`LlmClient::stream`].
 pub type LlmStream = Pin<Box<dyn Stream<Item = Result<LlmEvent, LlmError>> + Send>>;
 
-/// A 429 turned into an error by our HTTP layer, so that async-openai's own
-/// retry loop never hides it and `Retry-After` survives.
-#[derive(Debug, Error)]
-#[error("rate limited")]
-struct RateLimitedResponse {
-    retry_after: Option<Duration>,
-}
-
 /// Client for one configured upstream.
 #[derive(Clone)]
 pub struct LlmClient {
-    client: Client<OpenAIConfig>,
-    /// Plain HTTP for `GET /models`, whose answer varies too much between
-    /// providers for async-openai's strict type (llama.cpp omits `created`).
     http: reqwest::Client,
+    /// `{base_url}/chat/completions`, built once.
+    completions_url: String,
     config: UpstreamConfig,
 }
 
@@ -122,40 +123,25 @@ impl std::fmt::Debug for LlmClient {
 
 impl LlmClient {
     pub fn new(config: UpstreamConfig) -> Self {
-        let mut openai = OpenAIConfig::new().with_api_base(config.base_url.clone());
-        // An empty key would send `Authorization: Bearer ` to local servers; skip it.
-        if !config.api_key.is_empty() {
-            openai = openai.with_api_key(config.api_key.expose().to_owned());
-        }
         let http = reqwest::Client::builder()
             .connect_timeout(config.timeout)
             .pool_max_idle_per_host(4096)
             .build()
             .unwrap_or_default();
-        let service_http = http.clone();
-        let service = tower::service_fn(move |factory: HttpRequestFactory| {
-            let http = service_http.clone();
-            async move {
-                let request = factory.build().await?;
-                let response = http.execute(request).await.map_err(OpenAIError::Reqwest)?;
-                if response.status() == reqwest::StatusCode::TOO_MANY_REQUESTS {
-                    let retry_after = response
-                        .headers()
-                        .get(reqwest::header::RETRY_AFTER)
-                        .and_then(|v| v.to_str().ok())
-                        .and_then(parse_retry_after);
-                    return Err(OpenAIError::Boxed(Box::new(RateLimitedResponse {
-                        retry_after,
-                    })));
-                }
-                Ok(response)
-            }
-        });
-        let client = Client::with_config(openai).with_http_service(service);
         Self {
-            client,
             http,
+            completions_url: format!("{}/chat/completions", config.base_url.trim_end_matches('/')),
             config,
+        }
+    }
+
+    /// A request to the provider, with the API key when one is set (an
+    /// empty key would send `Authorization: Bearer ` to local servers).
+    fn authorized(&self, request: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+        if self.config.api_key.is_empty() {
+            request
+        } else {
+            request.bearer_auth(self.config.api_key.expose())
         }
     }
 
@@ -178,11 +164,8 @@ impl LlmClient {
     /// model ids it listed.
     pub async fn check(&self) -> Result<Vec<String>, ProviderProblem> {
         let base_url = self.config.base_url.clone();
-        let mut request = self.http.get(format!("{base_url}/models"));
-        if !self.config.api_key.is_empty() {
-            request = request.bearer_auth(self.config.api_key.expose());
-        }
-        let answer = request
+        let answer = self
+            .authorized(self.http.get(format!("{base_url}/models")))
             .timeout(self.config.timeout.min(Duration::from_secs(10)))
             .send()
             .await;
@@ -237,41 +220,25 @@ impl LlmClient {
     /// Starts a streaming completion. Waits at most the configured timeout for
     /// the response headers; the caller applies the same timeout to each chunk.
     pub async fn stream(&self, prompt: &[PromptTurn]) -> Result<LlmStream, LlmError> {
-        let request = self.request(prompt);
-        let response = tokio::time::timeout(
-            self.config.timeout,
-            self.client.chat().create_stream(request),
-        )
-        .await
-        .map_err(|_| LlmError::Timeout)?
-        .map_err(map_error)?;
-        let events = response.flat_map(|item| {
-            let mut out = Vec::new();
-            match item {
-                Err(e) => out.push(Err(map_error(e))),
-                Ok(chunk) => {
-                    for choice in chunk.choices {
-                        if let Some(text) = choice.delta.content.filter(|t| !t.is_empty()) {
-                            out.push(Ok(LlmEvent::Text(text)));
-                        }
-                        if let Some(reason) = choice.finish_reason {
-                            out.push(Ok(LlmEvent::Finished(match reason {
-                                OaFinishReason::Length => FinishReason::Length,
-                                _ => FinishReason::Stop,
-                            })));
-                        }
-                    }
-                    if let Some(u) = chunk.usage {
-                        out.push(Ok(LlmEvent::Usage(Usage {
-                            prompt_tokens: u.prompt_tokens,
-                            completion_tokens: u.completion_tokens,
-                        })));
-                    }
-                }
-            }
-            futures::stream::iter(out)
-        });
-        Ok(Box::pin(events))
+        let body = serde_json::to_vec(&self.request(prompt))
+            .map_err(|e| LlmError::Upstream(format!("could not encode the request: {e}")))?;
+        let request = self
+            .authorized(self.http.post(&self.completions_url))
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .header(reqwest::header::ACCEPT, "text/event-stream")
+            .body(body);
+        let timeout = self.config.timeout;
+        let response = tokio::time::timeout(timeout, request.send())
+            .await
+            .map_err(|_| LlmError::Timeout)?
+            .map_err(request_error)?;
+        let status = response.status();
+        if !status.is_success() {
+            return Err(refusal(response, timeout).await);
+        }
+        Ok(Box::pin(ChunkStream::new(Box::pin(
+            response.bytes_stream(),
+        ))))
     }
 
     fn request(&self, prompt: &[PromptTurn]) -> CreateChatCompletionRequest {
@@ -322,28 +289,180 @@ impl LlmClient {
     }
 }
 
-fn map_error(err: OpenAIError) -> LlmError {
-    match err {
-        OpenAIError::Boxed(inner) => match inner.downcast::<RateLimitedResponse>() {
-            Ok(limited) => LlmError::RateLimited {
-                retry_after: limited.retry_after,
-            },
-            Err(other) => LlmError::Upstream(other.to_string()),
-        },
-        OpenAIError::ApiError(api) => {
-            let status = api.status_code.as_u16();
-            match status {
-                401 | 403 => LlmError::Unauthorized { status },
-                429 => LlmError::RateLimited { retry_after: None },
-                _ => LlmError::Upstream(format!(
-                    "HTTP {status}: {}",
-                    provider_message(&api.api_error.message)
-                )),
+/// A failure to send the request or to read the body.
+fn request_error(err: reqwest::Error) -> LlmError {
+    if err.is_timeout() {
+        LlmError::Timeout
+    } else {
+        LlmError::Upstream(redact_url(&err.to_string()))
+    }
+}
+
+/// The longest error body read from a provider; the rest is not needed.
+const MAX_ERROR_BODY: usize = 64 * 1024;
+
+/// An error status turned into an [`LlmError`], with the provider's own
+/// message when it sent one in time.
+async fn refusal(response: reqwest::Response, timeout: Duration) -> LlmError {
+    let status = response.status().as_u16();
+    match status {
+        429 => {
+            let retry_after = response
+                .headers()
+                .get(reqwest::header::RETRY_AFTER)
+                .and_then(|v| v.to_str().ok())
+                .and_then(parse_retry_after);
+            return LlmError::RateLimited { retry_after };
+        }
+        401 | 403 => return LlmError::Unauthorized { status },
+        _ => {}
+    }
+    let mut body = Vec::new();
+    let mut response = response;
+    let read = tokio::time::timeout(timeout, async {
+        while let Ok(Some(chunk)) = response.chunk().await {
+            body.extend_from_slice(&chunk);
+            if body.len() >= MAX_ERROR_BODY {
+                body.truncate(MAX_ERROR_BODY);
+                break;
             }
         }
-        OpenAIError::Reqwest(e) if e.is_timeout() => LlmError::Timeout,
-        OpenAIError::Reqwest(e) => LlmError::Upstream(redact_url(&e.to_string())),
-        other => LlmError::Upstream(other.to_string()),
+    })
+    .await;
+    let message = match read {
+        Ok(()) if !body.is_empty() => provider_message(&String::from_utf8_lossy(&body)),
+        _ => "no details".to_owned(),
+    };
+    LlmError::Upstream(format!("HTTP {status}: {message}"))
+}
+
+/// One `data:` payload of the stream, as lenient as providers need: every
+/// field may be missing or `null`, unknown fields are ignored, text is
+/// borrowed from the event unless it has escapes.
+#[derive(serde::Deserialize)]
+struct WireChunk<'a> {
+    #[serde(default, borrow)]
+    choices: Option<Vec<WireChoice<'a>>>,
+    #[serde(default)]
+    usage: Option<Usage>,
+    /// Some providers report a failure mid-stream as an `error` object.
+    #[serde(default, borrow)]
+    error: Option<WireError<'a>>,
+}
+
+#[derive(serde::Deserialize)]
+struct WireChoice<'a> {
+    #[serde(default, borrow)]
+    delta: Option<WireDelta<'a>>,
+    #[serde(default, borrow)]
+    finish_reason: Option<Cow<'a, str>>,
+}
+
+#[derive(serde::Deserialize)]
+struct WireDelta<'a> {
+    #[serde(default, borrow)]
+    content: Option<Cow<'a, str>>,
+}
+
+#[derive(serde::Deserialize)]
+struct WireError<'a> {
+    #[serde(default, borrow)]
+    message: Option<Cow<'a, str>>,
+}
+
+/// Turns the upstream's SSE body into [`LlmEvent`]s, in the task that polls
+/// it. Ends at `data: [DONE]`, at the end of the body, or after an error.
+struct ChunkStream<B> {
+    body: B,
+    events: EventStream,
+    ready: VecDeque<Result<LlmEvent, LlmError>>,
+    ended: bool,
+}
+
+impl<B> ChunkStream<B> {
+    fn new(body: B) -> Self {
+        Self {
+            body,
+            events: EventStream::default(),
+            ready: VecDeque::new(),
+            ended: false,
+        }
+    }
+
+    /// Reads every event the bytes so far complete.
+    fn read_events(&mut self) {
+        while let Some(data) = self.events.next_event() {
+            if data.trim() == "[DONE]" {
+                self.ended = true;
+                return;
+            }
+            if let Err(err) = chunk_events(&data, &mut self.ready) {
+                self.ready.push_back(Err(err));
+                self.ended = true;
+                return;
+            }
+        }
+    }
+}
+
+/// The events of one chunk, in order: text, then why it ends, then usage.
+fn chunk_events(
+    data: &str,
+    out: &mut VecDeque<Result<LlmEvent, LlmError>>,
+) -> Result<(), LlmError> {
+    let chunk: WireChunk<'_> = serde_json::from_str(data)
+        .map_err(|e| LlmError::Upstream(format!("unreadable stream chunk: {e}")))?;
+    if let Some(error) = chunk.error {
+        let message = error.message.as_deref().unwrap_or("no details");
+        return Err(LlmError::Upstream(provider_message(message)));
+    }
+    for choice in chunk.choices.into_iter().flatten() {
+        if let Some(text) = choice.delta.and_then(|d| d.content) {
+            if !text.is_empty() {
+                out.push_back(Ok(LlmEvent::Text(text.into_owned())));
+            }
+        }
+        if let Some(reason) = choice.finish_reason {
+            out.push_back(Ok(LlmEvent::Finished(match reason.as_ref() {
+                "length" => FinishReason::Length,
+                _ => FinishReason::Stop,
+            })));
+        }
+    }
+    if let Some(usage) = chunk.usage {
+        out.push_back(Ok(LlmEvent::Usage(usage)));
+    }
+    Ok(())
+}
+
+impl<B> Stream for ChunkStream<B>
+where
+    B: Stream<Item = reqwest::Result<Bytes>> + Unpin,
+{
+    type Item = Result<LlmEvent, LlmError>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = &mut *self;
+        loop {
+            if let Some(event) = this.ready.pop_front() {
+                return Poll::Ready(Some(event));
+            }
+            if this.ended {
+                return Poll::Ready(None);
+            }
+            match Pin::new(&mut this.body).poll_next(cx) {
+                Poll::Ready(Some(Ok(bytes))) => {
+                    this.events.extend(&bytes);
+                    this.read_events();
+                }
+                Poll::Ready(Some(Err(err))) => {
+                    this.ready.push_back(Err(request_error(err)));
+                    this.ended = true;
+                }
+                Poll::Ready(None) => this.ended = true,
+                Poll::Pending => return Poll::Pending,
+            }
+        }
     }
 }
 
@@ -393,6 +512,64 @@ mod tests {
         assert_eq!(super::provider_message(&long).chars().count(), 301);
     }
     use super::*;
+
+    /// Runs `body` through a [`ChunkStream`], cut into pieces of `cut` bytes.
+    fn read_stream(body: &str, cut: usize) -> Vec<Result<LlmEvent, LlmError>> {
+        let pieces: Vec<reqwest::Result<Bytes>> = body
+            .as_bytes()
+            .chunks(cut)
+            .map(|c| Ok(Bytes::copy_from_slice(c)))
+            .collect();
+        let stream = ChunkStream::new(futures::stream::iter(pieces));
+        futures::executor::block_on(futures::StreamExt::collect(stream))
+    }
+
+    #[test]
+    fn chunks_from_lenient_providers_become_events_at_any_cut() {
+        // OpenAI's shape, then llama.cpp's (no id/created, `null`s), CRLF
+        // lines, a keep-alive comment, usage in its own chunk, and bytes
+        // after `[DONE]` that must not be read.
+        let body = "data: {\"id\":\"c\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":\"m\",\"choices\":[{\"index\":0,\"delta\":{\"role\":\"assistant\",\"content\":\"\"},\"finish_reason\":null}]}\n\n\
+                    data: {\"choices\":[{\"delta\":{\"content\":\"Hé \\\"you\\\"\"}}]}\r\n\r\n\
+                    : ping\n\n\
+                    data: {\"choices\":[{\"delta\":{},\"finish_reason\":\"length\"}],\"usage\":null}\n\n\
+                    data: {\"choices\":[],\"usage\":{\"prompt_tokens\":3,\"completion_tokens\":2,\"total_tokens\":5}}\n\n\
+                    data: [DONE]\n\n\
+                    data: {\"choices\":[{\"delta\":{\"content\":\"late\"}}]}\n\n";
+        let expected = vec![
+            Ok(LlmEvent::Text("Hé \"you\"".into())),
+            Ok(LlmEvent::Finished(FinishReason::Length)),
+            Ok(LlmEvent::Usage(Usage {
+                prompt_tokens: 3,
+                completion_tokens: 2,
+            })),
+        ];
+        for cut in 1..=body.len() {
+            assert_eq!(read_stream(body, cut), expected, "cut every {cut} bytes");
+        }
+    }
+
+    #[test]
+    fn an_error_in_the_stream_ends_it_with_the_providers_message() {
+        let body = "data: {\"choices\":[{\"delta\":{\"content\":\"a\"}}]}\n\n\
+                    data: {\"error\":{\"message\":\"model overloaded\",\"type\":\"server_error\"}}\n\n\
+                    data: {\"choices\":[{\"delta\":{\"content\":\"b\"}}]}\n\n";
+        assert_eq!(
+            read_stream(body, 7),
+            vec![
+                Ok(LlmEvent::Text("a".into())),
+                Err(LlmError::Upstream("model overloaded".into())),
+            ]
+        );
+        let garbage = "data: {\"choices\":[{\"delta\":{\"content\":\"a\"}}]}\n\ndata: not json\n\n";
+        let events = read_stream(garbage, 100);
+        assert_eq!(events[0], Ok(LlmEvent::Text("a".into())));
+        assert!(
+            matches!(&events[1], Err(LlmError::Upstream(m)) if m.starts_with("unreadable stream chunk")),
+            "{events:?}"
+        );
+        assert_eq!(events.len(), 2);
+    }
 
     #[test]
     fn retry_after_parses_seconds() {
