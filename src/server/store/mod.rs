@@ -94,9 +94,6 @@ pub enum SendOutcome {
 /// Storage used by the chat core.
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
-    /// Creates the user row if it does not exist yet.
-    async fn ensure_user(&self, user: &UserId) -> Result<(), StoreError>;
-
     /// The conversation, if `user` owns it.
     async fn conversation(
         &self,

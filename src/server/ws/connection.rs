@@ -88,18 +88,10 @@ impl Connection {
         .await
     }
 
-    /// Registers the user and sends `hello` (or refuses an extra socket).
+    /// Sends `hello` (or refuses an extra socket). Nothing is stored for a
+    /// socket: the user's row is written with their first message, so an
+    /// open tab costs no database write and no page cache.
     async fn greet(&mut self) -> Result<Option<Exit>, ()> {
-        let chat = self.state.chat.clone();
-        if let Err(err) = chat.store().ensure_user(&self.user).await {
-            tracing::error!(error = %err, "could not register user");
-            self.send(&ServerFrame::error(
-                ErrorCode::Internal,
-                "internal error, please reconnect",
-            ))
-            .await?;
-            return Ok(Some(Exit::PeerGone));
-        }
         if self.slot.is_none() {
             let max = self.state.sockets.max_per_user();
             self.send(&ServerFrame::error(

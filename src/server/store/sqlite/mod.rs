@@ -198,8 +198,8 @@ fn add_user_message(conn: &Connection, msg: NewUserMessage) -> Result<SendOutcom
             .ok_or(StoreError::NotFound)?
         }
         Target::New { persona, title } => {
-            // The first conversation of a user who never opened a socket
-            // (HTTP transport): the owner row comes with it.
+            // A user's first conversation brings the user's row: opening a
+            // socket or a page stores nothing.
             conn.prepare_cached("INSERT OR IGNORE INTO users (id, created_at) VALUES (?, ?)")?
                 .execute([msg.user_id.as_str(), now.as_str()])?;
             let record = ConversationRecord {
@@ -310,15 +310,6 @@ fn insert_assistant(
 
 #[async_trait]
 impl Store for SqliteStore {
-    async fn ensure_user(&self, user: &UserId) -> Result<(), StoreError> {
-        self.execute(
-            "INSERT OR IGNORE INTO users (id, created_at) VALUES (?, ?)",
-            [user.as_str().to_owned(), now_rfc3339()],
-        )
-        .await?;
-        Ok(())
-    }
-
     async fn conversation(
         &self,
         user: &UserId,
@@ -573,7 +564,6 @@ mod tests {
     #[tokio::test]
     async fn same_client_msg_id_is_stored_once() {
         let (s, _dir) = store().await;
-        s.ensure_user(&"u".into()).await.expect("user");
         let new = new_conversation();
         let first = s
             .add_user_message(new_msg("u", "k1", new.clone()))
@@ -616,7 +606,6 @@ mod tests {
             let s = s.clone();
             tasks.push(tokio::spawn(async move {
                 let user: UserId = format!("user{u}").as_str().into();
-                s.ensure_user(&user).await.expect("user");
                 let mut target = new_conversation();
                 for m in 0..10 {
                     let outcome = s
@@ -646,9 +635,6 @@ mod tests {
     #[tokio::test]
     async fn other_users_conversation_is_not_found() {
         let (s, _dir) = store().await;
-        for u in ["alice", "bob"] {
-            s.ensure_user(&u.into()).await.expect("user");
-        }
         let SendOutcome::Stored { conversation, .. } = s
             .add_user_message(new_msg("alice", "k", new_conversation()))
             .await
@@ -678,9 +664,6 @@ mod tests {
     #[tokio::test]
     async fn search_finds_titles_and_message_text_of_the_user_only() {
         let (s, _dir) = store().await;
-        for u in ["alice", "bob"] {
-            s.ensure_user(&u.into()).await.expect("user");
-        }
         let new = |title: &str| Target::New {
             persona: "p".into(),
             title: title.into(),
@@ -729,7 +712,6 @@ mod tests {
     #[tokio::test]
     async fn interrupted_assistant_messages_are_recovered_as_errors() {
         let (s, _dir) = store().await;
-        s.ensure_user(&"u".into()).await.expect("user");
         let SendOutcome::Stored {
             conversation,
             reply,
@@ -750,7 +732,6 @@ mod tests {
     #[tokio::test]
     async fn a_send_returns_the_newest_history_with_text_oldest_first() {
         let (s, _dir) = store().await;
-        s.ensure_user(&"u".into()).await.expect("user");
         let mut target = new_conversation();
         let mut last_history = Vec::new();
         for n in 0..4 {
