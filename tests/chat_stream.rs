@@ -75,11 +75,11 @@ async fn send_streams_contiguous_deltas_equal_to_the_upstream_reply() {
     assert!(frames.iter().any(|f| matches!(f, ServerFrame::Message { message, .. } if message.role == Role::User && message.content == "hello there")));
 }
 
-#[tokio::test]
-async fn a_burst_of_tokens_goes_out_in_fewer_deltas_with_the_same_text() {
+/// Sends `text` as a new conversation and reads its reply: checks the text
+/// is exact and stored whole, and returns how many deltas carried it.
+async fn deltas_of_reply(text: &str) -> usize {
     let server = TestServer::start(|_| {}).await;
     let mut client = server.user().await;
-    let text = "[[burst]] [[tokens:200]] go";
     client.send(&send(None, text, &uuid())).await;
     let ServerFrame::Accepted {
         conversation_id, ..
@@ -88,22 +88,28 @@ async fn a_burst_of_tokens_goes_out_in_fewer_deltas_with_the_same_text() {
         panic!("accepted first")
     };
     let frames = client.until_done(&conversation_id).await;
-    assert_eq!(delta_text(&frames), reply_tokens(text).concat());
-    let deltas = frames
-        .iter()
-        .filter(|f| matches!(f, ServerFrame::Delta { .. }))
-        .count();
-    // 200 tokens arrived in one write: a handful of deltas, not 200.
-    assert!(deltas <= 20, "{deltas} deltas for one burst of 200 tokens");
+    let expected = reply_tokens(text).concat();
+    assert_eq!(delta_text(&frames), expected);
     assert_eq!(
         client
             .snapshot(&conversation_id)
             .await
             .last()
             .map(|m| m.content.clone()),
-        Some(reply_tokens(text).concat()),
+        Some(expected),
         "stored whole"
     );
+    frames
+        .iter()
+        .filter(|f| matches!(f, ServerFrame::Delta { .. }))
+        .count()
+}
+
+#[tokio::test]
+async fn a_burst_of_tokens_goes_out_in_fewer_deltas_with_the_same_text() {
+    // 200 tokens arrive in one write: a handful of deltas, not 200.
+    let deltas = deltas_of_reply("[[burst]] [[tokens:200]] go").await;
+    assert!(deltas <= 20, "{deltas} deltas for one burst of 200 tokens");
 }
 
 #[tokio::test]
@@ -111,22 +117,7 @@ async fn tokens_already_received_in_separate_chunks_share_a_delta() {
     // The upstream writes 200 tokens back to back, each its own HTTP chunk
     // and SSE event (a fast model). The HTTP client hands them over one at a
     // time; the reply still joins what has already arrived.
-    let server = TestServer::start(|_| {}).await;
-    let mut client = server.user().await;
-    let text = "[[delay:0]] [[tokens:200]] go";
-    client.send(&send(None, text, &uuid())).await;
-    let ServerFrame::Accepted {
-        conversation_id, ..
-    } = client.next().await
-    else {
-        panic!("accepted first")
-    };
-    let frames = client.until_done(&conversation_id).await;
-    assert_eq!(delta_text(&frames), reply_tokens(text).concat());
-    let deltas = frames
-        .iter()
-        .filter(|f| matches!(f, ServerFrame::Delta { .. }))
-        .count();
+    let deltas = deltas_of_reply("[[delay:0]] [[tokens:200]] go").await;
     assert!(
         deltas <= 20,
         "{deltas} deltas for 200 tokens sent back to back"

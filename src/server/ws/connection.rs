@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use axum::extract::ws::{close_code, CloseFrame, Message as WsMessage, WebSocket};
 use futures::{FutureExt, SinkExt, StreamExt};
+use tokio::sync::OwnedSemaphorePermit;
 use tokio_stream::{wrappers::BroadcastStream, StreamMap};
 use tracing::Instrument;
 
@@ -18,6 +19,7 @@ use crate::{
     protocol::{ClientFrame, ConversationId, ErrorCode, ServerFrame, UserId},
     server::{
         chat::{hub::Event, limits::SocketSlot, Accepted, ChatError, Subscription},
+        metrics::OpenSocket,
         state::AppState,
     },
 };
@@ -49,10 +51,20 @@ pub struct Connection {
     slot: Option<SocketSlot>,
     subscriptions: StreamMap<ConversationId, BroadcastStream<Event>>,
     last_seen: Instant,
+    /// Held while the connection lives: its place under `MAX_CONNECTIONS`
+    /// and its count in `/metrics`.
+    _held: (OwnedSemaphorePermit, OpenSocket),
 }
 
 impl Connection {
-    pub fn new(socket: WebSocket, state: AppState, user: UserId, slot: Option<SocketSlot>) -> Self {
+    pub fn new(
+        socket: WebSocket,
+        state: AppState,
+        user: UserId,
+        slot: Option<SocketSlot>,
+        permit: OwnedSemaphorePermit,
+    ) -> Self {
+        let open = state.metrics.socket_opened();
         Self {
             socket,
             state,
@@ -60,11 +72,17 @@ impl Connection {
             slot,
             subscriptions: StreamMap::new(),
             last_seen: Instant::now(),
+            _held: (permit, open),
         }
     }
 
     /// Serves the connection until it closes.
-    pub async fn run(mut self) {
+    ///
+    /// A plain function returning an `async move` block, not an `async fn`:
+    /// an `async fn` moves its argument into a local of its own and keeps
+    /// both, so the connection would be stored twice in the future, and
+    /// every byte of this future is memory each idle socket pays for.
+    pub fn run(mut self) -> impl std::future::Future<Output = ()> + Send {
         let span = tracing::info_span!("connection", user_id = %self.user);
         async move {
             tracing::debug!("connected");
@@ -79,13 +97,13 @@ impl Connection {
                     code,
                     reason: reason.into(),
                 }));
-                let _ = tokio::time::timeout(WRITE_TIMEOUT, self.socket.send(close)).await;
+                let _ =
+                    Box::pin(tokio::time::timeout(WRITE_TIMEOUT, self.socket.send(close))).await;
             }
             self.release_all();
             tracing::debug!("disconnected");
         }
         .instrument(span)
-        .await
     }
 
     /// Sends `hello` (or refuses an extra socket). Nothing is stored for a
@@ -137,10 +155,10 @@ impl Connection {
                         // they would be part of every idle connection's memory.
                         Some(Ok(WsMessage::Text(text))) => Box::pin(self.on_text(text.as_str(), received)).await?,
                         Some(Ok(WsMessage::Binary(_))) => {
-                            self.send(&ServerFrame::error(
+                            Box::pin(self.send(&ServerFrame::error(
                                 ErrorCode::BadRequest,
                                 "binary frames are not supported; send JSON text frames",
-                            ))
+                            )))
                             .await?
                         }
                         Some(Ok(WsMessage::Ping(_) | WsMessage::Pong(_))) => {}
@@ -148,7 +166,10 @@ impl Connection {
                 }
                 Some((conversation_id, event)) = self.subscriptions.next(), if !self.subscriptions.is_empty() => {
                     match event {
-                        Ok(event) => self.forward(event).await?,
+                        // Boxed like every write below: a write's future is
+                        // larger than the wait itself, and the wait is the
+                        // state an idle socket stays in.
+                        Ok(event) => Box::pin(self.forward(event)).await?,
                         Err(_lagged) => Box::pin(self.resync(conversation_id)).await?,
                     }
                 }
@@ -157,13 +178,13 @@ impl Connection {
                         tracing::info!("peer stopped answering pings");
                         return Ok(Exit::PeerGone);
                     }
-                    self.write(WsMessage::Ping(Default::default())).await?;
+                    Box::pin(self.write(WsMessage::Ping(Default::default()))).await?;
                 }
                 _ = shutdown.cancelled() => {
                     // Replies were finished before sockets are closed: deliver
                     // every event already queued (their `done`s) first.
                     while let Some(Some((_, Ok(event)))) = self.subscriptions.next().now_or_never() {
-                        self.send_raw(event).await?;
+                        Box::pin(self.send_raw(event)).await?;
                     }
                     return Ok(Exit::Shutdown);
                 }

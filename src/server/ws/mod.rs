@@ -54,12 +54,9 @@ pub async fn upgrade(
         .max_message_size(hard_cap)
         .max_frame_size(hard_cap)
         .on_upgrade(move |socket| {
-            tracker.track_future(async move {
-                let _open = state.metrics.socket_opened();
-                connection::Connection::new(socket, state, user, slot)
-                    .run()
-                    .await;
-                drop(permit);
-            })
+            // No `async` block around it: that would hold the connection's
+            // future twice (as a captured value and as the awaited one).
+            tracker
+                .track_future(connection::Connection::new(socket, state, user, slot, permit).run())
         })
 }
