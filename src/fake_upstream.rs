@@ -41,7 +41,9 @@ use axum::{
     Json, Router,
 };
 use serde_json::{json, Value};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
+
+use crate::server::no_delay;
 
 /// Behaviour of the fake.
 #[derive(Clone, Debug)]
@@ -453,17 +455,6 @@ fn chunk_json(model: &str, delta: Value, finish_reason: Value) -> Value {
         "id": "chatcmpl-fake", "object": "chat.completion.chunk", "created": 0, "model": model,
         "choices": [{"index": 0, "delta": delta, "logprobs": null, "finish_reason": finish_reason}]
     })
-}
-
-/// Each token leaves when written, as from a real model server: without
-/// `TCP_NODELAY` a token written shortly after the response head would wait
-/// for the client's delayed ACK (~40 ms on Linux).
-fn no_delay(listener: TcpListener) -> axum::serve::TapIo<TcpListener, fn(&mut TcpStream)> {
-    use axum::serve::ListenerExt;
-    fn set(tcp: &mut TcpStream) {
-        let _ = tcp.set_nodelay(true);
-    }
-    listener.tap_io(set as fn(&mut TcpStream))
 }
 
 fn sse(value: &Value) -> String {

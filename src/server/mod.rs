@@ -21,10 +21,13 @@ pub mod ws;
 
 use std::{future::Future, path::Path, sync::Arc, time::Duration};
 
-use axum::serve::ListenerExt;
+use axum::serve::{ListenerExt, TapIo};
 use leptos::config::LeptosOptions;
 use thiserror::Error;
-use tokio::{net::TcpListener, sync::Semaphore};
+use tokio::{
+    net::{TcpListener, TcpStream},
+    sync::Semaphore,
+};
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
 use self::{
@@ -91,6 +94,20 @@ pub async fn build_state(config: Config) -> Result<AppState, ServerError> {
     })
 }
 
+/// `listener` with `TCP_NODELAY` on every accepted socket. Frames are small
+/// and written as soon as they exist (a connection already batches what is
+/// queued): Nagle's algorithm would hold each one back until the peer's
+/// delayed ACK, up to 40 ms per token. The fake upstream uses it too, as a
+/// real model server would.
+pub fn no_delay(listener: TcpListener) -> TapIo<TcpListener, fn(&mut TcpStream)> {
+    fn set(tcp: &mut TcpStream) {
+        if let Err(err) = tcp.set_nodelay(true) {
+            tracing::debug!(error = %err, "could not set TCP_NODELAY");
+        }
+    }
+    listener.tap_io(set as fn(&mut TcpStream))
+}
+
 /// Serves `listener` until `shutdown` resolves, then drains and returns.
 pub async fn run(
     listener: TcpListener,
@@ -111,16 +128,8 @@ pub async fn run(
     });
     let stop_accepting = CancellationToken::new();
     let app = router::app(state.clone());
-    // Frames are small and written as soon as they exist (a connection
-    // already batches what is queued): Nagle would hold each one back until
-    // the client's delayed ACK, up to 40 ms per token.
-    let listener = listener.tap_io(|tcp| {
-        if let Err(err) = tcp.set_nodelay(true) {
-            tracing::debug!(error = %err, "could not set TCP_NODELAY");
-        }
-    });
-    let serve =
-        axum::serve(listener, app).with_graceful_shutdown(stop_accepting.clone().cancelled_owned());
+    let serve = axum::serve(no_delay(listener), app)
+        .with_graceful_shutdown(stop_accepting.clone().cancelled_owned());
     let serve = tokio::spawn(async move { serve.await });
 
     shutdown.await;
