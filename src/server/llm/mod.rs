@@ -303,7 +303,7 @@ const MAX_ERROR_BODY: usize = 64 * 1024;
 
 /// An error status turned into an [`LlmError`], with the provider's own
 /// message when it sent one in time.
-async fn refusal(response: reqwest::Response, timeout: Duration) -> LlmError {
+async fn refusal(mut response: reqwest::Response, timeout: Duration) -> LlmError {
     let status = response.status().as_u16();
     match status {
         429 => {
@@ -318,7 +318,6 @@ async fn refusal(response: reqwest::Response, timeout: Duration) -> LlmError {
         _ => {}
     }
     let mut body = Vec::new();
-    let mut response = response;
     let read = tokio::time::timeout(timeout, async {
         while let Ok(Some(chunk)) = response.chunk().await {
             body.extend_from_slice(&chunk);
