@@ -5,7 +5,7 @@
 //! `?uid=` style parameters are never read. The signing key comes from
 //! `SESSION_SECRET`, or is generated once and kept in the data directory.
 
-use std::path::Path;
+use std::{path::Path, sync::Arc};
 
 use axum::{
     extract::{Request, State},
@@ -17,7 +17,6 @@ use hmac::{Hmac, Mac};
 use rand::RngCore;
 use sha2::Sha256;
 
-use super::state::AppState;
 use crate::protocol::UserId;
 
 /// Name of the identity cookie.
@@ -147,19 +146,25 @@ fn is_https(headers: &HeaderMap) -> bool {
         .is_some_and(|v| v.eq_ignore_ascii_case("https"))
 }
 
+/// What the cookie middleware needs: the keys and whether cookies are
+/// `Secure` (`None`: when the request came over https).
+#[derive(Clone, Debug)]
+pub struct CookiePolicy {
+    pub keys: Arc<IdentityKeys>,
+    pub secure: Option<bool>,
+}
+
 /// Middleware: an HTML `GET` (or `GET /api/session`) without a valid
 /// identity gets a fresh cookie.
-pub async fn issue_cookie(State(state): State<AppState>, request: Request, next: Next) -> Response {
+pub async fn issue_cookie(
+    State(policy): State<CookiePolicy>,
+    request: Request,
+    next: Next,
+) -> Response {
     let session_endpoint = request.uri().path() == "/api/session";
     let needs_cookie = request.method() == Method::GET
-        && state
-            .identity
-            .user_from_headers(request.headers())
-            .is_none();
-    let secure = state
-        .config
-        .cookie_secure
-        .unwrap_or_else(|| is_https(request.headers()));
+        && policy.keys.user_from_headers(request.headers()).is_none();
+    let secure = policy.secure.unwrap_or_else(|| is_https(request.headers()));
     let mut response = next.run(request).await;
     let is_html = response
         .headers()
@@ -167,7 +172,7 @@ pub async fn issue_cookie(State(state): State<AppState>, request: Request, next:
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.starts_with("text/html"));
     if needs_cookie && (is_html || session_endpoint) {
-        let (user, value) = state.identity.issue();
+        let (user, value) = policy.keys.issue();
         tracing::debug!(user_id = %user, "issued identity cookie");
         let cookie = format!(
             "{COOKIE_NAME}={value}; Path=/; HttpOnly; SameSite=Lax; Max-Age={COOKIE_MAX_AGE_SECS}{}",

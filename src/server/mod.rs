@@ -1,6 +1,7 @@
 //! The server half (feature `ssr`): configuration, state, routes, the
-//! WebSocket edge and its HTTP streaming (SSE) twin, the chat core, storage
-//! and the model client.
+//! WebSocket edge and its HTTP streaming (SSE) twin (both thin: what a frame
+//! means is the chat core's), access checks and HTTP errors, the chat core,
+//! storage and the model client.
 //!
 //! [`build_state`] is the composition root; [`run`] serves an already bound
 //! listener until `shutdown` resolves, then drains: it stops accepting, lets
@@ -10,6 +11,7 @@
 pub mod access;
 pub mod chat;
 pub mod config;
+pub mod error;
 pub mod identity;
 pub mod llm;
 pub mod metrics;
@@ -24,14 +26,12 @@ use std::{future::Future, path::Path, sync::Arc, time::Duration};
 use axum::serve::{ListenerExt, TapIo};
 use leptos::config::LeptosOptions;
 use thiserror::Error;
-use tokio::{
-    net::{TcpListener, TcpStream},
-    sync::Semaphore,
-};
+use tokio::net::{TcpListener, TcpStream};
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
 use self::{
-    chat::{limits::SocketRegistry, ChatService},
+    access::admission::Admission,
+    chat::ChatService,
     config::Config,
     identity::IdentityKeys,
     llm::LlmClient,
@@ -85,8 +85,10 @@ pub async fn build_state(config: Config) -> Result<AppState, ServerError> {
         leptos_options,
         identity: Arc::new(identity),
         chat: Arc::new(chat),
-        sockets: Arc::new(SocketRegistry::new(config.limits.max_sockets_per_user)),
-        connection_permits: Arc::new(Semaphore::new(config.limits.max_connections)),
+        admission: Arc::new(Admission::new(
+            config.limits.max_connections,
+            config.limits.max_sockets_per_user,
+        )),
         connections: TaskTracker::new(),
         close_sockets: CancellationToken::new(),
         metrics,

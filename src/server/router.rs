@@ -11,7 +11,7 @@ use axum::{
 use leptos::prelude::provide_context;
 use leptos_axum::{generate_route_list, LeptosRoutes};
 
-use super::{identity, metrics, sse, state::AppState, ws};
+use super::{error, identity, metrics, sse, state::AppState, ws};
 use crate::app::{shell, App};
 
 /// The app's routes, generated once per process. Generating them runs the app
@@ -29,12 +29,19 @@ fn route_list() -> Vec<leptos_axum::AxumRouteListing> {
 pub fn app(state: AppState) -> Router {
     let routes = route_list();
     let options = state.leptos_options.clone();
-    Router::new()
-        .route("/ws", get(ws::upgrade))
+    // The HTTP transport; each `error` frame it answers is counted.
+    let api = Router::new()
         .route("/api/chat", post(sse::chat))
         .route("/api/conversations/{id}/events", get(sse::events))
         .route("/api/hello", get(sse::hello))
         .route("/api/frame", post(sse::frame))
+        .layer(middleware::map_response_with_state(
+            state.clone(),
+            error::count_refusals,
+        ));
+    Router::new()
+        .route("/ws", get(ws::upgrade))
+        .merge(api)
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))

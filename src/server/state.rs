@@ -1,16 +1,18 @@
-//! The composition root's product: one `AppState`, cloned into every handler.
+//! The composition root's product: one `AppState`, cloned into every handler,
+//! and the sub-states (`FromRef`) that extractors and layers ask for, so
+//! modules below it (`access`, `identity`, `error`) never name `AppState`.
 
 use std::sync::Arc;
 
 use axum::extract::FromRef;
 use leptos::config::LeptosOptions;
-use tokio::sync::Semaphore;
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
 use super::{
-    chat::{limits::SocketRegistry, ChatService},
+    access::{admission::Admission, AccessPolicy},
+    chat::ChatService,
     config::Config,
-    identity::IdentityKeys,
+    identity::{CookiePolicy, IdentityKeys},
     metrics::Metrics,
 };
 
@@ -21,9 +23,9 @@ pub struct AppState {
     pub leptos_options: LeptosOptions,
     pub identity: Arc<IdentityKeys>,
     pub chat: Arc<ChatService>,
-    pub sockets: Arc<SocketRegistry>,
-    /// One permit per open WebSocket (`MAX_CONNECTIONS`).
-    pub connection_permits: Arc<Semaphore>,
+    /// Open streams, WebSocket or SSE: `MAX_CONNECTIONS` and
+    /// `MAX_SOCKETS_PER_USER`.
+    pub admission: Arc<Admission>,
     /// Every upgraded socket's task, so shutdown can wait for them.
     pub connections: TaskTracker,
     /// Tells every socket to close with 1001.
@@ -35,5 +37,35 @@ pub struct AppState {
 impl FromRef<AppState> for LeptosOptions {
     fn from_ref(state: &AppState) -> Self {
         state.leptos_options.clone()
+    }
+}
+
+impl FromRef<AppState> for AccessPolicy {
+    fn from_ref(state: &AppState) -> Self {
+        AccessPolicy {
+            config: state.config.clone(),
+            identity: state.identity.clone(),
+        }
+    }
+}
+
+impl FromRef<AppState> for CookiePolicy {
+    fn from_ref(state: &AppState) -> Self {
+        CookiePolicy {
+            keys: state.identity.clone(),
+            secure: state.config.cookie_secure,
+        }
+    }
+}
+
+impl FromRef<AppState> for Arc<Config> {
+    fn from_ref(state: &AppState) -> Self {
+        state.config.clone()
+    }
+}
+
+impl FromRef<AppState> for Arc<Metrics> {
+    fn from_ref(state: &AppState) -> Self {
+        state.metrics.clone()
     }
 }

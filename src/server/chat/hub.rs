@@ -11,20 +11,110 @@
 //! announces it happen under the same lock, and so does taking a subscription
 //! together with the snapshot of that text. A subscriber therefore receives
 //! exactly the deltas from `next_index` on, with no gap and no repeat.
+//!
+//! The reply slot is taken as a [`Reservation`]: dropping it before the
+//! reply begins gives the slot back, so no refusal path can leave a
+//! conversation busy.
 
 use std::{
     collections::HashMap,
     sync::{Arc, Mutex, MutexGuard},
 };
 
+// The one axum type of the chat core: the text of a WebSocket message. A
+// frame is serialised once into it and every socket writes it as it is (a
+// reference-count increment, no copy); the SSE transport reads it as `&str`.
 use axum::extract::ws::Utf8Bytes;
 use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 
-use crate::protocol::{ConversationId, Message, ServerFrame, StreamingMessage, UserId};
+use crate::protocol::{ConversationId, Message, MessageId, ServerFrame, StreamingMessage, UserId};
 
-/// One serialised server frame, shared by every subscriber.
-pub type Event = Utf8Bytes;
+/// One server frame as it is fanned out: serialised once, shared by every
+/// subscriber (cloning is a reference count), with the [`EventFacts`] a
+/// transport routes by, so no transport parses the JSON again.
+#[derive(Clone, Debug)]
+pub struct Event(Arc<Published>);
+
+#[derive(Debug)]
+struct Published {
+    json: Utf8Bytes,
+    facts: EventFacts,
+}
+
+impl Event {
+    pub fn new(frame: &ServerFrame) -> Self {
+        Self(Arc::new(Published {
+            json: Utf8Bytes::from(frame.to_json()),
+            facts: EventFacts::of(frame),
+        }))
+    }
+
+    /// The frame's JSON, as a WebSocket text message.
+    pub fn json(&self) -> &Utf8Bytes {
+        &self.0.json
+    }
+
+    pub fn facts(&self) -> &EventFacts {
+        &self.0.facts
+    }
+}
+
+/// What a transport needs to know of a frame without parsing it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EventFacts {
+    /// The frame's `type`.
+    pub frame_type: &'static str,
+    /// A stable id of this event (`<message_id>:<index>` for a `delta`,
+    /// `<message_id>:done`, …), the SSE `id`; `None` for frames that are
+    /// answers rather than events.
+    pub stable_id: Option<String>,
+    /// For a `delta`: its message and index.
+    pub delta: Option<(MessageId, u64)>,
+    /// A `done`: the reply it ends is over.
+    pub ends_reply: bool,
+}
+
+impl EventFacts {
+    pub fn of(frame: &ServerFrame) -> Self {
+        let (frame_type, stable_id) = match frame {
+            ServerFrame::Hello { .. } => ("hello", None),
+            ServerFrame::Accepted { message_id, .. } => {
+                ("accepted", Some(format!("{message_id}:accepted")))
+            }
+            ServerFrame::Snapshot {
+                conversation_id, ..
+            } => ("snapshot", Some(format!("{conversation_id}:snapshot"))),
+            ServerFrame::Message { message, .. } => {
+                ("message", Some(format!("{}:message", message.id)))
+            }
+            ServerFrame::Delta {
+                message_id, index, ..
+            } => ("delta", Some(format!("{message_id}:{index}"))),
+            ServerFrame::Done { message_id, .. } => ("done", Some(format!("{message_id}:done"))),
+            ServerFrame::Error {
+                conversation_id, ..
+            } => (
+                "error",
+                conversation_id.as_ref().map(|id| format!("{id}:error")),
+            ),
+            ServerFrame::Pong { .. } => ("pong", None),
+            ServerFrame::Conversations { .. } => ("conversations", None),
+        };
+        let delta = match frame {
+            ServerFrame::Delta {
+                message_id, index, ..
+            } => Some((message_id.clone(), *index)),
+            _ => None,
+        };
+        Self {
+            frame_type,
+            stable_id,
+            delta,
+            ends_reply: matches!(frame, ServerFrame::Done { .. }),
+        }
+    }
+}
 
 /// A subscriber's end of a conversation's events.
 pub type EventRx = broadcast::Receiver<Event>;
@@ -64,6 +154,46 @@ pub struct LiveConversation {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Busy;
 
+/// A conversation's reply slot, held between `send`'s checks and the start
+/// of its reply. [`Reservation::begin`] turns it into the running reply;
+/// dropping it instead (a refusal, a failed write, a duplicate) frees the
+/// slot and lets an unwatched conversation go.
+#[must_use = "dropping a reservation frees the reply slot"]
+#[derive(Debug)]
+pub struct Reservation {
+    live: Arc<LiveConversation>,
+    hub: Arc<ConversationHub>,
+    /// The reply began: the slot is the reply's now.
+    begun: bool,
+}
+
+impl Reservation {
+    pub fn conversation(&self) -> &Arc<LiveConversation> {
+        &self.live
+    }
+
+    /// Starts streaming into `message`; the slot now belongs to the reply,
+    /// which frees it with [`LiveConversation::finish`].
+    pub fn begin(mut self, message: Message, cancel: CancellationToken) -> Arc<LiveConversation> {
+        self.live.lock().reply = ReplySlot::Streaming(Streaming {
+            message,
+            next_index: 0,
+            cancel,
+        });
+        self.begun = true;
+        self.live.clone()
+    }
+}
+
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        if !self.begun {
+            self.live.unreserve();
+            self.hub.release_if_idle(&self.live.id);
+        }
+    }
+}
+
 impl LiveState {
     fn streaming(&self) -> Option<StreamingMessage> {
         match &self.reply {
@@ -96,11 +226,11 @@ impl LiveConversation {
     /// Serialises `frame` once and sends it to every subscriber.
     pub fn publish(&self, frame: &ServerFrame) {
         // No subscriber is not an error: replies run with every socket gone.
-        let _ = self.events.send(Event::from(frame.to_json()));
+        let _ = self.events.send(Event::new(frame));
     }
 
-    /// Takes the reply slot, or says a reply is already running.
-    pub fn reserve(&self) -> Result<(), Busy> {
+    /// Takes the reply slot (see [`ConversationHub::reserve`]).
+    fn try_reserve(&self) -> Result<(), Busy> {
         let mut state = self.lock();
         match state.reply {
             ReplySlot::Idle => {
@@ -111,21 +241,12 @@ impl LiveConversation {
         }
     }
 
-    /// Gives a reserved slot back (the message could not be stored).
-    pub fn unreserve(&self) {
+    /// Gives a reserved slot back; a slot already streaming is left alone.
+    fn unreserve(&self) {
         let mut state = self.lock();
         if matches!(state.reply, ReplySlot::Reserved) {
             state.reply = ReplySlot::Idle;
         }
-    }
-
-    /// Starts streaming into `message` (after [`LiveConversation::reserve`]).
-    pub fn begin(&self, message: Message, cancel: CancellationToken) {
-        self.lock().reply = ReplySlot::Streaming(Streaming {
-            message,
-            next_index: 0,
-            cancel,
-        });
     }
 
     /// Appends a piece of the reply and announces it as a `delta`.
@@ -220,6 +341,28 @@ impl ConversationHub {
         self.entry(&mut self.lock(), id, owner)
     }
 
+    /// Takes the conversation's one reply slot, or says a reply is already
+    /// running. The caller has checked `owner`.
+    pub fn reserve(
+        self: &Arc<Self>,
+        id: &ConversationId,
+        owner: &UserId,
+    ) -> Result<Reservation, Busy> {
+        let live = self.get_or_create(id, owner);
+        match live.try_reserve() {
+            Ok(()) => Ok(Reservation {
+                live,
+                hub: self.clone(),
+                begun: false,
+            }),
+            Err(busy) => {
+                drop(live);
+                self.release_if_idle(id);
+                Err(busy)
+            }
+        }
+    }
+
     fn entry(
         &self,
         live: &mut HashMap<ConversationId, Arc<LiveConversation>>,
@@ -294,7 +437,7 @@ mod tests {
     }
 
     fn delta_index(event: &Event) -> u64 {
-        match serde_json::from_str::<ServerFrame>(event.as_str()).expect("frame") {
+        match serde_json::from_str::<ServerFrame>(event.json().as_str()).expect("frame") {
             ServerFrame::Delta { index, .. } => index,
             other => panic!("expected delta, got {other:?}"),
         }
@@ -302,20 +445,39 @@ mod tests {
 
     #[test]
     fn one_reply_at_a_time() {
-        let hub = ConversationHub::new(8);
-        let live = hub.get_or_create(&"c".into(), &"u".into());
-        assert_eq!(live.reserve(), Ok(()));
-        assert_eq!(live.reserve(), Err(Busy));
-        live.unreserve();
-        assert_eq!(live.reserve(), Ok(()));
+        let hub = Arc::new(ConversationHub::new(8));
+        let (c, u) = ("c".into(), "u".into());
+        let reserved = hub.reserve(&c, &u);
+        assert!(reserved.is_ok());
+        assert_eq!(hub.reserve(&c, &u).err(), Some(Busy));
+        drop(reserved);
+        assert!(hub.reserve(&c, &u).is_ok());
+    }
+
+    #[test]
+    fn a_begun_reply_keeps_its_slot_until_finished() {
+        let hub = Arc::new(ConversationHub::new(8));
+        let (c, u) = ("c".into(), "u".into());
+        let live = hub
+            .reserve(&c, &u)
+            .expect("free")
+            .begin(assistant("m"), CancellationToken::new());
+        assert_eq!(hub.reserve(&c, &u).err(), Some(Busy));
+        let done = ServerFrame::Pong {
+            nonce: serde_json::Value::Null,
+        };
+        live.finish(None, &done);
+        assert!(hub.reserve(&c, &u).is_ok());
     }
 
     #[test]
     fn late_subscriber_gets_text_so_far_and_exactly_the_rest() {
-        let hub = ConversationHub::new(64);
-        let (live, mut early, _) = hub.subscribe(&"c".into(), &"u".into());
-        live.reserve().expect("free");
-        live.begin(assistant("m"), CancellationToken::new());
+        let hub = Arc::new(ConversationHub::new(64));
+        let (_, mut early, _) = hub.subscribe(&"c".into(), &"u".into());
+        let live = hub
+            .reserve(&"c".into(), &"u".into())
+            .expect("free")
+            .begin(assistant("m"), CancellationToken::new());
         live.push_delta("Hel");
         live.push_delta("lo");
         let (_, mut late, streaming) = hub.subscribe(&"c".into(), &"u".into());
@@ -335,25 +497,27 @@ mod tests {
 
     #[test]
     fn idle_conversation_without_subscribers_is_released() {
-        let hub = ConversationHub::new(8);
+        let hub = Arc::new(ConversationHub::new(8));
         let (live, rx, _) = hub.subscribe(&"c".into(), &"u".into());
         hub.release_if_idle(&live.id);
         assert_eq!(hub.len(), 1, "still subscribed");
         drop(rx);
-        live.reserve().expect("free");
+        let reserved = hub.reserve(&live.id, &live.owner).expect("free");
         hub.release_if_idle(&live.id);
         assert_eq!(hub.len(), 1, "reply reserved");
-        live.unreserve();
+        drop(reserved);
         hub.release_if_idle(&live.id);
         assert!(hub.is_empty());
     }
 
     #[test]
     fn slow_subscriber_lags_instead_of_growing() {
-        let hub = ConversationHub::new(4);
-        let (live, mut rx, _) = hub.subscribe(&"c".into(), &"u".into());
-        live.reserve().expect("free");
-        live.begin(assistant("m"), CancellationToken::new());
+        let hub = Arc::new(ConversationHub::new(4));
+        let (_, mut rx, _) = hub.subscribe(&"c".into(), &"u".into());
+        let live = hub
+            .reserve(&"c".into(), &"u".into())
+            .expect("free")
+            .begin(assistant("m"), CancellationToken::new());
         for _ in 0..10 {
             live.push_delta("x");
         }

@@ -1,11 +1,12 @@
-//! Per-user limits: a send-rate token bucket and the open-socket count.
+//! Per-user send rate: a token bucket.
 //!
-//! Both take the current time or user as arguments and hold no global state,
-//! so they are tested without clocks or sleeps.
+//! It takes the current time as an argument and holds no global state, so
+//! it is tested without clocks or sleeps. (Open streams are counted at the
+//! transports' edge, `server/access/admission.rs`.)
 
 use std::{
     collections::HashMap,
-    sync::{Arc, Mutex},
+    sync::Mutex,
     time::{Duration, Instant},
 };
 
@@ -64,59 +65,6 @@ impl RateLimiter {
     }
 }
 
-/// Counts open sockets per user.
-#[derive(Debug)]
-pub struct SocketRegistry {
-    max_per_user: usize,
-    open: Mutex<HashMap<UserId, usize>>,
-}
-
-/// Holds one of a user's socket slots; frees it on drop.
-#[derive(Debug)]
-pub struct SocketSlot {
-    registry: Arc<SocketRegistry>,
-    user: UserId,
-}
-
-impl SocketRegistry {
-    pub fn new(max_per_user: usize) -> Self {
-        Self {
-            max_per_user,
-            open: Mutex::new(HashMap::new()),
-        }
-    }
-
-    /// A slot for `user`, or `None` when the user already has the maximum.
-    pub fn open(self: &Arc<Self>, user: &UserId) -> Option<SocketSlot> {
-        let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
-        let count = open.entry(user.clone()).or_insert(0);
-        if *count >= self.max_per_user {
-            return None;
-        }
-        *count += 1;
-        Some(SocketSlot {
-            registry: self.clone(),
-            user: user.clone(),
-        })
-    }
-
-    pub fn max_per_user(&self) -> usize {
-        self.max_per_user
-    }
-}
-
-impl Drop for SocketSlot {
-    fn drop(&mut self) {
-        let mut open = self.registry.open.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(count) = open.get_mut(&self.user) {
-            *count -= 1;
-            if *count == 0 {
-                open.remove(&self.user);
-            }
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -138,16 +86,5 @@ mod tests {
             limiter.check(&"other".into(), t0).is_ok(),
             "users are independent"
         );
-    }
-
-    #[test]
-    fn socket_slots_are_counted_and_freed() {
-        let registry = Arc::new(SocketRegistry::new(2));
-        let user: UserId = "u".into();
-        let a = registry.open(&user).expect("first");
-        let _b = registry.open(&user).expect("second");
-        assert!(registry.open(&user).is_none());
-        drop(a);
-        assert!(registry.open(&user).is_some());
     }
 }

@@ -5,9 +5,16 @@
 //! and subscriptions; it never touches a socket (that is `ws/`), and it never
 //! talks HTTP to the model (that is `llm/`).
 
+mod dispatch;
+mod error;
 pub mod hub;
 pub mod limits;
 mod reply;
+
+pub use self::{
+    dispatch::Answer,
+    error::{ChatError, Refused},
+};
 
 use std::{
     sync::{
@@ -17,12 +24,11 @@ use std::{
     time::Instant,
 };
 
-use thiserror::Error;
 use tokio::sync::Semaphore;
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
 use self::{
-    hub::{ConversationHub, EventRx, LiveConversation},
+    hub::{ConversationHub, EventRx, Reservation},
     limits::RateLimiter,
     reply::ReplyJob,
 };
@@ -30,72 +36,12 @@ use super::{
     config::Config,
     llm::LlmClient,
     metrics::Metrics,
-    store::{NewUserMessage, SendOutcome, Store, StoreError, Target},
+    store::{NewUserMessage, SendOutcome, Store, Target},
 };
 use crate::protocol::{
-    ClientMsgId, ConversationId, ConversationSummary, ErrorCode, Limits, Message, PersonaInfo,
+    ClientMsgId, ConversationId, ConversationSummary, Limits, Message, MessageId, PersonaInfo,
     Role, ServerFrame, StreamingMessage, UserId, PROTOCOL_VERSION,
 };
-
-/// Why a request was refused; each maps to one protocol error code.
-#[derive(Debug, Error)]
-pub enum ChatError {
-    #[error("{0}")]
-    BadRequest(String),
-    #[error("message is too long: {chars} characters, the limit is {max}")]
-    TooLarge { chars: usize, max: usize },
-    #[error("conversation not found")]
-    NotFound,
-    #[error("too many messages, try again in {retry_after_ms} ms")]
-    RateLimited { retry_after_ms: u64 },
-    #[error("a reply is already streaming in this conversation")]
-    Busy,
-    #[error("the server is restarting, try again in a moment")]
-    ShuttingDown,
-    #[error("internal error, please try again")]
-    Internal(#[source] StoreError),
-}
-
-impl From<StoreError> for ChatError {
-    fn from(err: StoreError) -> Self {
-        match err {
-            StoreError::NotFound => ChatError::NotFound,
-            other => ChatError::Internal(other),
-        }
-    }
-}
-
-impl ChatError {
-    pub fn code(&self) -> ErrorCode {
-        match self {
-            ChatError::BadRequest(_) => ErrorCode::BadRequest,
-            ChatError::TooLarge { .. } => ErrorCode::TooLarge,
-            ChatError::NotFound => ErrorCode::NotFound,
-            ChatError::RateLimited { .. } => ErrorCode::RateLimited,
-            ChatError::Busy | ChatError::ShuttingDown => ErrorCode::Busy,
-            ChatError::Internal(_) => ErrorCode::Internal,
-        }
-    }
-
-    /// The `error` frame for this refusal.
-    pub fn to_frame(
-        &self,
-        client_msg_id: Option<ClientMsgId>,
-        conversation_id: Option<ConversationId>,
-    ) -> ServerFrame {
-        ServerFrame::Error {
-            code: self.code(),
-            message: self.to_string(),
-            client_msg_id,
-            retry_after_ms: match self {
-                ChatError::RateLimited { retry_after_ms } => Some(*retry_after_ms),
-                ChatError::ShuttingDown => Some(1_000),
-                _ => None,
-            },
-            conversation_id,
-        }
-    }
-}
 
 /// A live subscription handed to a connection.
 #[derive(Debug)]
@@ -111,6 +57,13 @@ struct NewReply {
     received: Instant,
     assistant: Message,
     history: Vec<Message>,
+}
+
+/// Where a `send` stores its message, or the answer when it was a resend.
+enum SendTarget {
+    /// Store into this target; an existing conversation's slot is reserved.
+    Ready(Target, Option<Reservation>),
+    Duplicate(Accepted),
 }
 
 /// The answer to `send` / `regenerate`: the `accepted` frame and the
@@ -229,30 +182,12 @@ impl ChatService {
         if let Err(refusal) = self.check_accepting().and_then(|()| self.check_rate(user)) {
             return self.duplicate_or(user, &client_msg_id, refusal).await;
         }
-        let (target, live) = match conversation_id {
-            Some(id) => {
-                self.owned(user, &id).await?;
-                let live = self.hub.get_or_create(&id, user);
-                if live.reserve().is_err() {
-                    return self
-                        .duplicate_or(user, &client_msg_id, ChatError::Busy)
-                        .await;
-                }
-                (Target::Existing(id), Some(live))
-            }
-            None => {
-                let persona = self.config.persona(persona.as_deref()).ok_or_else(|| {
-                    ChatError::BadRequest(format!(
-                        "unknown persona {:?}",
-                        persona.as_deref().unwrap_or_default()
-                    ))
-                })?;
-                let target = Target::New {
-                    persona: persona.id.clone(),
-                    title: title_from(&text),
-                };
-                (target, None)
-            }
+        let (target, reservation) = match self
+            .send_target(user, &client_msg_id, conversation_id, persona, &text)
+            .await?
+        {
+            SendTarget::Ready(target, reservation) => (target, reservation),
+            SendTarget::Duplicate(accepted) => return Ok(accepted),
         };
         let stored = self
             .store
@@ -263,39 +198,28 @@ impl ChatService {
                 text,
                 history: self.config.limits.history_messages,
             })
-            .await;
+            .await?;
         let (conversation, message, assistant, history) = match stored {
-            Ok(SendOutcome::Stored {
+            SendOutcome::Stored {
                 conversation,
                 message,
                 reply,
                 history,
-            }) => (conversation, message, reply, history),
-            Ok(SendOutcome::Duplicate {
+            } => (conversation, message, reply, history),
+            SendOutcome::Duplicate {
                 conversation_id,
                 message_id,
-            }) => {
-                if let Some(live) = &live {
-                    live.unreserve();
-                }
+            } => {
                 return Ok(self.accepted(user, client_msg_id, conversation_id, message_id, true));
             }
-            Err(err) => {
-                if let Some(live) = &live {
-                    live.unreserve();
-                    self.hub.release_if_idle(&live.id);
-                }
-                return Err(err.into());
-            }
         };
-        let live = match live {
-            Some(live) => live,
-            None => {
-                // A conversation made just now: nobody else can hold its slot.
-                let live = self.hub.get_or_create(&conversation.id, user);
-                live.reserve().map_err(|_| ChatError::Busy)?;
-                live
-            }
+        let reservation = match reservation {
+            Some(reservation) => reservation,
+            // A conversation made just now: nobody else can hold its slot.
+            None => self
+                .hub
+                .reserve(&conversation.id, user)
+                .map_err(|_| ChatError::Busy)?,
         };
         let accepted = self.accepted(
             user,
@@ -304,23 +228,52 @@ impl ChatService {
             message.id.clone(),
             false,
         );
-        live.publish(&ServerFrame::Message {
+        reservation.conversation().publish(&ServerFrame::Message {
             conversation_id: conversation.id.clone(),
             message,
         });
-        self.start_reply(
-            live,
-            &conversation.persona,
-            NewReply {
-                client_msg_id,
-                received,
-                assistant,
-                history,
-            },
-            false,
-        );
+        let reply = NewReply {
+            client_msg_id,
+            received,
+            assistant,
+            history,
+        };
+        self.start_reply(reservation, &conversation.persona, reply, false);
         self.metrics.message_accepted();
         Ok(accepted)
+    }
+
+    /// Where a `send` goes: an existing conversation of the user, whose reply
+    /// slot it reserves first, or a new one with the persona asked for.
+    async fn send_target(
+        &self,
+        user: &UserId,
+        client_msg_id: &ClientMsgId,
+        conversation_id: Option<ConversationId>,
+        persona: Option<String>,
+        text: &str,
+    ) -> Result<SendTarget, ChatError> {
+        if let Some(id) = conversation_id {
+            self.owned(user, &id).await?;
+            return match self.hub.reserve(&id, user) {
+                Ok(reservation) => Ok(SendTarget::Ready(Target::Existing(id), Some(reservation))),
+                Err(_busy) => self
+                    .duplicate_or(user, client_msg_id, ChatError::Busy)
+                    .await
+                    .map(SendTarget::Duplicate),
+            };
+        }
+        let persona = self.config.persona(persona.as_deref()).ok_or_else(|| {
+            ChatError::BadRequest(format!(
+                "unknown persona {:?}",
+                persona.as_deref().unwrap_or_default()
+            ))
+        })?;
+        let target = Target::New {
+            persona: persona.id.clone(),
+            title: title_from(text),
+        };
+        Ok(SendTarget::Ready(target, None))
     }
 
     /// `regenerate`: drop the last assistant message and answer the last user message again.
@@ -337,27 +290,14 @@ impl ChatService {
         self.check_accepting()?;
         let record = self.store.conversation(user, &conversation_id).await?;
         self.check_rate(user)?;
-        let live = self.hub.get_or_create(&conversation_id, user);
-        live.reserve().map_err(|_| ChatError::Busy)?;
-        let prepared = self
+        let reservation = self
+            .hub
+            .reserve(&conversation_id, user)
+            .map_err(|_| ChatError::Busy)?;
+        let (user_message, remaining) = self
             .prepare_regenerate(user, &conversation_id, &client_msg_id)
-            .await;
-        let (user_message, remaining) = match prepared {
-            Ok(prepared) => prepared,
-            Err(err) => {
-                live.unreserve();
-                self.hub.release_if_idle(&conversation_id);
-                return Err(err);
-            }
-        };
-        let assistant = match self.store.start_assistant(&conversation_id).await {
-            Ok(message) => message,
-            Err(err) => {
-                live.unreserve();
-                self.hub.release_if_idle(&conversation_id);
-                return Err(err.into());
-            }
-        };
+            .await?;
+        let assistant = self.store.start_assistant(&conversation_id).await?;
         let accepted = self.accepted(
             user,
             client_msg_id.clone(),
@@ -365,17 +305,13 @@ impl ChatService {
             user_message.id,
             false,
         );
-        self.start_reply(
-            live,
-            &record.persona,
-            NewReply {
-                client_msg_id,
-                received,
-                assistant,
-                history: remaining,
-            },
-            true,
-        );
+        let reply = NewReply {
+            client_msg_id,
+            received,
+            assistant,
+            history: remaining,
+        };
+        self.start_reply(reservation, &record.persona, reply, true);
         Ok(accepted)
     }
 
@@ -591,7 +527,7 @@ impl ChatService {
         user: &UserId,
         client_msg_id: ClientMsgId,
         conversation_id: ConversationId,
-        message_id: crate::protocol::MessageId,
+        message_id: MessageId,
         duplicate: bool,
     ) -> Accepted {
         let (_, events, _) = self.hub.subscribe(&conversation_id, user);
@@ -613,7 +549,7 @@ impl ChatService {
     /// every open view is first given the history without the replaced reply.
     fn start_reply(
         &self,
-        live: Arc<LiveConversation>,
+        reservation: Reservation,
         persona_id: &str,
         reply: NewReply,
         replaces: bool,
@@ -632,7 +568,7 @@ impl ChatService {
             .map(|p| p.system_prompt.clone())
             .unwrap_or_default();
         let message_id = assistant.id.clone();
-        live.begin(assistant.clone(), cancel.clone());
+        let live = reservation.begin(assistant.clone(), cancel.clone());
         if replaces {
             live.publish(&ServerFrame::Snapshot {
                 conversation_id: live.id.clone(),

@@ -20,11 +20,14 @@ use crate::{
     protocol::{ClientMsgId, ErrorCode, FinishReason, Message, MessageId, ServerFrame, Usage},
     server::{
         config::LimitsConfig,
-        llm::{LlmClient, LlmError, LlmEvent, PromptTurn},
+        llm::{LlmClient, LlmError, LlmEvent, LlmStream, PromptTurn},
         metrics::Metrics,
         store::Store,
     },
 };
+
+/// An item of the model's stream taken while joining text: `None` is its end.
+type ReadAhead = Option<Result<LlmEvent, LlmError>>;
 
 /// Text already received is joined into one `delta` up to this size.
 const MAX_DELTA_BYTES: usize = 4096;
@@ -109,6 +112,16 @@ impl ReplyJob {
                 return outcome;
             }
         };
+        self.relay(&mut stream, timeout, &mut outcome).await;
+        // Dropping the stream here aborts the upstream HTTP request if it still runs.
+        drop(stream);
+        outcome.upstream = Some((outcome.first_token.map(|t| t - asked), asked.elapsed()));
+        outcome
+    }
+
+    /// Passes the model's text on as deltas until its stream ends, fails,
+    /// stalls for `timeout` or the reply is stopped.
+    async fn relay(&self, stream: &mut LlmStream, timeout: Duration, outcome: &mut Outcome) {
         // An event read ahead while gathering a burst of text.
         let mut read_ahead = None;
         loop {
@@ -118,60 +131,34 @@ impl ReplyJob {
                     biased;
                     _ = self.cancel.cancelled() => {
                         outcome.finish_reason = FinishReason::Stopped;
-                        break;
+                        return;
                     }
                     next = tokio::time::timeout(timeout, stream.next()) => next,
                 },
             };
-            match next {
-                Err(_) => {
-                    outcome.finish_reason = FinishReason::Error;
-                    outcome.error = Some(LlmError::Timeout);
-                    break;
-                }
-                Ok(None) => break,
+            let failed = match next {
+                Err(_) => LlmError::Timeout,
+                Ok(None) => return,
                 Ok(Some(Ok(LlmEvent::Text(mut text)))) => {
                     outcome.first_token.get_or_insert_with(Instant::now);
-                    // Text that has already arrived behind this piece (a
-                    // burst from the upstream) goes out in the same delta:
-                    // the same text in fewer frames. The HTTP client hands
-                    // over one body chunk per wake-up of its connection task,
-                    // so when nothing is ready the reply yields once to let
-                    // that task decode what it has already received; it
-                    // never waits for the network.
-                    let mut yielded = false;
-                    while text.len() < MAX_DELTA_BYTES {
-                        match stream.next().now_or_never() {
-                            Some(Some(Ok(LlmEvent::Text(more)))) => {
-                                text.push_str(&more);
-                                yielded = false;
-                            }
-                            Some(other) => {
-                                read_ahead = Some(other);
-                                break;
-                            }
-                            None if !yielded => {
-                                tokio::task::yield_now().await;
-                                yielded = true;
-                            }
-                            None => break,
-                        }
-                    }
+                    read_ahead = join_ready(stream, &mut text).await;
                     self.live.push_delta(&text);
+                    continue;
                 }
-                Ok(Some(Ok(LlmEvent::Finished(reason)))) => outcome.finish_reason = reason,
-                Ok(Some(Ok(LlmEvent::Usage(usage)))) => outcome.usage = Some(usage),
-                Ok(Some(Err(err))) => {
-                    outcome.finish_reason = FinishReason::Error;
-                    outcome.error = Some(err);
-                    break;
+                Ok(Some(Ok(LlmEvent::Finished(reason)))) => {
+                    outcome.finish_reason = reason;
+                    continue;
                 }
-            }
+                Ok(Some(Ok(LlmEvent::Usage(usage)))) => {
+                    outcome.usage = Some(usage);
+                    continue;
+                }
+                Ok(Some(Err(err))) => err,
+            };
+            outcome.finish_reason = FinishReason::Error;
+            outcome.error = Some(failed);
+            return;
         }
-        // Dropping the stream here aborts the upstream HTTP request if it still runs.
-        drop(stream);
-        outcome.upstream = Some((outcome.first_token.map(|t| t - asked), asked.elapsed()));
-        outcome
     }
 
     /// Stores the text, counts the reply, then announces `error` (if any)
@@ -246,6 +233,31 @@ impl ReplyJob {
             self.limits.context_chars,
         )
     }
+}
+
+/// Text that has already arrived behind `text` (a burst from the upstream)
+/// goes out in the same delta: the same text in fewer frames. The HTTP client
+/// hands over one body chunk per wake-up of its connection task, so when
+/// nothing is ready the reply yields once to let that task decode what it has
+/// already received; it never waits for the network. Returns what was read
+/// ahead that is not text (another event, or the stream's end), if anything.
+async fn join_ready(stream: &mut LlmStream, text: &mut String) -> Option<ReadAhead> {
+    let mut yielded = false;
+    while text.len() < MAX_DELTA_BYTES {
+        match stream.next().now_or_never() {
+            Some(Some(Ok(LlmEvent::Text(more)))) => {
+                text.push_str(&more);
+                yielded = false;
+            }
+            Some(other) => return Some(other),
+            None if !yielded => {
+                tokio::task::yield_now().await;
+                yielded = true;
+            }
+            None => break,
+        }
+    }
+    None
 }
 
 fn round2(v: f64) -> f64 {

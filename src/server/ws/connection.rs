@@ -9,16 +9,16 @@
 
 use std::time::{Duration, Instant};
 
-use axum::extract::ws::{close_code, CloseFrame, Message as WsMessage, WebSocket};
+use axum::extract::ws::{close_code, CloseFrame, Message as WsMessage, Utf8Bytes, WebSocket};
 use futures::{FutureExt, SinkExt, StreamExt};
-use tokio::sync::OwnedSemaphorePermit;
 use tokio_stream::{wrappers::BroadcastStream, StreamMap};
 use tracing::Instrument;
 
 use crate::{
     protocol::{ClientFrame, ConversationId, ErrorCode, ServerFrame, UserId},
     server::{
-        chat::{hub::Event, limits::SocketSlot, Accepted, ChatError, Subscription},
+        access::admission::{Crowded, StreamPermit},
+        chat::{hub::Event, Answer, ChatError, Subscription},
         metrics::OpenSocket,
         state::AppState,
     },
@@ -33,12 +33,18 @@ const FORWARD_BATCH: usize = 64;
 /// A write that cannot complete in this time means the peer is gone.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(15);
 
-/// Why the connection loop ended.
+/// Why the connection ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Exit {
     /// The peer closed or vanished.
     PeerGone,
+    /// A write failed or did not finish within [`WRITE_TIMEOUT`]: the peer
+    /// is gone or not reading.
+    WriteFailed,
     /// A frame exceeded the hard size cap.
     TooLarge,
+    /// The user holds the most sockets allowed; this one was told and closed.
+    Crowded,
     /// The server is shutting down.
     Shutdown,
 }
@@ -48,12 +54,13 @@ pub struct Connection {
     socket: WebSocket,
     state: AppState,
     user: UserId,
-    slot: Option<SocketSlot>,
     subscriptions: StreamMap<ConversationId, BroadcastStream<Event>>,
     last_seen: Instant,
     /// Held while the connection lives: its place under `MAX_CONNECTIONS`
-    /// and its count in `/metrics`.
-    _held: (OwnedSemaphorePermit, OpenSocket),
+    /// and `MAX_SOCKETS_PER_USER` (or why it has none, which it says and
+    /// closes), and its count in `/metrics`.
+    admitted: Result<StreamPermit, Crowded>,
+    _open: OpenSocket,
 }
 
 impl Connection {
@@ -61,18 +68,17 @@ impl Connection {
         socket: WebSocket,
         state: AppState,
         user: UserId,
-        slot: Option<SocketSlot>,
-        permit: OwnedSemaphorePermit,
+        admitted: Result<StreamPermit, Crowded>,
     ) -> Self {
         let open = state.metrics.socket_opened();
         Self {
             socket,
             state,
             user,
-            slot,
             subscriptions: StreamMap::new(),
             last_seen: Instant::now(),
-            _held: (permit, open),
+            admitted,
+            _open: open,
         }
     }
 
@@ -88,9 +94,9 @@ impl Connection {
             tracing::debug!("connected");
             let exit = self.serve().await;
             let (code, reason) = match exit {
-                Ok(Exit::PeerGone) | Err(()) => (None, ""),
-                Ok(Exit::TooLarge) => (Some(close_code::SIZE), "frame too large"),
-                Ok(Exit::Shutdown) => (Some(close_code::AWAY), "server shutting down"),
+                Exit::PeerGone | Exit::WriteFailed | Exit::Crowded => (None, ""),
+                Exit::TooLarge => (Some(close_code::SIZE), "frame too large"),
+                Exit::Shutdown => (Some(close_code::AWAY), "server shutting down"),
             };
             if let Some(code) = code {
                 let close = WsMessage::Close(Some(CloseFrame {
@@ -101,7 +107,7 @@ impl Connection {
                     Box::pin(tokio::time::timeout(WRITE_TIMEOUT, self.socket.send(close))).await;
             }
             self.release_all();
-            tracing::debug!("disconnected");
+            tracing::debug!(?exit, "disconnected");
         }
         .instrument(span)
     }
@@ -109,59 +115,52 @@ impl Connection {
     /// Sends `hello` (or refuses an extra socket). Nothing is stored for a
     /// socket: the user's row is written with their first message, so an
     /// open tab costs no database write and no page cache.
-    async fn greet(&mut self) -> Result<Option<Exit>, ()> {
-        if self.slot.is_none() {
-            let max = self.state.sockets.max_per_user();
-            self.send(&ServerFrame::error(
-                ErrorCode::RateLimited,
-                format!("too many open connections for this user (at most {max}); close a tab"),
-            ))
-            .await?;
+    async fn greet(&mut self) -> Result<(), Exit> {
+        if let Err(crowded) = &self.admitted {
+            let refusal = crowded.to_frame();
+            self.send(&refusal).await?;
             let close = WsMessage::Close(Some(CloseFrame {
                 code: close_code::POLICY,
                 reason: "too many connections".into(),
             }));
             let _ = self.socket.send(close).await;
-            return Err(());
+            return Err(Exit::Crowded);
         }
         let hello = self.state.chat.hello(&self.user);
-        self.send(&hello).await?;
-        Ok(None)
+        self.send(&hello).await
     }
 
-    async fn serve(&mut self) -> Result<Exit, ()> {
+    async fn serve(&mut self) -> Exit {
         // Boxed for the same reason as the frame handlers: run once, large.
-        if let Some(exit) = Box::pin(self.greet()).await? {
-            return Ok(exit);
+        if let Err(exit) = Box::pin(self.greet()).await {
+            return exit;
         }
-        let config = self.state.config.clone();
-        let ping_every = config.ws_ping_interval;
+        let ping_every = self.state.config.ws_ping_interval;
         let mut ping =
             tokio::time::interval_at(tokio::time::Instant::now() + ping_every, ping_every);
         let shutdown = self.state.close_sockets.clone();
         loop {
-            tokio::select! {
+            let turn = tokio::select! {
                 incoming = self.socket.recv() => {
                     let received = Instant::now();
                     self.last_seen = received;
                     match incoming {
-                        None | Some(Ok(WsMessage::Close(_))) => return Ok(Exit::PeerGone),
+                        None | Some(Ok(WsMessage::Close(_))) => Err(Exit::PeerGone),
                         Some(Err(err)) => {
-                            let too_large = is_capacity_error(&err);
                             tracing::debug!(error = %err, "socket error");
-                            return Ok(if too_large { Exit::TooLarge } else { Exit::PeerGone });
+                            Err(if is_capacity_error(&err) { Exit::TooLarge } else { Exit::PeerGone })
                         }
                         // Boxed: the handlers' futures are large and rare; inline
                         // they would be part of every idle connection's memory.
-                        Some(Ok(WsMessage::Text(text))) => Box::pin(self.on_text(text.as_str(), received)).await?,
+                        Some(Ok(WsMessage::Text(text))) => Box::pin(self.on_text(text.as_str(), received)).await,
                         Some(Ok(WsMessage::Binary(_))) => {
                             Box::pin(self.send(&ServerFrame::error(
                                 ErrorCode::BadRequest,
                                 "binary frames are not supported; send JSON text frames",
                             )))
-                            .await?
+                            .await
                         }
-                        Some(Ok(WsMessage::Ping(_) | WsMessage::Pong(_))) => {}
+                        Some(Ok(WsMessage::Ping(_) | WsMessage::Pong(_))) => Ok(()),
                     }
                 }
                 Some((conversation_id, event)) = self.subscriptions.next(), if !self.subscriptions.is_empty() => {
@@ -169,30 +168,37 @@ impl Connection {
                         // Boxed like every write below: a write's future is
                         // larger than the wait itself, and the wait is the
                         // state an idle socket stays in.
-                        Ok(event) => Box::pin(self.forward(event)).await?,
-                        Err(_lagged) => Box::pin(self.resync(conversation_id)).await?,
+                        Ok(event) => Box::pin(self.forward(event)).await,
+                        Err(_lagged) => Box::pin(self.resync(conversation_id)).await,
                     }
                 }
                 _ = ping.tick() => {
                     if self.last_seen.elapsed() > ping_every * 2 {
                         tracing::info!("peer stopped answering pings");
-                        return Ok(Exit::PeerGone);
+                        Err(Exit::PeerGone)
+                    } else {
+                        Box::pin(self.write(WsMessage::Ping(Default::default()))).await
                     }
-                    Box::pin(self.write(WsMessage::Ping(Default::default()))).await?;
                 }
-                _ = shutdown.cancelled() => {
-                    // Replies were finished before sockets are closed: deliver
-                    // every event already queued (their `done`s) first.
-                    while let Some(Some((_, Ok(event)))) = self.subscriptions.next().now_or_never() {
-                        Box::pin(self.send_raw(event)).await?;
-                    }
-                    return Ok(Exit::Shutdown);
-                }
+                _ = shutdown.cancelled() => Box::pin(self.drain()).await,
+            };
+            if let Err(exit) = turn {
+                return exit;
             }
         }
     }
 
-    async fn on_text(&mut self, text: &str, received: Instant) -> Result<(), ()> {
+    /// Shutting down. Replies were finished before sockets are closed:
+    /// deliver every event already queued (their `done`s) first.
+    async fn drain(&mut self) -> Result<(), Exit> {
+        while let Some(Some((_, Ok(event)))) = self.subscriptions.next().now_or_never() {
+            self.write(WsMessage::Text(event.json().clone())).await?;
+        }
+        Err(Exit::Shutdown)
+    }
+
+    /// One text frame: parsed here, its meaning is the chat core's.
+    async fn on_text(&mut self, text: &str, received: Instant) -> Result<(), Exit> {
         let max = self.state.config.limits.max_frame_bytes;
         if text.len() > max {
             return self
@@ -215,116 +221,53 @@ impl Connection {
                     .await;
             }
         };
+        if let ClientFrame::Subscribe { conversation_id } = &frame {
+            if let Err(err) = self.check_subscription_room(conversation_id) {
+                return self
+                    .send(&err.to_frame(None, Some(conversation_id.clone())))
+                    .await;
+            }
+        }
         let chat = self.state.chat.clone();
-        match frame {
-            ClientFrame::Send {
-                client_msg_id,
-                conversation_id,
-                text,
-                persona,
-            } => {
-                let result = chat
-                    .send(
-                        &self.user,
-                        client_msg_id.clone(),
-                        conversation_id.clone(),
-                        text,
-                        persona,
-                        received,
-                    )
-                    .await;
-                self.on_accepted(result, client_msg_id, conversation_id)
-                    .await
-            }
-            ClientFrame::Regenerate {
-                conversation_id,
-                client_msg_id,
-            } => {
-                let result = chat
-                    .regenerate(
-                        &self.user,
-                        conversation_id.clone(),
-                        client_msg_id.clone(),
-                        received,
-                    )
-                    .await;
-                self.on_accepted(result, client_msg_id, Some(conversation_id))
-                    .await
-            }
-            ClientFrame::Subscribe { conversation_id } => {
-                if let Err(err) = self.check_subscription_room(&conversation_id) {
-                    return self.send(&err.to_frame(None, Some(conversation_id))).await;
-                }
-                self.subscribe(conversation_id).await
-            }
-            ClientFrame::Unsubscribe { conversation_id } => {
-                if self.subscriptions.remove(&conversation_id).is_some() {
-                    chat.unsubscribed(&conversation_id);
-                }
-                Ok(())
-            }
-            ClientFrame::Stop { conversation_id } => {
-                match chat.stop(&self.user, &conversation_id).await {
-                    Ok(_) => Ok(()),
-                    Err(err) => self.send(&err.to_frame(None, Some(conversation_id))).await,
-                }
-            }
-            ClientFrame::Ping { nonce } => self.send(&ServerFrame::Pong { nonce }).await,
-            ClientFrame::ListConversations { query } => {
-                let answer = chat.conversations(&self.user, query).await;
-                self.answer(answer, None).await
-            }
-            ClientFrame::RenameConversation {
-                conversation_id,
-                title,
-            } => {
-                let answer = chat.rename(&self.user, &conversation_id, &title).await;
-                self.answer(answer, Some(conversation_id)).await
-            }
-            ClientFrame::DeleteConversation { conversation_id } => {
-                let answer = chat.delete(&self.user, &conversation_id).await;
-                if answer.is_ok() && self.subscriptions.remove(&conversation_id).is_some() {
-                    chat.unsubscribed(&conversation_id);
-                }
-                self.answer(answer, Some(conversation_id)).await
-            }
+        match chat.handle(&self.user, frame, received).await {
+            Ok(answer) => self.apply(answer).await,
+            Err(refused) => self.send(&refused.to_frame()).await,
         }
     }
 
-    async fn on_accepted(
-        &mut self,
-        result: Result<Accepted, ChatError>,
-        client_msg_id: crate::protocol::ClientMsgId,
-        conversation_id: Option<ConversationId>,
-    ) -> Result<(), ()> {
-        match result {
-            Ok(accepted) => {
+    /// Writes the chat core's answer and follows what it says to follow.
+    async fn apply(&mut self, answer: Answer) -> Result<(), Exit> {
+        match answer {
+            Answer::Nothing => Ok(()),
+            Answer::Frame(frame) => self.send(&frame).await,
+            Answer::Accepted(accepted) => {
                 self.follow_keeping(accepted.subscription);
                 // `accepted`, and behind it what is already queued (the
                 // user's `message`), leave in one write.
-                self.feed(WsMessage::Text(Event::from(accepted.frame.to_json())))
+                self.feed(WsMessage::Text(Utf8Bytes::from(accepted.frame.to_json())))
                     .await?;
                 self.forward_queued().await
             }
-            Err(err) => {
-                if let ChatError::Internal(source) = &err {
-                    tracing::error!(error = %source, "request failed");
-                }
-                self.send(&err.to_frame(Some(client_msg_id), conversation_id))
-                    .await
+            Answer::Subscribed {
+                snapshot,
+                subscription,
+            } => {
+                self.send(&snapshot).await?;
+                self.follow(subscription);
+                Ok(())
             }
-        }
-    }
-
-    /// Sends the frame, or the error frame for the refusal.
-    async fn answer(
-        &mut self,
-        answer: Result<ServerFrame, ChatError>,
-        conversation_id: Option<ConversationId>,
-    ) -> Result<(), ()> {
-        match answer {
-            Ok(frame) => self.send(&frame).await,
-            Err(err) => self.send(&err.to_frame(None, conversation_id)).await,
+            Answer::Unfollow {
+                conversation_id,
+                then,
+            } => {
+                if self.subscriptions.remove(&conversation_id).is_some() {
+                    self.state.chat.unsubscribed(&conversation_id);
+                }
+                match then {
+                    Some(frame) => self.send(&frame).await,
+                    None => Ok(()),
+                }
+            }
         }
     }
 
@@ -362,23 +305,15 @@ impl Connection {
     }
 
     /// A subscriber fell too far behind: start over from a fresh snapshot.
-    async fn resync(&mut self, conversation_id: ConversationId) -> Result<(), ()> {
+    async fn resync(&mut self, conversation_id: ConversationId) -> Result<(), Exit> {
         tracing::info!(conversation_id = %conversation_id, "subscriber lagged, resyncing");
         self.subscriptions.remove(&conversation_id);
-        self.state.chat.unsubscribed(&conversation_id);
-        self.subscribe(conversation_id).await
-    }
-
-    /// Sends a snapshot and follows the conversation from there.
-    async fn subscribe(&mut self, conversation_id: ConversationId) -> Result<(), ()> {
         let chat = self.state.chat.clone();
-        match chat.subscribe(&self.user, &conversation_id).await {
-            Ok((snapshot, subscription)) => {
-                self.send(&snapshot).await?;
-                self.follow(subscription);
-                Ok(())
-            }
-            Err(err) => self.send(&err.to_frame(None, Some(conversation_id))).await,
+        chat.unsubscribed(&conversation_id);
+        let subscribe = ClientFrame::Subscribe { conversation_id };
+        match chat.handle(&self.user, subscribe, Instant::now()).await {
+            Ok(answer) => self.apply(answer).await,
+            Err(refused) => self.send(&refused.to_frame()).await,
         }
     }
 
@@ -392,32 +327,31 @@ impl Connection {
     }
 
     /// Writes a frame of this connection's own (every refusal goes through
-    /// here); conversation events arrive serialised and use [`Self::send_raw`].
-    async fn send(&mut self, frame: &ServerFrame) -> Result<(), ()> {
+    /// here); conversation events arrive serialised and are forwarded as they are.
+    async fn send(&mut self, frame: &ServerFrame) -> Result<(), Exit> {
         if let ServerFrame::Error { code, .. } = frame {
             self.state.metrics.refused(*code);
         }
-        self.send_raw(Event::from(frame.to_json())).await
-    }
-
-    async fn send_raw(&mut self, text: Event) -> Result<(), ()> {
-        self.write(WsMessage::Text(text)).await
+        self.write(WsMessage::Text(Utf8Bytes::from(frame.to_json())))
+            .await
     }
 
     /// Writes `first` and every event already queued behind it (at most
     /// [`FORWARD_BATCH`]), then flushes once. Under load one write to the
     /// kernel carries many frames; when idle this is one frame, one flush.
-    async fn forward(&mut self, first: Event) -> Result<(), ()> {
-        self.feed(WsMessage::Text(first)).await?;
+    async fn forward(&mut self, first: Event) -> Result<(), Exit> {
+        self.feed(WsMessage::Text(first.json().clone())).await?;
         self.forward_queued().await
     }
 
     /// Writes the events already queued (at most [`FORWARD_BATCH`]), then
     /// flushes once.
-    async fn forward_queued(&mut self) -> Result<(), ()> {
+    async fn forward_queued(&mut self) -> Result<(), Exit> {
         for _ in 1..FORWARD_BATCH {
             match self.subscriptions.next().now_or_never() {
-                Some(Some((_, Ok(event)))) => self.feed(WsMessage::Text(event)).await?,
+                Some(Some((_, Ok(event)))) => {
+                    self.feed(WsMessage::Text(event.json().clone())).await?
+                }
                 Some(Some((conversation_id, Err(_lagged)))) => {
                     self.flush().await?;
                     return Box::pin(self.resync(conversation_id)).await;
@@ -428,26 +362,27 @@ impl Connection {
         self.flush().await
     }
 
-    async fn write(&mut self, message: WsMessage) -> Result<(), ()> {
-        Self::bounded(self.socket.send(message)).await
+    async fn write(&mut self, message: WsMessage) -> Result<(), Exit> {
+        bounded(self.socket.send(message)).await
     }
 
     /// Queues a frame without flushing (see [`Self::forward`]).
-    async fn feed(&mut self, message: WsMessage) -> Result<(), ()> {
-        Self::bounded(self.socket.feed(message)).await
+    async fn feed(&mut self, message: WsMessage) -> Result<(), Exit> {
+        bounded(self.socket.feed(message)).await
     }
 
-    async fn flush(&mut self) -> Result<(), ()> {
-        Self::bounded(self.socket.flush()).await
+    async fn flush(&mut self) -> Result<(), Exit> {
+        bounded(self.socket.flush()).await
     }
+}
 
-    async fn bounded(
-        io: impl std::future::Future<Output = Result<(), axum::Error>>,
-    ) -> Result<(), ()> {
-        match tokio::time::timeout(WRITE_TIMEOUT, io).await {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(_)) | Err(_) => Err(()),
-        }
+/// A write that fails or takes longer than [`WRITE_TIMEOUT`] ends the connection.
+async fn bounded(
+    io: impl std::future::Future<Output = Result<(), axum::Error>>,
+) -> Result<(), Exit> {
+    match tokio::time::timeout(WRITE_TIMEOUT, io).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(_)) | Err(_) => Err(Exit::WriteFailed),
     }
 }
 

@@ -4,26 +4,34 @@
 //! `403` for an `Origin` outside the allowlist, `401` without a valid identity
 //! cookie, `503` when the server holds its maximum of sockets. A `?uid=` query
 //! parameter is never read. The Origin and identity checks are
-//! [`super::access`], shared with the HTTP streaming transport.
+//! [`super::access`] extractors, shared with the HTTP streaming transport;
+//! so is the count of open streams ([`super::access::admission`]).
 
 pub mod connection;
 
 use axum::{
-    extract::{ws::WebSocketUpgrade, State},
-    http::{HeaderMap, StatusCode},
+    extract::{
+        ws::{rejection::WebSocketUpgradeRejection, WebSocketUpgrade},
+        State,
+    },
+    http::StatusCode,
     response::{IntoResponse, Response},
 };
 
-use super::{access::check_origin_and_identity, metrics::UpgradeRefusal, state::AppState};
+use super::{
+    access::{admission::Crowded, Caller, Refusal},
+    metrics::UpgradeRefusal,
+    state::AppState,
+};
 
 /// The upgrade handler.
 pub async fn upgrade(
     State(state): State<AppState>,
-    headers: HeaderMap,
-    ws: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
+    caller: Result<Caller, Refusal>,
+    ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Response {
-    let user = match check_origin_and_identity(&state, &headers) {
-        Ok(user) => user,
+    let user = match caller {
+        Ok(Caller(user)) => user,
         Err(refusal) => {
             state.metrics.upgrade_refused(refusal.upgrade_metric());
             return refusal.into_response();
@@ -33,15 +41,15 @@ pub async fn upgrade(
         Ok(ws) => ws,
         Err(rejection) => return rejection.into_response(),
     };
-    let Ok(permit) = state.connection_permits.clone().try_acquire_owned() else {
-        state.metrics.upgrade_refused(UpgradeRefusal::Capacity);
-        return (
-            StatusCode::SERVICE_UNAVAILABLE,
-            "the server holds its maximum number of connections",
-        )
-            .into_response();
+    // A full server refuses before upgrading; a user with too many sockets
+    // is told so on the socket, which then closes (the page shows why).
+    let admitted = match state.admission.admit(&user) {
+        Err(Crowded::Server) => {
+            state.metrics.upgrade_refused(UpgradeRefusal::Capacity);
+            return (StatusCode::SERVICE_UNAVAILABLE, Crowded::Server.reason()).into_response();
+        }
+        admitted => admitted,
     };
-    let slot = state.sockets.open(&user);
     let limits = state.config.limits;
     // tungstenite's own cap is a hard backstop above the protocol limit: frames
     // between the two get a `too_large` error frame and the socket stays open.
@@ -56,7 +64,6 @@ pub async fn upgrade(
         .on_upgrade(move |socket| {
             // No `async` block around it: that would hold the connection's
             // future twice (as a captured value and as the awaited one).
-            tracker
-                .track_future(connection::Connection::new(socket, state, user, slot, permit).run())
+            tracker.track_future(connection::Connection::new(socket, state, user, admitted).run())
         })
 }

@@ -183,48 +183,7 @@ fn add_user_message(conn: &Connection, msg: NewUserMessage) -> Result<SendOutcom
         });
     }
     let now = now_rfc3339();
-    let conversation = match &msg.target {
-        Target::Existing(id) => {
-            // Ownership check, touch and read in one statement.
-            conn.prepare_cached(&format!(
-                "UPDATE conversations SET updated_at = ? WHERE id = ? AND user_id = ? \
-                 RETURNING {CONVERSATION_COLUMNS}"
-            ))?
-            .query_row(
-                [now.as_str(), id.as_str(), msg.user_id.as_str()],
-                conversation_from_row,
-            )
-            .optional()?
-            .ok_or(StoreError::NotFound)?
-        }
-        Target::New { persona, title } => {
-            // A user's first conversation brings the user's row: opening a
-            // socket or a page stores nothing.
-            conn.prepare_cached("INSERT OR IGNORE INTO users (id, created_at) VALUES (?, ?)")?
-                .execute([msg.user_id.as_str(), now.as_str()])?;
-            let record = ConversationRecord {
-                id: ConversationId(new_id()),
-                user_id: msg.user_id.clone(),
-                title: title.clone(),
-                persona: persona.clone(),
-                created_at: now.clone(),
-                updated_at: now.clone(),
-            };
-            conn.prepare_cached(
-                "INSERT INTO conversations (id, user_id, title, persona, created_at, updated_at) \
-                 VALUES (?, ?, ?, ?, ?, ?)",
-            )?
-            .execute([
-                record.id.as_str(),
-                record.user_id.as_str(),
-                &record.title,
-                &record.persona,
-                &record.created_at,
-                &record.updated_at,
-            ])?;
-            record
-        }
-    };
+    let conversation = target_conversation(conn, &msg.user_id, &msg.target, &now)?;
     let message = Message {
         id: MessageId(new_id()),
         role: Role::User,
@@ -260,6 +219,55 @@ fn add_user_message(conn: &Connection, msg: NewUserMessage) -> Result<SendOutcom
         message,
         reply,
         history,
+    })
+}
+
+/// The conversation a user message goes into: an existing one of the user
+/// (touched, `NotFound` if it is not theirs), or a new one.
+fn target_conversation(
+    conn: &Connection,
+    user: &UserId,
+    target: &Target,
+    now: &str,
+) -> Result<ConversationRecord, StoreError> {
+    Ok(match target {
+        Target::Existing(id) => {
+            // Ownership check, touch and read in one statement.
+            conn.prepare_cached(&format!(
+                "UPDATE conversations SET updated_at = ? WHERE id = ? AND user_id = ? \
+                 RETURNING {CONVERSATION_COLUMNS}"
+            ))?
+            .query_row([now, id.as_str(), user.as_str()], conversation_from_row)
+            .optional()?
+            .ok_or(StoreError::NotFound)?
+        }
+        Target::New { persona, title } => {
+            // A user's first conversation brings the user's row: opening a
+            // socket or a page stores nothing.
+            conn.prepare_cached("INSERT OR IGNORE INTO users (id, created_at) VALUES (?, ?)")?
+                .execute([user.as_str(), now])?;
+            let record = ConversationRecord {
+                id: ConversationId(new_id()),
+                user_id: user.clone(),
+                title: title.clone(),
+                persona: persona.clone(),
+                created_at: now.to_owned(),
+                updated_at: now.to_owned(),
+            };
+            conn.prepare_cached(
+                "INSERT INTO conversations (id, user_id, title, persona, created_at, updated_at) \
+                 VALUES (?, ?, ?, ?, ?, ?)",
+            )?
+            .execute([
+                record.id.as_str(),
+                record.user_id.as_str(),
+                &record.title,
+                &record.persona,
+                &record.created_at,
+                &record.updated_at,
+            ])?;
+            record
+        }
     })
 }
 

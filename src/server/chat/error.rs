@@ -1,0 +1,107 @@
+//! Why the chat core refused a request, and the `error` frame that says so.
+//!
+//! [`ChatError`] is the reason (one protocol error code each); [`Refused`]
+//! adds the ids the client's frame named, so both transports answer a
+//! refusal with the same frame. HTTP statuses are the HTTP edge's business
+//! (`server/error.rs`).
+
+use thiserror::Error;
+
+use crate::{
+    protocol::{ClientMsgId, ConversationId, ErrorCode, ServerFrame},
+    server::store::StoreError,
+};
+
+/// Why a request was refused; each maps to one protocol error code.
+#[derive(Debug, Error)]
+pub enum ChatError {
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("message is too long: {chars} characters, the limit is {max}")]
+    TooLarge { chars: usize, max: usize },
+    #[error("conversation not found")]
+    NotFound,
+    #[error("too many messages, try again in {retry_after_ms} ms")]
+    RateLimited { retry_after_ms: u64 },
+    #[error("a reply is already streaming in this conversation")]
+    Busy,
+    #[error("the server is restarting, try again in a moment")]
+    ShuttingDown,
+    #[error("internal error, please try again")]
+    Internal(#[source] StoreError),
+}
+
+impl From<StoreError> for ChatError {
+    fn from(err: StoreError) -> Self {
+        match err {
+            StoreError::NotFound => ChatError::NotFound,
+            other => ChatError::Internal(other),
+        }
+    }
+}
+
+impl ChatError {
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            ChatError::BadRequest(_) => ErrorCode::BadRequest,
+            ChatError::TooLarge { .. } => ErrorCode::TooLarge,
+            ChatError::NotFound => ErrorCode::NotFound,
+            ChatError::RateLimited { .. } => ErrorCode::RateLimited,
+            ChatError::Busy | ChatError::ShuttingDown => ErrorCode::Busy,
+            ChatError::Internal(_) => ErrorCode::Internal,
+        }
+    }
+
+    /// The `error` frame for this refusal.
+    pub fn to_frame(
+        &self,
+        client_msg_id: Option<ClientMsgId>,
+        conversation_id: Option<ConversationId>,
+    ) -> ServerFrame {
+        ServerFrame::Error {
+            code: self.code(),
+            message: self.to_string(),
+            client_msg_id,
+            retry_after_ms: match self {
+                ChatError::RateLimited { retry_after_ms } => Some(*retry_after_ms),
+                ChatError::ShuttingDown => Some(1_000),
+                _ => None,
+            },
+            conversation_id,
+        }
+    }
+
+    /// The refusal of a frame that named these ids. An internal failure is
+    /// logged here, once, whichever transport carried the frame.
+    pub fn refusing(
+        self,
+        client_msg_id: Option<ClientMsgId>,
+        conversation_id: Option<ConversationId>,
+    ) -> Refused {
+        if let ChatError::Internal(source) = &self {
+            tracing::error!(error = %source, "request failed");
+        }
+        Refused {
+            error: self,
+            client_msg_id,
+            conversation_id,
+        }
+    }
+}
+
+/// A client frame the chat core refused: the reason and the ids its
+/// `error` frame carries back.
+#[derive(Debug, Error)]
+#[error("{error}")]
+pub struct Refused {
+    pub error: ChatError,
+    pub client_msg_id: Option<ClientMsgId>,
+    pub conversation_id: Option<ConversationId>,
+}
+
+impl Refused {
+    pub fn to_frame(&self) -> ServerFrame {
+        self.error
+            .to_frame(self.client_msg_id.clone(), self.conversation_id.clone())
+    }
+}
