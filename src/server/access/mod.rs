@@ -87,49 +87,52 @@ pub struct Caller(pub UserId);
 #[derive(Clone, Debug)]
 pub struct Reader(pub UserId);
 
-impl<S> FromRequestParts<S> for Caller
-where
-    S: Send + Sync,
-    AccessPolicy: FromRef<S>,
-{
-    type Rejection = Refusal;
+/// `FromRequestParts` for an extractor that is [`AccessPolicy`]'s check.
+macro_rules! extractor {
+    ($extractor:ident, $check:ident) => {
+        impl<S> FromRequestParts<S> for $extractor
+        where
+            S: Send + Sync,
+            AccessPolicy: FromRef<S>,
+        {
+            type Rejection = Refusal;
 
-    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Refusal> {
-        let policy = AccessPolicy::from_ref(state);
-        let headers = &parts.headers;
+            async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Refusal> {
+                AccessPolicy::from_ref(state)
+                    .$check(&parts.headers)
+                    .map($extractor)
+            }
+        }
+    };
+}
+
+extractor!(Caller, caller);
+extractor!(Reader, reader);
+
+impl AccessPolicy {
+    /// See [`Caller`].
+    fn caller(&self, headers: &HeaderMap) -> Result<UserId, Refusal> {
         let origin = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok());
         let Some(origin) = origin else {
             return Err(Refusal::MissingOrigin);
         };
-        policy.allowed_then_identity(headers, origin).map(Caller)
+        self.allowed_then_identity(headers, origin)
     }
-}
 
-impl<S> FromRequestParts<S> for Reader
-where
-    S: Send + Sync,
-    AccessPolicy: FromRef<S>,
-{
-    type Rejection = Refusal;
-
-    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Refusal> {
-        let policy = AccessPolicy::from_ref(state);
-        let headers = &parts.headers;
+    /// See [`Reader`].
+    fn reader(&self, headers: &HeaderMap) -> Result<UserId, Refusal> {
         match headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) {
-            Some(origin) => policy.allowed_then_identity(headers, origin),
+            Some(origin) => self.allowed_then_identity(headers, origin),
             None => {
                 let site = headers.get("sec-fetch-site").and_then(|v| v.to_str().ok());
                 if site.is_some_and(|site| !matches!(site, "same-origin" | "none")) {
                     return Err(Refusal::ForeignOrigin);
                 }
-                policy.identity(headers)
+                self.identity(headers)
             }
         }
-        .map(Reader)
     }
-}
 
-impl AccessPolicy {
     fn allowed_then_identity(&self, headers: &HeaderMap, origin: &str) -> Result<UserId, Refusal> {
         let host = headers.get(header::HOST).and_then(|v| v.to_str().ok());
         if !self.config.origins.allows(origin, host) {
