@@ -15,7 +15,7 @@ use super::define::{Info, Raw, Source};
 #[derive(Debug, Default, Parser)]
 #[command(name = "tether", version, about, long_about = None)]
 pub struct Cli {
-    /// TOML configuration file [default: ./tether.toml when it exists].
+    /// TOML configuration file (./tether.toml when it exists).
     #[arg(long, env = "TETHER_CONFIG", value_name = "PATH")]
     pub config: Option<PathBuf>,
 

@@ -64,7 +64,7 @@ impl SqliteStore {
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
         let url: DatabaseUrl = url
             .parse()
-            .map_err(|e: UrlError| StoreError::Open(format!("{url:?} {e}")))?;
+            .map_err(|e: UrlError| StoreError::Open(format!("database URL {e}")))?;
         match url {
             DatabaseUrl::Sqlite { path } => Self::open(path, SqliteTuning::default()).await,
         }
