@@ -14,6 +14,7 @@ async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let config = Config::load(&cli)?;
     if cli.print_config {
+        println!("store: {}", config.database.describe());
         println!("{config:#?}");
         return Ok(());
     }
@@ -34,7 +35,7 @@ async fn main() -> anyhow::Result<()> {
         addr = %config.listen_addr,
         upstream = %config.upstream.base_url,
         model = %config.upstream.model,
-        database = %config.database_url,
+        database = %config.database.describe(),
         "tether listening on http://{}",
         config.listen_addr
     );

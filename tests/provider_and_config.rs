@@ -202,3 +202,112 @@ fn help_lists_every_setting_with_its_variable() {
         assert!(help.contains(var), "--help mentions {var}");
     }
 }
+
+/// Starts `tether` for real (no `--print-config`) with a clean environment
+/// plus `env`; its exit status, or `None` when it was still running after
+/// ten seconds (then it is killed).
+fn start_briefly(dir: &std::path::Path, env: &[(&str, &str)]) -> (Option<bool>, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tether"))
+        .current_dir(dir)
+        .env_clear()
+        .env("LISTEN_ADDR", "127.0.0.1:0")
+        .envs(env.iter().copied())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run tether");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let status = loop {
+        match child.try_wait().expect("wait") {
+            Some(status) => break Some(status.success()),
+            None if std::time::Instant::now() > deadline => {
+                let _ = child.kill();
+                break None;
+            }
+            None => std::thread::sleep(std::time::Duration::from_millis(50)),
+        }
+    };
+    let out = child.wait_with_output().expect("output");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (status, text)
+}
+
+#[test]
+fn database_url_is_read_by_scheme() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let postgres = [(
+        "DATABASE_URL",
+        "postgres://tether:hunter2@127.0.0.1:5432/tether",
+    )];
+    let (status, out) = start_briefly(dir.path(), &postgres);
+    assert_eq!(
+        status,
+        Some(false),
+        "an unknown scheme stops start-up: {out}"
+    );
+    assert!(out.contains("DATABASE_URL"), "names the setting: {out}");
+    assert!(out.contains("`postgres:`"), "names the scheme: {out}");
+    assert!(out.contains("`sqlite:`"), "names the supported ones: {out}");
+    assert!(
+        !out.contains("hunter2"),
+        "the password is not echoed: {out}"
+    );
+    let (ok, out) = print_config(dir.path(), &postgres, &[]);
+    assert!(!ok && out.contains("DATABASE_URL"), "{out}");
+
+    for malformed in [
+        "sqlite://",
+        "sqlite::memory:",
+        "://nowhere",
+        "post gres://x",
+    ] {
+        let (ok, out) = print_config(dir.path(), &[("DATABASE_URL", malformed)], &[]);
+        assert!(!ok, "{malformed:?} is refused: {out}");
+        assert!(out.contains("DATABASE_URL"), "{out}");
+    }
+    std::fs::write(
+        dir.path().join("mysql.toml"),
+        "[server]\ndatabase_url = \"mysql://db/tether\"\n",
+    )
+    .expect("write");
+    let (ok, out) = print_config(dir.path(), &[], &["--config", "mysql.toml"]);
+    assert!(
+        !ok && out.contains("server.database_url") && out.contains("`mysql:`"),
+        "{out}"
+    );
+
+    let absolute = dir.path().join("abs.db").display().to_string();
+    for (url, path) in [
+        ("sqlite://rel/a.db".to_owned(), "rel/a.db".to_owned()),
+        ("sqlite:b.db".into(), "b.db".into()),
+        ("sqlite:c.db?mode=rwc".into(), "c.db".into()),
+        ("plain/d.db".into(), "plain/d.db".into()),
+        (format!("sqlite://{absolute}"), absolute.clone()),
+    ] {
+        let (ok, out) = print_config(dir.path(), &[("DATABASE_URL", &url)], &[]);
+        assert!(ok, "{url:?} is accepted: {out}");
+        assert!(
+            out.contains(&format!("store: SQLite file {path}\n")),
+            "{url:?} chooses {path}: {out}"
+        );
+    }
+    let (ok, out) = print_config(dir.path(), &[("TETHER_DATA_DIR", "elsewhere")], &[]);
+    assert!(ok, "{out}");
+    assert!(
+        out.contains("store: SQLite file elsewhere/tether.db\n"),
+        "{out}"
+    );
+
+    let names: Vec<_> = std::fs::read_dir(dir.path())
+        .expect("list")
+        .map(|e| e.expect("entry").file_name())
+        .collect();
+    assert!(
+        names.iter().all(|n| !n.to_string_lossy().contains(':')),
+        "no stray `postgres:`-like directory: {names:?}"
+    );
+}

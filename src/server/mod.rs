@@ -32,12 +32,12 @@ use tokio_util::{sync::CancellationToken, task::TaskTracker};
 use self::{
     access::admission::Admission,
     chat::ChatService,
-    config::Config,
+    config::{Config, DatabaseUrl},
     identity::IdentityKeys,
     llm::LlmClient,
     metrics::Metrics,
     state::AppState,
-    store::{SqliteStore, Store, StoreError},
+    store::{SqliteStore, SqliteTuning, Store, StoreError},
 };
 
 /// Why the server could not start or stopped with an error.
@@ -57,7 +57,11 @@ pub enum ServerError {
 
 /// Opens storage, loads keys and wires the services together.
 pub async fn build_state(config: Config) -> Result<AppState, ServerError> {
-    let store = SqliteStore::connect(&config.database_url).await?;
+    let store = match &config.database {
+        DatabaseUrl::Sqlite { path } => {
+            SqliteStore::open(path.clone(), SqliteTuning::from(&config.limits)).await?
+        }
+    };
     let recovered = store.recover_interrupted().await?;
     if recovered > 0 {
         tracing::warn!(recovered, "marked replies interrupted by a crash as errors");

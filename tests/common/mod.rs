@@ -10,7 +10,10 @@ use futures::{SinkExt, StreamExt};
 use tether::{
     fake_upstream::{FakeConfig, FakeStats, FakeUpstream},
     protocol::{ClientFrame, ConversationId, ServerFrame},
-    server::{self, config::Config},
+    server::{
+        self,
+        config::{Config, DatabaseUrl},
+    },
 };
 use tokio::{net::TcpListener, sync::oneshot, task::JoinHandle};
 use tokio_tungstenite::{
@@ -54,7 +57,7 @@ impl TestServer {
         let mut config = Config::defaults();
         config.listen_addr = "127.0.0.1:0".parse().expect("addr");
         config.data_dir = dir.path().display().to_string();
-        config.database_url = format!("sqlite://{}/tether.db", dir.path().display());
+        config.database = DatabaseUrl::in_dir(dir.path());
         config.upstream.base_url = fake.base_url();
         config.upstream.model = "fake".into();
         config.upstream.timeout = Duration::from_secs(5);

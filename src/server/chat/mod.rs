@@ -271,7 +271,7 @@ impl ChatService {
         })?;
         let target = Target::New {
             persona: persona.id.clone(),
-            title: title_from(text),
+            title: title_from(text, self.config.limits.auto_title_chars),
         };
         Ok(SendTarget::Ready(target, None))
     }
@@ -434,10 +434,11 @@ impl ChatService {
         title: &str,
     ) -> Result<ServerFrame, ChatError> {
         let title = title.trim();
-        if title.is_empty() || title.chars().count() > 120 {
-            return Err(ChatError::BadRequest(
-                "a title has 1 to 120 characters".into(),
-            ));
+        let max = self.config.limits.max_title_chars;
+        if title.is_empty() || title.chars().count() > max {
+            return Err(ChatError::BadRequest(format!(
+                "a title has 1 to {max} characters"
+            )));
         }
         self.store
             .rename_conversation(user, conversation_id, title)
@@ -643,18 +644,18 @@ impl ChatService {
     }
 }
 
-/// A short conversation title from its first message.
-fn title_from(text: &str) -> String {
-    const MAX: usize = 48;
+/// A short conversation title from its first message: its first line, at
+/// most `max` characters (`AUTO_TITLE_CHARS`).
+fn title_from(text: &str, max: usize) -> String {
     let line = text
         .lines()
         .map(str::trim)
         .find(|l| !l.is_empty())
         .unwrap_or("New chat");
-    if line.chars().count() <= MAX {
+    if line.chars().count() <= max {
         line.to_owned()
     } else {
-        let cut: String = line.chars().take(MAX - 1).collect();
+        let cut: String = line.chars().take(max.saturating_sub(1)).collect();
         format!("{}…", cut.trim_end())
     }
 }
@@ -665,9 +666,9 @@ mod tests {
 
     #[test]
     fn titles_are_first_line_and_short() {
-        assert_eq!(title_from("\n  Hello there \nmore"), "Hello there");
+        assert_eq!(title_from("\n  Hello there \nmore", 48), "Hello there");
         let long = "a".repeat(100);
-        assert_eq!(title_from(&long).chars().count(), 48);
-        assert!(title_from(&long).ends_with('…'));
+        assert_eq!(title_from(&long, 48).chars().count(), 48);
+        assert!(title_from(&long, 48).ends_with('…'));
     }
 }

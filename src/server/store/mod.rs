@@ -7,7 +7,7 @@
 
 mod sqlite;
 
-pub use sqlite::SqliteStore;
+pub use sqlite::{SqliteStore, SqliteTuning};
 
 use async_trait::async_trait;
 use thiserror::Error;

@@ -24,22 +24,16 @@ use crate::{
     },
 };
 
-/// Conversations one connection may follow at once.
-const MAX_SUBSCRIPTIONS: usize = 64;
-
 /// Most queued conversation events written before one flush.
 const FORWARD_BATCH: usize = 64;
-
-/// A write that cannot complete in this time means the peer is gone.
-const WRITE_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// Why the connection ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Exit {
     /// The peer closed or vanished.
     PeerGone,
-    /// A write failed or did not finish within [`WRITE_TIMEOUT`]: the peer
-    /// is gone or not reading.
+    /// A write failed or did not finish within `WRITE_TIMEOUT_SECS`: the
+    /// peer is gone or not reading.
     WriteFailed,
     /// A frame exceeded the hard size cap.
     TooLarge,
@@ -103,8 +97,8 @@ impl Connection {
                     code,
                     reason: reason.into(),
                 }));
-                let _ =
-                    Box::pin(tokio::time::timeout(WRITE_TIMEOUT, self.socket.send(close))).await;
+                let timeout = self.state.config.limits.write_timeout;
+                let _ = Box::pin(tokio::time::timeout(timeout, self.socket.send(close))).await;
             }
             self.release_all();
             tracing::debug!(?exit, "disconnected");
@@ -272,11 +266,10 @@ impl Connection {
     }
 
     fn check_subscription_room(&self, conversation_id: &ConversationId) -> Result<(), ChatError> {
-        if self.subscriptions.len() >= MAX_SUBSCRIPTIONS
-            && !self.subscriptions.contains_key(conversation_id)
-        {
+        let max = self.state.config.limits.max_subscriptions_per_socket;
+        if self.subscriptions.len() >= max && !self.subscriptions.contains_key(conversation_id) {
             return Err(ChatError::BadRequest(format!(
-                "too many subscriptions on one connection (at most {MAX_SUBSCRIPTIONS})"
+                "too many subscriptions on one connection (at most {max})"
             )));
         }
         Ok(())
@@ -363,24 +356,29 @@ impl Connection {
     }
 
     async fn write(&mut self, message: WsMessage) -> Result<(), Exit> {
-        bounded(self.socket.send(message)).await
+        let timeout = self.state.config.limits.write_timeout;
+        bounded(timeout, self.socket.send(message)).await
     }
 
     /// Queues a frame without flushing (see [`Self::forward`]).
     async fn feed(&mut self, message: WsMessage) -> Result<(), Exit> {
-        bounded(self.socket.feed(message)).await
+        let timeout = self.state.config.limits.write_timeout;
+        bounded(timeout, self.socket.feed(message)).await
     }
 
     async fn flush(&mut self) -> Result<(), Exit> {
-        bounded(self.socket.flush()).await
+        let timeout = self.state.config.limits.write_timeout;
+        bounded(timeout, self.socket.flush()).await
     }
 }
 
-/// A write that fails or takes longer than [`WRITE_TIMEOUT`] ends the connection.
+/// A write that fails or takes longer than `timeout` (`WRITE_TIMEOUT_SECS`)
+/// ends the connection: the peer is gone or not reading.
 async fn bounded(
+    timeout: Duration,
     io: impl std::future::Future<Output = Result<(), axum::Error>>,
 ) -> Result<(), Exit> {
-    match tokio::time::timeout(WRITE_TIMEOUT, io).await {
+    match tokio::time::timeout(timeout, io).await {
         Ok(Ok(())) => Ok(()),
         Ok(Err(_)) | Err(_) => Err(Exit::WriteFailed),
     }

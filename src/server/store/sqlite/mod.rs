@@ -22,6 +22,7 @@ use super::{
 use crate::protocol::{
     ClientMsgId, ConversationId, FinishReason, Message, MessageId, Role, Usage, UserId,
 };
+use crate::server::config::{DatabaseUrl, LimitsConfig, UrlError};
 
 /// SQLite-backed storage; clones share the writer and the readers.
 #[derive(Clone, Debug)]
@@ -30,20 +31,61 @@ pub struct SqliteStore {
     readers: Readers,
 }
 
+/// How many connections and queued writes the store keeps (from `[limits]`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SqliteTuning {
+    /// Reads running at once, and read connections kept open.
+    pub readers: usize,
+    /// Writes waiting for the writer thread.
+    pub writer_queue: usize,
+    /// Most writes committed in one transaction.
+    pub writer_batch: usize,
+}
+
+impl From<&LimitsConfig> for SqliteTuning {
+    fn from(limits: &LimitsConfig) -> Self {
+        Self {
+            readers: limits.store_readers,
+            writer_queue: limits.store_writer_queue,
+            writer_batch: limits.store_writer_batch,
+        }
+    }
+}
+
+impl Default for SqliteTuning {
+    fn default() -> Self {
+        (&LimitsConfig::defaults()).into()
+    }
+}
+
 impl SqliteStore {
-    /// Opens the database at `url` (`sqlite://path/to/file.db`, `sqlite:file.db`
-    /// or a plain path), creating file and parent directory if needed, and
-    /// migrates it.
+    /// Opens the database at `url` (a `sqlite:` URL or a plain path, see
+    /// [`DatabaseUrl`]) with the default tuning.
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
-        let path = path_from_url(url)?;
+        let url: DatabaseUrl = url
+            .parse()
+            .map_err(|e: UrlError| StoreError::Open(format!("database URL {e}")))?;
+        match url {
+            DatabaseUrl::Sqlite { path } => Self::open(path, SqliteTuning::default()).await,
+        }
+    }
+
+    /// Opens the SQLite file at `path`, creating file and parent directory
+    /// if needed, and migrates it.
+    pub async fn open(path: impl Into<PathBuf>, tuning: SqliteTuning) -> Result<Self, StoreError> {
+        let path = path.into();
+        if path.as_os_str().is_empty() {
+            return Err(StoreError::Open("no SQLite file path".into()));
+        }
         let opened = path.clone();
         let conn = tokio::task::spawn_blocking(move || open_writer(&opened))
             .await
             .map_err(|_| StoreError::Closed)??;
-        let writer = Writer::start(conn).map_err(|e| StoreError::Open(e.to_string()))?;
+        let writer = Writer::start(conn, tuning.writer_queue, tuning.writer_batch)
+            .map_err(|e| StoreError::Open(e.to_string()))?;
         Ok(Self {
             writer,
-            readers: Readers::new(path),
+            readers: Readers::new(path, tuning.readers),
         })
     }
 }
@@ -63,21 +105,6 @@ impl SqliteStore {
             })
             .await
     }
-}
-
-/// The file path of a `sqlite:` URL; query parameters are ignored.
-fn path_from_url(url: &str) -> Result<PathBuf, StoreError> {
-    let rest = url
-        .strip_prefix("sqlite://")
-        .or_else(|| url.strip_prefix("sqlite:"))
-        .unwrap_or(url);
-    let path = rest.split('?').next().unwrap_or_default();
-    if path.is_empty() || path.starts_with(':') {
-        return Err(StoreError::Open(format!(
-            "{url:?} is not a SQLite file path (in-memory databases are not supported)"
-        )));
-    }
-    Ok(PathBuf::from(path))
 }
 
 fn open_writer(path: &Path) -> Result<Connection, StoreError> {

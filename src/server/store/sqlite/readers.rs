@@ -3,8 +3,9 @@
 //! WAL lets any number of readers run beside the writer, each on a
 //! consistent snapshot. A read borrows an idle connection (or opens one),
 //! runs its whole query on a blocking thread and gives the connection back.
-//! At most [`MAX_READERS`] reads run at once (the rest wait their turn
-//! without holding a thread), so there are never more connections than that.
+//! At most `max` reads run at once (the rest wait their turn without
+//! holding a thread), so there are never more connections than that; `max`
+//! is `limits.store_readers`.
 
 use std::{
     path::PathBuf,
@@ -16,9 +17,6 @@ use tokio::sync::Semaphore;
 
 use crate::server::store::StoreError;
 
-/// Most reads running at once, and most read connections kept open.
-const MAX_READERS: usize = 8;
-
 /// The pool of read connections; clones share it.
 #[derive(Clone, Debug)]
 pub(super) struct Readers {
@@ -28,17 +26,22 @@ pub(super) struct Readers {
 #[derive(Debug)]
 struct Pool {
     path: PathBuf,
+    /// Most reads running at once, and most read connections kept open.
+    max: usize,
     idle: Mutex<Vec<Connection>>,
     running: Arc<Semaphore>,
 }
 
 impl Readers {
-    pub(super) fn new(path: PathBuf) -> Self {
+    /// A pool of at most `max` connections (at least one).
+    pub(super) fn new(path: PathBuf, max: usize) -> Self {
+        let max = max.max(1);
         Self {
             inner: Arc::new(Pool {
                 path,
+                max,
                 idle: Mutex::new(Vec::new()),
-                running: Arc::new(Semaphore::new(MAX_READERS)),
+                running: Arc::new(Semaphore::new(max)),
             }),
         }
     }
@@ -86,7 +89,7 @@ impl Pool {
 
     fn give_back(&self, conn: Connection) {
         let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
-        if idle.len() < MAX_READERS {
+        if idle.len() < self.max {
             idle.push(conn);
         }
     }

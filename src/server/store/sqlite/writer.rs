@@ -4,14 +4,14 @@
 //! SQLite has one writer at a time, and under load what costs is not the SQL
 //! but the round trips around it: a commit per message, and a thread hand-off
 //! per statement. So a caller hands over *all* of its statements as one
-//! closure; the thread takes everything that is queued (up to
-//! [`MAX_BATCH`]), runs each closure in its own `SAVEPOINT` inside one
+//! closure; the thread takes everything that is queued (up to the batch
+//! size, `limits.store_writer_batch`), runs each closure in its own `SAVEPOINT` inside one
 //! `BEGIN IMMEDIATE … COMMIT`, and answers every caller only after the commit
 //! succeeded. A closure that fails (or panics) rolls back its own savepoint
 //! and nothing else; a failed commit fails every caller of that batch.
 //! Nothing is acknowledged before it is committed.
 //!
-//! The queue is bounded ([`QUEUE`]): when the disk cannot keep up, callers
+//! The queue is bounded (`limits.store_writer_queue`): when the disk cannot keep up, callers
 //! wait for room instead of piling up memory. The thread ends when the last
 //! [`Writer`] handle is dropped, after finishing what was queued; dropping
 //! the last handle joins it.
@@ -26,11 +26,6 @@ use rusqlite::Connection;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::server::store::StoreError;
-
-/// Most closures committed together.
-pub(super) const MAX_BATCH: usize = 512;
-/// Most closures waiting for the writer.
-pub(super) const QUEUE: usize = 4096;
 
 /// How a batch ended, told to each of its callers.
 type Committed = Result<(), String>;
@@ -63,12 +58,14 @@ impl Drop for Inner {
 }
 
 impl Writer {
-    /// Starts the writer thread on `conn`.
-    pub(super) fn start(conn: Connection) -> std::io::Result<Self> {
-        let (queue, jobs) = mpsc::channel(QUEUE);
+    /// Starts the writer thread on `conn`: at most `queue` closures wait,
+    /// at most `batch` are committed together (each at least one).
+    pub(super) fn start(conn: Connection, queue: usize, batch: usize) -> std::io::Result<Self> {
+        let (queue, jobs) = mpsc::channel(queue.max(1));
+        let batch = batch.max(1);
         let thread = std::thread::Builder::new()
             .name("tether-sqlite-writer".into())
-            .spawn(move || write_loop(&conn, jobs))?;
+            .spawn(move || write_loop(&conn, jobs, batch))?;
         Ok(Self {
             inner: Arc::new(Inner {
                 queue: Some(queue),
@@ -101,11 +98,11 @@ impl Writer {
     }
 }
 
-fn write_loop(conn: &Connection, mut jobs: mpsc::Receiver<Job>) {
-    let mut batch: Vec<Job> = Vec::with_capacity(MAX_BATCH);
+fn write_loop(conn: &Connection, mut jobs: mpsc::Receiver<Job>, max_batch: usize) {
+    let mut batch: Vec<Job> = Vec::with_capacity(max_batch);
     while let Some(first) = jobs.blocking_recv() {
         batch.push(first);
-        while batch.len() < MAX_BATCH {
+        while batch.len() < max_batch {
             match jobs.try_recv() {
                 Ok(job) => batch.push(job),
                 Err(_) => break,
@@ -177,7 +174,7 @@ mod tests {
         let conn = Connection::open(dir.path().join("w.db")).expect("open");
         conn.execute_batch("PRAGMA journal_mode=WAL; CREATE TABLE t (v INTEGER UNIQUE NOT NULL)")
             .expect("schema");
-        (Writer::start(conn).expect("thread"), dir)
+        (Writer::start(conn, 4_096, 512).expect("thread"), dir)
     }
 
     fn count(dir: &tempfile::TempDir) -> i64 {

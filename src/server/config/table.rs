@@ -1,0 +1,165 @@
+//! The one definition of every setting.
+//!
+//! Each row gives, once: the doc (shown by `--help` and in the README), the
+//! field and its type, the default, the codec (how the value is written,
+//! `codec.rs`), the file key (the field's name unless `key` says otherwise)
+//! in the struct's file table, the environment variable and the flag. The
+//! README's table is generated from these rows and a test keeps it in step.
+
+use std::{net::SocketAddr, time::Duration};
+
+use super::{
+    codec::{
+        BaseUrl, CookieMode, Database, Hidden, LogFormat, NonEmpty, Optional, Origins, Plain,
+        Positive, Secs, Stops, ZeroIsUnset,
+    },
+    default_personas,
+    define::settings,
+    ApiKey, DatabaseUrl, OriginPolicy, Persona, Secret,
+};
+
+settings! {
+    /// Everything the server needs to start.
+    #[derive(Clone, Debug)]
+    pub struct Config in "server" {
+        /// Address to listen on; `LEPTOS_SITE_ADDR` is read when this is unset.
+        listen_addr: SocketAddr = SocketAddr::from(([127, 0, 0, 1], 3000)), Plain,
+            env "LISTEN_ADDR", flag "listen-addr", value "ADDR";
+        /// Directory of the built site (WASM, CSS).
+        site_root: String = "target/site".into(), Plain,
+            env "LEPTOS_SITE_ROOT", flag "site-root", value "DIR";
+        /// Origins allowed to open `/ws` (comma-separated; a list in the file).
+        origins: OriginPolicy = OriginPolicy::SameOrigin, Origins, key "allowed_origins",
+            env "ALLOWED_ORIGINS", flag "allowed-origins", value "ORIGINS",
+            shown "same origin as the page";
+        /// Directory for the SQLite file and the generated session secret.
+        data_dir: String = "data".into(), Plain,
+            env "TETHER_DATA_DIR", flag "data-dir", value "DIR";
+        /// Where data is stored: `sqlite://path`, `sqlite:path` or a file path;
+        /// other schemes stop start-up.
+        database: DatabaseUrl = DatabaseUrl::in_dir("data"), Database, key "database_url",
+            env "DATABASE_URL", flag "database-url", value "URL",
+            shown "`sqlite://<data dir>/tether.db`";
+        /// Key that signs identity cookies.
+        session_secret: Option<Secret> = None, Hidden,
+            env "SESSION_SECRET", flag "session-secret", value "SECRET",
+            shown "generated, kept in the data dir";
+        /// `true`, `false` or `auto` (`Secure` when `X-Forwarded-Proto: https`).
+        cookie_secure: Option<bool> = None, CookieMode,
+            env "COOKIE_SECURE", flag "cookie-secure", value "MODE";
+        /// Seconds between server pings; a peer silent for two is dropped.
+        ws_ping_interval: Duration = Duration::from_secs(30), Secs,
+            key "ws_ping_interval_secs",
+            env "WS_PING_INTERVAL_SECS", flag "ws-ping-interval-secs", value "SECS";
+        /// Seconds running replies get to finish on shutdown (SIGTERM).
+        shutdown_grace: Duration = Duration::from_secs(10), Secs, key "shutdown_grace_secs",
+            env "SHUTDOWN_GRACE_SECS", flag "shutdown-grace-secs", value "SECS";
+        /// `text`, or `json` for structured logs; `RUST_LOG` filters.
+        log_json: bool = false, LogFormat, key "log_format",
+            env "LOG_FORMAT", flag "log-format", value "FORMAT";
+    }
+    also {
+        /// The model (the file's `[upstream]`).
+        upstream: UpstreamConfig = UpstreamConfig::defaults();
+        /// Every limit (the file's `[limits]`).
+        limits: LimitsConfig = LimitsConfig::defaults();
+        /// Personas offered for new conversations (the file's `[[personas]]`);
+        /// the first is the default.
+        personas: Vec<Persona> = default_personas();
+    }
+}
+
+settings! {
+    /// Where the model lives.
+    #[derive(Clone, Debug)]
+    pub struct UpstreamConfig in "upstream" {
+        /// Any OpenAI-compatible endpoint, e.g. `https://api.openai.com/v1`.
+        base_url: String = "http://127.0.0.1:8080/v1".into(), BaseUrl,
+            env "OPENAI_BASE_URL", flag "openai-base-url", value "URL";
+        /// Sent as `Authorization: Bearer`, omitted when empty; never logged.
+        api_key: ApiKey = ApiKey::default(), Hidden,
+            env "OPENAI_API_KEY", flag "openai-api-key", value "KEY", shown "(none)";
+        /// Model name.
+        model: String = "gemma-3-270m".into(), NonEmpty,
+            env "OPENAI_MODEL", flag "openai-model", value "NAME";
+        /// Most tokens per reply; `0` leaves it to the provider.
+        max_tokens: Option<u32> = Some(512), ZeroIsUnset,
+            env "OPENAI_MAX_TOKENS", flag "openai-max-tokens", value "N";
+        /// Sampling temperature.
+        temperature: Option<f32> = None, Optional,
+            env "OPENAI_TEMPERATURE", flag "openai-temperature", value "T",
+            shown "the provider's";
+        /// Penalty against repeated tokens, -2.0 to 2.0.
+        frequency_penalty: Option<f32> = None, Optional,
+            env "OPENAI_FREQUENCY_PENALTY", flag "openai-frequency-penalty", value "P",
+            shown "the provider's";
+        /// Penalty against tokens already present, -2.0 to 2.0.
+        presence_penalty: Option<f32> = None, Optional,
+            env "OPENAI_PRESENCE_PENALTY", flag "openai-presence-penalty", value "P",
+            shown "the provider's";
+        /// Extra stop sequences sent with every request (`|`-separated; a list in the file).
+        stop: Vec<String> = Vec::new(), Stops,
+            env "OPENAI_STOP", flag "openai-stop", value "STOPS", shown "(none)";
+        /// Seconds to wait for the first byte, and for each gap between chunks.
+        timeout: Duration = Duration::from_secs(60), Secs, key "timeout_secs",
+            env "UPSTREAM_TIMEOUT_SECS", flag "upstream-timeout-secs", value "SECS";
+    }
+}
+
+settings! {
+    /// Every limit the server enforces (the file's `[limits]`).
+    #[derive(Clone, Copy, Debug, PartialEq)]
+    pub struct LimitsConfig in "limits" {
+        /// Largest client frame, in bytes; larger gets `too_large`.
+        max_frame_bytes: usize = 16 * 1024, Positive,
+            env "MAX_FRAME_BYTES", flag "max-frame-bytes", value "BYTES";
+        /// Longest user message, in characters.
+        max_message_chars: usize = 8_000, Positive,
+            env "MAX_MESSAGE_CHARS", flag "max-message-chars", value "CHARS";
+        /// Per-user send budget (token bucket): sends a user may make at once …
+        rate_burst: u32 = 20, Positive,
+            env "RATE_BURST", flag "rate-burst", value "N";
+        /// … and sends a user regains per second.
+        rate_per_sec: f64 = 1.0, Positive,
+            env "RATE_PER_SEC", flag "rate-per-sec", value "RATE";
+        /// Open WebSockets per user.
+        max_sockets_per_user: usize = 16, Positive,
+            env "MAX_SOCKETS_PER_USER", flag "max-sockets-per-user", value "N";
+        /// Open WebSockets overall (`503` beyond).
+        max_connections: usize = 50_000, Positive,
+            env "MAX_CONNECTIONS", flag "max-connections", value "N";
+        /// Model requests running at once; more wait in line.
+        max_concurrent_upstream: usize = 2_048, Positive,
+            env "MAX_CONCURRENT_UPSTREAM", flag "max-concurrent-upstream", value "N";
+        /// Most recent messages sent to the model.
+        history_messages: usize = 40, Positive,
+            env "HISTORY_MESSAGES", flag "history-messages", value "N";
+        /// Character budget of the history sent to the model (system prompt excluded).
+        context_chars: usize = 24_000, Plain,
+            env "CONTEXT_CHARS", flag "context-chars", value "N";
+        /// Events a slow subscriber may lag before it is resynced with a snapshot.
+        subscriber_buffer: usize = 512, Positive,
+            env "SUBSCRIBER_BUFFER", flag "subscriber-buffer", value "N";
+        /// Conversations one socket may follow at once.
+        max_subscriptions_per_socket: usize = 64, Positive,
+            env "MAX_SUBSCRIPTIONS_PER_SOCKET", flag "max-subscriptions-per-socket", value "N";
+        /// Seconds a socket write may take before the peer is taken for gone.
+        write_timeout: Duration = Duration::from_secs(15), Secs, key "write_timeout_secs",
+            env "WRITE_TIMEOUT_SECS", flag "write-timeout-secs", value "SECS";
+        /// Store reads running at once, and read connections kept open.
+        store_readers: usize = 8, Positive,
+            env "STORE_READERS", flag "store-readers", value "N";
+        /// Writes waiting for the store's writer; beyond, callers wait for room.
+        store_writer_queue: usize = 4_096, Positive,
+            env "STORE_WRITER_QUEUE", flag "store-writer-queue", value "N";
+        /// Most writes committed in one transaction.
+        store_writer_batch: usize = 512, Positive,
+            env "STORE_WRITER_BATCH", flag "store-writer-batch", value "N";
+        /// Longest title a user may give a conversation, in characters.
+        max_title_chars: usize = 120, Positive,
+            env "MAX_TITLE_CHARS", flag "max-title-chars", value "CHARS";
+        /// Length of the title taken from a conversation's first message, in characters.
+        auto_title_chars: usize = 48, Positive,
+            env "AUTO_TITLE_CHARS", flag "auto-title-chars", value "CHARS";
+    }
+}
