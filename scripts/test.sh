@@ -17,6 +17,10 @@ cargo fmt --all -- --check
 step "clippy (server: ssr, all targets)"
 cargo clippy --features ssr --all-targets -- -D warnings
 
+step "clippy (the fake upstream, crates/fake-upstream: lib, bin and tests)"
+# With tether selected too, dependencies keep the features of the step above.
+cargo clippy -p tether -p tether-fake-upstream --features ssr --all-targets -- -D warnings
+
 step "clippy (browser: hydrate, wasm32)"
 cargo clippy --lib --features hydrate --target wasm32-unknown-unknown -- -D warnings
 
