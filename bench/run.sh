@@ -8,7 +8,9 @@
 # Defaults: 100 users x 10 messages, idle 1000, WebSocket. Environment:
 #   F=100 D=20            fake upstream first-token / inter-token delay (ms)
 #   TRANSPORTS="ws"       transports to run, e.g. "ws sse"
-#   TETHER_BIN, FAKE_BIN  binaries (default: the newer of release/debug in ~/.cache/tether/target)
+#   TETHER_BIN            server binary (default: the newer of release/debug in ~/.cache/tether/target)
+#   FAKE_BIN              fake upstream binary (default: crates/fake-upstream, built here in
+#                         the profile of the server binary, into the same target dir)
 #   BENCH_TARGET_DIR      cargo target dir of the bench (default ~/.cache/tether/bench-target)
 # --smoke: 5 users x 2 messages, idle 20, ws and sse; exit code != 0 on any error.
 set -euo pipefail
@@ -40,7 +42,16 @@ pick() { # the most recently built binary among the arguments (a stale release
     echo "$best"
 }
 TETHER_BIN=${TETHER_BIN:-$(pick "$TETHER_TARGET/release/tether" "$TETHER_TARGET/debug/tether")}
-FAKE_BIN=${FAKE_BIN:-$(pick "$TETHER_TARGET/release/fake-upstream" "$TETHER_TARGET/debug/fake-upstream")}
+if [[ -z "${FAKE_BIN:-}" ]]; then
+    # The fake is a workspace member of its own that no other step builds.
+    # Selecting tether too keeps the server's dependency features: only the
+    # fake itself is compiled.
+    FAKE_PROFILE=release
+    if [[ $(basename "$(dirname "$TETHER_BIN")") == debug ]]; then FAKE_PROFILE=dev; fi
+    CARGO_TARGET_DIR="$TETHER_TARGET" cargo build --quiet --manifest-path "$ROOT/Cargo.toml" \
+        --profile "$FAKE_PROFILE" -p tether -p tether-fake-upstream --features ssr --bin fake-upstream
+    FAKE_BIN="$TETHER_TARGET/$([[ $FAKE_PROFILE == dev ]] && echo debug || echo release)/fake-upstream"
+fi
 
 cargo build --release --quiet --manifest-path "$HERE/Cargo.toml"
 BENCH="$CARGO_TARGET_DIR/release/tether-bench"

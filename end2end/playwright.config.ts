@@ -41,11 +41,16 @@ export default defineConfig({
   projects: [{ name: "chromium", use: { ...devices["Desktop Chrome"] } }],
   webServer: [
     {
-      command: `${TARGET}/debug/fake-upstream`,
+      // The fake is a workspace member of its own (crates/fake-upstream) that
+      // `cargo leptos build` does not build. Selecting `tether` too keeps the
+      // server's dependency features, so only the fake itself is compiled.
+      command:
+        "cargo build --quiet -p tether -p tether-fake-upstream --features ssr --bin fake-upstream" +
+        ` && exec ${TARGET}/debug/fake-upstream`,
       env: { FAKE_ADDR: `127.0.0.1:${FAKE_PORT}`, FAKE_FIRST_MS: "150", FAKE_DELAY_MS: "60" },
       url: `http://127.0.0.1:${FAKE_PORT}/v1/models`,
       reuseExistingServer: false,
-      timeout: 30_000,
+      timeout: 180_000,
     },
     {
       command: `${TARGET}/debug/tether`,

@@ -14,8 +14,9 @@ step() { printf '\n\033[1m==> %s\033[0m\n' "$*"; }
 step "cargo fmt --check"
 cargo fmt --all -- --check
 
-step "clippy (server: ssr, all targets)"
-cargo clippy --features ssr --all-targets -- -D warnings
+step "clippy (server: ssr, all targets; and the fake upstream, crates/fake-upstream)"
+# Both packages in one run: dependencies keep one feature set, built once.
+cargo clippy -p tether -p tether-fake-upstream --features ssr --all-targets -- -D warnings
 
 step "clippy (browser: hydrate, wasm32)"
 cargo clippy --lib --features hydrate --target wasm32-unknown-unknown -- -D warnings
@@ -24,7 +25,7 @@ step "clippy (browser: csr, wasm32, the Trunk bundle)"
 cargo clippy --bin tether-csr --no-default-features --features csr --target wasm32-unknown-unknown -- -D warnings
 
 step "Rust tests (the local-model smoke test must run, not skip)"
-TETHER_REQUIRE_LOCAL_MODEL=1 cargo test --features ssr
+TETHER_REQUIRE_LOCAL_MODEL=1 cargo test -p tether -p tether-fake-upstream --features ssr
 
 step "Build the site (cargo leptos build)"
 cargo leptos build

@@ -15,8 +15,6 @@ pub mod protocol;
 mod ui;
 
 #[cfg(feature = "ssr")]
-pub mod fake_upstream;
-#[cfg(feature = "ssr")]
 pub mod server;
 
 /// WASM entry point: hydrates the server-rendered page.

@@ -6,10 +6,8 @@ mod common;
 use std::time::Duration;
 
 use common::{delta_text, done_of, uuid, TestServer};
-use tether::{
-    fake_upstream::reply_tokens,
-    protocol::{ClientFrame, ErrorCode, FinishReason, Role, ServerFrame},
-};
+use tether::protocol::{ClientFrame, ErrorCode, FinishReason, Role, ServerFrame};
+use tether_fake_upstream::reply_tokens;
 
 fn send(
     conversation: Option<&tether::protocol::ConversationId>,

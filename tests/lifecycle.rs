@@ -9,10 +9,8 @@ use std::{
 };
 
 use common::{delta_text, TestServer};
-use tether::{
-    fake_upstream::{reply_tokens, FakeConfig, FakeUpstream},
-    protocol::{ClientFrame, FinishReason, ServerFrame},
-};
+use tether::protocol::{ClientFrame, FinishReason, ServerFrame};
+use tether_fake_upstream::{reply_tokens, FakeConfig, FakeUpstream};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 #[tokio::test]

@@ -6,13 +6,11 @@ mod common;
 use std::{process::Command, sync::Arc};
 
 use common::TestServer;
-use tether::{
-    fake_upstream::{FakeConfig, FakeUpstream},
-    server::{
-        config::{Config, Secret},
-        llm::{LlmClient, ProviderProblem},
-    },
+use tether::server::{
+    config::{Config, Secret},
+    llm::{LlmClient, ProviderProblem},
 };
+use tether_fake_upstream::{FakeConfig, FakeUpstream};
 
 fn client_for(base_url: &str, model: &str, key: &str) -> LlmClient {
     let mut c = Config::defaults().upstream;

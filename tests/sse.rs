@@ -11,12 +11,10 @@ use std::pin::Pin;
 
 use common::{delta_text, done_of, uuid, TestServer, STEP};
 use futures::{Stream, StreamExt};
-use tether::{
-    fake_upstream::reply_tokens,
-    protocol::{
-        ClientFrame, ConversationId, ErrorCode, FinishReason, Role, SendRequest, ServerFrame,
-    },
+use tether::protocol::{
+    ClientFrame, ConversationId, ErrorCode, FinishReason, Role, SendRequest, ServerFrame,
 };
+use tether_fake_upstream::reply_tokens;
 
 // ---------------------------------------------------------------------------
 // A tiny SSE client.

@@ -72,7 +72,7 @@ async fn upstream_500_is_upstream_error() {
 
 #[tokio::test]
 async fn wrong_api_key_is_upstream_error_and_the_key_is_not_echoed() {
-    let fake = tether::fake_upstream::FakeUpstream::start(tether::fake_upstream::FakeConfig {
+    let fake = tether_fake_upstream::FakeUpstream::start(tether_fake_upstream::FakeConfig {
         required_key: Some("right-key".into()),
         ..Default::default()
     })
@@ -102,7 +102,7 @@ async fn a_stalled_stream_times_out_and_keeps_the_partial_text() {
             ..
         }
     ));
-    let expected: String = tether::fake_upstream::reply_tokens("[[stall:3]] talk")[..3].concat();
+    let expected: String = tether_fake_upstream::reply_tokens("[[stall:3]] talk")[..3].concat();
     assert_eq!(stored, expected);
     tokio::time::timeout(Duration::from_secs(5), server.stats().wait_aborted(1))
         .await
@@ -120,8 +120,7 @@ async fn a_stream_cut_mid_way_is_upstream_error_with_partial_text() {
             ..
         }
     ));
-    let expected: String =
-        tether::fake_upstream::reply_tokens("[[cut:2]] talk to me")[..2].concat();
+    let expected: String = tether_fake_upstream::reply_tokens("[[cut:2]] talk to me")[..2].concat();
     assert_eq!(stored, expected);
 }
 

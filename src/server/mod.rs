@@ -103,8 +103,8 @@ pub async fn build_state(config: Config) -> Result<AppState, ServerError> {
 /// `listener` with `TCP_NODELAY` on every accepted socket. Frames are small
 /// and written as soon as they exist (a connection already batches what is
 /// queued): Nagle's algorithm would hold each one back until the peer's
-/// delayed ACK, up to 40 ms per token. The fake upstream uses it too, as a
-/// real model server would.
+/// delayed ACK, up to 40 ms per token. (The fake upstream in
+/// `crates/fake-upstream` sets it too, as a real model server would.)
 pub fn no_delay(listener: TcpListener) -> TapIo<TcpListener, fn(&mut TcpStream)> {
     fn set(tcp: &mut TcpStream) {
         if let Err(err) = tcp.set_nodelay(true) {

@@ -8,13 +8,13 @@ use std::{net::SocketAddr, path::PathBuf, sync::Arc, time::Duration};
 
 use futures::{SinkExt, StreamExt};
 use tether::{
-    fake_upstream::{FakeConfig, FakeStats, FakeUpstream},
     protocol::{ClientFrame, ConversationId, ServerFrame},
     server::{
         self,
         config::{Config, DatabaseUrl},
     },
 };
+use tether_fake_upstream::{FakeConfig, FakeStats, FakeUpstream};
 use tokio::{net::TcpListener, sync::oneshot, task::JoinHandle};
 use tokio_tungstenite::{
     tungstenite::{self, client::IntoClientRequest, http::HeaderValue, Message},

@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use tether::fake_upstream::{serve_forever, FakeConfig};
+use tether_fake_upstream::{serve_forever, FakeConfig};
 
 fn env_ms(key: &str, default: u64) -> Duration {
     Duration::from_millis(
