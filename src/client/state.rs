@@ -231,6 +231,19 @@ impl ChatView {
         }
     }
 
+    /// A complete message: replaces the one with its id, else is added.
+    fn apply_message(&mut self, message: Message) {
+        match self.find_mut(&message.id) {
+            Some(m) => m.message = message,
+            None => self.messages.push(ViewMessage {
+                message,
+                streaming: false,
+                stats: None,
+                pending: false,
+            }),
+        }
+    }
+
     /// One piece of a reply, applied only at the index expected next.
     fn apply_delta(&mut self, message_id: &MessageId, index: u64, text: &str) {
         match &mut self.expected {
@@ -317,19 +330,6 @@ impl ChatView {
             .iter()
             .position(|m| m.pending && m.message.id == pending_id)?;
         Some(self.messages.remove(pos).message.content)
-    }
-
-    /// A complete message: replaces the one with its id, else is added.
-    fn apply_message(&mut self, message: Message) {
-        match self.find_mut(&message.id) {
-            Some(m) => m.message = message,
-            None => self.messages.push(ViewMessage {
-                message,
-                streaming: false,
-                stats: None,
-                pending: false,
-            }),
-        }
     }
 
     fn find_mut(&mut self, id: &MessageId) -> Option<&mut ViewMessage> {
