@@ -1,16 +1,23 @@
-//! Thin wrappers over the browser APIs the UI uses (feature `hydrate`): the
-//! clipboard, the persisted colour theme, and copy buttons inside rendered
-//! markdown (one delegated click handler instead of one per code block).
+//! Thin wrappers over the browser APIs the UI uses (feature `browser`): the
+//! clipboard, the persisted colour theme, `confirm`, the page's socket, paint
+//! timing, ids and the clock, and copy buttons inside rendered markdown (one
+//! delegated click handler instead of one per code block).
+//!
+//! Other builds compile `browser_twin.rs` in its place (chosen in
+//! `client/mod.rs`): the same functions, doing nothing there. Every public
+//! item here must have its twin with the same signature.
 
-use leptos::prelude::set_timeout;
 use std::time::Duration;
+
+use futures::channel::mpsc::UnboundedReceiver;
+use leptos::{
+    ev::Event,
+    prelude::{request_animation_frame, set_timeout},
+};
 use wasm_bindgen::JsCast;
 
-use crate::client::Theme;
-
-/// Where the chosen theme is remembered (read again by the inline script in
-/// the page head, so a reload never flashes the wrong theme).
-pub const THEME_KEY: &str = "tether-theme";
+use super::{ConnStatus, Theme, THEME_KEY};
+use crate::protocol::{ClientFrame, ClientMsgId, ServerFrame};
 
 /// Copies `text` to the clipboard; `true` when the browser accepted it.
 pub async fn copy(text: &str) -> bool {
@@ -23,7 +30,7 @@ pub async fn copy(text: &str) -> bool {
 
 /// Handles a click anywhere in the message list: a `.copy-code` button copies
 /// the code of its block and says so for a moment.
-pub fn copy_code_on_click(ev: &web_sys::Event) {
+pub fn copy_code_on_click(ev: &Event) {
     let Some(button) = ev
         .target()
         .and_then(|t| t.dyn_into::<web_sys::Element>().ok())
@@ -58,12 +65,13 @@ fn root() -> Option<web_sys::Element> {
     web_sys::window()?.document()?.document_element()
 }
 
-/// The theme in effect: the one chosen before, else the system's.
-pub fn current_theme() -> Theme {
+/// The theme in effect: the one chosen before, else the system's (always
+/// known in a browser).
+pub fn current_theme() -> Option<Theme> {
     let chosen = root()
         .and_then(|r| r.get_attribute("data-theme"))
         .and_then(|t| Theme::parse(&t));
-    chosen.unwrap_or_else(|| {
+    Some(chosen.unwrap_or_else(|| {
         let dark = web_sys::window()
             .and_then(|w| w.match_media("(prefers-color-scheme: dark)").ok().flatten())
             .is_some_and(|m| m.matches());
@@ -72,7 +80,7 @@ pub fn current_theme() -> Theme {
         } else {
             Theme::Light
         }
-    })
+    }))
 }
 
 /// Applies `theme` to the page and remembers it.
@@ -83,4 +91,41 @@ pub fn set_theme(theme: Theme) {
     if let Some(storage) = web_sys::window().and_then(|w| w.local_storage().ok().flatten()) {
         let _ = storage.set_item(THEME_KEY, theme.as_str());
     }
+}
+
+/// Asks the user to confirm `message`; `false` when they decline (or the
+/// browser cannot ask).
+pub fn confirm(message: &str) -> bool {
+    web_sys::window()
+        .and_then(|w| w.confirm_with_message(message).ok())
+        .unwrap_or(false)
+}
+
+/// Opens the page's connection to the server ([`super::socket::spawn`]).
+pub fn open_socket(
+    outgoing: UnboundedReceiver<ClientFrame>,
+    on_frame: impl Fn(ServerFrame) + 'static,
+    on_status: impl Fn(ConnStatus) + 'static,
+) {
+    super::socket::spawn(outgoing, on_frame, on_status);
+}
+
+/// Runs `f` before the next paint, or after 100 ms at the latest (hidden tabs
+/// get no animation frames). It may run twice, so `f` must be idempotent.
+pub fn before_next_paint(f: impl Fn() + Clone + 'static) {
+    request_animation_frame(f.clone());
+    set_timeout(f, Duration::from_millis(100));
+}
+
+/// A fresh idempotency key for `send` / `regenerate`.
+pub fn new_client_msg_id() -> ClientMsgId {
+    let now = js_sys::Date::now() as u64;
+    let a = (js_sys::Math::random() * 9_007_199_254_740_992.0) as u64;
+    let b = (js_sys::Math::random() * 9_007_199_254_740_992.0) as u64;
+    ClientMsgId(format!("{now:x}-{a:x}-{b:x}"))
+}
+
+/// Now, as RFC 3339 (browser clock), for messages not yet stored.
+pub fn now_rfc3339() -> String {
+    js_sys::Date::new_0().to_iso_string().into()
 }

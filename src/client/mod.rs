@@ -1,5 +1,11 @@
 //! The browser side of the chat: the view reducer (pure, compiled everywhere
 //! so it is tested natively), the WebSocket and its HTTP fallback (WASM only).
+//!
+//! The one place the two builds differ is chosen here, a module at a time:
+//! [`browser`] is the real browser API wrappers with feature `browser`, and a
+//! twin of the same signatures that does nothing otherwise (`browser_twin.rs`).
+//! The `ui/` components call [`browser`] and carry no `cfg` of their own, so
+//! the server renders exactly what the browser hydrates.
 
 pub mod highlight;
 pub mod markdown;
@@ -7,10 +13,15 @@ pub mod state;
 
 #[cfg(feature = "browser")]
 pub mod browser;
+#[cfg(not(feature = "browser"))]
+#[path = "browser_twin.rs"]
+pub mod browser;
 #[cfg(feature = "browser")]
 pub mod fallback;
 #[cfg(feature = "browser")]
 pub mod socket;
+
+pub use browser::{new_client_msg_id, now_rfc3339};
 
 /// What the connection indicator shows.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -46,6 +57,10 @@ impl ConnStatus {
     }
 }
 
+/// Where the chosen theme is remembered (read again by the inline script in
+/// the page head, so a reload never flashes the wrong theme).
+pub const THEME_KEY: &str = "tether-theme";
+
 /// The colour theme the user chose (the system's until they choose).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Theme {
@@ -74,34 +89,5 @@ impl Theme {
             Theme::Light => Theme::Dark,
             Theme::Dark => Theme::Light,
         }
-    }
-}
-
-/// A fresh idempotency key for `send` / `regenerate`.
-pub fn new_client_msg_id() -> crate::protocol::ClientMsgId {
-    #[cfg(feature = "browser")]
-    {
-        let now = js_sys::Date::now() as u64;
-        let a = (js_sys::Math::random() * 9_007_199_254_740_992.0) as u64;
-        let b = (js_sys::Math::random() * 9_007_199_254_740_992.0) as u64;
-        crate::protocol::ClientMsgId(format!("{now:x}-{a:x}-{b:x}"))
-    }
-    #[cfg(not(feature = "browser"))]
-    {
-        use std::sync::atomic::{AtomicU64, Ordering};
-        static NEXT: AtomicU64 = AtomicU64::new(0);
-        crate::protocol::ClientMsgId(format!("native-{}", NEXT.fetch_add(1, Ordering::Relaxed)))
-    }
-}
-
-/// Now, as RFC 3339 (browser clock), for messages not yet stored.
-pub fn now_rfc3339() -> String {
-    #[cfg(feature = "browser")]
-    {
-        js_sys::Date::new_0().to_iso_string().into()
-    }
-    #[cfg(not(feature = "browser"))]
-    {
-        String::new()
     }
 }

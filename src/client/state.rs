@@ -5,9 +5,13 @@
 //! `index` is the one expected; a `snapshot` replaces everything and sets the
 //! expected index to its `next_index`. Messages are keyed by id, so seeing the
 //! same message twice (snapshot and event) never duplicates it.
+//!
+//! [`ChatView::apply`] only drops frames of other conversations and hands each
+//! frame kind to its own method (`apply_accepted`, `apply_snapshot`, …).
 
 use crate::protocol::{
     ClientMsgId, ConversationId, ErrorCode, FinishReason, Message, MessageId, Role, ServerFrame,
+    StreamingMessage,
 };
 
 /// Numbers shown under a finished reply.
@@ -48,6 +52,11 @@ pub struct Notice {
     pub retry: Option<Retry>,
 }
 
+/// The id a message has while it waits for the server's `accepted`.
+fn pending_id(client_msg_id: &ClientMsgId) -> MessageId {
+    MessageId(format!("pending:{client_msg_id}"))
+}
+
 /// Whether trying the same thing again later can succeed.
 fn transient(code: ErrorCode) -> bool {
     matches!(
@@ -82,7 +91,7 @@ impl ChatView {
     pub fn add_pending(&mut self, client_msg_id: &ClientMsgId, text: &str, now: String) {
         self.messages.push(ViewMessage {
             message: Message {
-                id: MessageId(format!("pending:{client_msg_id}")),
+                id: pending_id(client_msg_id),
                 role: Role::User,
                 content: text.to_owned(),
                 created_at: now,
@@ -96,10 +105,8 @@ impl ChatView {
 
     /// Applies one server frame. Frames of other conversations are ignored.
     pub fn apply(&mut self, frame: &ServerFrame) {
-        if let (Some(mine), Some(theirs)) = (&self.conversation_id, frame.conversation_id()) {
-            if mine != theirs && !matches!(frame, ServerFrame::Accepted { .. }) {
-                return;
-            }
+        if self.is_elsewhere(frame) {
+            return;
         }
         match frame {
             ServerFrame::Accepted {
@@ -107,60 +114,13 @@ impl ChatView {
                 conversation_id,
                 message_id,
                 ..
-            } => {
-                let pending_id = MessageId(format!("pending:{client_msg_id}"));
-                let Some(pos) = self
-                    .messages
-                    .iter()
-                    .position(|m| m.message.id == pending_id)
-                else {
-                    return;
-                };
-                if self.conversation_id.is_none() {
-                    self.conversation_id = Some(conversation_id.clone());
-                }
-                if self.messages.iter().any(|m| m.message.id == *message_id) {
-                    self.messages.remove(pos);
-                } else {
-                    let m = &mut self.messages[pos];
-                    m.message.id = message_id.clone();
-                    m.pending = false;
-                }
-            }
+            } => self.apply_accepted(client_msg_id, conversation_id, message_id),
             ServerFrame::Snapshot {
                 conversation_id,
                 messages,
                 streaming,
-            } => {
-                let pending: Vec<ViewMessage> = self
-                    .messages
-                    .iter()
-                    .filter(|m| m.pending)
-                    .cloned()
-                    .collect();
-                self.conversation_id = Some(conversation_id.clone());
-                self.messages = messages
-                    .iter()
-                    .map(|m| ViewMessage {
-                        message: m.clone(),
-                        streaming: false,
-                        stats: None,
-                        pending: false,
-                    })
-                    .collect();
-                self.messages.extend(pending);
-                self.expected = None;
-                if let Some(s) = streaming {
-                    self.messages.push(ViewMessage {
-                        message: s.message.clone(),
-                        streaming: true,
-                        stats: None,
-                        pending: false,
-                    });
-                    self.expected = Some((s.message.id.clone(), s.next_index));
-                }
-            }
-            ServerFrame::Message { message, .. } => self.upsert(message.clone()),
+            } => self.apply_snapshot(conversation_id, messages, streaming.as_ref()),
+            ServerFrame::Message { message, .. } => self.apply_message(message.clone()),
             ServerFrame::Delta {
                 message_id,
                 index,
@@ -174,65 +134,117 @@ impl ChatView {
                 ttft_ms,
                 total_ms,
                 ..
-            } => {
-                if let Some(m) = self.find_mut(message_id) {
-                    m.streaming = false;
-                    m.message.finish_reason = Some(*finish_reason);
-                    m.stats = Some(ReplyStats {
-                        ttft_ms: *ttft_ms,
-                        total_ms: *total_ms,
-                        completion_tokens: usage.map(|u| u.completion_tokens),
-                    });
-                }
-                if self
-                    .expected
-                    .as_ref()
-                    .is_some_and(|(id, _)| id == message_id)
-                {
-                    self.expected = None;
-                }
-            }
+            } => self.apply_done(
+                message_id,
+                *finish_reason,
+                ReplyStats {
+                    ttft_ms: *ttft_ms,
+                    total_ms: *total_ms,
+                    completion_tokens: usage.map(|u| u.completion_tokens),
+                },
+            ),
             ServerFrame::Error {
                 code,
                 message,
                 client_msg_id,
                 ..
-            } => {
-                let mut refused_text = None;
-                if let Some(id) = client_msg_id {
-                    let pending_id = MessageId(format!("pending:{id}"));
-                    if let Some(pos) = self
-                        .messages
-                        .iter()
-                        .position(|m| m.pending && m.message.id == pending_id)
-                    {
-                        refused_text = Some(self.messages.remove(pos).message.content);
-                    }
-                }
-                let retry = match refused_text {
-                    Some(text) if transient(*code) => Some(Retry::Resend(text)),
-                    // A refused message that cannot simply be resent goes back
-                    // to the composer to be edited, not into the void.
-                    Some(text) => {
-                        self.returned_draft = Some(text);
-                        None
-                    }
-                    None if transient(*code) && *code != ErrorCode::Busy => Some(Retry::Regenerate),
-                    None => None,
-                };
-                self.notice = Some(Notice {
-                    code: *code,
-                    text: message.clone(),
-                    client_msg_id: client_msg_id.clone(),
-                    retry,
-                });
-            }
+            } => self.apply_error(*code, message, client_msg_id.as_ref()),
             ServerFrame::Hello { .. }
             | ServerFrame::Pong { .. }
             | ServerFrame::Conversations { .. } => {}
         }
     }
 
+    /// Whether `frame` belongs to another conversation than the one shown
+    /// (an `accepted` always concerns this view: it may be the one it started).
+    fn is_elsewhere(&self, frame: &ServerFrame) -> bool {
+        match (&self.conversation_id, frame.conversation_id()) {
+            (Some(mine), Some(theirs)) => {
+                mine != theirs && !matches!(frame, ServerFrame::Accepted { .. })
+            }
+            _ => false,
+        }
+    }
+
+    /// The server stored a message this view shows as pending: it takes the
+    /// stored id (or goes, if the stored message is already shown).
+    fn apply_accepted(
+        &mut self,
+        client_msg_id: &ClientMsgId,
+        conversation_id: &ConversationId,
+        message_id: &MessageId,
+    ) {
+        let pending_id = pending_id(client_msg_id);
+        let Some(pos) = self
+            .messages
+            .iter()
+            .position(|m| m.message.id == pending_id)
+        else {
+            return;
+        };
+        if self.conversation_id.is_none() {
+            self.conversation_id = Some(conversation_id.clone());
+        }
+        if self.messages.iter().any(|m| m.message.id == *message_id) {
+            self.messages.remove(pos);
+        } else {
+            let m = &mut self.messages[pos];
+            m.message.id = message_id.clone();
+            m.pending = false;
+        }
+    }
+
+    /// Replaces the conversation (keeping messages not yet accepted) and
+    /// expects the streaming reply's deltas from its `next_index`.
+    fn apply_snapshot(
+        &mut self,
+        conversation_id: &ConversationId,
+        messages: &[Message],
+        streaming: Option<&StreamingMessage>,
+    ) {
+        let pending: Vec<ViewMessage> = self
+            .messages
+            .iter()
+            .filter(|m| m.pending)
+            .cloned()
+            .collect();
+        self.conversation_id = Some(conversation_id.clone());
+        self.messages = messages
+            .iter()
+            .map(|m| ViewMessage {
+                message: m.clone(),
+                streaming: false,
+                stats: None,
+                pending: false,
+            })
+            .collect();
+        self.messages.extend(pending);
+        self.expected = None;
+        if let Some(s) = streaming {
+            self.messages.push(ViewMessage {
+                message: s.message.clone(),
+                streaming: true,
+                stats: None,
+                pending: false,
+            });
+            self.expected = Some((s.message.id.clone(), s.next_index));
+        }
+    }
+
+    /// A complete message: replaces the one with its id, else is added.
+    fn apply_message(&mut self, message: Message) {
+        match self.find_mut(&message.id) {
+            Some(m) => m.message = message,
+            None => self.messages.push(ViewMessage {
+                message,
+                streaming: false,
+                stats: None,
+                pending: false,
+            }),
+        }
+    }
+
+    /// One piece of a reply, applied only at the index expected next.
     fn apply_delta(&mut self, message_id: &MessageId, index: u64, text: &str) {
         match &mut self.expected {
             Some((id, next)) if id == message_id => {
@@ -266,16 +278,58 @@ impl ChatView {
         }
     }
 
-    fn upsert(&mut self, message: Message) {
-        match self.find_mut(&message.id) {
-            Some(m) => m.message = message,
-            None => self.messages.push(ViewMessage {
-                message,
-                streaming: false,
-                stats: None,
-                pending: false,
-            }),
+    /// A reply is complete: it stops streaming and shows its numbers.
+    fn apply_done(
+        &mut self,
+        message_id: &MessageId,
+        finish_reason: FinishReason,
+        stats: ReplyStats,
+    ) {
+        if let Some(m) = self.find_mut(message_id) {
+            m.streaming = false;
+            m.message.finish_reason = Some(finish_reason);
+            m.stats = Some(stats);
         }
+        if self
+            .expected
+            .as_ref()
+            .is_some_and(|(id, _)| id == message_id)
+        {
+            self.expected = None;
+        }
+    }
+
+    /// A refusal or failure: the refused pending message leaves the list and
+    /// the notice says why, with what "Retry" can do about it.
+    fn apply_error(&mut self, code: ErrorCode, message: &str, client_msg_id: Option<&ClientMsgId>) {
+        let refused_text = client_msg_id.and_then(|id| self.take_pending(id));
+        let retry = match refused_text {
+            Some(text) if transient(code) => Some(Retry::Resend(text)),
+            // A refused message that cannot simply be resent goes back
+            // to the composer to be edited, not into the void.
+            Some(text) => {
+                self.returned_draft = Some(text);
+                None
+            }
+            None if transient(code) && code != ErrorCode::Busy => Some(Retry::Regenerate),
+            None => None,
+        };
+        self.notice = Some(Notice {
+            code,
+            text: message.to_owned(),
+            client_msg_id: client_msg_id.cloned(),
+            retry,
+        });
+    }
+
+    /// Removes the pending message sent as `client_msg_id`; its text.
+    fn take_pending(&mut self, client_msg_id: &ClientMsgId) -> Option<String> {
+        let pending_id = pending_id(client_msg_id);
+        let pos = self
+            .messages
+            .iter()
+            .position(|m| m.pending && m.message.id == pending_id)?;
+        Some(self.messages.remove(pos).message.content)
     }
 
     fn find_mut(&mut self, id: &MessageId) -> Option<&mut ViewMessage> {

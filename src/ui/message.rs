@@ -1,10 +1,12 @@
 //! One message bubble. User text is inserted as text; model output as
 //! sanitised markdown (`client::markdown`), never as raw HTML.
 
+use std::time::Duration;
+
 use leptos::prelude::*;
 
 use crate::{
-    client::{markdown, state::ViewMessage},
+    client::{browser, markdown, state::ViewMessage},
     protocol::{FinishReason, Role},
 };
 
@@ -36,21 +38,13 @@ pub fn MessageBubble(message: ViewMessage) -> impl IntoView {
     let copied = RwSignal::new(false);
     let text = message.message.content.clone();
     let copy = move |_| {
-        #[cfg(feature = "browser")]
-        {
-            let text = text.clone();
-            leptos::task::spawn_local(async move {
-                if crate::client::browser::copy(&text).await {
-                    copied.set(true);
-                    set_timeout(
-                        move || copied.set(false),
-                        std::time::Duration::from_millis(1500),
-                    );
-                }
-            });
-        }
-        #[cfg(not(feature = "browser"))]
-        let _ = &text;
+        let text = text.clone();
+        leptos::task::spawn_local(async move {
+            if browser::copy(&text).await {
+                copied.set(true);
+                set_timeout(move || copied.set(false), Duration::from_millis(1500));
+            }
+        });
     };
     view! {
         <article

@@ -2,9 +2,12 @@
 
 pub mod chat;
 pub mod composer;
+pub mod empty;
 pub mod history;
 pub mod message;
+pub mod messages;
 pub mod session;
 pub mod sidebar;
 pub mod status;
 pub mod theme;
+pub mod topbar;

@@ -9,7 +9,7 @@ use leptos::prelude::*;
 
 use crate::{
     client::{
-        new_client_msg_id, now_rfc3339,
+        browser, new_client_msg_id, now_rfc3339,
         state::{ChatView, Retry},
         ConnStatus,
     },
@@ -75,7 +75,6 @@ impl ChatSession {
 
     /// Applies a server frame to the session's signals (called by the socket,
     /// which exists only in the browser build).
-    #[cfg_attr(not(feature = "browser"), allow(dead_code))]
     pub fn on_frame(&self, frame: ServerFrame) {
         match &frame {
             ServerFrame::Hello { personas, .. } => {
@@ -118,29 +117,19 @@ impl ChatSession {
     }
 
     /// Applies a frame to the view. In the browser the page re-renders at
-    /// most once per animation frame, however many deltas arrive within it.
+    /// most once per animation frame, however many deltas arrive within it
+    /// (elsewhere [`browser::before_next_paint`] re-renders at once).
     fn apply_to_view(&self, frame: &ServerFrame) {
-        #[cfg(feature = "browser")]
-        {
-            self.chat.update_untracked(|c| c.apply(frame));
-            if !self.render_pending.get_value() {
-                self.render_pending.set_value(true);
-                let session = *self;
-                let flush = move || {
-                    if session.render_pending.get_value() {
-                        session.render_pending.set_value(false);
-                        session.chat.notify();
-                    }
-                };
-                request_animation_frame(flush);
-                // Hidden tabs get no animation frames: never wait longer than this.
-                set_timeout(flush, std::time::Duration::from_millis(100));
-            }
-        }
-        #[cfg(not(feature = "browser"))]
-        {
-            let _ = self.render_pending;
-            self.chat.update(|c| c.apply(frame));
+        self.chat.update_untracked(|c| c.apply(frame));
+        if !self.render_pending.get_value() {
+            self.render_pending.set_value(true);
+            let session = *self;
+            browser::before_next_paint(move || {
+                if session.render_pending.get_value() {
+                    session.render_pending.set_value(false);
+                    session.chat.notify();
+                }
+            });
         }
     }
 
@@ -188,23 +177,19 @@ impl ChatSession {
         }
     }
 
-    /// Opens the socket once the page is hydrated (browser only).
+    /// Opens the socket once the page is hydrated (browser only: effects
+    /// never run on the server).
     pub fn connect(&self) {
-        #[cfg(feature = "browser")]
-        {
-            let session = *self;
-            Effect::new(move |_| {
-                let Some(rx) = session.inbox.try_update_value(|rx| rx.take()).flatten() else {
-                    return;
-                };
-                crate::client::socket::spawn(
-                    rx,
-                    move |frame| session.on_frame(frame),
-                    move |s| session.status.set(s),
-                );
-            });
-        }
-        #[cfg(not(feature = "browser"))]
-        let _ = self.inbox;
+        let session = *self;
+        Effect::new(move |_| {
+            let Some(rx) = session.inbox.try_update_value(|rx| rx.take()).flatten() else {
+                return;
+            };
+            browser::open_socket(
+                rx,
+                move |frame| session.on_frame(frame),
+                move |s| session.status.set(s),
+            );
+        });
     }
 }

@@ -6,7 +6,10 @@ use leptos::{ev, prelude::*};
 use leptos_router::{components::A, hooks::use_navigate};
 
 use super::session::ChatSession;
-use crate::protocol::{ClientFrame, ConversationId, ConversationSummary};
+use crate::{
+    client::browser,
+    protocol::{ClientFrame, ConversationId, ConversationSummary},
+};
 
 /// The sidebar.
 #[component]
@@ -85,7 +88,7 @@ fn ConversationItem(
         let id = id.clone();
         let title = conversation.title.clone();
         move |_| {
-            if confirm(&format!("Delete “{title}” and all its messages?")) {
+            if browser::confirm(&format!("Delete “{title}” and all its messages?")) {
                 session.send(ClientFrame::DeleteConversation {
                     conversation_id: id.clone(),
                 });
@@ -158,20 +161,6 @@ fn RenameInput(initial: String, on_done: Callback<String>) -> impl IntoView {
             }
             on:blur=move |_| on_done.run(value.get_untracked())
         />
-    }
-}
-
-fn confirm(message: &str) -> bool {
-    #[cfg(feature = "browser")]
-    {
-        web_sys::window()
-            .and_then(|w| w.confirm_with_message(message).ok())
-            .unwrap_or(false)
-    }
-    #[cfg(not(feature = "browser"))]
-    {
-        let _ = message;
-        false
     }
 }
 

@@ -4,7 +4,7 @@
 
 use leptos::prelude::*;
 
-use crate::client::Theme;
+use crate::client::{browser, Theme};
 
 /// Runs in `<head>` before the body paints: applies a remembered theme.
 pub const THEME_BOOT: &str = "try{var t=localStorage.getItem('tether-theme');\
@@ -15,16 +15,14 @@ if(t==='light'||t==='dark'){document.documentElement.setAttribute('data-theme',t
 pub fn ThemeToggle() -> impl IntoView {
     // Unknown on the server; read from the page once hydrated.
     let theme = RwSignal::new(None::<Theme>);
-    #[cfg(feature = "browser")]
-    Effect::new(move |_| theme.set(Some(crate::client::browser::current_theme())));
+    Effect::new(move |_| theme.set(browser::current_theme()));
     let label = move || match theme.get() {
         Some(Theme::Dark) => "Switch to light theme",
         _ => "Switch to dark theme",
     };
     let toggle = move |_| {
         let next = theme.get_untracked().unwrap_or(Theme::Light).other();
-        #[cfg(feature = "browser")]
-        crate::client::browser::set_theme(next);
+        browser::set_theme(next);
         theme.set(Some(next));
     };
     view! {

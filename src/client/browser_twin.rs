@@ -1,0 +1,60 @@
+//! The server's (and any native build's) twin of `browser.rs`: the same
+//! functions with the same signatures, doing nothing, so the `ui/` components
+//! compile unchanged on both sides without a `cfg` of their own.
+//!
+//! None of these runs while the server renders a page (event handlers and
+//! effects run only in a browser); they exist so the code type-checks. Where
+//! a value is needed it is the neutral one: no clipboard, no theme known, no
+//! confirmation, no socket, nothing to wait for before painting.
+
+use futures::channel::mpsc::UnboundedReceiver;
+use leptos::ev::Event;
+
+use super::{ConnStatus, Theme};
+use crate::protocol::{ClientFrame, ClientMsgId, ServerFrame};
+
+/// No clipboard: nothing is copied.
+pub async fn copy(_text: &str) -> bool {
+    false
+}
+
+/// No page to click in.
+pub fn copy_code_on_click(_ev: &Event) {}
+
+/// Unknown outside a browser.
+pub fn current_theme() -> Option<Theme> {
+    None
+}
+
+/// No page to apply it to.
+pub fn set_theme(_theme: Theme) {}
+
+/// Nobody to ask: declined.
+pub fn confirm(_message: &str) -> bool {
+    false
+}
+
+/// No socket: the outgoing frames are dropped with their receiver.
+pub fn open_socket(
+    _outgoing: UnboundedReceiver<ClientFrame>,
+    _on_frame: impl Fn(ServerFrame) + 'static,
+    _on_status: impl Fn(ConnStatus) + 'static,
+) {
+}
+
+/// No paint to wait for: runs `f` now.
+pub fn before_next_paint(f: impl Fn() + Clone + 'static) {
+    f();
+}
+
+/// A key unique within this process (native tests).
+pub fn new_client_msg_id() -> ClientMsgId {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    ClientMsgId(format!("native-{}", NEXT.fetch_add(1, Ordering::Relaxed)))
+}
+
+/// No browser clock: empty (the server stamps stored messages).
+pub fn now_rfc3339() -> String {
+    String::new()
+}

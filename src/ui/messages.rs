@@ -1,0 +1,161 @@
+//! The conversation itself: the message list (the stored history while the
+//! socket's snapshot is on its way, the live view after), Regenerate, the
+//! notice of a refusal or failure, and "Jump to latest" when the user has
+//! scrolled up.
+
+use leptos::{html, prelude::*};
+
+use super::{
+    empty::EmptyState, history::history_resource, message::MessageBubble, session::ChatSession,
+};
+use crate::{
+    client::{
+        browser,
+        state::{ChatView, Retry, ViewMessage},
+    },
+    protocol::{Role, ServerFrame},
+};
+
+/// The message list and its "Jump to latest" button, for the conversation
+/// in the URL (`route_id`, `None` for a new chat).
+#[component]
+pub fn MessageList(route_id: Signal<Option<String>>) -> impl IntoView {
+    let session = ChatSession::get();
+    let chat = session.chat;
+    let list_ref = NodeRef::<html::Div>::new();
+
+    // Follow the newest text while the user is at the bottom; once they
+    // scroll up, leave them there and offer a way back.
+    let at_bottom = RwSignal::new(true);
+    // Only the user scrolling *up* lets go of the bottom: a render that makes
+    // the list taller between a jump and its scroll event must not.
+    let last_top = StoredValue::new(0);
+    let on_scroll = move |_| {
+        if let Some(list) = list_ref.get_untracked() {
+            let top = list.scroll_top();
+            let distance = list.scroll_height() - top - list.client_height();
+            if distance < 48 {
+                at_bottom.set(true);
+            } else if top < last_top.get_value() {
+                at_bottom.set(false);
+            }
+            last_top.set_value(top);
+        }
+    };
+    let jump_to_latest = move || {
+        if let Some(list) = list_ref.get_untracked() {
+            list.set_scroll_top(list.scroll_height());
+        }
+        at_bottom.set(true);
+    };
+    Effect::new(move |_| {
+        chat.track();
+        if at_bottom.get_untracked() {
+            jump_to_latest();
+        }
+    });
+    let show_jump = move || !at_bottom.get() && chat.with(|c| !c.messages.is_empty());
+    let history = history_resource(route_id);
+
+    let can_regenerate = move || {
+        chat.with(|c| {
+            !c.is_streaming()
+                && c.messages
+                    .last()
+                    .is_some_and(|m| m.message.role == Role::Assistant)
+        })
+    };
+
+    view! {
+        <div
+            class="messages"
+            node_ref=list_ref
+            role="log"
+            aria-live="polite"
+            aria-label="Conversation"
+            on:scroll=on_scroll
+            // Copy buttons inside rendered markdown (one delegated handler).
+            on:click=|ev: leptos::ev::MouseEvent| browser::copy_code_on_click(&ev)
+        >
+            <Show when=move || route_id.with(|r| r.is_none()) && chat.with(|c| c.messages.is_empty())>
+                <EmptyState/>
+            </Show>
+            <Suspense>
+                {move || Suspend::new(async move {
+                    // Server render and hydration of `/c/:id` show the stored
+                    // history until the socket's snapshot fills the live view.
+                    // `chat` itself is never touched here, so everything else
+                    // on the page renders the same on both sides.
+                    let initial = initial_messages(history.await);
+                    view! {
+                        <For
+                            each=move || {
+                                let live = chat.with(|c| c.messages.clone());
+                                if live.is_empty() { initial.clone() } else { live }
+                            }
+                            key=|m| (m.message.id.clone(), m.message.content.len(), m.streaming, m.message.finish_reason, m.pending)
+                            children=|m| view! { <MessageBubble message=m/> }
+                        />
+                    }
+                })}
+            </Suspense>
+            <Show when=can_regenerate>
+                <div class="message-actions">
+                    <button type="button" class="ghost small regenerate" on:click=move |_| session.regenerate()>
+                        "↻ Regenerate"
+                    </button>
+                </div>
+            </Show>
+            <Notice/>
+        </div>
+        <Show when=show_jump>
+            <button type="button" class="jump-latest" on:click=move |_| jump_to_latest()>
+                "↓ Jump to latest"
+            </button>
+        </Show>
+    }
+}
+
+/// The messages of a server-rendered history, as the view shows them.
+fn initial_messages(history: Option<ServerFrame>) -> Vec<ViewMessage> {
+    let mut view = ChatView::default();
+    if let Some(frame) = history {
+        view.apply(&frame);
+    }
+    view.messages
+}
+
+/// A refusal or failure, under the message it concerns: dismissible, with
+/// Retry where trying again can help.
+#[component]
+fn Notice() -> impl IntoView {
+    let session = ChatSession::get();
+    let chat = session.chat;
+    move || {
+        chat.with(|c| c.notice.clone()).map(|notice| {
+            let code = notice.code.as_str();
+            let retry_label = notice.retry.as_ref().map(|r| match r {
+                Retry::Resend(_) => "Send again",
+                Retry::Regenerate => "Retry",
+            });
+            view! {
+                <div class="notice" role="alert" data-code=code>
+                    <span class="notice-text">{notice.text}</span>
+                    {retry_label.map(|label| view! {
+                        <button type="button" class="ghost small retry" on:click=move |_| session.retry()>
+                            {label}
+                        </button>
+                    })}
+                    <button
+                        type="button"
+                        class="ghost small dismiss"
+                        aria-label="Dismiss"
+                        on:click=move |_| chat.update(|c| c.notice = None)
+                    >
+                        "✕"
+                    </button>
+                </div>
+            }
+        })
+    }
+}
