@@ -97,185 +97,87 @@ const fn c_like(
 
 const JS_LITERALS: &str = "true false null undefined NaN Infinity";
 
-/// Every language the highlighter knows.
+/// Every language the highlighter knows. Laid out by hand: one row per
+/// language, keywords last.
+#[rustfmt::skip]
 const LANGUAGES: &[Language] = &[
-    c_like(
-        &["rust", "rs"],
-        "\"",
-        Flags::TYPES.and(Flags::CHARS),
-        "true false None",
+    c_like(&["rust", "rs"], "\"", Flags::TYPES.and(Flags::CHARS), "true false None",
         "as async await break const continue crate dyn else enum extern fn for if impl in let \
          loop match mod move mut pub ref return self Self static struct super trait type unsafe \
-         use where while",
-    ),
-    c_like(
-        &["javascript", "js", "jsx", "mjs"],
-        "\"'`",
-        Flags::NONE,
-        JS_LITERALS,
+         use where while"),
+    c_like(&["javascript", "js", "jsx", "mjs"], "\"'`", Flags::NONE, JS_LITERALS,
         "async await break case catch class const continue debugger default delete do else \
          export extends finally for from function if import in instanceof let new of return \
-         static super switch this throw try typeof var void while yield",
-    ),
-    c_like(
-        &["typescript", "ts", "tsx"],
-        "\"'`",
-        Flags::TYPES,
-        JS_LITERALS,
+         static super switch this throw try typeof var void while yield"),
+    c_like(&["typescript", "ts", "tsx"], "\"'`", Flags::TYPES, JS_LITERALS,
         "async await break case catch class const continue debugger default delete do else \
          export extends finally for from function if import in instanceof let new of return \
-         static super switch this throw try typeof var void while yield \
-         abstract as declare enum implements interface keyof namespace private protected \
-         public readonly type",
-    ),
-    Language {
-        aliases: &["python", "py", "python3"],
-        line_comment: Some("#"),
-        block_comment: None,
-        quotes: "\"'",
-        literals: "True False None",
+         static super switch this throw try typeof var void while yield abstract as declare \
+         enum implements interface keyof namespace private protected public readonly type"),
+    Language { aliases: &["python", "py", "python3"], line_comment: Some("#"),
+        block_comment: None, quotes: "\"'", flags: Flags::TRIPLE, literals: "True False None",
         keywords: "and as assert async await break class continue def del elif else except \
-               finally for from global if import in is lambda nonlocal not or pass raise \
-               return try while with yield match case self",
-        flags: Flags::TRIPLE,
-    },
-    c_like(
-        &["go", "golang"],
-        "\"'`",
-        Flags::TYPES,
-        "true false nil iota",
+                   finally for from global if import in is lambda nonlocal not or pass raise \
+                   return try while with yield match case self" },
+    c_like(&["go", "golang"], "\"'`", Flags::TYPES, "true false nil iota",
         "break case chan const continue default defer else fallthrough for func go goto if \
-         import interface map package range return select struct switch type var",
-    ),
-    c_like(
-        &["c"],
-        "\"'",
-        Flags::NONE,
-        "true false NULL",
+         import interface map package range return select struct switch type var"),
+    c_like(&["c"], "\"'", Flags::NONE, "true false NULL",
         "auto break case char const continue default do double else enum extern float for goto \
          if inline int long register return short signed sizeof static struct switch typedef \
-         union unsigned void volatile while include define ifdef ifndef endif",
-    ),
-    c_like(
-        &["cpp", "c++", "cc", "cxx", "h", "hpp"],
-        "\"'",
-        Flags::NONE,
-        "true false NULL nullptr",
-        "auto break case char const continue default do double else enum extern float for \
-         goto if inline int long register return short signed sizeof static struct switch \
-         typedef union unsigned void volatile while include define ifdef ifndef endif \
-         bool catch class constexpr delete explicit friend namespace new noexcept operator \
-         override private protected public template this throw try typename using virtual",
-    ),
-    c_like(
-        &["java"],
-        "\"'",
-        Flags::TYPES,
-        "true false null",
+         union unsigned void volatile while include define ifdef ifndef endif"),
+    c_like(&["cpp", "c++", "cc", "cxx", "h", "hpp"], "\"'", Flags::NONE, "true false NULL nullptr",
+        "auto break case char const continue default do double else enum extern float for goto \
+         if inline int long register return short signed sizeof static struct switch typedef \
+         union unsigned void volatile while include define ifdef ifndef endif bool catch class \
+         constexpr delete explicit friend namespace new noexcept operator override private \
+         protected public template this throw try typename using virtual"),
+    c_like(&["java"], "\"'", Flags::TYPES, "true false null",
         "abstract boolean break byte case catch char class const continue default do double \
          else enum extends final finally float for if implements import instanceof int \
          interface long native new package private protected public record return short static \
-         super switch synchronized this throw throws try var void volatile while",
-    ),
-    c_like(
-        &["csharp", "cs", "c#"],
-        "\"'",
-        Flags::TYPES,
-        "true false null",
+         super switch synchronized this throw throws try var void volatile while"),
+    c_like(&["csharp", "cs", "c#"], "\"'", Flags::TYPES, "true false null",
         "abstract as async await base bool break byte case catch char class const continue \
          decimal default delegate do double else enum event explicit extern finally fixed float \
          for foreach get if implicit in int interface internal is lock long namespace new object \
          operator out override params private protected public readonly ref return sealed set \
          short sizeof static string struct switch this throw try typeof uint ulong using var \
-         virtual void volatile while",
-    ),
-    c_like(
-        &["kotlin", "kt"],
-        "\"'",
-        Flags::TYPES.and(Flags::TRIPLE),
-        "true false null",
+         virtual void volatile while"),
+    c_like(&["kotlin", "kt"], "\"'", Flags::TYPES.and(Flags::TRIPLE), "true false null",
         "as break by class companion continue data do else enum for fun if import in interface \
          internal is object open override package private protected public return sealed super \
-         suspend this throw try typealias val var when while",
-    ),
-    c_like(
-        &["swift"],
-        "\"'",
-        Flags::TYPES.and(Flags::TRIPLE),
-        "true false nil",
+         suspend this throw try typealias val var when while"),
+    c_like(&["swift"], "\"'", Flags::TYPES.and(Flags::TRIPLE), "true false nil",
         "as associatedtype break case catch class continue default defer do else enum extension \
          fallthrough fileprivate for func guard if import in init inout internal is let mutating \
          open override private protocol public repeat return self Self static struct subscript \
-         switch throw throws try var where while",
-    ),
-    Language {
-        aliases: &["bash", "sh", "shell", "zsh", "console"],
-        line_comment: Some("#"),
-        block_comment: None,
-        quotes: "\"'`",
+         switch throw throws try var where while"),
+    Language { aliases: &["bash", "sh", "shell", "zsh", "console"], line_comment: Some("#"),
+        block_comment: None, quotes: "\"'`", flags: Flags::SHELL.and(Flags::DASHED),
         literals: "true false",
         keywords: "if then else elif fi for while until do done case esac in function return \
-               local export select break continue",
-        flags: Flags::SHELL.and(Flags::DASHED),
-    },
-    Language {
-        aliases: &["json"],
-        line_comment: None,
-        block_comment: None,
-        quotes: "\"",
-        literals: "true false null",
-        keywords: "",
-        flags: Flags::NONE,
-    },
-    Language {
-        aliases: &["toml"],
-        line_comment: Some("#"),
-        block_comment: None,
-        quotes: "\"'",
-        literals: "true false",
-        keywords: "",
-        flags: Flags::TRIPLE.and(Flags::DASHED),
-    },
-    Language {
-        aliases: &["yaml", "yml"],
-        line_comment: Some("#"),
-        block_comment: None,
-        quotes: "\"'",
-        literals: "true false null yes no",
-        keywords: "",
-        flags: Flags::SHELL.and(Flags::DASHED),
-    },
-    Language {
-        aliases: &["sql"],
-        line_comment: Some("--"),
-        block_comment: SLASH_STAR,
-        quotes: "\"'",
-        literals: "true false null",
+                   local export select break continue" },
+    Language { aliases: &["json"], line_comment: None, block_comment: None, quotes: "\"",
+        flags: Flags::NONE, literals: "true false null", keywords: "" },
+    Language { aliases: &["toml"], line_comment: Some("#"), block_comment: None, quotes: "\"'",
+        flags: Flags::TRIPLE.and(Flags::DASHED), literals: "true false", keywords: "" },
+    Language { aliases: &["yaml", "yml"], line_comment: Some("#"), block_comment: None,
+        quotes: "\"'", flags: Flags::SHELL.and(Flags::DASHED),
+        literals: "true false null yes no", keywords: "" },
+    Language { aliases: &["sql"], line_comment: Some("--"), block_comment: SLASH_STAR,
+        quotes: "\"'", flags: Flags::NO_CASE, literals: "true false null",
         keywords: "select from where insert into values update set delete create table drop \
-               alter add index primary key foreign references join inner left right outer \
-               on as and or not in is like between group by order having limit offset union \
-               all distinct case when then else end exists view default unique returning \
-               with",
-        flags: Flags::NO_CASE,
-    },
-    Language {
-        aliases: &["html", "htm", "xml", "svg"],
-        line_comment: None,
-        block_comment: Some(("<!--", "-->")),
-        quotes: "\"'",
-        literals: "",
-        keywords: "",
-        flags: Flags::MARKUP,
-    },
-    Language {
-        aliases: &["css"],
-        line_comment: None,
-        block_comment: SLASH_STAR,
-        quotes: "\"'",
-        literals: "inherit initial unset none auto",
-        keywords: "important media import keyframes supports font-face",
-        flags: Flags::DASHED,
-    },
+                   alter add index primary key foreign references join inner left right outer \
+                   on as and or not in is like between group by order having limit offset union \
+                   all distinct case when then else end exists view default unique returning \
+                   with" },
+    Language { aliases: &["html", "htm", "xml", "svg"], line_comment: None,
+        block_comment: Some(("<!--", "-->")), quotes: "\"'", flags: Flags::MARKUP, literals: "",
+        keywords: "" },
+    Language { aliases: &["css"], line_comment: None, block_comment: SLASH_STAR, quotes: "\"'",
+        flags: Flags::DASHED, literals: "inherit initial unset none auto",
+        keywords: "important media import keyframes supports font-face" },
 ];
 
 /// Highlights `code` written in `lang` (the info string of a fenced code block, e.g. "rust",
