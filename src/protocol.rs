@@ -72,9 +72,23 @@ pub enum Role {
     Assistant,
 }
 
-/// Why an assistant message ended.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+/// Why an assistant message ended. Its text (`as_str`, `parse`) is the
+/// snake_case name serde uses.
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    Hash,
+    Serialize,
+    Deserialize,
+    strum::IntoStaticStr,
+    strum::EnumString,
+    strum::VariantArray,
+)]
 #[serde(rename_all = "snake_case")]
+#[strum(serialize_all = "snake_case")]
 pub enum FinishReason {
     /// The model finished on its own.
     Stop,
@@ -88,22 +102,11 @@ pub enum FinishReason {
 
 impl FinishReason {
     pub fn as_str(self) -> &'static str {
-        match self {
-            FinishReason::Stop => "stop",
-            FinishReason::Length => "length",
-            FinishReason::Stopped => "stopped",
-            FinishReason::Error => "error",
-        }
+        self.into()
     }
 
     pub fn parse(value: &str) -> Option<Self> {
-        Some(match value {
-            "stop" => FinishReason::Stop,
-            "length" => FinishReason::Length,
-            "stopped" => FinishReason::Stopped,
-            "error" => FinishReason::Error,
-            _ => return None,
-        })
+        value.parse().ok()
     }
 }
 
@@ -143,9 +146,21 @@ pub struct Usage {
     pub completion_tokens: u32,
 }
 
-/// Machine-readable reason of an `error` frame.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+/// Machine-readable reason of an `error` frame. Its text (`as_str`) is the
+/// snake_case name serde uses.
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    Serialize,
+    Deserialize,
+    strum::IntoStaticStr,
+    strum::VariantArray,
+)]
 #[serde(rename_all = "snake_case")]
+#[strum(serialize_all = "snake_case")]
 pub enum ErrorCode {
     BadRequest,
     TooLarge,
@@ -161,17 +176,7 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     pub fn as_str(self) -> &'static str {
-        match self {
-            ErrorCode::BadRequest => "bad_request",
-            ErrorCode::TooLarge => "too_large",
-            ErrorCode::Unauthorized => "unauthorized",
-            ErrorCode::NotFound => "not_found",
-            ErrorCode::RateLimited => "rate_limited",
-            ErrorCode::Busy => "busy",
-            ErrorCode::UpstreamError => "upstream_error",
-            ErrorCode::UpstreamTimeout => "upstream_timeout",
-            ErrorCode::Internal => "internal",
-        }
+        self.into()
     }
 }
 
@@ -557,6 +562,25 @@ mod tests {
     #[test]
     fn unknown_type_is_rejected() {
         assert!(serde_json::from_value::<ClientFrame>(json!({"type": "launch"})).is_err());
+    }
+
+    #[test]
+    fn every_variant_text_matches_serde() {
+        use strum::VariantArray;
+        for &code in ErrorCode::VARIANTS {
+            assert_eq!(
+                serde_json::to_value(code).expect("serialises"),
+                json!(code.as_str())
+            );
+        }
+        for &reason in FinishReason::VARIANTS {
+            assert_eq!(FinishReason::parse(reason.as_str()), Some(reason));
+            assert_eq!(
+                serde_json::to_value(reason).expect("serialises"),
+                json!(reason.as_str())
+            );
+        }
+        assert_eq!(FinishReason::parse("Stop"), None);
     }
 
     #[test]

@@ -8,129 +8,189 @@
 //! the only markup in the output is `<span class="hl-…">` / `</span>`, never
 //! nested, so the result is safe to insert as HTML. Runs in linear time and
 //! never panics: unterminated strings and comments simply run to the end.
+//! [`html_escape`] here is the client's one HTML escape, shared with the
+//! markdown renderer.
 
-/// One row per language, `|`-separated: aliases | line comment prefixes | block
-/// comment open and close | quote chars | flags | literals | keywords. Flags:
-/// `t` capitalised words are types, `i` case-insensitive words, `s` shell-like
-/// (`#` comments only after whitespace, `'` after a letter is an apostrophe),
-/// `c` Rust char literals (lifetimes stay plain), `d` words may contain `-`,
-/// `m` HTML/XML tags, `3` triple-quoted strings.
-const TABLE: &[&str] = &[
-    "rust rs|//|/* */|\"|tc|true false None|as async await break const continue crate dyn else \
-     enum extern fn for if impl in let loop match mod move mut pub ref return self Self static \
-     struct super trait type unsafe use where while",
-    "javascript js jsx mjs|//|/* */|\"'`||true false null undefined NaN Infinity|async await \
-     break case catch class const continue debugger default delete do else export extends \
-     finally for from function if import in instanceof let new of return static super switch \
-     this throw try typeof var void while yield",
-    "typescript ts tsx|//|/* */|\"'`|t|true false null undefined NaN Infinity|async await break \
-     case catch class const continue debugger default delete do else export extends finally for \
-     from function if import in instanceof let new of return static super switch this throw try \
-     typeof var void while yield abstract as declare enum implements interface keyof namespace \
-     private protected public readonly type",
-    "python py python3|#||\"'|3|True False None|and as assert async await break class continue \
-     def del elif else except finally for from global if import in is lambda nonlocal not or \
-     pass raise return try while with yield match case self",
-    "go golang|//|/* */|\"'`|t|true false nil iota|break case chan const continue default defer \
-     else fallthrough for func go goto if import interface map package range return select \
-     struct switch type var",
-    "c|//|/* */|\"'||true false NULL|auto break case char const continue default do double else \
-     enum extern float for goto if inline int long register return short signed sizeof static \
-     struct switch typedef union unsigned void volatile while include define ifdef ifndef endif",
-    "cpp c++ cc cxx h hpp|//|/* */|\"'||true false NULL nullptr|auto break case char const \
-     continue default do double else enum extern float for goto if inline int long register \
-     return short signed sizeof static struct switch typedef union unsigned void volatile while \
-     include define ifdef ifndef endif bool catch class constexpr delete explicit friend \
-     namespace new noexcept operator override private protected public template this throw try \
-     typename using virtual",
-    "java|//|/* */|\"'|t|true false null|abstract boolean break byte case catch char class const \
-     continue default do double else enum extends final finally float for if implements import \
-     instanceof int interface long native new package private protected public record return \
-     short static super switch synchronized this throw throws try var void volatile while",
-    "csharp cs c#|//|/* */|\"'|t|true false null|abstract as async await base bool break byte \
-     case catch char class const continue decimal default delegate do double else enum event \
-     explicit extern finally fixed float for foreach get if implicit in int interface internal \
-     is lock long namespace new object operator out override params private protected public \
-     readonly ref return sealed set short sizeof static string struct switch this throw try \
-     typeof uint ulong using var virtual void volatile while",
-    "kotlin kt|//|/* */|\"'|t3|true false null|as break by class companion continue data do else \
-     enum for fun if import in interface internal is object open override package private \
-     protected public return sealed super suspend this throw try typealias val var when while",
-    "swift|//|/* */|\"'|t3|true false nil|as associatedtype break case catch class continue \
-     default defer do else enum extension fallthrough fileprivate for func guard if import in \
-     init inout internal is let mutating open override private protocol public repeat return \
-     self Self static struct subscript switch throw throws try var where while",
-    "bash sh shell zsh console|#||\"'`|sd|true false|if then else elif fi for while until do \
-     done case esac in function return local export select break continue",
-    "json|||\"||true false null|",
-    "toml|#||\"'|3d|true false|",
-    "yaml yml|#||\"'|sd|true false null yes no|",
-    "sql|--|/* */|\"'|i|true false null|select from where insert into values update set delete \
-     create table drop alter add index primary key foreign references join inner left right \
-     outer on as and or not in is like between group by order having limit offset union all \
-     distinct case when then else end exists view default unique returning with",
-    "html htm xml svg||<!-- -->|\"'|m||",
-    "css||/* */|\"'|d|inherit initial unset none auto|important media import keyframes \
-     supports font-face",
-];
-
-/// How one language is tokenised: the fields of its [`TABLE`] row.
-struct Lang {
-    /// Line comment prefixes, space separated.
-    line: &'static str,
+/// How one language is tokenised: a row of [`LANGUAGES`].
+struct Language {
+    /// Fence names (lower case) that select it.
+    aliases: &'static [&'static str],
+    /// Line comment prefix.
+    line_comment: Option<&'static str>,
     /// Block comment delimiters.
-    block: Option<(&'static str, &'static str)>,
+    block_comment: Option<(&'static str, &'static str)>,
     /// Characters that open (and close) a string literal.
     quotes: &'static str,
-    /// Flag letters, see [`TABLE`].
-    flags: &'static str,
     /// Literal words (`true`, `null`, …), space separated.
-    lit: &'static str,
+    literals: &'static str,
     /// Keywords, space separated.
-    kw: &'static str,
+    keywords: &'static str,
+    /// Scanner switches.
+    flags: Flags,
 }
 
-impl Lang {
-    /// Whether flag letter `f` is set.
-    fn has(&self, f: char) -> bool {
-        self.flags.contains(f)
+/// Switches of the generic scanner, combined with [`Flags::and`].
+#[derive(Clone, Copy)]
+struct Flags(u8);
+
+impl Flags {
+    const NONE: Flags = Flags(0);
+    /// Capitalised words are types.
+    const TYPES: Flags = Flags(1);
+    /// Words match case-insensitively.
+    const NO_CASE: Flags = Flags(1 << 1);
+    /// Shell-like: `#` starts a comment only after whitespace, and `'` after
+    /// a letter is an apostrophe.
+    const SHELL: Flags = Flags(1 << 2);
+    /// Rust char literals (lifetimes and labels stay plain).
+    const CHARS: Flags = Flags(1 << 3);
+    /// Words may contain `-`.
+    const DASHED: Flags = Flags(1 << 4);
+    /// HTML/XML tags.
+    const MARKUP: Flags = Flags(1 << 5);
+    /// Triple-quoted strings.
+    const TRIPLE: Flags = Flags(1 << 6);
+
+    const fn and(self, other: Flags) -> Flags {
+        Flags(self.0 | other.0)
+    }
+
+    fn has(self, flag: Flags) -> bool {
+        self.0 & flag.0 == flag.0
     }
 }
 
-/// Looks up the rules for the first word of a code block's info string.
-fn rules(info: &str) -> Option<Lang> {
-    let name = info
-        .split(|c: char| c.is_whitespace() || c == ',' || c == '{')
-        .find(|s| !s.is_empty())?
-        .to_ascii_lowercase();
-    let row = TABLE.iter().find(|row| {
-        row.split('|')
-            .next()
-            .is_some_and(|a| a.split(' ').any(|a| a == name))
-    })?;
-    let mut fields = row.split('|').skip(1);
-    let mut next = || fields.next().unwrap_or("");
-    Some(Lang {
-        line: next(),
-        block: next().split_once(' '),
-        quotes: next(),
-        flags: next(),
-        lit: next(),
-        kw: next(),
-    })
+impl Language {
+    /// The language named by the first word of a code block's info string.
+    fn from_info(info: &str) -> Option<&'static Language> {
+        let name = info
+            .split(|c: char| c.is_whitespace() || c == ',' || c == '{')
+            .find(|s| !s.is_empty())?
+            .to_ascii_lowercase();
+        LANGUAGES
+            .iter()
+            .find(|l| l.aliases.contains(&name.as_str()))
+    }
 }
+
+/// The C family's block comment, shared by most rows.
+const SLASH_STAR: Option<(&str, &str)> = Some(("/*", "*/"));
+
+/// A row of [`LANGUAGES`] with `//` and `/* */` comments (the common case).
+const fn c_like(
+    aliases: &'static [&'static str],
+    quotes: &'static str,
+    flags: Flags,
+    literals: &'static str,
+    keywords: &'static str,
+) -> Language {
+    Language {
+        aliases,
+        line_comment: Some("//"),
+        block_comment: SLASH_STAR,
+        quotes,
+        literals,
+        keywords,
+        flags,
+    }
+}
+
+const JS_LITERALS: &str = "true false null undefined NaN Infinity";
+
+/// Every language the highlighter knows. Laid out by hand: one row per
+/// language, keywords last.
+#[rustfmt::skip]
+const LANGUAGES: &[Language] = &[
+    c_like(&["rust", "rs"], "\"", Flags::TYPES.and(Flags::CHARS), "true false None",
+        "as async await break const continue crate dyn else enum extern fn for if impl in let \
+         loop match mod move mut pub ref return self Self static struct super trait type unsafe \
+         use where while"),
+    c_like(&["javascript", "js", "jsx", "mjs"], "\"'`", Flags::NONE, JS_LITERALS,
+        "async await break case catch class const continue debugger default delete do else \
+         export extends finally for from function if import in instanceof let new of return \
+         static super switch this throw try typeof var void while yield"),
+    c_like(&["typescript", "ts", "tsx"], "\"'`", Flags::TYPES, JS_LITERALS,
+        "async await break case catch class const continue debugger default delete do else \
+         export extends finally for from function if import in instanceof let new of return \
+         static super switch this throw try typeof var void while yield abstract as declare \
+         enum implements interface keyof namespace private protected public readonly type"),
+    Language { aliases: &["python", "py", "python3"], line_comment: Some("#"),
+        block_comment: None, quotes: "\"'", flags: Flags::TRIPLE, literals: "True False None",
+        keywords: "and as assert async await break class continue def del elif else except \
+                   finally for from global if import in is lambda nonlocal not or pass raise \
+                   return try while with yield match case self" },
+    c_like(&["go", "golang"], "\"'`", Flags::TYPES, "true false nil iota",
+        "break case chan const continue default defer else fallthrough for func go goto if \
+         import interface map package range return select struct switch type var"),
+    c_like(&["c"], "\"'", Flags::NONE, "true false NULL",
+        "auto break case char const continue default do double else enum extern float for goto \
+         if inline int long register return short signed sizeof static struct switch typedef \
+         union unsigned void volatile while include define ifdef ifndef endif"),
+    c_like(&["cpp", "c++", "cc", "cxx", "h", "hpp"], "\"'", Flags::NONE, "true false NULL nullptr",
+        "auto break case char const continue default do double else enum extern float for goto \
+         if inline int long register return short signed sizeof static struct switch typedef \
+         union unsigned void volatile while include define ifdef ifndef endif bool catch class \
+         constexpr delete explicit friend namespace new noexcept operator override private \
+         protected public template this throw try typename using virtual"),
+    c_like(&["java"], "\"'", Flags::TYPES, "true false null",
+        "abstract boolean break byte case catch char class const continue default do double \
+         else enum extends final finally float for if implements import instanceof int \
+         interface long native new package private protected public record return short static \
+         super switch synchronized this throw throws try var void volatile while"),
+    c_like(&["csharp", "cs", "c#"], "\"'", Flags::TYPES, "true false null",
+        "abstract as async await base bool break byte case catch char class const continue \
+         decimal default delegate do double else enum event explicit extern finally fixed float \
+         for foreach get if implicit in int interface internal is lock long namespace new object \
+         operator out override params private protected public readonly ref return sealed set \
+         short sizeof static string struct switch this throw try typeof uint ulong using var \
+         virtual void volatile while"),
+    c_like(&["kotlin", "kt"], "\"'", Flags::TYPES.and(Flags::TRIPLE), "true false null",
+        "as break by class companion continue data do else enum for fun if import in interface \
+         internal is object open override package private protected public return sealed super \
+         suspend this throw try typealias val var when while"),
+    c_like(&["swift"], "\"'", Flags::TYPES.and(Flags::TRIPLE), "true false nil",
+        "as associatedtype break case catch class continue default defer do else enum extension \
+         fallthrough fileprivate for func guard if import in init inout internal is let mutating \
+         open override private protocol public repeat return self Self static struct subscript \
+         switch throw throws try var where while"),
+    Language { aliases: &["bash", "sh", "shell", "zsh", "console"], line_comment: Some("#"),
+        block_comment: None, quotes: "\"'`", flags: Flags::SHELL.and(Flags::DASHED),
+        literals: "true false",
+        keywords: "if then else elif fi for while until do done case esac in function return \
+                   local export select break continue" },
+    Language { aliases: &["json"], line_comment: None, block_comment: None, quotes: "\"",
+        flags: Flags::NONE, literals: "true false null", keywords: "" },
+    Language { aliases: &["toml"], line_comment: Some("#"), block_comment: None, quotes: "\"'",
+        flags: Flags::TRIPLE.and(Flags::DASHED), literals: "true false", keywords: "" },
+    Language { aliases: &["yaml", "yml"], line_comment: Some("#"), block_comment: None,
+        quotes: "\"'", flags: Flags::SHELL.and(Flags::DASHED),
+        literals: "true false null yes no", keywords: "" },
+    Language { aliases: &["sql"], line_comment: Some("--"), block_comment: SLASH_STAR,
+        quotes: "\"'", flags: Flags::NO_CASE, literals: "true false null",
+        keywords: "select from where insert into values update set delete create table drop \
+                   alter add index primary key foreign references join inner left right outer \
+                   on as and or not in is like between group by order having limit offset union \
+                   all distinct case when then else end exists view default unique returning \
+                   with" },
+    Language { aliases: &["html", "htm", "xml", "svg"], line_comment: None,
+        block_comment: Some(("<!--", "-->")), quotes: "\"'", flags: Flags::MARKUP, literals: "",
+        keywords: "" },
+    Language { aliases: &["css"], line_comment: None, block_comment: SLASH_STAR, quotes: "\"'",
+        flags: Flags::DASHED, literals: "inherit initial unset none auto",
+        keywords: "important media import keyframes supports font-face" },
+];
 
 /// Highlights `code` written in `lang` (the info string of a fenced code block, e.g. "rust",
 /// "js", "py"). Returns HTML where every piece of the input is HTML-escaped (&, <, >, ", ')
 /// and tokens are wrapped in `<span class="hl-…">`; `None` when the language is not known
 /// (the caller escapes the code itself).
 pub fn highlight(lang: &str, code: &str) -> Option<String> {
-    let lang = rules(lang)?;
+    let lang = Language::from_info(lang)?;
     let cs: Vec<char> = code.chars().collect();
     let mut out = String::with_capacity(code.len() * 2);
     let (mut i, mut in_tag) = (0, false);
     while i < cs.len() {
-        let (class, end) = token(&lang, &cs, i, &mut in_tag);
+        let (class, end) = token(lang, &cs, i, &mut in_tag);
         let end = end.clamp(i + 1, cs.len());
         emit(&mut out, class, &cs[i..end]);
         i = end;
@@ -138,14 +198,11 @@ pub fn highlight(lang: &str, code: &str) -> Option<String> {
     Some(out)
 }
 
-/// Appends `text` escaped, wrapped in a span when `class` is given.
-fn emit(out: &mut String, class: Option<&str>, text: &[char]) {
-    if let Some(class) = class {
-        out.push_str("<span class=\"");
-        out.push_str(class);
-        out.push_str("\">");
-    }
-    for &c in text {
+/// Appends `text` to `out` with `&`, `<`, `>`, `"` and `'` escaped, so it is
+/// safe as element content and inside a quoted attribute value. The client's
+/// one HTML escape: the markdown renderer uses it too.
+pub fn html_escape(out: &mut String, text: impl IntoIterator<Item = char>) {
+    for c in text {
         match c {
             '&' => out.push_str("&amp;"),
             '<' => out.push_str("&lt;"),
@@ -155,6 +212,16 @@ fn emit(out: &mut String, class: Option<&str>, text: &[char]) {
             _ => out.push(c),
         }
     }
+}
+
+/// Appends `text` escaped, wrapped in a span when `class` is given.
+fn emit(out: &mut String, class: Option<&str>, text: &[char]) {
+    if let Some(class) = class {
+        out.push_str("<span class=\"");
+        out.push_str(class);
+        out.push_str("\">");
+    }
+    html_escape(out, text.iter().copied());
     if class.is_some() {
         out.push_str("</span>");
     }
@@ -175,29 +242,30 @@ fn find_end(cs: &[char], from: usize, pat: &str) -> usize {
 }
 
 /// Scans the token starting at `i`: its class and the index just past it.
-fn token(l: &Lang, cs: &[char], i: usize, in_tag: &mut bool) -> (Option<&'static str>, usize) {
+fn token(l: &Language, cs: &[char], i: usize, in_tag: &mut bool) -> (Option<&'static str>, usize) {
     let c = cs[i];
     let prev = i.checked_sub(1).and_then(|p| cs.get(p));
-    let shell = l.has('s');
-    if let Some((open, close)) = l.block.filter(|(open, _)| at(cs, i, open)) {
+    let shell = l.flags.has(Flags::SHELL);
+    if let Some((open, close)) = l.block_comment.filter(|(open, _)| at(cs, i, open)) {
         let end = find_end(cs, i + open.chars().count(), close);
         return (Some("hl-com"), end);
     }
     let after_space = prev.is_none_or(|p| p.is_whitespace());
-    if l.line.split(' ').any(|p| !p.is_empty() && at(cs, i, p))
-        && (!shell || c != '#' || after_space)
-    {
+    if l.line_comment.is_some_and(|p| at(cs, i, p)) && (!shell || c != '#' || after_space) {
         let end = (i..cs.len()).find(|&j| cs[j] == '\n').unwrap_or(cs.len());
         return (Some("hl-com"), end);
     }
-    if l.has('m') {
+    if l.flags.has(Flags::MARKUP) {
         return markup(cs, i, in_tag);
     }
     let apostrophe = shell && c == '\'' && prev.is_some_and(|p| p.is_alphanumeric());
     if l.quotes.contains(c) && !apostrophe {
-        return (Some("hl-str"), string_end(cs, i, l.has('3')));
+        return (
+            Some("hl-str"),
+            string_end(cs, i, l.flags.has(Flags::TRIPLE)),
+        );
     }
-    if c == '\'' && l.has('c') {
+    if c == '\'' && l.flags.has(Flags::CHARS) {
         // Not a char literal: a lifetime or label, kept plain with its name.
         return char_literal(cs, i)
             .map_or((None, word_end(cs, i + 1, false)), |e| (Some("hl-str"), e));
@@ -206,7 +274,7 @@ fn token(l: &Lang, cs: &[char], i: usize, in_tag: &mut bool) -> (Option<&'static
         return (Some("hl-num"), number_end(cs, i));
     }
     if c.is_alphabetic() || c == '_' {
-        let end = word_end(cs, i, l.has('d'));
+        let end = word_end(cs, i, l.flags.has(Flags::DASHED));
         return (word_class(l, &cs[i..end], cs.get(end) == Some(&'(')), end);
     }
     (None, i + 1)
@@ -265,18 +333,21 @@ fn number_end(cs: &[char], i: usize) -> usize {
 }
 
 /// Class of an identifier: keyword, literal, function call or type.
-fn word_class(l: &Lang, word: &[char], call: bool) -> Option<&'static str> {
-    let ci = l.has('i');
+fn word_class(l: &Language, word: &[char], call: bool) -> Option<&'static str> {
+    let ci = l.flags.has(Flags::NO_CASE);
     let fold = |c: &char| if ci { c.to_ascii_lowercase() } else { *c };
     let matches = |k: &str| k.len() == word.len() && k.chars().eq(word.iter().map(fold));
     let upper = word.first().is_some_and(|c| c.is_uppercase());
-    if l.kw.split(' ').any(matches) {
+    if l.keywords.split(' ').any(matches) {
         Some("hl-kw")
-    } else if l.lit.split(' ').any(matches) {
+    } else if l.literals.split(' ').any(matches) {
         Some("hl-lit")
     } else if call {
         Some("hl-fn")
-    } else if l.has('t') && upper && (word.len() == 1 || word.iter().any(|c| c.is_lowercase())) {
+    } else if l.flags.has(Flags::TYPES)
+        && upper
+        && (word.len() == 1 || word.iter().any(|c| c.is_lowercase()))
+    {
         Some("hl-ty")
     } else {
         None
@@ -310,7 +381,7 @@ fn markup(cs: &[char], i: usize, in_tag: &mut bool) -> (Option<&'static str>, us
 
 #[cfg(test)]
 mod tests {
-    use super::{emit, highlight, TABLE};
+    use super::{emit, highlight, LANGUAGES};
 
     /// Removes our span tags (asserting no other raw markup) and unescapes.
     fn plain(html: &str) -> String {
@@ -448,8 +519,8 @@ mod tests {
         let tricky =
             "héllo 世界 🦀|'|\"|\\|'\\|/*|*/|<!--|-->|`${x}`|0x1e+|1.2.3|a'b|<a b=\"x\">|'''\
             |\"\"\"|#|--|'🦀'|&amp;|\n|<|/>|'\\u{|é|1e|f(|Ü|//|\r\n\t| |";
-        for row in TABLE {
-            let lang = row.split([' ', '|']).next().unwrap_or_default();
+        for language in LANGUAGES {
+            let lang = language.aliases[0];
             for a in tricky.split('|') {
                 for b in tricky.split('|') {
                     check(lang, &format!("{a}{b}"));

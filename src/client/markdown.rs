@@ -8,7 +8,7 @@
 
 use pulldown_cmark::{html, CodeBlockKind, CowStr, Event, Options, Parser, Tag, TagEnd};
 
-use super::highlight;
+use super::highlight::{self, html_escape};
 
 fn safe_url(url: &str) -> bool {
     let lower = url.trim().to_ascii_lowercase();
@@ -114,18 +114,10 @@ fn code_block(lang: &str, code: &str) -> String {
     )
 }
 
+/// `text` escaped by [`html_escape`], as a new string.
 fn escape(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
-    for ch in text.chars() {
-        match ch {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
+    html_escape(&mut out, text.chars());
     out
 }
 

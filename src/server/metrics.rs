@@ -1,6 +1,5 @@
 //! Operational metrics, served by `GET /metrics` in the Prometheus text
-//! exposition format (version 0.0.4), written by hand: a few atomics and a
-//! fixed-bucket histogram, no metrics crate.
+//! exposition format (version 0.0.4), kept and encoded by `prometheus-client`.
 //!
 //! The endpoint is public on the listen address, like `/healthz`: it carries
 //! counts and timings only, never message text, user or conversation ids, or
@@ -26,47 +25,32 @@
 //! arrival instead, as a user sees it.
 //!
 //! Buckets (seconds): 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, +Inf.
+//!
+//! Counters are registered without their `_total` suffix (the encoder adds
+//! it) and help texts without their final full stop (the registry adds it).
 
-use std::{
-    fmt::Write as _,
-    sync::{
-        atomic::{AtomicI64, AtomicU64, Ordering},
-        Arc,
-    },
-    time::Duration,
+use std::time::Duration;
+
+use prometheus_client::{
+    encoding::{prometheus_text, EncodeMetric, MetricEncoder},
+    metrics::{counter::Counter, gauge::Gauge, histogram::Histogram, MetricType},
+    registry::Registry,
 };
+use strum::VariantArray;
 
 use crate::protocol::{ErrorCode, FinishReason};
 
 /// The `content-type` of [`Metrics::render`]'s output.
-pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+pub use prometheus_text::CONTENT_TYPE;
 
 /// Upper bounds of the histogram buckets, in seconds; `+Inf` follows.
 pub const BUCKETS: [f64; 11] = [
     0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 ];
 
-const FINISH_REASONS: [FinishReason; 4] = [
-    FinishReason::Stop,
-    FinishReason::Length,
-    FinishReason::Stopped,
-    FinishReason::Error,
-];
-
-const ERROR_CODES: [ErrorCode; 9] = [
-    ErrorCode::BadRequest,
-    ErrorCode::TooLarge,
-    ErrorCode::Unauthorized,
-    ErrorCode::NotFound,
-    ErrorCode::RateLimited,
-    ErrorCode::Busy,
-    ErrorCode::UpstreamError,
-    ErrorCode::UpstreamTimeout,
-    ErrorCode::Internal,
-];
-
 /// Why a `/ws` upgrade was refused.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, strum::IntoStaticStr, strum::VariantArray)]
+#[strum(serialize_all = "snake_case")]
 pub enum UpgradeRefusal {
     /// Missing or foreign `Origin` (403).
     Origin,
@@ -76,258 +60,207 @@ pub enum UpgradeRefusal {
     Capacity,
 }
 
-impl UpgradeRefusal {
-    const ALL: [UpgradeRefusal; 3] = [
-        UpgradeRefusal::Origin,
-        UpgradeRefusal::Identity,
-        UpgradeRefusal::Capacity,
-    ];
+/// A counter family with one label whose values are the variants of `E`:
+/// every series exists from the start, they are written in declaration order,
+/// and counting takes no lock. Clones share the counters.
+#[derive(Clone, Debug)]
+struct ByVariant<E: 'static> {
+    label: &'static str,
+    counters: Vec<(E, Counter)>,
+}
 
-    fn as_str(self) -> &'static str {
-        match self {
-            UpgradeRefusal::Origin => "origin",
-            UpgradeRefusal::Identity => "identity",
-            UpgradeRefusal::Capacity => "capacity",
+impl<E: VariantArray + Copy + PartialEq + Into<&'static str>> ByVariant<E> {
+    fn new(label: &'static str) -> Self {
+        let counters = E::VARIANTS.iter().map(|&v| (v, Counter::default()));
+        Self {
+            label,
+            counters: counters.collect(),
+        }
+    }
+
+    fn inc(&self, value: E) {
+        if let Some((_, counter)) = self.counters.iter().find(|(v, _)| *v == value) {
+            counter.inc();
         }
     }
 }
 
-// Exhaustive matches: a new variant fails to compile until it has a series.
-fn finish_index(reason: FinishReason) -> usize {
-    match reason {
-        FinishReason::Stop => 0,
-        FinishReason::Length => 1,
-        FinishReason::Stopped => 2,
-        FinishReason::Error => 3,
-    }
-}
-
-fn error_index(code: ErrorCode) -> usize {
-    match code {
-        ErrorCode::BadRequest => 0,
-        ErrorCode::TooLarge => 1,
-        ErrorCode::Unauthorized => 2,
-        ErrorCode::NotFound => 3,
-        ErrorCode::RateLimited => 4,
-        ErrorCode::Busy => 5,
-        ErrorCode::UpstreamError => 6,
-        ErrorCode::UpstreamTimeout => 7,
-        ErrorCode::Internal => 8,
-    }
-}
-
-/// A histogram with the fixed [`BUCKETS`].
-#[derive(Debug, Default)]
-pub struct Histogram {
-    /// Observations per bucket (not cumulative); the last one is `+Inf`.
-    buckets: [AtomicU64; BUCKETS.len() + 1],
-    sum_nanos: AtomicU64,
-}
-
-impl Histogram {
-    pub fn observe(&self, value: Duration) {
-        let secs = value.as_secs_f64();
-        let index = BUCKETS
-            .iter()
-            .position(|&bound| secs <= bound)
-            .unwrap_or(BUCKETS.len());
-        self.buckets[index].fetch_add(1, Ordering::Relaxed);
-        let nanos = u64::try_from(value.as_nanos()).unwrap_or(u64::MAX);
-        self.sum_nanos.fetch_add(nanos, Ordering::Relaxed);
-    }
-
-    /// Appends the `_bucket`, `_sum` and `_count` lines. `_count` is the
-    /// `+Inf` bucket, so the two agree even while observations race.
-    fn render(&self, out: &mut String, name: &str, help: &str) {
-        header(out, name, help, "histogram");
-        let mut cumulative = 0u64;
-        for (i, count) in self.buckets.iter().enumerate() {
-            cumulative += count.load(Ordering::Relaxed);
-            match BUCKETS.get(i) {
-                Some(bound) => {
-                    let _ = writeln!(out, "{name}_bucket{{le=\"{bound}\"}} {cumulative}");
-                }
-                None => {
-                    let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {cumulative}");
-                }
-            }
+impl<E> EncodeMetric for ByVariant<E>
+where
+    E: Copy + Into<&'static str> + std::fmt::Debug + Send + Sync + 'static,
+{
+    fn encode(&self, mut encoder: MetricEncoder) -> Result<(), std::fmt::Error> {
+        for (value, counter) in &self.counters {
+            let labels = [(self.label, (*value).into())];
+            counter.encode(encoder.encode_family(&labels)?)?;
         }
-        let sum = Duration::from_nanos(self.sum_nanos.load(Ordering::Relaxed)).as_secs_f64();
-        let _ = writeln!(out, "{name}_sum {sum}");
-        let _ = writeln!(out, "{name}_count {cumulative}");
+        Ok(())
+    }
+
+    fn metric_type(&self) -> MetricType {
+        MetricType::Counter
     }
 }
 
 /// Every metric of the server; one per process, shared as `Arc<Metrics>`.
-#[derive(Debug, Default)]
+/// The fields are handles into `registry`, which owns clones of them.
+#[derive(Debug)]
 pub struct Metrics {
-    open_sockets: AtomicI64,
-    messages: AtomicU64,
-    replies: [AtomicU64; FINISH_REASONS.len()],
-    errors: [AtomicU64; ERROR_CODES.len()],
-    rate_limited: AtomicU64,
-    upgrades_refused: [AtomicU64; UpgradeRefusal::ALL.len()],
+    registry: Registry,
+    open_sockets: Gauge,
+    live_streams: Gauge,
+    messages: Counter,
+    replies: ByVariant<FinishReason>,
+    errors: ByVariant<ErrorCode>,
+    rate_limited: Counter,
+    upgrades_refused: ByVariant<UpgradeRefusal>,
     upstream_ttft: Histogram,
     upstream_duration: Histogram,
 }
 
 /// Counts one open socket while it lives.
 #[derive(Debug)]
-pub struct OpenSocket(Arc<Metrics>);
+pub struct OpenSocket(Gauge);
 
 impl Drop for OpenSocket {
     fn drop(&mut self) {
-        self.0.open_sockets.fetch_sub(1, Ordering::Relaxed);
+        self.0.dec();
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
     }
 }
 
 impl Metrics {
     pub fn new() -> Self {
-        Self::default()
+        let metrics = Self {
+            registry: Registry::default(),
+            open_sockets: Gauge::default(),
+            live_streams: Gauge::default(),
+            messages: Counter::default(),
+            replies: ByVariant::new("finish_reason"),
+            errors: ByVariant::new("code"),
+            rate_limited: Counter::default(),
+            upgrades_refused: ByVariant::new("reason"),
+            upstream_ttft: Histogram::new(BUCKETS),
+            upstream_duration: Histogram::new(BUCKETS),
+        };
+        metrics.registered()
+    }
+
+    /// Registers every handle, in the order of the exposition.
+    fn registered(mut self) -> Self {
+        let r = &mut self.registry;
+        r.register(
+            "tether_open_sockets",
+            "WebSocket connections currently open",
+            self.open_sockets.clone(),
+        );
+        r.register(
+            "tether_live_streams",
+            "Replies currently running",
+            self.live_streams.clone(),
+        );
+        r.register(
+            "tether_messages",
+            "User messages accepted (duplicates not counted)",
+            self.messages.clone(),
+        );
+        r.register(
+            "tether_replies",
+            "Replies ended, by finish reason",
+            self.replies.clone(),
+        );
+        r.register(
+            "tether_errors",
+            "Error frames sent to clients, by error code",
+            self.errors.clone(),
+        );
+        r.register(
+            "tether_rate_limited",
+            "Requests refused by Tether's own limits with rate_limited",
+            self.rate_limited.clone(),
+        );
+        r.register(
+            "tether_upstream_ttft_seconds",
+            "Time from the upstream request to the model's first token",
+            self.upstream_ttft.clone(),
+        );
+        r.register(
+            "tether_upstream_duration_seconds",
+            "Time from the upstream request to the end of the model's stream",
+            self.upstream_duration.clone(),
+        );
+        r.register(
+            "tether_ws_upgrades_refused",
+            "WebSocket upgrades refused, by reason",
+            self.upgrades_refused.clone(),
+        );
+        self
     }
 
     /// A socket was upgraded; it counts as open until the guard drops.
-    pub fn socket_opened(self: &Arc<Self>) -> OpenSocket {
-        self.open_sockets.fetch_add(1, Ordering::Relaxed);
-        OpenSocket(self.clone())
+    pub fn socket_opened(&self) -> OpenSocket {
+        self.open_sockets.inc();
+        OpenSocket(self.open_sockets.clone())
     }
 
     /// A user message was stored and accepted (not a duplicate).
     pub fn message_accepted(&self) {
-        self.messages.fetch_add(1, Ordering::Relaxed);
+        self.messages.inc();
     }
 
     /// A reply ended.
     pub fn reply_finished(&self, reason: FinishReason) {
-        self.replies[finish_index(reason)].fetch_add(1, Ordering::Relaxed);
+        self.replies.inc(reason);
     }
 
     /// An `error` frame answered a client's request (or its connection).
     pub fn refused(&self, code: ErrorCode) {
         self.error_sent(code);
         if code == ErrorCode::RateLimited {
-            self.rate_limited.fetch_add(1, Ordering::Relaxed);
+            self.rate_limited.inc();
         }
     }
 
     /// An `error` frame announced a failed reply to its conversation.
     pub fn error_sent(&self, code: ErrorCode) {
-        self.errors[error_index(code)].fetch_add(1, Ordering::Relaxed);
+        self.errors.inc(code);
     }
 
     pub fn upgrade_refused(&self, reason: UpgradeRefusal) {
-        self.upgrades_refused[reason as usize].fetch_add(1, Ordering::Relaxed);
+        self.upgrades_refused.inc(reason);
     }
 
     pub fn upstream_first_token(&self, after: Duration) {
-        self.upstream_ttft.observe(after);
+        self.upstream_ttft.observe(after.as_secs_f64());
     }
 
     pub fn upstream_finished(&self, after: Duration) {
-        self.upstream_duration.observe(after);
+        self.upstream_duration.observe(after.as_secs_f64());
     }
 
     /// The text exposition; `live_streams` is read by the caller at render
     /// time (the chat service's count of running replies).
     pub fn render(&self, live_streams: usize) -> String {
-        let load = |v: &AtomicU64| v.load(Ordering::Relaxed);
+        self.live_streams
+            .set(i64::try_from(live_streams).unwrap_or(i64::MAX));
         let mut out = String::with_capacity(4096);
-        gauge(
-            &mut out,
-            "tether_open_sockets",
-            "WebSocket connections currently open.",
-            self.open_sockets.load(Ordering::Relaxed),
-        );
-        gauge(
-            &mut out,
-            "tether_live_streams",
-            "Replies currently running.",
-            live_streams,
-        );
-        counter(
-            &mut out,
-            "tether_messages_total",
-            "User messages accepted (duplicates not counted).",
-            load(&self.messages),
-        );
-        labelled_counter(
-            &mut out,
-            "tether_replies_total",
-            "Replies ended, by finish reason.",
-            "finish_reason",
-            FINISH_REASONS
-                .iter()
-                .map(|r| (r.as_str(), load(&self.replies[finish_index(*r)]))),
-        );
-        labelled_counter(
-            &mut out,
-            "tether_errors_total",
-            "Error frames sent to clients, by error code.",
-            "code",
-            ERROR_CODES
-                .iter()
-                .map(|c| (c.as_str(), load(&self.errors[error_index(*c)]))),
-        );
-        counter(
-            &mut out,
-            "tether_rate_limited_total",
-            "Requests refused by Tether's own limits with rate_limited.",
-            load(&self.rate_limited),
-        );
-        self.upstream_ttft.render(
-            &mut out,
-            "tether_upstream_ttft_seconds",
-            "Time from the upstream request to the model's first token.",
-        );
-        self.upstream_duration.render(
-            &mut out,
-            "tether_upstream_duration_seconds",
-            "Time from the upstream request to the end of the model's stream.",
-        );
-        labelled_counter(
-            &mut out,
-            "tether_ws_upgrades_refused_total",
-            "WebSocket upgrades refused, by reason.",
-            "reason",
-            UpgradeRefusal::ALL
-                .iter()
-                .map(|r| (r.as_str(), load(&self.upgrades_refused[*r as usize]))),
-        );
+        // Writing into a String cannot fail, nor can these metrics' encoders.
+        if let Err(error) = prometheus_text::encode(&mut out, &self.registry) {
+            tracing::error!(%error, "encoding metrics failed");
+        }
         out
     }
 }
 
-fn header(out: &mut String, name: &str, help: &str, kind: &str) {
-    let _ = writeln!(out, "# HELP {name} {help}");
-    let _ = writeln!(out, "# TYPE {name} {kind}");
-}
-
-fn gauge(out: &mut String, name: &str, help: &str, value: impl std::fmt::Display) {
-    header(out, name, help, "gauge");
-    let _ = writeln!(out, "{name} {value}");
-}
-
-/// A counter family with one label, one line per label value.
-fn labelled_counter<'a>(
-    out: &mut String,
-    name: &str,
-    help: &str,
-    label: &str,
-    values: impl Iterator<Item = (&'a str, u64)>,
-) {
-    header(out, name, help, "counter");
-    for (value_label, value) in values {
-        let _ = writeln!(out, "{name}{{{label}=\"{value_label}\"}} {value}");
-    }
-}
-
-fn counter(out: &mut String, name: &str, help: &str, value: u64) {
-    header(out, name, help, "counter");
-    let _ = writeln!(out, "{name} {value}");
-}
-
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
     use super::*;
 
     /// The value of the series line that starts with `series ` exactly.
@@ -389,11 +322,11 @@ mod tests {
         let text = Metrics::new().render(2);
         assert_eq!(value(&text, "tether_live_streams"), 2.0);
         assert_eq!(value(&text, "tether_open_sockets"), 0.0);
-        for code in ERROR_CODES {
+        for &code in ErrorCode::VARIANTS {
             let series = format!("tether_errors_total{{code=\"{}\"}}", code.as_str());
             assert_eq!(value(&text, &series), 0.0);
         }
-        for reason in FINISH_REASONS {
+        for &reason in FinishReason::VARIANTS {
             let series = format!(
                 "tether_replies_total{{finish_reason=\"{}\"}}",
                 reason.as_str()
