@@ -1,5 +1,7 @@
 //! The `tether` server binary: configuration, telemetry, `server::run`.
 
+use std::process::ExitCode;
+
 use anyhow::Context;
 use clap::Parser;
 use tether::server::{
@@ -9,8 +11,27 @@ use tether::server::{
 use tokio::net::TcpListener;
 use tracing_subscriber::EnvFilter;
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+/// Runs the server; a failure (a setting that cannot be used, a port that is
+/// taken, storage that cannot be opened) is one line on stderr and exit 1,
+/// without a backtrace even where `RUST_BACKTRACE` is set.
+fn main() -> ExitCode {
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            eprintln!("tether: cannot start the async runtime: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("tether: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let config = Config::load(&cli)?;
     if cli.print_config {
