@@ -293,3 +293,39 @@ async fn upstream_failure_counts_an_error_reply_without_a_first_token() {
     assert_eq!(after.get(TTFT_COUNT), 0.0);
     assert_eq!(after.get(UPSTREAM_COUNT), 1.0);
 }
+
+#[tokio::test]
+async fn http_refusals_are_counted_like_socket_ones() {
+    let server = TestServer::start(|_| {}).await;
+    let cookie = server.cookie().await;
+    let post = |body: &'static str, content_type: &'static str| {
+        reqwest::Client::new()
+            .post(format!("http://{}/api/frame", server.addr))
+            .header("origin", server.origin())
+            .header("cookie", cookie.clone())
+            .header("content-type", content_type)
+            .body(body)
+            .send()
+    };
+    let before = scrape(&server).await;
+    assert_eq!(before.get(&errors(ErrorCode::BadRequest)), 0.0);
+    assert_eq!(before.get(&errors(ErrorCode::NotFound)), 0.0);
+
+    let invalid = post("{\"type\":\"nonsense\"}", "application/json")
+        .await
+        .expect("POST");
+    assert_eq!(invalid.status(), 400);
+    let not_json = post("{}", "text/plain").await.expect("POST");
+    assert_eq!(not_json.status(), 415);
+    let unknown = post(
+        "{\"type\":\"stop\",\"conversation_id\":\"no-such-conversation\"}",
+        "application/json",
+    )
+    .await
+    .expect("POST");
+    assert_eq!(unknown.status(), 404);
+
+    let after = scrape(&server).await;
+    assert_eq!(after.get(&errors(ErrorCode::BadRequest)), 2.0);
+    assert_eq!(after.get(&errors(ErrorCode::NotFound)), 1.0);
+}
