@@ -121,41 +121,16 @@ async fn sigterm_mid_stream_stores_the_message_and_exits_zero() {
     .await
     .expect("fake");
     let dir = tempfile::tempdir().expect("tmp");
-    let port = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("port");
-        l.local_addr().expect("addr").port()
-    };
-    let mut child = Command::new(env!("CARGO_BIN_EXE_tether"))
-        .env("LISTEN_ADDR", format!("127.0.0.1:{port}"))
-        .env("TETHER_DATA_DIR", dir.path())
-        .env("OPENAI_BASE_URL", fake.base_url())
-        .env("OPENAI_MODEL", "fake")
-        .env("OPENAI_API_KEY", "sk-test-never-logged")
-        .env("SHUTDOWN_GRACE_SECS", "0.3")
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn tether");
-    let stdout = child.stdout.take().expect("stdout");
-    let (lines_tx, lines_rx) = std::sync::mpsc::channel::<String>();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            let _ = lines_tx.send(line);
-        }
-    });
-    // Ready when it logs that it listens.
-    let mut log = Vec::new();
-    loop {
-        let line = lines_rx
-            .recv_timeout(Duration::from_secs(30))
-            .expect("tether starts");
-        let ready = line.contains("tether listening");
-        log.push(line);
-        if ready {
-            break;
-        }
-    }
+    let Spawned {
+        mut child,
+        lines_rx,
+        mut log,
+        port,
+    } = spawn_tether(
+        dir.path(),
+        &fake.base_url(),
+        &[("SHUTDOWN_GRACE_SECS", "0.3")],
+    );
     let server = ExternalServer { port };
     let mut client = server.user().await;
     let conversation = client.start_conversation("[[long]] keep going").await;
@@ -199,6 +174,136 @@ async fn sigterm_mid_stream_stores_the_message_and_exits_zero() {
     assert!(!messages[1].content.is_empty(), "partial text stored");
 }
 
+/// A `tether` process and what it logged until it listened.
+struct Spawned {
+    child: std::process::Child,
+    lines_rx: std::sync::mpsc::Receiver<String>,
+    log: Vec<String>,
+    port: u16,
+}
+
+/// Starts the real binary on a free port with its data in `dir`, and waits
+/// until it logs that it listens.
+fn spawn_tether(dir: &std::path::Path, upstream: &str, env: &[(&str, &str)]) -> Spawned {
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("port");
+        l.local_addr().expect("addr").port()
+    };
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tether"))
+        .env("LISTEN_ADDR", format!("127.0.0.1:{port}"))
+        .env("TETHER_DATA_DIR", dir)
+        .env("OPENAI_BASE_URL", upstream)
+        .env("OPENAI_MODEL", "fake")
+        .env("OPENAI_API_KEY", "sk-test-never-logged")
+        .env("RUST_LOG", "info")
+        .envs(env.iter().copied())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn tether");
+    let stdout = child.stdout.take().expect("stdout");
+    let (lines_tx, lines_rx) = std::sync::mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = lines_tx.send(line);
+        }
+    });
+    let mut log = Vec::new();
+    loop {
+        let line = lines_rx
+            .recv_timeout(Duration::from_secs(30))
+            .expect("tether starts");
+        let ready = line.contains("tether listening");
+        log.push(line);
+        if ready {
+            break;
+        }
+    }
+    Spawned {
+        child,
+        lines_rx,
+        log,
+        port,
+    }
+}
+
+#[tokio::test]
+async fn kill_9_mid_stream_keeps_the_checkpointed_text() {
+    const EVERY: usize = 8;
+    let fake = FakeUpstream::start(FakeConfig {
+        first_token_delay: Duration::from_millis(5),
+        token_delay: Duration::from_millis(10),
+        ..Default::default()
+    })
+    .await
+    .expect("fake");
+    let dir = tempfile::tempdir().expect("tmp");
+    let every = EVERY.to_string();
+    let env = [("CHECKPOINT_TOKENS", every.as_str())];
+    let Spawned {
+        mut child, port, ..
+    } = spawn_tether(dir.path(), &fake.base_url(), &env);
+    let server = ExternalServer { port };
+    let mut client = server.user().await;
+    let cookie = client.cookie.clone();
+    let conversation = client.start_conversation("[[tokens:2000]] go on").await;
+    // Read until the client has seen well over a few checkpoints' worth.
+    let mut seen = Vec::new();
+    while delta_text(&seen).split_whitespace().count() < 6 * EVERY {
+        seen.push(client.next().await);
+    }
+    child.kill().expect("kill -9");
+    let status = tokio::task::spawn_blocking(move || child.wait())
+        .await
+        .expect("join")
+        .expect("wait");
+    assert_eq!(status.code(), None, "killed by a signal, nothing drained");
+    let seen = delta_text(&seen);
+
+    // Restart on the same data: the reply is recovered with its checkpoint.
+    let Spawned {
+        mut child, port, ..
+    } = spawn_tether(dir.path(), &fake.base_url(), &env);
+    let mut client = ExternalServer { port }.connect(&cookie).await;
+    client
+        .send(&ClientFrame::Subscribe {
+            conversation_id: conversation.clone(),
+        })
+        .await;
+    let snapshot = client
+        .until(|f| matches!(f, ServerFrame::Snapshot { .. }))
+        .await;
+    let ServerFrame::Snapshot {
+        messages,
+        streaming,
+        ..
+    } = snapshot
+    else {
+        panic!("expected a snapshot, got {snapshot:?}")
+    };
+    assert!(streaming.is_none(), "nothing streams after the restart");
+    let reply = &messages[1];
+    assert_eq!(reply.finish_reason, Some(FinishReason::Error));
+    assert!(
+        seen.starts_with(&reply.content),
+        "the stored text is what the client saw, up to a checkpoint: {:?} / {:?}",
+        reply.content,
+        seen
+    );
+    let (stored, shown) = (
+        reply.content.split_whitespace().count(),
+        seen.split_whitespace().count(),
+    );
+    // At most the tokens after the last checkpoint, and those of one write
+    // still in flight, are missing.
+    assert!(
+        stored + 2 * EVERY >= shown,
+        "stored {stored} of the {shown} tokens the client saw"
+    );
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
 /// A server started as a separate process.
 struct ExternalServer {
     port: u16,
@@ -206,7 +311,6 @@ struct ExternalServer {
 
 impl ExternalServer {
     async fn user(&self) -> common::WsClient {
-        use tokio_tungstenite::tungstenite::{client::IntoClientRequest, http::HeaderValue};
         let response = reqwest::get(format!("http://127.0.0.1:{}/", self.port))
             .await
             .expect("GET /");
@@ -217,6 +321,12 @@ impl ExternalServer {
             .next()
             .expect("pair")
             .to_owned();
+        self.connect(&cookie).await
+    }
+
+    async fn connect(&self, cookie: &str) -> common::WsClient {
+        use tokio_tungstenite::tungstenite::{client::IntoClientRequest, http::HeaderValue};
+        let cookie = cookie.to_owned();
         let mut request = format!("ws://127.0.0.1:{}/ws", self.port)
             .into_client_request()
             .expect("request");

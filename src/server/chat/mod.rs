@@ -5,6 +5,7 @@
 //! and subscriptions; it never touches a socket (that is `ws/`), and it never
 //! talks HTTP to the model (that is `llm/`).
 
+mod checkpoint;
 mod dispatch;
 mod error;
 pub mod hub;

@@ -15,7 +15,10 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tracing::{info_span, Instrument};
 
-use super::hub::{ConversationHub, LiveConversation};
+use super::{
+    checkpoint::Checkpoints,
+    hub::{ConversationHub, LiveConversation},
+};
 use crate::{
     protocol::{ClientMsgId, ErrorCode, FinishReason, Message, MessageId, ServerFrame, Usage},
     server::{
@@ -121,7 +124,14 @@ impl ReplyJob {
 
     /// Passes the model's text on as deltas until its stream ends, fails,
     /// stalls for `timeout` or the reply is stopped.
+    /// The text so far is checkpointed on the way ([`Checkpoints`]).
     async fn relay(&self, stream: &mut LlmStream, timeout: Duration, outcome: &mut Outcome) {
+        let mut checkpoints = Checkpoints::new(
+            self.store.as_ref(),
+            &self.message_id,
+            self.limits.checkpoint_tokens,
+            self.limits.checkpoint_interval,
+        );
         // An event read ahead while gathering a burst of text.
         let mut read_ahead = None;
         loop {
@@ -133,6 +143,7 @@ impl ReplyJob {
                         outcome.finish_reason = FinishReason::Stopped;
                         return;
                     }
+                    () = checkpoints.written() => continue,
                     next = tokio::time::timeout(timeout, stream.next()) => next,
                 },
             };
@@ -141,8 +152,10 @@ impl ReplyJob {
                 Ok(None) => return,
                 Ok(Some(Ok(LlmEvent::Text(mut text)))) => {
                     outcome.first_token.get_or_insert_with(Instant::now);
-                    read_ahead = join_ready(stream, &mut text).await;
+                    let (ahead, tokens) = join_ready(stream, &mut text).await;
+                    read_ahead = ahead;
                     self.live.push_delta(&text);
+                    checkpoints.streamed(tokens, || self.live.streamed_text());
                     continue;
                 }
                 Ok(Some(Ok(LlmEvent::Finished(reason)))) => {
@@ -240,16 +253,19 @@ impl ReplyJob {
 /// hands over one body chunk per wake-up of its connection task, so when
 /// nothing is ready the reply yields once to let that task decode what it has
 /// already received; it never waits for the network. Returns what was read
-/// ahead that is not text (another event, or the stream's end), if anything.
-async fn join_ready(stream: &mut LlmStream, text: &mut String) -> Option<ReadAhead> {
+/// ahead that is not text (another event, or the stream's end), if anything,
+/// and how many tokens `text` now holds.
+async fn join_ready(stream: &mut LlmStream, text: &mut String) -> (Option<ReadAhead>, usize) {
+    let mut tokens = 1;
     let mut yielded = false;
     while text.len() < MAX_DELTA_BYTES {
         match stream.next().now_or_never() {
             Some(Some(Ok(LlmEvent::Text(more)))) => {
                 text.push_str(&more);
+                tokens += 1;
                 yielded = false;
             }
-            Some(other) => return Some(other),
+            Some(other) => return (Some(other), tokens),
             None if !yielded => {
                 tokio::task::yield_now().await;
                 yielded = true;
@@ -257,7 +273,7 @@ async fn join_ready(stream: &mut LlmStream, text: &mut String) -> Option<ReadAhe
             None => break,
         }
     }
-    None
+    (None, tokens)
 }
 
 fn round2(v: f64) -> f64 {

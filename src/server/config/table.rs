@@ -161,5 +161,12 @@ settings! {
         /// Length of the title taken from a conversation's first message, in characters.
         auto_title_chars: usize = 48, Positive,
             env "AUTO_TITLE_CHARS", flag "auto-title-chars", value "CHARS";
+        /// A streaming reply's text is stored after this many tokens (kept if the process dies) …
+        checkpoint_tokens: usize = 64, Positive,
+            env "CHECKPOINT_TOKENS", flag "checkpoint-tokens", value "N";
+        /// … or this many seconds, whichever comes first.
+        checkpoint_interval: Duration = Duration::from_secs(1), Secs,
+            key "checkpoint_interval_secs",
+            env "CHECKPOINT_INTERVAL_SECS", flag "checkpoint-interval-secs", value "SECS";
     }
 }

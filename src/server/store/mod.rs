@@ -153,6 +153,11 @@ pub trait Store: Send + Sync + 'static {
     async fn start_assistant(&self, conversation: &ConversationId) -> Result<Message, StoreError>;
 
     /// Stores the final text of an assistant message.
+    /// Stores the text streamed so far into a reply that has not finished,
+    /// so a crash loses at most what came after it. A reply already finished
+    /// is left as it is (a late checkpoint never overwrites the final text).
+    async fn checkpoint_assistant(&self, id: &MessageId, content: &str) -> Result<(), StoreError>;
+
     async fn finish_assistant(
         &self,
         id: &MessageId,

@@ -502,6 +502,19 @@ impl Store for SqliteStore {
             .await
     }
 
+    async fn checkpoint_assistant(&self, id: &MessageId, content: &str) -> Result<(), StoreError> {
+        let (id, content) = (id.clone(), content.to_owned());
+        self.writer
+            .run(move |conn| {
+                conn.prepare_cached(
+                    "UPDATE messages SET content = ? WHERE id = ? AND finish_reason IS NULL",
+                )?
+                .execute([content.as_str(), id.as_str()])?;
+                Ok(())
+            })
+            .await
+    }
+
     async fn finish_assistant(
         &self,
         id: &MessageId,
@@ -630,6 +643,41 @@ mod tests {
             s.messages(&conversation.id).await.expect("messages").len(),
             2,
             "one user message and its reply's message, once"
+        );
+    }
+
+    #[tokio::test]
+    async fn checkpoints_keep_partial_text_and_never_overwrite_a_finished_reply() {
+        let (s, _dir) = store().await;
+        let SendOutcome::Stored {
+            conversation,
+            reply,
+            ..
+        } = s
+            .add_user_message(new_msg("u", "k", new_conversation()))
+            .await
+            .expect("stored")
+        else {
+            panic!("stored")
+        };
+        s.checkpoint_assistant(&reply.id, "Hel").await.expect("cp");
+        s.checkpoint_assistant(&reply.id, "Hello, wo")
+            .await
+            .expect("cp");
+        let partial = &s.messages(&conversation.id).await.expect("messages")[1];
+        assert_eq!(partial.content, "Hello, wo");
+        assert_eq!(partial.finish_reason, None, "still streaming");
+
+        assert_eq!(s.recover_interrupted().await.expect("recover"), 1);
+        let recovered = &s.messages(&conversation.id).await.expect("messages")[1];
+        assert_eq!(recovered.content, "Hello, wo", "the checkpoint survives");
+        assert_eq!(recovered.finish_reason, Some(FinishReason::Error));
+
+        s.checkpoint_assistant(&reply.id, "late").await.expect("cp");
+        let kept = &s.messages(&conversation.id).await.expect("messages")[1];
+        assert_eq!(
+            kept.content, "Hello, wo",
+            "a finished reply is not overwritten"
         );
     }
 
