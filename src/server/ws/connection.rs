@@ -21,6 +21,7 @@ use crate::{
         chat::{hub::Event, Answer, ChatError, Subscription},
         metrics::OpenSocket,
         state::AppState,
+        ws::decode::decode_client_frame,
     },
 };
 
@@ -194,26 +195,9 @@ impl Connection {
     /// One text frame: parsed here, its meaning is the chat core's.
     async fn on_text(&mut self, text: &str, received: Instant) -> Result<(), Exit> {
         let max = self.state.config.limits.max_frame_bytes;
-        if text.len() > max {
-            return self
-                .send(&ServerFrame::error(
-                    ErrorCode::TooLarge,
-                    format!("frame is {} bytes, the limit is {max}", text.len()),
-                ))
-                .await;
-        }
-        let frame: ClientFrame = match serde_json::from_str(text) {
+        let frame = match decode_client_frame(text, max) {
             Ok(frame) => frame,
-            Err(err) => {
-                let mut reason = err.to_string();
-                reason.truncate(200);
-                return self
-                    .send(&ServerFrame::error(
-                        ErrorCode::BadRequest,
-                        format!("invalid frame: {reason}"),
-                    ))
-                    .await;
-            }
+            Err(refusal) => return self.send(&refusal).await,
         };
         if let ClientFrame::Subscribe { conversation_id } = &frame {
             if let Err(err) = self.check_subscription_room(conversation_id) {

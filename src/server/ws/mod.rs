@@ -8,6 +8,7 @@
 //! so is the count of open streams ([`super::access::admission`]).
 
 pub mod connection;
+pub mod decode;
 
 use axum::{
     extract::{
