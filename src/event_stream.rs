@@ -113,3 +113,105 @@ mod tests {
         assert!(parser.buf.is_empty(), "{} bytes kept", parser.buf.len());
     }
 }
+
+/// Property tests (`PROPTEST_CASES` cases each, 256 by default).
+#[cfg(test)]
+mod proptests {
+    use proptest::prelude::*;
+
+    use super::EventStream;
+
+    /// One line of an event, and the data it adds (if any).
+    fn line() -> impl Strategy<Value = (String, Option<String>)> {
+        let value = "[^\r\n]{0,20}";
+        prop_oneof![
+            // `data: value` (one optional space is dropped) or bare `data`.
+            value.prop_map(|v| (format!("data: {v}"), Some(v.clone()))),
+            "[^\r\n ][^\r\n]{0,20}".prop_map(|v| (format!("data:{v}"), Some(v))),
+            Just(("data".to_owned(), Some(String::new()))),
+            Just(("data:".to_owned(), Some(String::new()))),
+            // Fields neither reader needs, and comments.
+            value.prop_map(|v| (format!("event: {v}"), None)),
+            value.prop_map(|v| (format!("id:{v}"), None)),
+            "[0-9]{1,5}".prop_map(|v| (format!("retry: {v}"), None)),
+            value.prop_map(|v| (format!(":{v}"), None)),
+            // Unknown fields are ignored too.
+            ("[a-z]{1,8}", "(:[^\r\n]{0,10})?")
+                .prop_filter("not data", |(name, _)| name != "data")
+                .prop_map(|(name, rest)| (format!("{name}{rest}"), None)),
+        ]
+    }
+
+    /// A stream of events with `\n` and `\r\n` line ends, and the data of
+    /// each event it holds.
+    fn stream() -> impl Strategy<Value = (Vec<u8>, Vec<String>)> {
+        let event = prop::collection::vec((line(), any::<bool>()), 0..5);
+        prop::collection::vec((event, any::<bool>()), 0..8).prop_map(|events| {
+            let (mut bytes, mut want) = (Vec::new(), Vec::new());
+            for (lines, crlf) in events {
+                let mut data: Option<String> = None;
+                for ((text, value), line_crlf) in lines {
+                    bytes.extend_from_slice(text.as_bytes());
+                    bytes.extend_from_slice(if line_crlf { b"\r\n" } else { b"\n" });
+                    if let Some(value) = value {
+                        data = Some(match data {
+                            Some(d) => format!("{d}\n{value}"),
+                            None => value,
+                        });
+                    }
+                }
+                bytes.extend_from_slice(if crlf { b"\r\n" } else { b"\n" });
+                want.extend(data);
+            }
+            (bytes, want)
+        })
+    }
+
+    /// Feeds `bytes` cut at `cuts` (byte offsets, any order, repeats allowed).
+    fn feed(bytes: &[u8], cuts: &[prop::sample::Index]) -> Vec<String> {
+        let mut at: Vec<usize> = cuts.iter().map(|c| c.index(bytes.len() + 1)).collect();
+        at.push(bytes.len());
+        at.sort_unstable();
+        let (mut parser, mut got, mut from) = (EventStream::default(), Vec::new(), 0);
+        for to in at {
+            got.extend(parser.push(&bytes[from..to]));
+            from = to;
+        }
+        got
+    }
+
+    proptest! {
+        #[test]
+        fn prop_events_are_read_the_same_at_any_split(
+            (bytes, want) in stream(),
+            cuts in prop::collection::vec(any::<prop::sample::Index>(), 0..12),
+        ) {
+            prop_assert_eq!(feed(&bytes, &[]), want.clone());
+            prop_assert_eq!(feed(&bytes, &cuts), want);
+        }
+
+        #[test]
+        fn prop_any_bytes_split_anywhere_give_the_same_events(
+            parts in prop::collection::vec(prop_oneof![
+                prop::collection::vec(any::<u8>(), 0..16),
+                prop::sample::select(vec![
+                    &b"data:"[..], b"data: ", b"data", b":", b"\n", b"\r", b"\r\n",
+                    b"\n\n", b"event: x\n", b"\xc3", b"\xa9", "é".as_bytes(), b"\xff",
+                ])
+                .prop_map(<[u8]>::to_vec),
+            ], 0..40),
+            cuts in prop::collection::vec(any::<prop::sample::Index>(), 0..12),
+        ) {
+            let bytes = parts.concat();
+            let whole = feed(&bytes, &[]);
+            prop_assert_eq!(feed(&bytes, &cuts), whole.clone());
+            // Byte by byte, too.
+            let mut parser = EventStream::default();
+            let mut got = Vec::new();
+            for b in &bytes {
+                got.extend(parser.push(std::slice::from_ref(b)));
+            }
+            prop_assert_eq!(got, whole);
+        }
+    }
+}
