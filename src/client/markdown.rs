@@ -180,3 +180,229 @@ mod tests {
         assert!(!html.contains("\" onmouseover"), "{html}");
     }
 }
+
+/// Property tests (`PROPTEST_CASES` cases each, 256 by default): whatever
+/// the model writes, the HTML holds nothing a browser would run.
+#[cfg(test)]
+mod proptests {
+    use html5gum::{Token, Tokenizer};
+    use proptest::prelude::*;
+
+    use super::render;
+
+    /// Every tag the renderer emits (pulldown-cmark's, ours for code blocks
+    /// and links): `script`, `iframe`, `object`, `embed`, `style`, `img`,
+    /// `svg`, `form`… are not among them.
+    const TAGS: &[&str] = &[
+        "a",
+        "p",
+        "h1",
+        "h2",
+        "h3",
+        "h4",
+        "h5",
+        "h6",
+        "blockquote",
+        "pre",
+        "code",
+        "ol",
+        "ul",
+        "li",
+        "em",
+        "strong",
+        "del",
+        "table",
+        "thead",
+        "tbody",
+        "tr",
+        "th",
+        "td",
+        "hr",
+        "br",
+        "input",
+        "div",
+        "span",
+        "button",
+    ];
+    const FORBIDDEN_TAGS: &[&str] = &["script", "iframe", "object", "embed", "style"];
+    const ATTRIBUTES: &[&str] = &[
+        "href",
+        "title",
+        "target",
+        "rel",
+        "class",
+        "type",
+        "disabled",
+        "checked",
+        "aria-label",
+        "style",
+        "start",
+    ];
+    /// Attributes a browser loads or follows as a URL.
+    const URL_ATTRIBUTES: &[&str] = &[
+        "href",
+        "src",
+        "action",
+        "formaction",
+        "xlink:href",
+        "data",
+        "poster",
+        "background",
+        "srcset",
+        "cite",
+        "codebase",
+        "ping",
+    ];
+    /// Parse errors that only say a character in the text is unusual.
+    const HARMLESS_ERRORS: &[&str] = &[
+        "control-character-in-input-stream",
+        "noncharacter-in-input-stream",
+        "surrogate-in-input-stream",
+        "unexpected-null-character",
+    ];
+
+    /// A URL as a browser reads its scheme: entities are already decoded by
+    /// the tokenizer; tabs and newlines anywhere and C0 controls or spaces
+    /// around it are dropped; the scheme is case-insensitive.
+    fn normalised_url(value: &str) -> String {
+        value
+            .chars()
+            .filter(|c| !matches!(c, '\t' | '\n' | '\r'))
+            .collect::<String>()
+            .trim_matches(|c: char| c <= ' ')
+            .to_ascii_lowercase()
+    }
+
+    /// Tokenises `html` as a browser would and fails on anything executable.
+    fn check_safe(input: &str, html: &str) -> Result<(), TestCaseError> {
+        for token in Tokenizer::new(html) {
+            let Ok(token) = token;
+            match token {
+                Token::StartTag(tag) => {
+                    let name = String::from_utf8_lossy(&tag.name).to_ascii_lowercase();
+                    prop_assert!(
+                        !FORBIDDEN_TAGS.contains(&name.as_str()),
+                        "<{}> from {:?}: {}",
+                        name,
+                        input,
+                        html
+                    );
+                    prop_assert!(
+                        TAGS.contains(&name.as_str()),
+                        "<{}> from {:?}: {}",
+                        name,
+                        input,
+                        html
+                    );
+                    for (attr, value) in &tag.attributes {
+                        let attr = String::from_utf8_lossy(attr).to_ascii_lowercase();
+                        let value = String::from_utf8_lossy(value);
+                        prop_assert!(
+                            !attr.starts_with("on"),
+                            "{} from {:?}: {}",
+                            attr,
+                            input,
+                            html
+                        );
+                        prop_assert!(
+                            ATTRIBUTES.contains(&attr.as_str()),
+                            "{} from {:?}: {}",
+                            attr,
+                            input,
+                            html
+                        );
+                        if attr == "style" {
+                            prop_assert!(
+                                [
+                                    "text-align: left",
+                                    "text-align: center",
+                                    "text-align: right"
+                                ]
+                                .contains(&value.as_ref()),
+                                "style {:?} from {:?}",
+                                value,
+                                input
+                            );
+                        }
+                        if URL_ATTRIBUTES.contains(&attr.as_str()) {
+                            let url = normalised_url(&value);
+                            for scheme in ["javascript:", "vbscript:", "data:"] {
+                                prop_assert!(
+                                    !url.starts_with(scheme),
+                                    "{} from {:?}: {}",
+                                    url,
+                                    input,
+                                    html
+                                );
+                            }
+                            // What the renderer deliberately keeps.
+                            prop_assert!(
+                                ["http://", "https://", "mailto:"]
+                                    .iter()
+                                    .any(|s| url.starts_with(s)),
+                                "{} from {:?}: {}",
+                                url,
+                                input,
+                                html
+                            );
+                        }
+                    }
+                }
+                Token::EndTag(_) | Token::String(_) => {}
+                Token::Comment(_) | Token::Doctype(_) => {
+                    prop_assert!(false, "markup declaration from {:?}: {}", input, html)
+                }
+                Token::Error(error) => prop_assert!(
+                    HARMLESS_ERRORS.contains(&error.as_str()),
+                    "{} from {:?}: {}",
+                    error.as_str(),
+                    input,
+                    html
+                ),
+            }
+        }
+        Ok(())
+    }
+
+    /// Pieces of hostile and ordinary markdown: raw HTML, event handlers,
+    /// script URLs (plain, mixed case, entity-encoded, split by controls)
+    /// in links, images, autolinks and reference definitions, and the
+    /// markdown syntax around them.
+    fn fragment() -> impl Strategy<Value = String> {
+        prop_oneof![
+            3 => prop::sample::select(vec![
+                "<script>", "</script>", "<script src=x>", "<iframe src=x>", "<iframe",
+                "<object data=x>", "<object", "<embed src=x>", "<style>", "</style>",
+                "<img src=x onerror=alert(1)>", "<svg onload=alert(1)>", "<a href=\"javascript:x\">",
+                "</a>", "<div onclick=\"x()\">", "<!--", "-->", "<![CDATA[", "<!DOCTYPE html>",
+                "<?php", "<textarea>", "<title>", "<noscript>", "<xmp>", "<plaintext>", "onerror=",
+                "onload=", " on", "javascript:alert(1)", "JaVaScRiPt:", "java\tscript:",
+                "java\nscript:", " \u{1}javascript:", "&#106;avascript:", "&#x6A;avascript:",
+                "&#0000106;", "javascript&colon;", "&NewLine;", "vbscript:msgbox", "data:text/html,",
+                "data:image/svg+xml,", "%6A", "http://", "https://a.example/", "mailto:a@b", "[", "]",
+                "(", ")", "![", "](", "[x](", "![y](", "[r]", "[r]: ", "<", ">", "<http://x>",
+                "<javascript:alert(1)>", "<mailto:a@b>", "\"", "'", "`", "```", "~~~", "```html\n",
+                "\n", "\n\n", "    ", " ", "\t", "&", "&lt;", "&amp;", "&gt;", "&quot;", "\\", "**",
+                "*", "_", "~~", "|", "| a | b |\n|---|:-:|\n", "---", "- ", "1. ", "> ", "# ",
+                "- [ ] ", "- [x] ", "\"onmouseover=\"alert(1)", "\u{0}", "\u{feff}", "é", "💬",
+            ])
+            .prop_map(str::to_owned),
+            1 => "(?s).{0,8}",
+        ]
+    }
+
+    proptest! {
+        #[test]
+        fn prop_any_text_renders_to_inert_html(input in "(?s).{0,200}") {
+            check_safe(&input, &render(&input))?;
+        }
+
+        #[test]
+        fn prop_hostile_markdown_renders_to_inert_html(
+            parts in prop::collection::vec(fragment(), 0..40),
+        ) {
+            let input = parts.concat();
+            check_safe(&input, &render(&input))?;
+        }
+    }
+}
