@@ -530,3 +530,113 @@ mod tests {
         }
     }
 }
+
+/// Property tests (`PROPTEST_CASES` cases each, 256 by default).
+#[cfg(test)]
+mod proptests {
+    use proptest::prelude::*;
+
+    use super::{highlight, LANGUAGES};
+
+    /// Reads the highlighter's output back to text in one pass, failing on
+    /// anything but `<span class="hl-…">`/`</span>` (balanced, not nested)
+    /// and the five entities [`super::html_escape`] writes.
+    fn unescape(html: &str) -> Result<String, String> {
+        const ENTITIES: [(&str, char); 5] = [
+            ("&amp;", '&'),
+            ("&lt;", '<'),
+            ("&gt;", '>'),
+            ("&quot;", '"'),
+            ("&#39;", '\''),
+        ];
+        let (mut rest, mut out, mut open) = (html, String::new(), false);
+        while let Some(c) = rest.chars().next() {
+            if let Some(after) = rest.strip_prefix("<span class=\"hl-") {
+                let end = after.find("\">").ok_or("unclosed span tag")?;
+                let class = &after[..end];
+                if open || class.is_empty() || !class.chars().all(|c| c.is_ascii_lowercase()) {
+                    return Err(format!("span {class:?} (nested: {open})"));
+                }
+                (open, rest) = (true, &after[end + 2..]);
+            } else if let Some(after) = rest.strip_prefix("</span>") {
+                if !open {
+                    return Err("</span> without a span".into());
+                }
+                (open, rest) = (false, after);
+            } else if c == '&' {
+                let (entity, ch) = ENTITIES
+                    .iter()
+                    .find(|(e, _)| rest.starts_with(e))
+                    .ok_or_else(|| format!("bare & at {rest:?}"))?;
+                out.push(*ch);
+                rest = &rest[entity.len()..];
+            } else if "<>\"'".contains(c) {
+                return Err(format!("raw {c:?} at {rest:?}"));
+            } else {
+                out.push(c);
+                rest = &rest[c.len_utf8()..];
+            }
+        }
+        if open {
+            return Err("span left open".into());
+        }
+        Ok(out)
+    }
+
+    /// Every alias of every language, as a fence would name it.
+    fn alias() -> impl Strategy<Value = String> {
+        let names: Vec<&str> = LANGUAGES
+            .iter()
+            .flat_map(|l| l.aliases.iter().copied())
+            .collect();
+        (
+            prop::sample::select(names),
+            any::<bool>(),
+            prop::sample::select(vec!["", ",ignore", " {x}", " title=\"a\""]),
+        )
+            .prop_map(|(name, upper, tail)| {
+                let name = if upper {
+                    name.to_ascii_uppercase()
+                } else {
+                    name.to_owned()
+                };
+                format!("{name}{tail}")
+            })
+    }
+
+    /// Code-like pieces: every language's comment and string openers,
+    /// escapes, numbers, tags, words and non-ASCII text.
+    fn code() -> impl Strategy<Value = String> {
+        let piece = prop_oneof![
+            3 => prop::sample::select(vec![
+                "\"", "'", "`", "\"\"\"", "'''", "\\", "\\\"", "\\'", "/*", "*/", "//", "#", "--",
+                "<!--", "-->", "<", ">", "</", "/>", "<?", "?>", "&", "&amp;", "&lt;", "${", "}",
+                "r#\"", "\"#", "b'", "'a", "'\\u{1F980}'", "0x1F", "1e10", "1.2.3", "0b", "42px",
+                "fn", "let", "SELECT", "null", "true", "None", "Foo", "f(", "a-b", "$x", "@media",
+                " ", "\t", "\n", "\r\n", "é", "世界", "🦀", "\u{0}", "\u{feff}",
+            ])
+            .prop_map(str::to_owned),
+            1 => "(?s).{0,6}",
+        ];
+        prop::collection::vec(piece, 0..40).prop_map(|p| p.concat())
+    }
+
+    proptest! {
+        #[test]
+        fn prop_highlighted_code_unescapes_to_itself(lang in alias(), input in "(?s).{0,200}") {
+            let html = highlight(&lang, &input).expect("known language");
+            prop_assert_eq!(unescape(&html), Ok(input));
+        }
+
+        #[test]
+        fn prop_highlighted_code_like_text_unescapes_to_itself(lang in alias(), input in code()) {
+            let html = highlight(&lang, &input).expect("known language");
+            prop_assert_eq!(unescape(&html), Ok(input));
+        }
+
+        #[test]
+        fn prop_unknown_languages_are_left_to_the_caller(lang in "[a-z]{1,3}[0-9]", input in ".*") {
+            prop_assert_eq!(highlight(&lang, &input), None);
+        }
+    }
+}
