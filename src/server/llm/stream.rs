@@ -214,3 +214,147 @@ mod tests {
         assert_eq!(events.len(), 2);
     }
 }
+
+/// Property tests (`PROPTEST_CASES` cases each, 256 by default).
+#[cfg(test)]
+mod proptests {
+    use proptest::prelude::*;
+    use serde_json::json;
+
+    use super::*;
+
+    /// Runs `body` through a [`ChunkStream`], cut at `cuts` (byte offsets,
+    /// any order, repeats give empty chunks).
+    fn read(body: &[u8], cuts: &[prop::sample::Index]) -> Vec<Result<LlmEvent, LlmError>> {
+        let mut at: Vec<usize> = cuts.iter().map(|c| c.index(body.len() + 1)).collect();
+        at.push(body.len());
+        at.sort_unstable();
+        let mut from = 0;
+        let pieces: Vec<reqwest::Result<Bytes>> = at
+            .into_iter()
+            .map(|to| {
+                let piece = Bytes::copy_from_slice(&body[from..to]);
+                from = to;
+                Ok(piece)
+            })
+            .collect();
+        let stream = ChunkStream::new(futures::stream::iter(pieces));
+        futures::executor::block_on(futures::StreamExt::collect(stream))
+    }
+
+    /// One chunk of a well-formed stream, and the events it gives.
+    fn chunk() -> impl Strategy<Value = (String, Vec<LlmEvent>)> {
+        let reason = prop_oneof![
+            Just(None),
+            Just(Some("stop".to_owned())),
+            Just(Some("length".to_owned())),
+            "[a-z_]{0,12}".prop_map(Some),
+        ];
+        let usage = prop::option::of((any::<u32>(), any::<u32>()));
+        prop_oneof![
+            4 => ("(?s).{0,20}", reason, usage).prop_map(|(text, reason, usage)| {
+                let mut events = Vec::new();
+                if !text.is_empty() {
+                    events.push(LlmEvent::Text(text.clone()));
+                }
+                if let Some(reason) = &reason {
+                    let reason = if reason == "length" { FinishReason::Length } else { FinishReason::Stop };
+                    events.push(LlmEvent::Finished(reason));
+                }
+                let usage = usage.map(|(prompt_tokens, completion_tokens)| {
+                    events.push(LlmEvent::Usage(Usage { prompt_tokens, completion_tokens }));
+                    json!({"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens})
+                });
+                let chunk = json!({
+                    "id": "c", "object": "chat.completion.chunk",
+                    "choices": [{"index": 0, "delta": {"content": text}, "finish_reason": reason}],
+                    "usage": usage,
+                });
+                (format!("data: {chunk}\n\n"), events)
+            }),
+            // Keep-alives, other fields, a choice without delta, no choices.
+            1 => prop::sample::select(vec![
+                ": keep-alive\n\n",
+                "event: ping\r\nid: 1\r\n\r\n",
+                "data: {\"choices\":[{\"delta\":{}}]}\r\n\r\n",
+                "data: {\"choices\":null,\"usage\":null}\n\n",
+            ])
+            .prop_map(|s| (s.to_owned(), Vec::new())),
+        ]
+    }
+
+    /// Pieces of almost-streams for the reader to choke on.
+    fn junk() -> impl Strategy<Value = Vec<u8>> {
+        prop_oneof![
+            prop::collection::vec(any::<u8>(), 0..12),
+            prop::sample::select(vec![
+                &b"data: "[..],
+                b"data:",
+                b"\n",
+                b"\r\n",
+                b"\n\n",
+                b":",
+                b"[DONE]",
+                b"{",
+                b"}",
+                b"[",
+                b"]",
+                b"\"",
+                b",",
+                b"null",
+                b"\"choices\":",
+                b"\"delta\":",
+                b"\"content\":",
+                b"\"finish_reason\":",
+                b"\"usage\":",
+                b"\"error\":",
+                b"\"message\":",
+                b"\"prompt_tokens\":",
+                b"-1",
+                b"4294967296",
+                b"1.5",
+                b"\"\\ud800\"",
+                b"\"\xff\"",
+                "\"é\"".as_bytes(),
+                b"{\"choices\":[{\"delta\":{\"content\":\"a\"}}]}",
+                b"{\"error\":{\"message\":\"x\"}}",
+            ])
+            .prop_map(<[u8]>::to_vec),
+        ]
+    }
+
+    proptest! {
+        #[test]
+        fn prop_valid_streams_read_the_same_at_any_split(
+            chunks in prop::collection::vec(chunk(), 0..8),
+            done in any::<bool>(),
+            cuts in prop::collection::vec(any::<prop::sample::Index>(), 0..10),
+        ) {
+            let (mut body, mut want) = (String::new(), Vec::new());
+            for (text, events) in chunks {
+                body.push_str(&text);
+                want.extend(events.into_iter().map(Ok));
+            }
+            if done {
+                // Nothing after `[DONE]` is read.
+                body.push_str("data: [DONE]\n\ndata: {\"choices\":[{\"delta\":{\"content\":\"late\"}}]}\n\nnot json");
+            }
+            prop_assert_eq!(read(body.as_bytes(), &[]), want.clone());
+            prop_assert_eq!(read(body.as_bytes(), &cuts), want);
+        }
+
+        #[test]
+        fn prop_arbitrary_bytes_never_panic_and_read_the_same_at_any_split(
+            parts in prop::collection::vec(junk(), 0..40),
+            cuts in prop::collection::vec(any::<prop::sample::Index>(), 0..10),
+        ) {
+            let body = parts.concat();
+            let whole = read(&body, &[]);
+            // An error ends the stream.
+            let first_error = whole.iter().position(Result::is_err);
+            prop_assert!(first_error.is_none_or(|i| i + 1 == whole.len()), "{:?}", whole);
+            prop_assert!(whole.iter().all(|e| !matches!(e, Ok(LlmEvent::Text(t)) if t.is_empty())));
+            prop_assert_eq!(read(&body, &cuts), whole);
+        }
+    }
+}
