@@ -171,3 +171,34 @@ async fn unknown_conversation_is_not_found() {
     expect_error(&mut client, ErrorCode::NotFound).await;
     still_works(&mut client).await;
 }
+
+/// serde quotes the client's text in its error; a reason cut inside a
+/// multi-byte character once killed the connection's task. Both transports.
+#[tokio::test]
+async fn an_unknown_type_in_multibyte_text_is_bad_request_on_both_transports() {
+    let server = TestServer::start(|_| {}).await;
+    let mut client = server.user().await;
+    for pad in 0..4 {
+        let text = format!("{{\"type\":\"{}{}\"}}", "x".repeat(pad), "é".repeat(150));
+        client.send_text(&text).await;
+        let message = expect_error(&mut client, ErrorCode::BadRequest).await;
+        assert!(message.starts_with("invalid frame"), "{message}");
+        still_works(&mut client).await;
+
+        let response = reqwest::Client::new()
+            .post(format!("http://{}/api/frame", server.addr))
+            .header("origin", server.origin())
+            .header("cookie", client.cookie.clone())
+            .header("content-type", "application/json")
+            .body(text)
+            .send()
+            .await
+            .expect("the server answers");
+        assert_eq!(response.status(), 400);
+        let frame: ServerFrame = response.json().await.expect("an error frame");
+        assert!(
+            matches!(frame, ServerFrame::Error { code: ErrorCode::BadRequest, ref message, .. } if message.starts_with("invalid body")),
+            "{frame:?}"
+        );
+    }
+}

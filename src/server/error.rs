@@ -25,6 +25,7 @@ use super::{
     chat::{ChatError, Refused},
     config::Config,
     metrics::Metrics,
+    ws::decode::parse_reason,
 };
 use crate::protocol::{ErrorCode, ServerFrame};
 
@@ -164,11 +165,12 @@ where
             ));
         };
         serde_json::from_slice(&bytes).map(JsonBody).map_err(|err| {
-            let mut reason = err.to_string();
-            reason.truncate(200);
             ApiError::frame(
                 StatusCode::BAD_REQUEST,
-                ServerFrame::error(ErrorCode::BadRequest, format!("invalid body: {reason}")),
+                ServerFrame::error(
+                    ErrorCode::BadRequest,
+                    format!("invalid body: {}", parse_reason(&err)),
+                ),
             )
         })
     }

@@ -20,19 +20,25 @@ pub fn decode_client_frame(text: &str, max_bytes: usize) -> Result<ClientFrame, 
         )));
     }
     serde_json::from_str(text).map_err(|err| {
-        let mut reason = err.to_string();
-        // serde quotes the client's text (an unknown `type`, a bad value):
-        // cut on a character boundary, never inside one.
-        let mut cut = MAX_REASON_BYTES.min(reason.len());
-        while !reason.is_char_boundary(cut) {
-            cut -= 1;
-        }
-        reason.truncate(cut);
         Box::new(ServerFrame::error(
             ErrorCode::BadRequest,
-            format!("invalid frame: {reason}"),
+            format!("invalid frame: {}", parse_reason(&err)),
         ))
     })
+}
+
+/// Why JSON from a client could not be read, at most [`MAX_REASON_BYTES`]:
+/// serde quotes the client's text (an unknown `type`, a bad value), so it is
+/// cut on a character boundary, never inside one. Shared with the HTTP
+/// transport's body reader.
+pub fn parse_reason(err: &serde_json::Error) -> String {
+    let mut reason = err.to_string();
+    let mut cut = MAX_REASON_BYTES.min(reason.len());
+    while !reason.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    reason.truncate(cut);
+    reason
 }
 
 #[cfg(test)]
