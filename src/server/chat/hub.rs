@@ -28,7 +28,7 @@ use axum::extract::ws::Utf8Bytes;
 use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 
-use crate::protocol::{ConversationId, Message, MessageId, ServerFrame, StreamingMessage, UserId};
+use crate::protocol::{ConversationId, Message, ServerFrame, StreamingMessage, UserId};
 
 /// One server frame as it is fanned out: serialised once, shared by every
 /// subscriber (cloning is a reference count), with the [`EventFacts`] a
@@ -60,59 +60,65 @@ impl Event {
     }
 }
 
-/// What a transport needs to know of a frame without parsing it.
+/// What a transport needs to know of a frame without parsing it. Taken
+/// once per published frame (every delta), so it only copies the one id a
+/// frame is about; anything formatted from it is the transport's to make.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct EventFacts {
     /// The frame's `type`.
     pub frame_type: &'static str,
-    /// A stable id of this event (`<message_id>:<index>` for a `delta`,
-    /// `<message_id>:done`, …), the SSE `id`; `None` for frames that are
-    /// answers rather than events.
-    pub stable_id: Option<String>,
-    /// For a `delta`: its message and index.
-    pub delta: Option<(MessageId, u64)>,
-    /// A `done`: the reply it ends is over.
-    pub ends_reply: bool,
+    /// The id the frame is about: the message of `accepted`, `message`,
+    /// `delta` and `done`, the conversation of `snapshot` and `error`.
+    pub subject: Option<String>,
+    /// A `delta`'s index.
+    pub index: Option<u64>,
 }
 
 impl EventFacts {
     pub fn of(frame: &ServerFrame) -> Self {
-        let (frame_type, stable_id) = match frame {
-            ServerFrame::Hello { .. } => ("hello", None),
+        let (frame_type, subject, index) = match frame {
+            ServerFrame::Hello { .. } => ("hello", None, None),
             ServerFrame::Accepted { message_id, .. } => {
-                ("accepted", Some(format!("{message_id}:accepted")))
+                ("accepted", Some(message_id.as_str()), None)
             }
             ServerFrame::Snapshot {
                 conversation_id, ..
-            } => ("snapshot", Some(format!("{conversation_id}:snapshot"))),
-            ServerFrame::Message { message, .. } => {
-                ("message", Some(format!("{}:message", message.id)))
-            }
+            } => ("snapshot", Some(conversation_id.as_str()), None),
+            ServerFrame::Message { message, .. } => ("message", Some(message.id.as_str()), None),
             ServerFrame::Delta {
                 message_id, index, ..
-            } => ("delta", Some(format!("{message_id}:{index}"))),
-            ServerFrame::Done { message_id, .. } => ("done", Some(format!("{message_id}:done"))),
+            } => ("delta", Some(message_id.as_str()), Some(*index)),
+            ServerFrame::Done { message_id, .. } => ("done", Some(message_id.as_str()), None),
             ServerFrame::Error {
                 conversation_id, ..
             } => (
                 "error",
-                conversation_id.as_ref().map(|id| format!("{id}:error")),
+                conversation_id.as_ref().map(|id| id.as_str()),
+                None,
             ),
-            ServerFrame::Pong { .. } => ("pong", None),
-            ServerFrame::Conversations { .. } => ("conversations", None),
-        };
-        let delta = match frame {
-            ServerFrame::Delta {
-                message_id, index, ..
-            } => Some((message_id.clone(), *index)),
-            _ => None,
+            ServerFrame::Pong { .. } => ("pong", None, None),
+            ServerFrame::Conversations { .. } => ("conversations", None, None),
         };
         Self {
             frame_type,
-            stable_id,
-            delta,
-            ends_reply: matches!(frame, ServerFrame::Done { .. }),
+            subject: subject.map(str::to_owned),
+            index,
         }
+    }
+
+    /// A stable id of this event: `<message_id>:<index>` for a `delta`,
+    /// `<subject>:<type>` for the others that have a subject (the SSE `id`).
+    pub fn stable_id(&self) -> Option<String> {
+        let subject = self.subject.as_deref()?;
+        Some(match self.index {
+            Some(index) => format!("{subject}:{index}"),
+            None => format!("{subject}:{}", self.frame_type),
+        })
+    }
+
+    /// A `done`: the reply it ends is over.
+    pub fn ends_reply(&self) -> bool {
+        self.frame_type == "done"
     }
 }
 
@@ -355,11 +361,8 @@ impl ConversationHub {
                 hub: self.clone(),
                 begun: false,
             }),
-            Err(busy) => {
-                drop(live);
-                self.release_if_idle(id);
-                Err(busy)
-            }
+            // Busy: a reply holds the entry, so there is nothing to release.
+            Err(busy) => Err(busy),
         }
     }
 

@@ -105,7 +105,7 @@ impl Follow {
             if already_seen(self.seen.as_ref(), event.facts()) {
                 continue;
             }
-            if event.facts().ends_reply {
+            if event.facts().ends_reply() {
                 self.ended = true;
             }
             return Some(sse_event(&event));
@@ -165,7 +165,7 @@ fn sse_event(event: &Event) -> SseEvent {
         .event(facts.frame_type)
         .data(event.json().as_str());
     // Ids are built from server-made ids; the check only keeps `id` from panicking.
-    match &facts.stable_id {
+    match facts.stable_id() {
         Some(id) if !id.contains(['\n', '\r', '\0']) => sse.id(id),
         _ => sse,
     }
@@ -173,9 +173,9 @@ fn sse_event(event: &Event) -> SseEvent {
 
 /// A `delta` of the `Last-Event-ID` message at or before its index.
 pub(super) fn already_seen(seen: Option<&(MessageId, u64)>, facts: &EventFacts) -> bool {
-    match (&facts.delta, seen) {
-        (Some((message_id, index)), Some((seen_id, seen_index))) => {
-            message_id == seen_id && index <= seen_index
+    match (&facts.subject, facts.index, seen) {
+        (Some(message_id), Some(index), Some((seen_id, seen_index))) => {
+            message_id == seen_id.as_str() && index <= *seen_index
         }
         _ => false,
     }

@@ -225,7 +225,7 @@ mod tests {
 
     fn event_name_and_id(frame: &ServerFrame) -> (&'static str, Option<String>) {
         let facts = EventFacts::of(frame);
-        (facts.frame_type, facts.stable_id)
+        (facts.frame_type, facts.stable_id())
     }
 
     fn headers(last_event_id: &str) -> HeaderMap {

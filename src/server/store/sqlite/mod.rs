@@ -609,6 +609,23 @@ mod tests {
         }
     }
 
+    /// A new conversation of user `u` with its first message and the
+    /// reply's empty message.
+    async fn stored_with_reply(s: &SqliteStore) -> (ConversationRecord, Message) {
+        match s
+            .add_user_message(new_msg("u", "k", new_conversation()))
+            .await
+            .expect("stored")
+        {
+            SendOutcome::Stored {
+                conversation,
+                reply,
+                ..
+            } => (conversation, reply),
+            SendOutcome::Duplicate { .. } => panic!("a first message is stored"),
+        }
+    }
+
     #[tokio::test]
     async fn same_client_msg_id_is_stored_once() {
         let (s, _dir) = store().await;
@@ -649,17 +666,7 @@ mod tests {
     #[tokio::test]
     async fn checkpoints_keep_partial_text_and_never_overwrite_a_finished_reply() {
         let (s, _dir) = store().await;
-        let SendOutcome::Stored {
-            conversation,
-            reply,
-            ..
-        } = s
-            .add_user_message(new_msg("u", "k", new_conversation()))
-            .await
-            .expect("stored")
-        else {
-            panic!("stored")
-        };
+        let (conversation, reply) = stored_with_reply(&s).await;
         s.checkpoint_assistant(&reply.id, "Hel").await.expect("cp");
         s.checkpoint_assistant(&reply.id, "Hello, wo")
             .await
@@ -795,17 +802,7 @@ mod tests {
     #[tokio::test]
     async fn interrupted_assistant_messages_are_recovered_as_errors() {
         let (s, _dir) = store().await;
-        let SendOutcome::Stored {
-            conversation,
-            reply,
-            ..
-        } = s
-            .add_user_message(new_msg("u", "k", new_conversation()))
-            .await
-            .expect("stored")
-        else {
-            panic!("stored")
-        };
+        let (conversation, reply) = stored_with_reply(&s).await;
         assert_eq!(s.recover_interrupted().await.expect("recovered"), 1);
         let messages = s.messages(&conversation.id).await.expect("messages");
         assert_eq!(messages[1].id, reply.id);
