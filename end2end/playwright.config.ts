@@ -62,6 +62,9 @@ export default defineConfig({
         TETHER_DATA_DIR: process.env.TETHER_DATA_DIR ?? "./.tmp/data",
         LEPTOS_SITE_ROOT: process.env.LEPTOS_SITE_ROOT ?? "../target/site",
         RUST_LOG: "warn",
+        // Every spec's browser is a new visitor from 127.0.0.1: the suite
+        // would exhaust one address's new-identity budget (IDENTITY_BURST).
+        IDENTITY_BURST: "100000",
       },
       url: `${BASE_URL}/healthz`,
       reuseExistingServer: false,

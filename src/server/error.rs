@@ -57,7 +57,7 @@ impl From<Crowded> for ApiError {
     fn from(crowded: Crowded) -> Self {
         let status = match crowded {
             Crowded::Server => StatusCode::SERVICE_UNAVAILABLE,
-            Crowded::User { .. } => StatusCode::TOO_MANY_REQUESTS,
+            Crowded::User { .. } | Crowded::Address { .. } => StatusCode::TOO_MANY_REQUESTS,
         };
         ApiError::frame(status, crowded.to_frame())
     }
@@ -75,7 +75,9 @@ fn status_of(err: &ChatError) -> StatusCode {
         ChatError::BadRequest(_) => StatusCode::BAD_REQUEST,
         ChatError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
         ChatError::NotFound => StatusCode::NOT_FOUND,
-        ChatError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+        ChatError::RateLimited { .. } | ChatError::AddressRateLimited { .. } => {
+            StatusCode::TOO_MANY_REQUESTS
+        }
         ChatError::Busy => StatusCode::CONFLICT,
         ChatError::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
         ChatError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,

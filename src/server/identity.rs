@@ -5,18 +5,28 @@
 //! `?uid=` style parameters are never read. The signing key comes from
 //! `SESSION_SECRET`, or is generated once and kept in the data directory.
 
-use std::{path::Path, sync::Arc};
+use std::{
+    path::Path,
+    sync::Arc,
+    time::{Duration, Instant},
+};
 
 use axum::{
     extract::{Request, State},
-    http::{header, HeaderMap, HeaderValue, Method},
+    http::{header, HeaderMap, HeaderValue, Method, StatusCode},
     middleware::Next,
-    response::Response,
+    response::{IntoResponse, Response},
 };
 use hmac::{Hmac, Mac};
 use rand::RngCore;
 use sha2::Sha256;
 
+use super::{
+    access::address::{client_addr, AddrKey},
+    chat::limits::RateLimiter,
+    config::Config,
+    metrics::{AddressLimit, Metrics},
+};
 use crate::protocol::UserId;
 
 /// Name of the identity cookie.
@@ -146,16 +156,22 @@ fn is_https(headers: &HeaderMap) -> bool {
         .is_some_and(|v| v.eq_ignore_ascii_case("https"))
 }
 
-/// What the cookie middleware needs: the keys and whether cookies are
-/// `Secure` (`None`: when the request came over https).
+/// What the cookie middleware needs: the keys, whether cookies are
+/// `Secure` (`None`: when the request came over https), and how many new
+/// identities each client address may be given (`IDENTITY_BURST`,
+/// `IDENTITY_PER_SEC`).
 #[derive(Clone, Debug)]
 pub struct CookiePolicy {
     pub keys: Arc<IdentityKeys>,
     pub secure: Option<bool>,
+    pub config: Arc<Config>,
+    pub issued: Arc<RateLimiter<AddrKey>>,
+    pub metrics: Arc<Metrics>,
 }
 
 /// Middleware: an HTML `GET` (or `GET /api/session`) without a valid
-/// identity gets a fresh cookie.
+/// identity gets a fresh cookie, unless its address was given too many
+/// lately: then `429` with a reason and `Retry-After`.
 pub async fn issue_cookie(
     State(policy): State<CookiePolicy>,
     request: Request,
@@ -165,6 +181,8 @@ pub async fn issue_cookie(
     let needs_cookie = request.method() == Method::GET
         && policy.keys.user_from_headers(request.headers()).is_none();
     let secure = policy.secure.unwrap_or_else(|| is_https(request.headers()));
+    let trusted = &policy.config.trusted_proxies;
+    let from = client_addr(request.extensions(), request.headers(), trusted);
     let mut response = next.run(request).await;
     let is_html = response
         .headers()
@@ -172,6 +190,11 @@ pub async fn issue_cookie(
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.starts_with("text/html"));
     if needs_cookie && (is_html || session_endpoint) {
+        if let Err(wait) = policy.issued.check(&from, Instant::now()) {
+            policy.metrics.address_limited(AddressLimit::Identities);
+            tracing::info!(client = %from, "refused a new identity: too many from this address");
+            return too_many_identities(wait);
+        }
         let (user, value) = policy.keys.issue();
         tracing::debug!(user_id = %user, "issued identity cookie");
         let cookie = format!(
@@ -182,6 +205,17 @@ pub async fn issue_cookie(
             response.headers_mut().append(header::SET_COOKIE, v);
         }
     }
+    response
+}
+
+/// `429`: this address was given too many identities lately.
+fn too_many_identities(wait: Duration) -> Response {
+    let secs = wait.as_secs_f64().ceil().max(1.0) as u64;
+    let reason = format!("too many new visitors from your network address; try again in {secs} s");
+    let mut response = (StatusCode::TOO_MANY_REQUESTS, reason).into_response();
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from(secs));
     response
 }
 

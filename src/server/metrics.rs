@@ -19,6 +19,9 @@
 //! | `tether_upstream_ttft_seconds` | histogram | From sending the request to the model to its first token |
 //! | `tether_upstream_duration_seconds` | histogram | From sending the request to the model to the end of its stream (done, stopped, failed or timed out) |
 //! | `tether_ws_upgrades_refused_total{reason}` | counter | `/ws` upgrades refused: `origin` (403), `identity` (401), `capacity` (503) |
+//! | `tether_address_limited_total{limit}` | counter | Refusals by a per-address limit: `identities` (new cookies, 429), `streams` (open sockets/streams), `sends` (messages started) |
+//! | `tether_flood_disconnects_total` | counter | WebSockets closed (1008) for sending frames faster than `FRAMES_PER_SEC` after being told |
+//! | `tether_slow_requests_closed_total` | counter | Connections closed because a request's headers took longer than `HEADER_TIMEOUT_SECS` (slow or silent clients) |
 //!
 //! The upstream histograms leave out the time a reply queued for an upstream
 //! slot; the `done` frame's `ttft_ms` / `total_ms` measure from the request's
@@ -58,6 +61,18 @@ pub enum UpgradeRefusal {
     Identity,
     /// The server holds its maximum of sockets (503).
     Capacity,
+}
+
+/// Which per-address limit refused a request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, strum::IntoStaticStr, strum::VariantArray)]
+#[strum(serialize_all = "snake_case")]
+pub enum AddressLimit {
+    /// New identity cookies (`IDENTITY_BURST`, `IDENTITY_PER_SEC`).
+    Identities,
+    /// Open streams (`MAX_STREAMS_PER_ADDR`).
+    Streams,
+    /// Replies started (`ADDR_RATE_BURST`, `ADDR_RATE_PER_SEC`).
+    Sends,
 }
 
 /// A counter family with one label whose values are the variants of `E`:
@@ -114,6 +129,9 @@ pub struct Metrics {
     errors: ByVariant<ErrorCode>,
     rate_limited: Counter,
     upgrades_refused: ByVariant<UpgradeRefusal>,
+    address_limited: ByVariant<AddressLimit>,
+    flood_disconnects: Counter,
+    slow_requests: Counter,
     upstream_ttft: Histogram,
     upstream_duration: Histogram,
 }
@@ -145,6 +163,9 @@ impl Metrics {
             errors: ByVariant::new("code"),
             rate_limited: Counter::default(),
             upgrades_refused: ByVariant::new("reason"),
+            address_limited: ByVariant::new("limit"),
+            flood_disconnects: Counter::default(),
+            slow_requests: Counter::default(),
             upstream_ttft: Histogram::new(BUCKETS),
             upstream_duration: Histogram::new(BUCKETS),
         };
@@ -199,6 +220,21 @@ impl Metrics {
             "WebSocket upgrades refused, by reason",
             self.upgrades_refused.clone(),
         );
+        r.register(
+            "tether_address_limited",
+            "Requests refused by a per-address limit, by limit",
+            self.address_limited.clone(),
+        );
+        r.register(
+            "tether_flood_disconnects",
+            "WebSockets closed for flooding frames",
+            self.flood_disconnects.clone(),
+        );
+        r.register(
+            "tether_slow_requests_closed",
+            "Connections closed for sending request headers too slowly",
+            self.slow_requests.clone(),
+        );
         self
     }
 
@@ -233,6 +269,18 @@ impl Metrics {
 
     pub fn upgrade_refused(&self, reason: UpgradeRefusal) {
         self.upgrades_refused.inc(reason);
+    }
+
+    pub fn address_limited(&self, limit: AddressLimit) {
+        self.address_limited.inc(limit);
+    }
+
+    pub fn flood_disconnect(&self) {
+        self.flood_disconnects.inc();
+    }
+
+    pub fn slow_request_closed(&self) {
+        self.slow_requests.inc();
     }
 
     pub fn upstream_first_token(&self, after: Duration) {
@@ -337,13 +385,19 @@ mod tests {
             let series = format!("tether_ws_upgrades_refused_total{{reason=\"{reason}\"}}");
             assert_eq!(value(&text, &series), 0.0);
         }
+        for limit in ["identities", "streams", "sends"] {
+            let series = format!("tether_address_limited_total{{limit=\"{limit}\"}}");
+            assert_eq!(value(&text, &series), 0.0);
+        }
+        assert_eq!(value(&text, "tether_flood_disconnects_total"), 0.0);
+        assert_eq!(value(&text, "tether_slow_requests_closed_total"), 0.0);
         // Each family: HELP then TYPE, once; every sample belongs to a declared family.
         let families: Vec<&str> = text
             .lines()
             .filter_map(|l| l.strip_prefix("# TYPE "))
             .map(|l| l.split(' ').next().unwrap())
             .collect();
-        assert_eq!(families.len(), 9);
+        assert_eq!(families.len(), 12);
         for family in &families {
             assert_eq!(
                 text.matches(&format!("# HELP {family} ")).count(),

@@ -12,6 +12,7 @@ pub mod access;
 pub mod chat;
 pub mod config;
 pub mod error;
+pub mod http;
 pub mod identity;
 pub mod llm;
 pub mod metrics;
@@ -23,15 +24,14 @@ pub mod ws;
 
 use std::{future::Future, path::Path, sync::Arc, time::Duration};
 
-use axum::serve::{ListenerExt, TapIo};
 use leptos::config::LeptosOptions;
 use thiserror::Error;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
 use self::{
     access::admission::Admission,
-    chat::ChatService,
+    chat::{limits::RateLimiter, ChatService},
     config::{Config, DatabaseUrl},
     identity::IdentityKeys,
     llm::LlmClient,
@@ -92,26 +92,18 @@ pub async fn build_state(config: Config) -> Result<AppState, ServerError> {
         admission: Arc::new(Admission::new(
             config.limits.max_connections,
             config.limits.max_sockets_per_user,
+            config.limits.max_streams_per_addr,
+            metrics.clone(),
+        )),
+        identities_issued: Arc::new(RateLimiter::new(
+            config.limits.identity_burst,
+            config.limits.identity_per_sec,
         )),
         connections: TaskTracker::new(),
         close_sockets: CancellationToken::new(),
         metrics,
         config,
     })
-}
-
-/// `listener` with `TCP_NODELAY` on every accepted socket. Frames are small
-/// and written as soon as they exist (a connection already batches what is
-/// queued): Nagle's algorithm would hold each one back until the peer's
-/// delayed ACK, up to 40 ms per token. (The fake upstream in
-/// `crates/fake-upstream` sets it too, as a real model server would.)
-pub fn no_delay(listener: TcpListener) -> TapIo<TcpListener, fn(&mut TcpStream)> {
-    fn set(tcp: &mut TcpStream) {
-        if let Err(err) = tcp.set_nodelay(true) {
-            tracing::debug!(error = %err, "could not set TCP_NODELAY");
-        }
-    }
-    listener.tap_io(set as fn(&mut TcpStream))
 }
 
 /// Serves `listener` until `shutdown` resolves, then drains and returns.
@@ -134,9 +126,11 @@ pub async fn run(
     });
     let stop_accepting = CancellationToken::new();
     let app = router::app(state.clone());
-    let serve = axum::serve(no_delay(listener), app)
-        .with_graceful_shutdown(stop_accepting.clone().cancelled_owned());
-    let serve = tokio::spawn(async move { serve.await });
+    let settings = http::HttpSettings {
+        header_timeout: state.config.limits.header_timeout,
+        metrics: state.metrics.clone(),
+    };
+    let serve = tokio::spawn(http::serve(listener, app, settings, stop_accepting.clone()));
 
     shutdown.await;
     tracing::info!(
@@ -158,7 +152,7 @@ pub async fn run(
         );
     }
     match tokio::time::timeout(Duration::from_secs(5), serve).await {
-        Ok(Ok(result)) => result?,
+        Ok(Ok(())) => {}
         Ok(Err(join)) => tracing::error!(error = %join, "server task failed"),
         Err(_) => tracing::warn!("HTTP connections did not drain in time"),
     }

@@ -9,7 +9,8 @@ use leptos::config::LeptosOptions;
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
 use super::{
-    access::{admission::Admission, AccessPolicy},
+    access::{address::AddrKey, admission::Admission, AccessPolicy},
+    chat::limits::RateLimiter,
     chat::ChatService,
     config::Config,
     identity::{CookiePolicy, IdentityKeys},
@@ -26,6 +27,9 @@ pub struct AppState {
     /// Open streams, WebSocket or SSE: `MAX_CONNECTIONS` and
     /// `MAX_SOCKETS_PER_USER`.
     pub admission: Arc<Admission>,
+    /// New identity cookies per client address (`IDENTITY_BURST`,
+    /// `IDENTITY_PER_SEC`).
+    pub identities_issued: Arc<RateLimiter<AddrKey>>,
     /// Every upgraded socket's task, so shutdown can wait for them.
     pub connections: TaskTracker,
     /// Tells every socket to close with 1001.
@@ -54,6 +58,9 @@ impl FromRef<AppState> for CookiePolicy {
         CookiePolicy {
             keys: state.identity.clone(),
             secure: state.config.cookie_secure,
+            config: state.config.clone(),
+            issued: state.identities_issued.clone(),
+            metrics: state.metrics.clone(),
         }
     }
 }

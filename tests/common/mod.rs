@@ -63,6 +63,12 @@ impl TestServer {
         config.upstream.timeout = Duration::from_secs(5);
         config.limits.rate_burst = 1_000;
         config.limits.rate_per_sec = 1_000.0;
+        // Every test client is 127.0.0.1: the per-address limits are tested
+        // on their own (tests/abuse.rs); elsewhere they would only count tests.
+        config.limits.identity_burst = 100_000;
+        config.limits.addr_rate_burst = 100_000;
+        config.limits.addr_rate_per_sec = 100_000.0;
+        config.limits.max_streams_per_addr = 100_000;
         config.shutdown_grace = Duration::from_secs(5);
         tweak(&mut config);
         let listener = TcpListener::bind(config.listen_addr).await.expect("bind");

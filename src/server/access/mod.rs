@@ -11,8 +11,10 @@
 //!   `Origin` must be present and allowed.
 //! * [`Reader`]: a `GET` that only reads; see its doc for the `Origin` rule.
 //!
-//! How many streams may be open at once is [`admission`].
+//! How many streams may be open at once is [`admission`]; where a request
+//! comes from (for the per-address limits) is [`address`].
 
+pub mod address;
 pub mod admission;
 
 use std::sync::Arc;

@@ -6,10 +6,16 @@
 //! WebSocket writes the answer and keeps its subscriptions, the HTTP
 //! transport turns it into an event stream or a JSON body.
 
-use std::time::Instant;
+use std::{future::Future, time::Instant};
 
-use super::{error::Refused, Accepted, ChatService, Subscription};
-use crate::protocol::{ClientFrame, ConversationId, ServerFrame, UserId};
+use super::{
+    error::{ChatError, Refused},
+    Accepted, ChatService, Subscription,
+};
+use crate::{
+    protocol::{ClientFrame, ConversationId, ServerFrame, UserId},
+    server::access::address::AddrKey,
+};
 
 /// What the transport does with a frame the chat core took.
 #[derive(Debug)]
@@ -37,11 +43,13 @@ pub enum Answer {
 }
 
 impl ChatService {
-    /// Applies one client frame of `user`, received at `received` (reply
-    /// timings are measured from it).
+    /// Applies one client frame of `user`, sent from `from` (frames that
+    /// start a reply count against the address's rate too), received at
+    /// `received` (reply timings are measured from it).
     pub async fn handle(
         &self,
         user: &UserId,
+        from: AddrKey,
         frame: ClientFrame,
         received: Instant,
     ) -> Result<Answer, Refused> {
@@ -52,13 +60,16 @@ impl ChatService {
                 text,
                 persona,
             } => self
-                .send(
-                    user,
-                    client_msg_id.clone(),
-                    conversation_id.clone(),
-                    text,
-                    persona,
-                    received,
+                .within_address_rate(
+                    from,
+                    self.send(
+                        user,
+                        client_msg_id.clone(),
+                        conversation_id.clone(),
+                        text,
+                        persona,
+                        received,
+                    ),
                 )
                 .await
                 .map(Answer::Accepted)
@@ -67,11 +78,14 @@ impl ChatService {
                 conversation_id,
                 client_msg_id,
             } => self
-                .regenerate(
-                    user,
-                    conversation_id.clone(),
-                    client_msg_id.clone(),
-                    received,
+                .within_address_rate(
+                    from,
+                    self.regenerate(
+                        user,
+                        conversation_id.clone(),
+                        client_msg_id.clone(),
+                        received,
+                    ),
                 )
                 .await
                 .map(Answer::Accepted)
@@ -118,5 +132,17 @@ impl ChatService {
                 }
             }
         }
+    }
+
+    /// `reply` (a frame that starts a model call), unless `from` already
+    /// started too many: the per-address budget holds over every identity
+    /// an address mints.
+    async fn within_address_rate<T>(
+        &self,
+        from: AddrKey,
+        reply: impl Future<Output = Result<T, ChatError>>,
+    ) -> Result<T, ChatError> {
+        self.check_address_rate(from)?;
+        reply.await
     }
 }

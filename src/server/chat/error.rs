@@ -23,6 +23,8 @@ pub enum ChatError {
     NotFound,
     #[error("too many messages, try again in {retry_after_ms} ms")]
     RateLimited { retry_after_ms: u64 },
+    #[error("too many messages from your network address, try again in {retry_after_ms} ms")]
+    AddressRateLimited { retry_after_ms: u64 },
     #[error("a reply is already streaming in this conversation")]
     Busy,
     #[error("the server is restarting, try again in a moment")]
@@ -46,7 +48,9 @@ impl ChatError {
             ChatError::BadRequest(_) => ErrorCode::BadRequest,
             ChatError::TooLarge { .. } => ErrorCode::TooLarge,
             ChatError::NotFound => ErrorCode::NotFound,
-            ChatError::RateLimited { .. } => ErrorCode::RateLimited,
+            ChatError::RateLimited { .. } | ChatError::AddressRateLimited { .. } => {
+                ErrorCode::RateLimited
+            }
             ChatError::Busy | ChatError::ShuttingDown => ErrorCode::Busy,
             ChatError::Internal(_) => ErrorCode::Internal,
         }
@@ -63,7 +67,8 @@ impl ChatError {
             message: self.to_string(),
             client_msg_id,
             retry_after_ms: match self {
-                ChatError::RateLimited { retry_after_ms } => Some(*retry_after_ms),
+                ChatError::RateLimited { retry_after_ms }
+                | ChatError::AddressRateLimited { retry_after_ms } => Some(*retry_after_ms),
                 ChatError::ShuttingDown => Some(1_000),
                 _ => None,
             },

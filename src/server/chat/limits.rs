@@ -1,4 +1,5 @@
-//! Per-user send rate: a token bucket.
+//! Rates: a token bucket per key (a user's sends, an address's sends, an
+//! address's new identities).
 //!
 //! It takes the current time as an argument and holds no global state, so
 //! it is tested without clocks or sleeps. (Open streams are counted at the
@@ -6,6 +7,7 @@
 
 use std::{
     collections::HashMap,
+    hash::Hash,
     sync::Mutex,
     time::{Duration, Instant},
 };
@@ -18,18 +20,19 @@ struct Bucket {
     updated: Instant,
 }
 
-/// A token bucket per user: `burst` sends at once, refilled at `per_sec`.
+/// A token bucket per key (a user by default): `burst` at once, refilled
+/// at `per_sec`.
 #[derive(Debug)]
-pub struct RateLimiter {
+pub struct RateLimiter<K = UserId> {
     burst: f64,
     per_sec: f64,
-    buckets: Mutex<HashMap<UserId, Bucket>>,
+    buckets: Mutex<HashMap<K, Bucket>>,
 }
 
-/// Users remembered before full buckets are forgotten.
+/// Keys remembered before full buckets are forgotten.
 const PRUNE_ABOVE: usize = 10_000;
 
-impl RateLimiter {
+impl<K: Hash + Eq + Clone> RateLimiter<K> {
     pub fn new(burst: u32, per_sec: f64) -> Self {
         Self {
             burst: f64::from(burst.max(1)),
@@ -39,7 +42,7 @@ impl RateLimiter {
     }
 
     /// Takes one token, or says how long until one is available.
-    pub fn check(&self, user: &UserId, now: Instant) -> Result<(), Duration> {
+    pub fn check(&self, key: &K, now: Instant) -> Result<(), Duration> {
         let mut buckets = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
         if buckets.len() > PRUNE_ABOVE {
             let (burst, per_sec) = (self.burst, self.per_sec);
@@ -47,7 +50,7 @@ impl RateLimiter {
                 b.tokens + now.saturating_duration_since(b.updated).as_secs_f64() * per_sec < burst
             });
         }
-        let bucket = buckets.entry(user.clone()).or_insert(Bucket {
+        let bucket = buckets.entry(key.clone()).or_insert(Bucket {
             tokens: self.burst,
             updated: now,
         });
@@ -71,7 +74,7 @@ mod tests {
 
     #[test]
     fn bucket_allows_burst_then_refills() {
-        let limiter = RateLimiter::new(3, 2.0);
+        let limiter: RateLimiter = RateLimiter::new(3, 2.0);
         let user: UserId = "u".into();
         let t0 = Instant::now();
         for _ in 0..3 {

@@ -34,9 +34,10 @@ use self::{
     reply::ReplyJob,
 };
 use super::{
+    access::address::AddrKey,
     config::Config,
     llm::LlmClient,
-    metrics::Metrics,
+    metrics::{AddressLimit, Metrics},
     store::{NewUserMessage, SendOutcome, Store, Target},
 };
 use crate::protocol::{
@@ -82,6 +83,8 @@ pub struct ChatService {
     llm: LlmClient,
     hub: Arc<ConversationHub>,
     rate: RateLimiter,
+    /// Sends per client address, over all its identities.
+    address_rate: RateLimiter<AddrKey>,
     upstream_slots: Arc<Semaphore>,
     replies: TaskTracker,
     /// Cancels every running reply (after the shutdown grace period).
@@ -110,6 +113,7 @@ impl ChatService {
         Self {
             hub: Arc::new(ConversationHub::new(limits.subscriber_buffer)),
             rate: RateLimiter::new(limits.rate_burst, limits.rate_per_sec),
+            address_rate: RateLimiter::new(limits.addr_rate_burst, limits.addr_rate_per_sec),
             upstream_slots: Arc::new(Semaphore::new(limits.max_concurrent_upstream)),
             replies: TaskTracker::new(),
             stop_replies: CancellationToken::new(),
@@ -615,6 +619,17 @@ impl ChatService {
             .check(user, Instant::now())
             .map_err(|wait| ChatError::RateLimited {
                 retry_after_ms: wait.as_millis().max(1) as u64,
+            })
+    }
+
+    fn check_address_rate(&self, from: AddrKey) -> Result<(), ChatError> {
+        self.address_rate
+            .check(&from, Instant::now())
+            .map_err(|wait| {
+                self.metrics.address_limited(AddressLimit::Sends);
+                ChatError::AddressRateLimited {
+                    retry_after_ms: wait.as_millis().max(1) as u64,
+                }
             })
     }
 

@@ -97,6 +97,30 @@ where
     }
 }
 
+/// Like [`Plain`], for a comma-separated list: the file may write a list.
+pub(super) struct List;
+
+impl<T: FromStr + Display> Codec<T> for List
+where
+    T::Err: Display,
+{
+    fn parse(text: &str) -> Result<T, String> {
+        <Plain as Codec<T>>::parse(text)
+    }
+
+    fn check(text: &str) -> Result<(), String> {
+        <Plain as Codec<T>>::check(text)
+    }
+
+    fn read_toml(value: &toml::Value) -> Result<T, String> {
+        Self::parse(&toml_strings(value)?.join(","))
+    }
+
+    fn show(value: &T) -> String {
+        value.to_string()
+    }
+}
+
 /// A text that must not be blank.
 pub(super) struct NonEmpty;
 

@@ -10,12 +10,12 @@ use std::{net::SocketAddr, time::Duration};
 
 use super::{
     codec::{
-        BaseUrl, CookieMode, Database, Hidden, LogFormat, NonEmpty, Optional, Origins, Plain,
+        BaseUrl, CookieMode, Database, Hidden, List, LogFormat, NonEmpty, Optional, Origins, Plain,
         Positive, Secs, Stops, ZeroIsUnset,
     },
     default_personas,
     define::settings,
-    ApiKey, DatabaseUrl, OriginPolicy, Persona, Secret,
+    ApiKey, DatabaseUrl, OriginPolicy, Persona, Secret, TrustedProxies,
 };
 
 settings! {
@@ -47,6 +47,10 @@ settings! {
         /// `true`, `false` or `auto` (`Secure` when `X-Forwarded-Proto: https`).
         cookie_secure: Option<bool> = None, CookieMode,
             env "COOKIE_SECURE", flag "cookie-secure", value "MODE";
+        /// Reverse proxies (addresses or CIDR blocks, comma-separated; a list in
+        /// the file) whose `X-Forwarded-For` names the client; no one else's is read.
+        trusted_proxies: TrustedProxies = TrustedProxies::default(), List,
+            env "TRUSTED_PROXIES", flag "trusted-proxies", value "BLOCKS", shown "(none)";
         /// Seconds between server pings; a peer silent for two is dropped.
         ws_ping_interval: Duration = Duration::from_secs(30), Secs,
             key "ws_ping_interval_secs",
@@ -168,5 +172,33 @@ settings! {
         checkpoint_interval: Duration = Duration::from_secs(1), Secs,
             key "checkpoint_interval_secs",
             env "CHECKPOINT_INTERVAL_SECS", flag "checkpoint-interval-secs", value "SECS";
+        /// Seconds a client gets to send a request's headers; slower (or silent)
+        /// connections are closed.
+        header_timeout: Duration = Duration::from_secs(10), Secs, key "header_timeout_secs",
+            env "HEADER_TIMEOUT_SECS", flag "header-timeout-secs", value "SECS";
+        /// Open WebSockets and event streams per client address (IPv6: per /64).
+        max_streams_per_addr: usize = 256, Positive,
+            env "MAX_STREAMS_PER_ADDR", flag "max-streams-per-addr", value "N";
+        /// Per-address send budget (token bucket), over all its identities: sends at once …
+        addr_rate_burst: u32 = 100, Positive,
+            env "ADDR_RATE_BURST", flag "addr-rate-burst", value "N";
+        /// … and sends regained per second.
+        addr_rate_per_sec: f64 = 10.0, Positive,
+            env "ADDR_RATE_PER_SEC", flag "addr-rate-per-sec", value "RATE";
+        /// New identity cookies one address may be given at once …
+        identity_burst: u32 = 30, Positive,
+            env "IDENTITY_BURST", flag "identity-burst", value "N";
+        /// … and regains per second (`429` beyond).
+        identity_per_sec: f64 = 0.2, Positive,
+            env "IDENTITY_PER_SEC", flag "identity-per-sec", value "RATE";
+        /// WebSocket frames a connection may send at once …
+        frame_burst: u32 = 120, Positive,
+            env "FRAME_BURST", flag "frame-burst", value "N";
+        /// … and regains per second; frames beyond are dropped (one `rate_limited`) …
+        frames_per_sec: f64 = 20.0, Positive,
+            env "FRAMES_PER_SEC", flag "frames-per-sec", value "RATE";
+        /// … and after this many dropped frames the socket is closed (1008).
+        flood_close_after: u32 = 60, Positive,
+            env "FLOOD_CLOSE_AFTER", flag "flood-close-after", value "N";
     }
 }

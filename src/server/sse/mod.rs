@@ -34,7 +34,11 @@ mod follow;
 
 use self::follow::{is_streaming, respond, Follow, FollowFrom};
 use super::{
-    access::{admission::StreamPermit, Caller, Reader},
+    access::{
+        address::{AddrKey, ClientAddr},
+        admission::StreamPermit,
+        Caller, Reader,
+    },
     chat::{Accepted, Answer},
     error::{ApiError, JsonBody},
     state::AppState,
@@ -57,16 +61,19 @@ impl<S: Send + Sync> FromRequestParts<S> for Received {
 pub async fn chat(
     Received(received): Received,
     State(state): State<AppState>,
+    ClientAddr(addr): ClientAddr,
     Caller(user): Caller,
     JsonBody(request): JsonBody<SendRequest>,
 ) -> Result<Response, ApiError> {
-    handle(&state, user, ClientFrame::from(request), None, received).await
+    let from = (user, addr);
+    handle(&state, from, ClientFrame::from(request), None, received).await
 }
 
 /// `GET /api/conversations/{id}/events`: a snapshot, then the running reply.
 pub async fn events(
     Received(received): Received,
     State(state): State<AppState>,
+    ClientAddr(addr): ClientAddr,
     Reader(user): Reader,
     Path(conversation_id): Path<String>,
     headers: HeaderMap,
@@ -74,7 +81,14 @@ pub async fn events(
     let frame = ClientFrame::Subscribe {
         conversation_id: ConversationId::from(conversation_id),
     };
-    handle(&state, user, frame, last_event_id(&headers), received).await
+    handle(
+        &state,
+        (user, addr),
+        frame,
+        last_event_id(&headers),
+        received,
+    )
+    .await
 }
 
 /// `GET /api/hello`: the `hello` a WebSocket would send first. The browser's
@@ -91,17 +105,18 @@ pub async fn hello(State(state): State<AppState>, Reader(user): Reader) -> Respo
 pub async fn frame(
     Received(received): Received,
     State(state): State<AppState>,
+    ClientAddr(addr): ClientAddr,
     Caller(user): Caller,
     JsonBody(frame): JsonBody<ClientFrame>,
 ) -> Result<Response, ApiError> {
-    handle(&state, user, frame, None, received).await
+    handle(&state, (user, addr), frame, None, received).await
 }
 
 /// The chat core's answer to `frame` as an HTTP response. A frame that
 /// streams takes its permit first, so a refused stream stores nothing.
 async fn handle(
     state: &AppState,
-    user: UserId,
+    (user, addr): (UserId, AddrKey),
     frame: ClientFrame,
     seen: Option<(MessageId, u64)>,
     received: Instant,
@@ -111,16 +126,16 @@ async fn handle(
         ClientFrame::Send { .. } | ClientFrame::Regenerate { .. } | ClientFrame::Subscribe { .. }
     );
     let permit = if streams {
-        Some(state.admission.admit(&user)?)
+        Some(state.admission.admit(&user, addr)?)
     } else {
         None
     };
-    let answer = state.chat.handle(&user, frame, received).await?;
+    let answer = state.chat.handle(&user, addr, frame, received).await?;
     // Only `send`, `regenerate` and `subscribe` answer with a stream, and
     // they hold their permit already; `admit` here is never reached.
     let stream_permit = |permit: Option<StreamPermit>, user: &UserId| match permit {
         Some(permit) => Ok(permit),
-        None => state.admission.admit(user),
+        None => state.admission.admit(user, addr),
     };
     Ok(match answer {
         Answer::Accepted(accepted) => {

@@ -17,13 +17,22 @@ use tracing::Instrument;
 use crate::{
     protocol::{ClientFrame, ConversationId, ErrorCode, ServerFrame, UserId},
     server::{
-        access::admission::{Crowded, StreamPermit},
+        access::{
+            address::AddrKey,
+            admission::{Crowded, StreamPermit},
+        },
         chat::{hub::Event, Answer, ChatError, Subscription},
         metrics::OpenSocket,
         state::AppState,
-        ws::decode::decode_client_frame,
+        ws::{
+            decode::decode_client_frame,
+            flood::{FloodGuard, Verdict},
+        },
     },
 };
+
+/// What one read of the socket gives.
+type Incoming = Option<Result<WsMessage, axum::Error>>;
 
 /// Most queued conversation events written before one flush.
 const FORWARD_BATCH: usize = 64;
@@ -40,6 +49,8 @@ enum Exit {
     TooLarge,
     /// The user holds the most sockets allowed; this one was told and closed.
     Crowded,
+    /// The peer kept sending frames over its budget after being told.
+    Flood,
     /// The server is shutting down.
     Shutdown,
 }
@@ -49,8 +60,11 @@ pub struct Connection {
     socket: WebSocket,
     state: AppState,
     user: UserId,
+    /// The client's address, for the per-address send rate.
+    from: AddrKey,
     subscriptions: StreamMap<ConversationId, BroadcastStream<Event>>,
     last_seen: Instant,
+    flood: FloodGuard,
     /// Held while the connection lives: its place under `MAX_CONNECTIONS`
     /// and `MAX_SOCKETS_PER_USER` (or why it has none, which it says and
     /// closes), and its count in `/metrics`.
@@ -62,16 +76,19 @@ impl Connection {
     pub fn new(
         socket: WebSocket,
         state: AppState,
-        user: UserId,
+        (user, from): (UserId, AddrKey),
         admitted: Result<StreamPermit, Crowded>,
     ) -> Self {
         let open = state.metrics.socket_opened();
+        let now = Instant::now();
         Self {
+            flood: FloodGuard::new(&state.config.limits, now),
             socket,
             state,
             user,
+            from,
             subscriptions: StreamMap::new(),
-            last_seen: Instant::now(),
+            last_seen: now,
             admitted,
             _open: open,
         }
@@ -91,6 +108,7 @@ impl Connection {
             let (code, reason) = match exit {
                 Exit::PeerGone | Exit::WriteFailed | Exit::Crowded => (None, ""),
                 Exit::TooLarge => (Some(close_code::SIZE), "frame too large"),
+                Exit::Flood => (Some(close_code::POLICY), "too many frames"),
                 Exit::Shutdown => (Some(close_code::AWAY), "server shutting down"),
             };
             if let Some(code) = code {
@@ -139,23 +157,9 @@ impl Connection {
                 incoming = self.socket.recv() => {
                     let received = Instant::now();
                     self.last_seen = received;
-                    match incoming {
-                        None | Some(Ok(WsMessage::Close(_))) => Err(Exit::PeerGone),
-                        Some(Err(err)) => {
-                            tracing::debug!(error = %err, "socket error");
-                            Err(if is_capacity_error(&err) { Exit::TooLarge } else { Exit::PeerGone })
-                        }
-                        // Boxed: the handlers' futures are large and rare; inline
-                        // they would be part of every idle connection's memory.
-                        Some(Ok(WsMessage::Text(text))) => Box::pin(self.on_text(text.as_str(), received)).await,
-                        Some(Ok(WsMessage::Binary(_))) => {
-                            Box::pin(self.send(&ServerFrame::error(
-                                ErrorCode::BadRequest,
-                                "binary frames are not supported; send JSON text frames",
-                            )))
-                            .await
-                        }
-                        Some(Ok(WsMessage::Ping(_) | WsMessage::Pong(_))) => Ok(()),
+                    match self.budget(incoming, received) {
+                        Ok(incoming) => Box::pin(self.on_message(incoming, received)).await,
+                        Err(over) => Box::pin(self.over_budget(over)).await,
                     }
                 }
                 Some((conversation_id, event)) = self.subscriptions.next(), if !self.subscriptions.is_empty() => {
@@ -183,6 +187,61 @@ impl Connection {
         }
     }
 
+    /// A message that counts against the frame budget (any but `Close`)
+    /// passes it first; a closed or broken socket is never over budget.
+    fn budget(&mut self, incoming: Incoming, now: Instant) -> Result<Incoming, Verdict> {
+        if let Some(Ok(message)) = &incoming {
+            if !matches!(message, WsMessage::Close(_)) {
+                match self.flood.frame(now) {
+                    Verdict::Pass => {}
+                    over => return Err(over),
+                }
+            }
+        }
+        Ok(incoming)
+    }
+
+    /// A frame over budget is dropped unread: the first of a run is
+    /// answered with `rate_limited`, a long run closes the socket.
+    async fn over_budget(&mut self, verdict: Verdict) -> Result<(), Exit> {
+        match verdict {
+            Verdict::Pass | Verdict::Drop => Ok(()),
+            Verdict::Refuse => {
+                let refusal = ServerFrame::error(ErrorCode::RateLimited, self.flood.reason());
+                self.send(&refusal).await
+            }
+            Verdict::Close => {
+                tracing::info!(client = %self.from, "closing a socket that floods frames");
+                self.state.metrics.flood_disconnect();
+                Err(Exit::Flood)
+            }
+        }
+    }
+
+    /// What the socket read, within budget.
+    async fn on_message(&mut self, incoming: Incoming, received: Instant) -> Result<(), Exit> {
+        match incoming {
+            None | Some(Ok(WsMessage::Close(_))) => Err(Exit::PeerGone),
+            Some(Err(err)) => {
+                tracing::debug!(error = %err, "socket error");
+                Err(if is_capacity_error(&err) {
+                    Exit::TooLarge
+                } else {
+                    Exit::PeerGone
+                })
+            }
+            Some(Ok(WsMessage::Text(text))) => self.on_text(text.as_str(), received).await,
+            Some(Ok(WsMessage::Binary(_))) => {
+                self.send(&ServerFrame::error(
+                    ErrorCode::BadRequest,
+                    "binary frames are not supported; send JSON text frames",
+                ))
+                .await
+            }
+            Some(Ok(WsMessage::Ping(_) | WsMessage::Pong(_))) => Ok(()),
+        }
+    }
+
     /// Shutting down. Replies were finished before sockets are closed:
     /// deliver every event already queued (their `done`s) first.
     async fn drain(&mut self) -> Result<(), Exit> {
@@ -207,7 +266,7 @@ impl Connection {
             }
         }
         let chat = self.state.chat.clone();
-        match chat.handle(&self.user, frame, received).await {
+        match chat.handle(&self.user, self.from, frame, received).await {
             Ok(answer) => self.apply(answer).await,
             Err(refused) => self.send(&refused.to_frame()).await,
         }
@@ -288,7 +347,10 @@ impl Connection {
         let chat = self.state.chat.clone();
         chat.unsubscribed(&conversation_id);
         let subscribe = ClientFrame::Subscribe { conversation_id };
-        match chat.handle(&self.user, subscribe, Instant::now()).await {
+        match chat
+            .handle(&self.user, self.from, subscribe, Instant::now())
+            .await
+        {
             Ok(answer) => self.apply(answer).await,
             Err(refused) => self.send(&refused.to_frame()).await,
         }

@@ -9,6 +9,7 @@
 
 pub mod connection;
 pub mod decode;
+pub mod flood;
 
 use axum::{
     extract::{
@@ -20,7 +21,7 @@ use axum::{
 };
 
 use super::{
-    access::{admission::Crowded, Caller, Refusal},
+    access::{address::ClientAddr, admission::Crowded, Caller, Refusal},
     metrics::UpgradeRefusal,
     state::AppState,
 };
@@ -28,6 +29,7 @@ use super::{
 /// The upgrade handler.
 pub async fn upgrade(
     State(state): State<AppState>,
+    ClientAddr(from): ClientAddr,
     caller: Result<Caller, Refusal>,
     ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Response {
@@ -42,9 +44,10 @@ pub async fn upgrade(
         Ok(ws) => ws,
         Err(rejection) => return rejection.into_response(),
     };
-    // A full server refuses before upgrading; a user with too many sockets
-    // is told so on the socket, which then closes (the page shows why).
-    let admitted = match state.admission.admit(&user) {
+    // A full server refuses before upgrading; a user or an address with too
+    // many sockets is told so on the socket, which then closes (the page
+    // shows why).
+    let admitted = match state.admission.admit(&user, from) {
         Err(Crowded::Server) => {
             state.metrics.upgrade_refused(UpgradeRefusal::Capacity);
             return (StatusCode::SERVICE_UNAVAILABLE, Crowded::Server.reason()).into_response();
@@ -65,6 +68,7 @@ pub async fn upgrade(
         .on_upgrade(move |socket| {
             // No `async` block around it: that would hold the connection's
             // future twice (as a captured value and as the awaited one).
-            tracker.track_future(connection::Connection::new(socket, state, user, admitted).run())
+            let connection = connection::Connection::new(socket, state, (user, from), admitted);
+            tracker.track_future(connection.run())
         })
 }
