@@ -2,13 +2,13 @@
 
 mod common;
 
-use std::{
-    io::{BufRead, BufReader},
-    process::{Command, Stdio},
-    time::Duration,
-};
+use std::{process::Command, time::Duration};
 
-use common::{delta_text, TestServer};
+use common::{
+    delta_text,
+    process::{spawn_tether, Spawned},
+    TestServer,
+};
 use tether::protocol::{ClientFrame, FinishReason, ServerFrame};
 use tether_fake_upstream::{reply_tokens, FakeConfig, FakeUpstream};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -172,59 +172,6 @@ async fn sigterm_mid_stream_stores_the_message_and_exits_zero() {
     assert_eq!(messages.len(), 2);
     assert_eq!(messages[1].finish_reason, Some(FinishReason::Stopped));
     assert!(!messages[1].content.is_empty(), "partial text stored");
-}
-
-/// A `tether` process and what it logged until it listened.
-struct Spawned {
-    child: std::process::Child,
-    lines_rx: std::sync::mpsc::Receiver<String>,
-    log: Vec<String>,
-    port: u16,
-}
-
-/// Starts the real binary on a free port with its data in `dir`, and waits
-/// until it logs that it listens.
-fn spawn_tether(dir: &std::path::Path, upstream: &str, env: &[(&str, &str)]) -> Spawned {
-    let port = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("port");
-        l.local_addr().expect("addr").port()
-    };
-    let mut child = Command::new(env!("CARGO_BIN_EXE_tether"))
-        .env("LISTEN_ADDR", format!("127.0.0.1:{port}"))
-        .env("TETHER_DATA_DIR", dir)
-        .env("OPENAI_BASE_URL", upstream)
-        .env("OPENAI_MODEL", "fake")
-        .env("OPENAI_API_KEY", "sk-test-never-logged")
-        .env("RUST_LOG", "info")
-        .envs(env.iter().copied())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn tether");
-    let stdout = child.stdout.take().expect("stdout");
-    let (lines_tx, lines_rx) = std::sync::mpsc::channel::<String>();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            let _ = lines_tx.send(line);
-        }
-    });
-    let mut log = Vec::new();
-    loop {
-        let line = lines_rx
-            .recv_timeout(Duration::from_secs(30))
-            .expect("tether starts");
-        let ready = line.contains("tether listening");
-        log.push(line);
-        if ready {
-            break;
-        }
-    }
-    Spawned {
-        child,
-        lines_rx,
-        log,
-        port,
-    }
 }
 
 #[tokio::test]
