@@ -9,6 +9,11 @@
 //!   the socket's pings take over (`WS_PING_INTERVAL_SECS`).
 //! * **Where a request comes from.** Every request carries its TCP peer as
 //!   `ConnectInfo<SocketAddr>`, read by [`super::access::address`].
+//! * **Readers that stop reading.** A write to a connection may not stall
+//!   longer than `WRITE_TIMEOUT_SECS` ([`StallGuard`]), on every
+//!   connection, upgraded or not: an event stream whose client stopped
+//!   reading ends instead of holding its stream's place (and its buffers)
+//!   for ever. A WebSocket has its own write timeout too.
 //! * `TCP_NODELAY` on every connection: frames are small and written as soon
 //!   as they exist (a connection already batches what is queued); Nagle's
 //!   algorithm would hold each back until the peer's delayed ACK.
@@ -18,7 +23,16 @@
 //! Upgraded sockets are not HTTP connections any more: the server's
 //! shutdown closes them itself.
 
-use std::{convert::Infallible, net::SocketAddr, sync::Arc, time::Duration};
+use std::{
+    convert::Infallible,
+    future::Future,
+    io,
+    net::SocketAddr,
+    pin::Pin,
+    sync::Arc,
+    task::{Context, Poll},
+    time::Duration,
+};
 
 use axum::{
     body::Body,
@@ -27,7 +41,11 @@ use axum::{
 };
 use hyper::{body::Incoming, server::conn::http1, service::service_fn};
 use hyper_util::rt::{TokioIo, TokioTimer};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::{
+    io::{AsyncRead, AsyncWrite, ReadBuf},
+    net::{TcpListener, TcpStream},
+    time::Sleep,
+};
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 use tower_service::Service;
 
@@ -38,6 +56,8 @@ use super::metrics::Metrics;
 pub struct HttpSettings {
     /// `HEADER_TIMEOUT_SECS`.
     pub header_timeout: Duration,
+    /// `WRITE_TIMEOUT_SECS`.
+    pub write_timeout: Duration,
     pub metrics: Arc<Metrics>,
 }
 
@@ -93,7 +113,10 @@ async fn connection(
         .timer(TokioTimer::new())
         .header_read_timeout(settings.header_timeout);
     let served = builder
-        .serve_connection(TokioIo::new(tcp), service)
+        .serve_connection(
+            TokioIo::new(StallGuard::new(tcp, settings.write_timeout)),
+            service,
+        )
         .with_upgrades();
     let mut served = std::pin::pin!(served);
     let result = tokio::select! {
@@ -126,4 +149,130 @@ async fn accept_failed(err: std::io::Error) {
     }
     tracing::error!(error = %err, "accepting a connection failed");
     tokio::time::sleep(Duration::from_millis(100)).await;
+}
+
+/// An I/O stream whose writes fail once one has waited longer than `limit`
+/// for the peer to read (the write side stayed full).
+pub struct StallGuard<T> {
+    io: T,
+    limit: Duration,
+    /// Running while a write waits; reset when one goes through.
+    stalled: Option<Pin<Box<Sleep>>>,
+}
+
+impl<T> StallGuard<T> {
+    pub fn new(io: T, limit: Duration) -> Self {
+        Self {
+            io,
+            limit,
+            stalled: None,
+        }
+    }
+
+    /// A write made progress (`ready`) or waits: then the clock runs, and
+    /// when it has run out the write fails with `TimedOut`.
+    fn check<R>(
+        &mut self,
+        cx: &mut Context<'_>,
+        ready: Poll<io::Result<R>>,
+    ) -> Poll<io::Result<R>> {
+        if ready.is_ready() {
+            self.stalled = None;
+            return ready;
+        }
+        let limit = self.limit;
+        let stalled = self
+            .stalled
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep(limit)));
+        match stalled.as_mut().poll(cx) {
+            Poll::Ready(()) => Poll::Ready(Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "the peer stopped reading",
+            ))),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+impl<T: AsyncRead + Unpin> AsyncRead for StallGuard<T> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_read(cx, buf)
+    }
+}
+
+impl<T: AsyncWrite + Unpin> AsyncWrite for StallGuard<T> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let ready = Pin::new(&mut self.io).poll_write(cx, buf);
+        self.check(cx, ready)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let ready = Pin::new(&mut self.io).poll_write_vectored(cx, bufs);
+        self.check(cx, ready)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let ready = Pin::new(&mut self.io).poll_flush(cx);
+        self.check(cx, ready)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    use super::*;
+
+    #[tokio::test]
+    async fn a_write_the_peer_does_not_read_fails_after_the_limit() {
+        let (ours, mut peer) = tokio::io::duplex(64);
+        let mut guarded = StallGuard::new(ours, Duration::from_millis(50));
+        // Within what the pipe holds, writes go through at once.
+        guarded.write_all(&[1; 64]).await.expect("fits");
+        // The peer reads some: the next write waits, then goes through.
+        let mut buf = [0; 32];
+        peer.read_exact(&mut buf).await.expect("read");
+        guarded.write_all(&[2; 32]).await.expect("room again");
+        // The peer stops reading: the write fails instead of waiting for ever.
+        let err = guarded.write_all(&[3; 64]).await.expect_err("stalled");
+        assert_eq!(err.kind(), io::ErrorKind::TimedOut);
+    }
+
+    #[tokio::test]
+    async fn a_slow_but_steady_reader_is_not_cut() {
+        let (ours, mut peer) = tokio::io::duplex(16);
+        let mut guarded = StallGuard::new(ours, Duration::from_secs(5));
+        let reader = tokio::spawn(async move {
+            let mut all = Vec::new();
+            peer.read_to_end(&mut all).await.expect("read");
+            all.len()
+        });
+        guarded
+            .write_all(&[7; 4096])
+            .await
+            .expect("written in steps");
+        guarded.shutdown().await.expect("shutdown");
+        drop(guarded);
+        assert_eq!(reader.await.expect("join"), 4096);
+    }
 }

@@ -128,6 +128,7 @@ pub async fn run(
     let app = router::app(state.clone());
     let settings = http::HttpSettings {
         header_timeout: state.config.limits.header_timeout,
+        write_timeout: state.config.limits.write_timeout,
         metrics: state.metrics.clone(),
     };
     let serve = tokio::spawn(http::serve(listener, app, settings, stop_accepting.clone()));
