@@ -60,7 +60,7 @@ string_id!(
     MessageId
 );
 string_id!(
-    /// A client-made idempotency key for `send` and `regenerate`.
+    /// A client-made idempotency key for `send`, `regenerate` and `continue`.
     ClientMsgId
 );
 
@@ -335,6 +335,13 @@ pub enum ClientFrame {
         conversation_id: ConversationId,
         client_msg_id: ClientMsgId,
     },
+    /// Extension: stream more text into the last assistant message, which
+    /// ended early (`finish_reason` `error`, `length` or `stopped`): same
+    /// message id, its stored text kept and extended.
+    Continue {
+        conversation_id: ConversationId,
+        client_msg_id: ClientMsgId,
+    },
     /// Application-level keep-alive, answered by `pong`.
     Ping {
         #[serde(default)]
@@ -380,6 +387,45 @@ impl From<SendRequest> for ClientFrame {
 }
 
 impl ClientFrame {
+    /// The idempotency key of a frame that starts a reply.
+    pub fn client_msg_id(&self) -> Option<&ClientMsgId> {
+        match self {
+            ClientFrame::Send { client_msg_id, .. }
+            | ClientFrame::Regenerate { client_msg_id, .. }
+            | ClientFrame::Continue { client_msg_id, .. } => Some(client_msg_id),
+            ClientFrame::Subscribe { .. }
+            | ClientFrame::Unsubscribe { .. }
+            | ClientFrame::Stop { .. }
+            | ClientFrame::Ping { .. }
+            | ClientFrame::ListConversations { .. }
+            | ClientFrame::RenameConversation { .. }
+            | ClientFrame::DeleteConversation { .. } => None,
+        }
+    }
+
+    /// The conversation the frame is about, if it names one.
+    pub fn conversation_id(&self) -> Option<&ConversationId> {
+        match self {
+            ClientFrame::Send {
+                conversation_id, ..
+            } => conversation_id.as_ref(),
+            ClientFrame::Subscribe { conversation_id }
+            | ClientFrame::Unsubscribe { conversation_id }
+            | ClientFrame::Stop { conversation_id }
+            | ClientFrame::Regenerate {
+                conversation_id, ..
+            }
+            | ClientFrame::Continue {
+                conversation_id, ..
+            }
+            | ClientFrame::RenameConversation {
+                conversation_id, ..
+            }
+            | ClientFrame::DeleteConversation { conversation_id } => Some(conversation_id),
+            ClientFrame::Ping { .. } | ClientFrame::ListConversations { .. } => None,
+        }
+    }
+
     /// Serialise for the wire. Serialising these types cannot fail.
     pub fn to_json(&self) -> String {
         serde_json::to_string(self).unwrap_or_default()
@@ -507,6 +553,9 @@ mod tests {
         round_trip_client(json!({"type": "stop", "conversation_id": "conv"}));
         round_trip_client(
             json!({"type": "regenerate", "conversation_id": "conv", "client_msg_id": "c-3"}),
+        );
+        round_trip_client(
+            json!({"type": "continue", "conversation_id": "conv", "client_msg_id": "c-4"}),
         );
         round_trip_client(json!({"type": "ping", "nonce": 7}));
         round_trip_client(json!({"type": "list_conversations"}));

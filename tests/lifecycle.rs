@@ -273,6 +273,120 @@ async fn kill_at(fake: &FakeUpstream, after_tokens: usize) -> usize {
     seen.len().saturating_sub(reply.content.len())
 }
 
+/// Reads frames into `frames` until their deltas hold `words` more words.
+async fn read_words(client: &mut common::WsClient, frames: &mut Vec<ServerFrame>, words: usize) {
+    let count = |frames: &[ServerFrame]| delta_words(frames).split_whitespace().count();
+    let target = count(frames) + words;
+    while count(frames) < target {
+        frames.push(client.next().await);
+    }
+}
+
+/// The deltas' text, whatever index the first one has.
+fn delta_words(frames: &[ServerFrame]) -> String {
+    frames
+        .iter()
+        .filter_map(|f| match f {
+            ServerFrame::Delta { text, .. } => Some(text.as_str()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Subscribes and returns the stored reply (the conversation's second message).
+async fn stored_reply(
+    client: &mut common::WsClient,
+    conversation: &tether::protocol::ConversationId,
+) -> tether::protocol::Message {
+    client
+        .send(&ClientFrame::Subscribe {
+            conversation_id: conversation.clone(),
+        })
+        .await;
+    match client
+        .until(|f| matches!(f, ServerFrame::Snapshot { .. }))
+        .await
+    {
+        ServerFrame::Snapshot {
+            mut messages,
+            streaming: None,
+            ..
+        } if messages.len() == 2 => messages.remove(1),
+        other => panic!("expected a snapshot of two stored messages, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn continue_after_kill_9_completes_the_reply_from_its_checkpoints() {
+    const EVERY: usize = 4;
+    const TEXT: &str = "[[tokens:300]] go on";
+    let fake = FakeUpstream::start(FakeConfig {
+        first_token_delay: Duration::from_millis(5),
+        token_delay: Duration::from_millis(5),
+        ..Default::default()
+    })
+    .await
+    .expect("fake");
+    let dir = tempfile::tempdir().expect("tmp");
+    let every = EVERY.to_string();
+    let env = [("CHECKPOINT_TOKENS", every.as_str())];
+    let kill = |mut child: std::process::Child| {
+        child.kill().expect("kill -9");
+        let _ = child.wait();
+    };
+
+    // Killed mid-reply.
+    let Spawned { child, port, .. } = spawn_tether(dir.path(), &fake.base_url(), &env);
+    let mut client = ExternalServer { port }.user().await;
+    let cookie = client.cookie.clone();
+    let conversation = client.start_conversation(TEXT).await;
+    read_words(&mut client, &mut Vec::new(), 4 * EVERY).await;
+    kill(child);
+
+    // Restarted, continued from the checkpoint, killed again mid-continuation.
+    let Spawned { child, port, .. } = spawn_tether(dir.path(), &fake.base_url(), &env);
+    let mut client = ExternalServer { port }.connect(&cookie).await;
+    let first = stored_reply(&mut client, &conversation).await;
+    assert_eq!(first.finish_reason, Some(FinishReason::Error));
+    assert!(!first.content.is_empty(), "a checkpoint was stored");
+    client
+        .send(&ClientFrame::Continue {
+            conversation_id: conversation.clone(),
+            client_msg_id: "more-1".into(),
+        })
+        .await;
+    read_words(&mut client, &mut Vec::new(), 4 * EVERY).await;
+    kill(child);
+
+    // The continuation's checkpoints hold the whole text, not only what it added.
+    let Spawned { child, port, .. } = spawn_tether(dir.path(), &fake.base_url(), &env);
+    let mut client = ExternalServer { port }.connect(&cookie).await;
+    let second = stored_reply(&mut client, &conversation).await;
+    assert_eq!(second.id, first.id);
+    assert_eq!(second.finish_reason, Some(FinishReason::Error));
+    assert!(
+        second.content.starts_with(&first.content) && second.content.len() > first.content.len(),
+        "{:?} then {:?}",
+        first.content,
+        second.content
+    );
+
+    // Continued once more, to the end: the whole reply, stored.
+    client
+        .send(&ClientFrame::Continue {
+            conversation_id: conversation.clone(),
+            client_msg_id: "more-2".into(),
+        })
+        .await;
+    let frames = client.until_done(&conversation).await;
+    let whole = reply_tokens(TEXT).concat();
+    assert_eq!(format!("{}{}", second.content, delta_words(&frames)), whole);
+    let done = stored_reply(&mut client, &conversation).await;
+    assert_eq!(done.content, whole);
+    assert_eq!(done.finish_reason, Some(FinishReason::Stop));
+    kill(child);
+}
+
 /// A server started as a separate process.
 struct ExternalServer {
     port: u16,

@@ -336,6 +336,27 @@ impl ChatView {
         self.messages.iter_mut().find(|m| m.message.id == *id)
     }
 
+    /// How the last reply ended, when it can be continued: it is the
+    /// conversation's last message, it has text, nothing streams, and it
+    /// ended early (`error`, `length` or `stopped`). The same rule as the
+    /// server's for `continue`.
+    pub fn continuable(&self) -> Option<FinishReason> {
+        let last = self
+            .messages
+            .last()
+            .filter(|m| !m.pending && !m.streaming)?;
+        let reason = last.message.finish_reason?;
+        let early = matches!(
+            reason,
+            FinishReason::Error | FinishReason::Length | FinishReason::Stopped
+        );
+        (early
+            && !self.is_streaming()
+            && last.message.role == Role::Assistant
+            && !last.message.content.is_empty())
+        .then_some(reason)
+    }
+
     /// The stopped/error state of the last reply, for the UI.
     pub fn last_finish(&self) -> Option<FinishReason> {
         self.messages
@@ -462,6 +483,90 @@ mod tests {
         });
         assert_eq!(view.notice.as_ref().and_then(|n| n.retry.clone()), None);
         assert_eq!(view.returned_draft.as_deref(), Some("xxxxxxxxxx"));
+    }
+
+    fn reply(content: &str, finish_reason: Option<FinishReason>) -> Message {
+        Message {
+            id: "a".into(),
+            role: Role::Assistant,
+            content: content.into(),
+            created_at: String::new(),
+            finish_reason,
+        }
+    }
+
+    fn stored(messages: Vec<Message>) -> ServerFrame {
+        ServerFrame::Snapshot {
+            conversation_id: "c".into(),
+            messages,
+            streaming: None,
+        }
+    }
+
+    #[test]
+    fn a_reply_that_ended_early_with_text_can_be_continued() {
+        let user = Message {
+            id: "u".into(),
+            role: Role::User,
+            content: "hi".into(),
+            created_at: String::new(),
+            finish_reason: None,
+        };
+        let mut view = ChatView::default();
+        for (last, expected) in [
+            (
+                reply("Hel", Some(FinishReason::Error)),
+                Some(FinishReason::Error),
+            ),
+            (
+                reply("Hel", Some(FinishReason::Length)),
+                Some(FinishReason::Length),
+            ),
+            (
+                reply("Hel", Some(FinishReason::Stopped)),
+                Some(FinishReason::Stopped),
+            ),
+            (reply("Hello", Some(FinishReason::Stop)), None),
+            (reply("", Some(FinishReason::Error)), None),
+            (reply("Hel", None), None),
+        ] {
+            view.apply(&stored(vec![user.clone(), last.clone()]));
+            assert_eq!(view.continuable(), expected, "{last:?}");
+        }
+        view.apply(&stored(vec![user]));
+        assert_eq!(view.continuable(), None, "the last message is the user's");
+    }
+
+    #[test]
+    fn a_continued_reply_grows_in_place_from_its_snapshot() {
+        let mut view = ChatView::default();
+        view.apply(&stored(vec![reply("Hel", Some(FinishReason::Error))]));
+        // What every view gets when the reply is continued.
+        view.apply(&ServerFrame::Snapshot {
+            conversation_id: "c".into(),
+            messages: vec![],
+            streaming: Some(StreamingMessage {
+                message: reply("Hel", None),
+                next_index: 3,
+            }),
+        });
+        assert!(view.is_streaming());
+        assert_eq!(view.continuable(), None, "not while it streams");
+        view.apply(&delta(0, "stale"));
+        view.apply(&delta(3, "lo"));
+        view.apply(&delta(4, " you"));
+        view.apply(&ServerFrame::Done {
+            conversation_id: "c".into(),
+            message_id: "a".into(),
+            finish_reason: FinishReason::Stop,
+            usage: None,
+            ttft_ms: Some(5.0),
+            total_ms: 9.0,
+        });
+        assert_eq!(view.messages.len(), 1, "the same message");
+        assert_eq!(view.messages[0].message.content, "Hello you");
+        assert_eq!(view.last_finish(), Some(FinishReason::Stop));
+        assert_eq!(view.continuable(), None);
     }
 
     #[test]

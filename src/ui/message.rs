@@ -21,7 +21,7 @@ pub fn MessageBubble(message: ViewMessage) -> impl IntoView {
         FinishReason::Stop => "",
         FinishReason::Length => "cut short (length limit)",
         FinishReason::Stopped => "stopped",
-        FinishReason::Error => "interrupted by an error",
+        FinishReason::Error => "interrupted",
     });
     let stats = message.stats.as_ref().and_then(|s| {
         let ttft = s.ttft_ms?;

@@ -1,7 +1,7 @@
 //! The conversation itself: the message list (the stored history while the
-//! socket's snapshot is on its way, the live view after), Regenerate, the
-//! notice of a refusal or failure, and "Jump to latest" when the user has
-//! scrolled up.
+//! socket's snapshot is on its way, the live view after), Continue (for a
+//! reply that ended early) and Regenerate, the notice of a refusal or
+//! failure, and "Jump to latest" when the user has scrolled up.
 
 use leptos::{html, prelude::*};
 
@@ -13,7 +13,7 @@ use crate::{
         browser,
         state::{ChatView, Retry, ViewMessage},
     },
-    protocol::{Role, ServerFrame},
+    protocol::{FinishReason, Role, ServerFrame},
 };
 
 /// The message list and its "Jump to latest" button, for the conversation
@@ -101,6 +101,7 @@ pub fn MessageList(route_id: Signal<Option<String>>) -> impl IntoView {
             </Suspense>
             <Show when=can_regenerate>
                 <div class="message-actions">
+                    <ContinueAction/>
                     <button type="button" class="ghost small regenerate" on:click=move |_| session.regenerate()>
                         "↻ Regenerate"
                     </button>
@@ -113,6 +114,33 @@ pub fn MessageList(route_id: Signal<Option<String>>) -> impl IntoView {
                 "↓ Jump to latest"
             </button>
         </Show>
+    }
+}
+
+/// "Continue" for a last reply that ended early (interrupted, cut short at
+/// the length limit, or stopped): more text streams into the same bubble.
+#[component]
+fn ContinueAction() -> impl IntoView {
+    let session = ChatSession::get();
+    let chat = session.chat;
+    move || {
+        chat.with(|c| c.continuable()).map(|reason| {
+            let why = match reason {
+                FinishReason::Error => "The reply was interrupted.",
+                FinishReason::Length => "The reply reached the length limit.",
+                FinishReason::Stop | FinishReason::Stopped => "The reply was stopped.",
+            };
+            view! {
+                <button
+                    type="button"
+                    class="ghost small continue"
+                    title=format!("{why} Continue it where it stopped.")
+                    on:click=move |_| session.continue_reply()
+                >
+                    "Continue"
+                </button>
+            }
+        })
     }
 }
 

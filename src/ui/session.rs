@@ -165,6 +165,17 @@ impl ChatSession {
         }
     }
 
+    /// Asks for more of the open conversation's last reply, which ended early.
+    pub fn continue_reply(&self) {
+        if let Some(conversation_id) = self.chat.with_untracked(|c| c.conversation_id.clone()) {
+            self.chat.update(|c| c.notice = None);
+            self.send(ClientFrame::Continue {
+                conversation_id,
+                client_msg_id: new_client_msg_id(),
+            });
+        }
+    }
+
     /// Does what the current notice's "Retry" offers.
     pub fn retry(&self) {
         let retry = self

@@ -10,6 +10,7 @@ use axum::{
 use serde_json::{json, Value};
 
 use crate::{
+    continuation::Continuation,
     reply::{directive_number, reply_tokens},
     stats::AbortGuard,
     stream::{self, StreamPlan},
@@ -29,7 +30,8 @@ pub(crate) async fn models(State(state): State<FakeState>, headers: HeaderMap) -
 }
 
 /// `POST /v1/chat/completions`: counted and its messages kept, then refused,
-/// failed on request, answered whole, or streamed.
+/// failed on request, answered whole, or streamed; a continuation request
+/// gets the rest of its reply, with no fault.
 pub(crate) async fn completions(
     State(state): State<FakeState>,
     headers: HeaderMap,
@@ -39,11 +41,20 @@ pub(crate) async fn completions(
     if let Some(refusal) = refusal(&state, &headers, &body) {
         return refusal;
     }
+    let streaming = body.get("stream").and_then(Value::as_bool).unwrap_or(false);
+    if let Some(continuation) = Continuation::of(&body) {
+        // The fault directives of the original message happened already.
+        let tokens = continuation.tokens();
+        if !streaming {
+            return whole_reply(&state.config.model, &tokens);
+        }
+        let plan = StreamPlan::new(&state.config, &body, &continuation.original, tokens);
+        return stream::respond(plan.without_faults(), AbortGuard::open(state.stats.clone()));
+    }
     let last_user = last_user_text(&body);
     if let Some(status) = directive_number(&last_user, "status") {
         return failure(status);
     }
-    let streaming = body.get("stream").and_then(Value::as_bool).unwrap_or(false);
     let tokens = reply_tokens(&last_user);
     if !streaming {
         return whole_reply(&state.config.model, &tokens);

@@ -22,12 +22,21 @@
 //! | `[[delay:MS]]` | MS between tokens for this request |
 //! | `[[burst]]` | every token in one write (as a fast model's burst arrives) |
 //!
+//! A **continuation** (Tether's `continue`: the messages end with a user
+//! message, then the partial assistant reply, then a user message starting
+//! with `Continue your last reply`) is answered with the rest of the reply to
+//! that first user message after the partial text, with its `[[delay:MS]]` /
+//! `[[burst]]` but none of its faults (`status`, `stall`, `cut`): a reply
+//! cut by `[[cut:N]]` and then continued ends with the whole reply.
+//!
 //! [`FakeStats`] counts requests, finished streams and streams the client
 //! aborted, so tests can prove that `stop` really cancels the upstream call.
 //!
-//! Modules: `reply` (directives and the reply's tokens), `handlers` (the two
-//! endpoints), `stream` (the streamed body), `stats` ([`FakeStats`]).
+//! Modules: `reply` (directives and the reply's tokens), `continuation`
+//! (continuation requests), `handlers` (the two endpoints), `stream` (the
+//! streamed body), `stats` ([`FakeStats`]).
 
+mod continuation;
 mod handlers;
 mod reply;
 mod stats;
@@ -42,6 +51,7 @@ use axum::{
 };
 use tokio::net::{TcpListener, TcpStream};
 
+pub use continuation::CONTINUE_PREFIX;
 pub use reply::reply_tokens;
 pub use stats::FakeStats;
 

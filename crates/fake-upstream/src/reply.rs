@@ -56,7 +56,7 @@ fn strip_directives(text: &str) -> String {
 }
 
 /// Splits into tokens that concatenate back to `text` (each keeps its leading space).
-fn split_tokens(text: &str) -> Vec<String> {
+pub(crate) fn split_tokens(text: &str) -> Vec<String> {
     let mut tokens = Vec::new();
     let mut current = String::new();
     for ch in text.chars() {

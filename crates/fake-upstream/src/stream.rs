@@ -58,6 +58,17 @@ impl StreamPlan {
     }
 }
 
+impl StreamPlan {
+    /// The same plan with no stall and no cut (a continuation's).
+    pub(crate) fn without_faults(self) -> Self {
+        Self {
+            stall_after: None,
+            cut_after: None,
+            ..self
+        }
+    }
+}
+
 /// The `text/event-stream` response that plays `plan`; `guard` counts it.
 pub(crate) fn respond(plan: StreamPlan, guard: AbortGuard) -> Response {
     let cursor = Cursor {

@@ -54,6 +54,15 @@ export class OwnServer {
     }
   }
 
+  /** Kills the server (SIGKILL: no drain, as a crash) and waits for the exit. */
+  async kill(): Promise<void> {
+    const child = this.child;
+    if (!child || child.exitCode !== null || child.signalCode !== null) return;
+    const exited = new Promise((r) => child.once("exit", r));
+    child.kill("SIGKILL");
+    await exited;
+  }
+
   /** Stops the server (SIGTERM: graceful drain) and waits for the exit. */
   async stop(): Promise<void> {
     const child = this.child;

@@ -8,7 +8,8 @@
 //! for the next token. The store leaves a finished reply alone, so a late
 //! checkpoint can never overwrite the final text. After a crash, start-up
 //! recovery marks the reply `error` with the checkpointed text; the page
-//! offers to regenerate it.
+//! offers to continue it (`continue`, which checkpoints the whole text again
+//! as it grows) or to regenerate it.
 
 use std::{
     future::Future,

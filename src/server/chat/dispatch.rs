@@ -6,12 +6,9 @@
 //! WebSocket writes the answer and keeps its subscriptions, the HTTP
 //! transport turns it into an event stream or a JSON body.
 
-use std::{future::Future, time::Instant};
+use std::time::Instant;
 
-use super::{
-    error::{ChatError, Refused},
-    Accepted, ChatService, Subscription,
-};
+use super::{error::Refused, Accepted, ChatError, ChatService, Subscription};
 use crate::{
     protocol::{ClientFrame, ConversationId, ServerFrame, UserId},
     server::access::address::AddrKey,
@@ -24,7 +21,8 @@ pub enum Answer {
     Nothing,
     /// One frame for this client only (`pong`, `conversations`).
     Frame(ServerFrame),
-    /// `accepted`, then the reply's events (`send`, `regenerate`). A stream
+    /// `accepted`, then the reply's events (`send`, `regenerate`,
+    /// `continue`). A stream
     /// of this conversation the transport already follows is kept: it
     /// holds every event not yet written.
     Accepted(Accepted),
@@ -43,9 +41,11 @@ pub enum Answer {
 }
 
 impl ChatService {
-    /// Applies one client frame of `user`, sent from `from` (frames that
-    /// start a reply count against the address's rate too), received at
-    /// `received` (reply timings are measured from it).
+    /// Applies one client frame of `user`, sent from `from`, received at
+    /// `received` (reply timings are measured from it). A frame that starts
+    /// a reply counts against the address's rate too, over every identity
+    /// the address holds. A refusal names the `client_msg_id` and the
+    /// conversation the frame named.
     pub async fn handle(
         &self,
         user: &UserId,
@@ -53,96 +53,91 @@ impl ChatService {
         frame: ClientFrame,
         received: Instant,
     ) -> Result<Answer, Refused> {
-        match frame {
+        let client_msg_id = frame.client_msg_id().cloned();
+        let conversation_id = frame.conversation_id().cloned();
+        let starts_reply = matches!(
+            frame,
+            ClientFrame::Send { .. }
+                | ClientFrame::Regenerate { .. }
+                | ClientFrame::Continue { .. }
+        );
+        let limited = starts_reply
+            .then(|| self.check_address_rate(from).err())
+            .flatten();
+        let answer = match limited {
+            Some(limited) => Err(limited),
+            None => self.answer(user, frame, received).await,
+        };
+        answer.map_err(|err| err.refusing(client_msg_id, conversation_id))
+    }
+
+    async fn answer(
+        &self,
+        user: &UserId,
+        frame: ClientFrame,
+        received: Instant,
+    ) -> Result<Answer, ChatError> {
+        Ok(match frame {
             ClientFrame::Send {
                 client_msg_id,
                 conversation_id,
                 text,
                 persona,
-            } => self
-                .within_address_rate(
-                    from,
-                    self.send(
-                        user,
-                        client_msg_id.clone(),
-                        conversation_id.clone(),
-                        text,
-                        persona,
-                        received,
-                    ),
+            } => Answer::Accepted(
+                self.send(
+                    user,
+                    client_msg_id,
+                    conversation_id,
+                    text,
+                    persona,
+                    received,
                 )
-                .await
-                .map(Answer::Accepted)
-                .map_err(|err| err.refusing(Some(client_msg_id), conversation_id)),
+                .await?,
+            ),
             ClientFrame::Regenerate {
                 conversation_id,
                 client_msg_id,
-            } => self
-                .within_address_rate(
-                    from,
-                    self.regenerate(
-                        user,
-                        conversation_id.clone(),
-                        client_msg_id.clone(),
-                        received,
-                    ),
-                )
-                .await
-                .map(Answer::Accepted)
-                .map_err(|err| err.refusing(Some(client_msg_id), Some(conversation_id))),
+            } => Answer::Accepted(
+                self.regenerate(user, conversation_id, client_msg_id, received)
+                    .await?,
+            ),
+            ClientFrame::Continue {
+                conversation_id,
+                client_msg_id,
+            } => Answer::Accepted(
+                self.continue_reply(user, conversation_id, client_msg_id, received)
+                    .await?,
+            ),
             ClientFrame::Subscribe { conversation_id } => {
-                match self.subscribe(user, &conversation_id).await {
-                    Ok((snapshot, subscription)) => Ok(Answer::Subscribed {
-                        snapshot,
-                        subscription,
-                    }),
-                    Err(err) => Err(err.refusing(None, Some(conversation_id))),
+                let (snapshot, subscription) = self.subscribe(user, &conversation_id).await?;
+                Answer::Subscribed {
+                    snapshot,
+                    subscription,
                 }
             }
-            ClientFrame::Unsubscribe { conversation_id } => Ok(Answer::Unfollow {
+            ClientFrame::Unsubscribe { conversation_id } => Answer::Unfollow {
                 conversation_id,
                 then: None,
-            }),
+            },
             ClientFrame::Stop { conversation_id } => {
-                match self.stop(user, &conversation_id).await {
-                    Ok(_) => Ok(Answer::Nothing),
-                    Err(err) => Err(err.refusing(None, Some(conversation_id))),
-                }
+                self.stop(user, &conversation_id).await?;
+                Answer::Nothing
             }
-            ClientFrame::Ping { nonce } => Ok(Answer::Frame(ServerFrame::Pong { nonce })),
-            ClientFrame::ListConversations { query } => self
-                .conversations(user, query)
-                .await
-                .map(Answer::Frame)
-                .map_err(|err| err.refusing(None, None)),
+            ClientFrame::Ping { nonce } => Answer::Frame(ServerFrame::Pong { nonce }),
+            ClientFrame::ListConversations { query } => {
+                Answer::Frame(self.conversations(user, query).await?)
+            }
             ClientFrame::RenameConversation {
                 conversation_id,
                 title,
-            } => match self.rename(user, &conversation_id, &title).await {
-                Ok(list) => Ok(Answer::Frame(list)),
-                Err(err) => Err(err.refusing(None, Some(conversation_id))),
-            },
+            } => Answer::Frame(self.rename(user, &conversation_id, &title).await?),
             ClientFrame::DeleteConversation { conversation_id } => {
-                match self.delete(user, &conversation_id).await {
-                    Ok(list) => Ok(Answer::Unfollow {
-                        conversation_id,
-                        then: Some(list),
-                    }),
-                    Err(err) => Err(err.refusing(None, Some(conversation_id))),
+                let list = self.delete(user, &conversation_id).await?;
+                Answer::Unfollow {
+                    conversation_id,
+                    then: Some(list),
                 }
             }
-        }
-    }
-
-    /// `reply` (a frame that starts a model call), unless `from` already
-    /// started too many: the per-address budget holds over every identity
-    /// an address mints.
-    async fn within_address_rate<T>(
-        &self,
-        from: AddrKey,
-        reply: impl Future<Output = Result<T, ChatError>>,
-    ) -> Result<T, ChatError> {
-        self.check_address_rate(from)?;
-        reply.await
+        })
     }
 }

@@ -122,6 +122,16 @@ impl EventFacts {
     }
 }
 
+/// The index of the first `delta` of a reply that starts from `text`: its
+/// length in bytes. A new reply starts from `""`, so at `0`. A continued
+/// reply (`continue`) starts from its stored text, and every `delta` carries
+/// at least one byte, so this is past every index its earlier runs gave the
+/// deltas of that text: a `delta` id (`<message_id>:<index>`) never names
+/// two pieces of text.
+pub fn first_delta_index(text: &str) -> u64 {
+    text.len() as u64
+}
+
 /// A subscriber's end of a conversation's events.
 pub type EventRx = broadcast::Receiver<Event>;
 
@@ -130,7 +140,7 @@ pub type EventRx = broadcast::Receiver<Event>;
 enum ReplySlot {
     #[default]
     Idle,
-    /// A `send` or `regenerate` is storing its message; the reply starts next.
+    /// A `send`, `regenerate` or `continue` is storing its message; the reply starts next.
     Reserved,
     Streaming(Streaming),
 }
@@ -180,10 +190,14 @@ impl Reservation {
 
     /// Starts streaming into `message`; the slot now belongs to the reply,
     /// which frees it with [`LiveConversation::finish`].
+    ///
+    /// The reply's first `delta` has the index [`first_delta_index`] of the
+    /// text `message` already holds: `0` for a new reply.
     pub fn begin(mut self, message: Message, cancel: CancellationToken) -> Arc<LiveConversation> {
+        let next_index = first_delta_index(&message.content);
         self.live.lock().reply = ReplySlot::Streaming(Streaming {
             message,
-            next_index: 0,
+            next_index,
             cancel,
         });
         self.begun = true;
@@ -496,6 +510,24 @@ mod tests {
         for expected in 0..3 {
             assert_eq!(delta_index(&early.try_recv().expect("delta")), expected);
         }
+    }
+
+    #[test]
+    fn a_continued_reply_numbers_its_deltas_after_its_stored_text() {
+        let hub = Arc::new(ConversationHub::new(64));
+        let mut partial = assistant("m");
+        partial.content = "Héllo".into();
+        let live = hub
+            .reserve(&"c".into(), &"u".into())
+            .expect("free")
+            .begin(partial, CancellationToken::new());
+        let (_, mut rx, streaming) = hub.subscribe(&"c".into(), &"u".into());
+        let streaming = streaming.expect("streaming");
+        assert_eq!(streaming.message.content, "Héllo");
+        assert_eq!(streaming.next_index, 6, "the stored text's bytes");
+        live.push_delta(" you");
+        assert_eq!(delta_index(&rx.try_recv().expect("delta")), 6);
+        assert_eq!(live.streamed_text(), "Héllo you", "the whole text");
     }
 
     #[test]

@@ -6,6 +6,7 @@
 //! talks HTTP to the model (that is `llm/`).
 
 mod checkpoint;
+mod continuation;
 mod dispatch;
 mod error;
 pub mod hub;
@@ -13,6 +14,7 @@ pub mod limits;
 mod reply;
 
 pub use self::{
+    continuation::CONTINUE_INSTRUCTION,
     dispatch::Answer,
     error::{ChatError, Refused},
 };
@@ -59,6 +61,20 @@ struct NewReply {
     received: Instant,
     assistant: Message,
     history: Vec<Message>,
+}
+
+/// How a reply begins, for the open views and for the model.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum ReplyStart {
+    /// Answers a `send`: the views have just seen its user message.
+    Answer,
+    /// `regenerate`: every view is first given the history without the
+    /// replaced reply, and the new one streaming from its start.
+    Replace,
+    /// `continue`: every view is first given the history before the reply,
+    /// and the reply streaming on from its stored text; the model is asked
+    /// to go on from that text.
+    Continue,
 }
 
 /// Where a `send` stores its message, or the answer when it was a resend.
@@ -177,11 +193,7 @@ impl ChatService {
         received: Instant,
     ) -> Result<Accepted, ChatError> {
         let text = self.validate_text(text)?;
-        if client_msg_id.as_str().is_empty() || client_msg_id.as_str().len() > 128 {
-            return Err(ChatError::BadRequest(
-                "client_msg_id must be 1 to 128 characters".into(),
-            ));
-        }
+        continuation::check_client_msg_id(&client_msg_id)?;
         // A resend of an accepted message is answered as a duplicate, even
         // where a new message would be refused now.
         if let Err(refusal) = self.check_accepting().and_then(|()| self.check_rate(user)) {
@@ -243,7 +255,12 @@ impl ChatService {
             assistant,
             history,
         };
-        self.start_reply(reservation, &conversation.persona, reply, false);
+        self.start_reply(
+            reservation,
+            &conversation.persona,
+            reply,
+            ReplyStart::Answer,
+        );
         self.metrics.message_accepted();
         Ok(accepted)
     }
@@ -316,7 +333,7 @@ impl ChatService {
             assistant,
             history: remaining,
         };
-        self.start_reply(reservation, &record.persona, reply, true);
+        self.start_reply(reservation, &record.persona, reply, ReplyStart::Replace);
         Ok(accepted)
     }
 
@@ -551,14 +568,14 @@ impl ChatService {
         }
     }
 
-    /// Starts the reply task of a reserved conversation. With `replaces`,
-    /// every open view is first given the history without the replaced reply.
+    /// Starts the reply task of a reserved conversation; `start` says what
+    /// the open views are told first ([`ReplyStart`]).
     fn start_reply(
         &self,
         reservation: Reservation,
         persona_id: &str,
         reply: NewReply,
-        replaces: bool,
+        start: ReplyStart,
     ) {
         let NewReply {
             client_msg_id,
@@ -574,14 +591,15 @@ impl ChatService {
             .map(|p| p.system_prompt.clone())
             .unwrap_or_default();
         let message_id = assistant.id.clone();
+        let continues = (start == ReplyStart::Continue).then(|| assistant.clone());
         let live = reservation.begin(assistant.clone(), cancel.clone());
-        if replaces {
+        if start != ReplyStart::Answer {
             live.publish(&ServerFrame::Snapshot {
                 conversation_id: live.id.clone(),
                 messages: history.clone(),
                 streaming: Some(StreamingMessage {
+                    next_index: hub::first_delta_index(&assistant.content),
                     message: assistant,
-                    next_index: 0,
                 }),
             });
         }
@@ -592,6 +610,7 @@ impl ChatService {
             upstream_slots: self.upstream_slots.clone(),
             system_prompt,
             history,
+            continues,
             limits: self.config.limits,
             message_id,
             client_msg_id,

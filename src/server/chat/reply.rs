@@ -17,6 +17,7 @@ use tracing::{info_span, Instrument};
 
 use super::{
     checkpoint::Checkpoints,
+    continuation,
     hub::{ConversationHub, LiveConversation},
 };
 use crate::{
@@ -45,6 +46,9 @@ pub(super) struct ReplyJob {
     /// The conversation before this reply (what the prompt is built from;
     /// it never holds the reply's own message).
     pub history: Vec<Message>,
+    /// `continue`: the reply as stored when it was continued (its text is
+    /// where the streaming text starts); the model is asked to go on from it.
+    pub continues: Option<Message>,
     pub limits: LimitsConfig,
     pub message_id: MessageId,
     pub client_msg_id: ClientMsgId,
@@ -71,6 +75,7 @@ impl ReplyJob {
             "reply",
             conversation_id = %self.live.id,
             message_id = %self.message_id,
+            continued = self.continues.is_some(),
         );
         async move {
             let outcome = self.generate().await;
@@ -237,14 +242,20 @@ impl ReplyJob {
         self.live.finish(error.as_ref(), &done);
     }
 
-    /// Persona prompt plus the most recent history that fits the budget.
+    /// Persona prompt plus the most recent history that fits the budget
+    /// (and, for `continue`, the partial reply and the request to go on).
     fn prompt(&self) -> Vec<PromptTurn> {
-        build_prompt(
-            &self.system_prompt,
-            self.history.iter().cloned(),
-            self.limits.history_messages,
-            self.limits.context_chars,
-        )
+        match &self.continues {
+            Some(partial) => {
+                continuation::prompt(&self.system_prompt, &self.history, partial, &self.limits)
+            }
+            None => build_prompt(
+                &self.system_prompt,
+                self.history.iter().cloned(),
+                self.limits.history_messages,
+                self.limits.context_chars,
+            ),
+        }
     }
 }
 

@@ -181,6 +181,22 @@ pub(super) fn already_seen(seen: Option<&(MessageId, u64)>, facts: &EventFacts) 
     }
 }
 
+/// Whether the `Last-Event-ID` delta `seen` is one the client can hold
+/// together with `snapshot`: of another message, or of the streaming one
+/// below its `next_index`. An id at or past it names text the server no
+/// longer has (seen before a crash and lost with it; the reply was then
+/// continued from its last checkpoint, its deltas numbered from there), and
+/// is ignored: the snapshot is where the client starts again.
+pub(super) fn behind_snapshot(snapshot: &ServerFrame, seen: &(MessageId, u64)) -> bool {
+    match snapshot {
+        ServerFrame::Snapshot {
+            streaming: Some(streaming),
+            ..
+        } if streaming.message.id == seen.0 => seen.1 < streaming.next_index,
+        _ => true,
+    }
+}
+
 pub(super) fn is_streaming(snapshot: &ServerFrame) -> bool {
     matches!(
         snapshot,

@@ -32,7 +32,7 @@ use axum::{
 
 mod follow;
 
-use self::follow::{is_streaming, respond, Follow, FollowFrom};
+use self::follow::{behind_snapshot, is_streaming, respond, Follow, FollowFrom};
 use super::{
     access::{
         address::{AddrKey, ClientAddr},
@@ -98,7 +98,7 @@ pub async fn hello(State(state): State<AppState>, Reader(user): Reader) -> Respo
 }
 
 /// `POST /api/frame`: any client frame over HTTP, for a browser whose
-/// WebSocket cannot be opened. `send`, `regenerate` and `subscribe` answer
+/// WebSocket cannot be opened. `send`, `regenerate`, `continue` and `subscribe` answer
 /// with an event stream exactly as `/api/chat` and `/events` do; the others
 /// with their one answer frame as JSON, or `204` when the socket would send
 /// nothing.
@@ -123,7 +123,10 @@ async fn handle(
 ) -> Result<Response, ApiError> {
     let streams = matches!(
         frame,
-        ClientFrame::Send { .. } | ClientFrame::Regenerate { .. } | ClientFrame::Subscribe { .. }
+        ClientFrame::Send { .. }
+            | ClientFrame::Regenerate { .. }
+            | ClientFrame::Continue { .. }
+            | ClientFrame::Subscribe { .. }
     );
     let permit = if streams {
         Some(state.admission.admit(&user, addr)?)
@@ -131,7 +134,7 @@ async fn handle(
         None
     };
     let answer = state.chat.handle(&user, addr, frame, received).await?;
-    // Only `send`, `regenerate` and `subscribe` answer with a stream, and
+    // Only `send`, `regenerate`, `continue` and `subscribe` answer with a stream, and
     // they hold their permit already; `admit` here is never reached.
     let stream_permit = |permit: Option<StreamPermit>, user: &UserId| match permit {
         Some(permit) => Ok(permit),
@@ -151,7 +154,7 @@ async fn handle(
                 user,
                 subscription,
                 reply_running: is_streaming(&snapshot),
-                seen,
+                seen: seen.filter(|seen| behind_snapshot(&snapshot, seen)),
             };
             respond(&[&snapshot], follow(state, from, permit))
         }
@@ -305,6 +308,40 @@ mod tests {
             total_ms: 1.0,
         };
         assert!(!already_seen(Some(&seen), &EventFacts::of(&done)));
+    }
+
+    #[test]
+    fn a_last_event_id_past_the_snapshot_is_ignored() {
+        let snapshot = |next_index| ServerFrame::Snapshot {
+            conversation_id: "c".into(),
+            messages: vec![],
+            streaming: Some(crate::protocol::StreamingMessage {
+                message: crate::protocol::Message {
+                    id: "m".into(),
+                    role: crate::protocol::Role::Assistant,
+                    content: "Hello".into(),
+                    created_at: String::new(),
+                    finish_reason: None,
+                },
+                next_index,
+            }),
+        };
+        let seen = (MessageId::from("m"), 4);
+        assert!(behind_snapshot(&snapshot(5), &seen));
+        assert!(
+            !behind_snapshot(&snapshot(4), &seen),
+            "index 4 is still to come"
+        );
+        assert!(behind_snapshot(
+            &snapshot(2),
+            &(MessageId::from("other"), 9)
+        ));
+        let idle = ServerFrame::Snapshot {
+            conversation_id: "c".into(),
+            messages: vec![],
+            streaming: None,
+        };
+        assert!(behind_snapshot(&idle, &seen));
     }
 
     #[test]

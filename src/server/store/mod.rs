@@ -137,7 +137,7 @@ pub trait Store: Send + Sync + 'static {
     /// nothing; an idempotency key seen before stores nothing.
     async fn add_user_message(&self, msg: NewUserMessage) -> Result<SendOutcome, StoreError>;
 
-    /// Records an idempotency key for a `regenerate`; `false` if it existed.
+    /// Records an idempotency key for a `regenerate` or `continue`; `false` if it existed.
     async fn record_client_message(
         &self,
         user: &UserId,
@@ -165,6 +165,13 @@ pub trait Store: Send + Sync + 'static {
         finish_reason: FinishReason,
         usage: Option<Usage>,
     ) -> Result<(), StoreError>;
+
+    /// Opens a finished assistant message again, so that a reply streams
+    /// more text into it (`continue`): its finish reason goes back to unset
+    /// (checkpoints write to it again; a crash marks it `error` again), its
+    /// text stays. Only when its finish reason is still `was`, else
+    /// `NotFound`.
+    async fn reopen_assistant(&self, id: &MessageId, was: FinishReason) -> Result<(), StoreError>;
 
     /// Deletes one message of a conversation.
     async fn delete_message(

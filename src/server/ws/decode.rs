@@ -150,6 +150,12 @@ mod proptests {
                     client_msg_id,
                 }
             }),
+            (conversation(), client_msg()).prop_map(|(conversation_id, client_msg_id)| {
+                ClientFrame::Continue {
+                    conversation_id,
+                    client_msg_id,
+                }
+            }),
             json_value().prop_map(|nonce| ClientFrame::Ping { nonce }),
             prop::option::of(text()).prop_map(|query| ClientFrame::ListConversations { query }),
             (conversation(), text()).prop_map(|(conversation_id, title)| {
@@ -181,6 +187,7 @@ mod proptests {
                 "\"subscribe\"",
                 "\"stop\"",
                 "\"regenerate\"",
+                "\"continue\"",
                 "\"list_conversations\"",
                 "\"rename_conversation\"",
                 "\"delete_conversation\"",

@@ -549,6 +549,17 @@ impl Store for SqliteStore {
             .await
     }
 
+    async fn reopen_assistant(&self, id: &MessageId, was: FinishReason) -> Result<(), StoreError> {
+        let changed = self
+            .execute(
+                "UPDATE messages SET finish_reason = NULL \
+                 WHERE id = ? AND role = 'assistant' AND finish_reason = ?",
+                [id.to_string(), was.as_str().to_owned()],
+            )
+            .await?;
+        require_row(changed)
+    }
+
     async fn delete_message(
         &self,
         conversation: &ConversationId,
@@ -685,6 +696,44 @@ mod tests {
         assert_eq!(
             kept.content, "Hello, wo",
             "a finished reply is not overwritten"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_reopened_reply_keeps_its_text_and_takes_checkpoints_again() {
+        let (s, _dir) = store().await;
+        let (conversation, reply) = stored_with_reply(&s).await;
+        s.finish_assistant(&reply.id, "Hello, wo", FinishReason::Error, None)
+            .await
+            .expect("finish");
+        assert!(
+            matches!(
+                s.reopen_assistant(&reply.id, FinishReason::Length).await,
+                Err(StoreError::NotFound)
+            ),
+            "only from the finish reason it has"
+        );
+        s.reopen_assistant(&reply.id, FinishReason::Error)
+            .await
+            .expect("reopen");
+        let reopened = &s.messages(&conversation.id).await.expect("messages")[1];
+        assert_eq!(reopened.content, "Hello, wo");
+        assert_eq!(reopened.finish_reason, None);
+        s.checkpoint_assistant(&reply.id, "Hello, world")
+            .await
+            .expect("cp");
+        assert_eq!(s.recover_interrupted().await.expect("recover"), 1);
+        let recovered = &s.messages(&conversation.id).await.expect("messages")[1];
+        assert_eq!(recovered.content, "Hello, world");
+        assert_eq!(recovered.finish_reason, Some(FinishReason::Error));
+        let user_message = &s.messages(&conversation.id).await.expect("messages")[0];
+        assert!(
+            matches!(
+                s.reopen_assistant(&user_message.id, FinishReason::Error)
+                    .await,
+                Err(StoreError::NotFound)
+            ),
+            "never a user message"
         );
     }
 
