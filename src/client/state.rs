@@ -66,6 +66,7 @@ fn transient(code: ErrorCode) -> bool {
             | ErrorCode::UpstreamError
             | ErrorCode::UpstreamTimeout
             | ErrorCode::Internal
+            | ErrorCode::Unavailable
     )
 }
 

@@ -19,6 +19,7 @@
 //! | `tether_upstream_ttft_seconds` | histogram | From sending the request to the model to its first token |
 //! | `tether_upstream_duration_seconds` | histogram | From sending the request to the model to the end of its stream (done, stopped, failed or timed out) |
 //! | `tether_ws_upgrades_refused_total{reason}` | counter | `/ws` upgrades refused: `origin` (403), `identity` (401), `capacity` (503) |
+//! | `tether_store_faults_total{kind}` | counter | Store operations (reads and writes) that failed, by fault: `full`, `read_only`, `locked`, `cannot_open`, `io`, `corrupt`, `other` |
 //!
 //! The upstream histograms leave out the time a reply queued for an upstream
 //! slot; the `done` frame's `ttft_ms` / `total_ms` measure from the request's
@@ -38,7 +39,10 @@ use prometheus_client::{
 };
 use strum::VariantArray;
 
-use crate::protocol::{ErrorCode, FinishReason};
+use crate::{
+    protocol::{ErrorCode, FinishReason},
+    server::store::FaultCounts,
+};
 
 /// The `content-type` of [`Metrics::render`]'s output.
 pub use prometheus_text::CONTENT_TYPE;
@@ -116,6 +120,8 @@ pub struct Metrics {
     upgrades_refused: ByVariant<UpgradeRefusal>,
     upstream_ttft: Histogram,
     upstream_duration: Histogram,
+    /// Kept by the store, which counts its own faults.
+    store_faults: FaultCounts,
 }
 
 /// Counts one open socket while it lives.
@@ -135,7 +141,13 @@ impl Default for Metrics {
 }
 
 impl Metrics {
+    /// Metrics with store fault counts of their own (nothing counts them).
     pub fn new() -> Self {
+        Self::with_store_faults(FaultCounts::default())
+    }
+
+    /// Metrics that expose the store's fault counts.
+    pub fn with_store_faults(store_faults: FaultCounts) -> Self {
         let metrics = Self {
             registry: Registry::default(),
             open_sockets: Gauge::default(),
@@ -147,6 +159,7 @@ impl Metrics {
             upgrades_refused: ByVariant::new("reason"),
             upstream_ttft: Histogram::new(BUCKETS),
             upstream_duration: Histogram::new(BUCKETS),
+            store_faults,
         };
         metrics.registered()
     }
@@ -198,6 +211,11 @@ impl Metrics {
             "tether_ws_upgrades_refused",
             "WebSocket upgrades refused, by reason",
             self.upgrades_refused.clone(),
+        );
+        r.register(
+            "tether_store_faults",
+            "Store operations that failed, by fault kind",
+            self.store_faults.clone(),
         );
         self
     }
@@ -337,13 +355,17 @@ mod tests {
             let series = format!("tether_ws_upgrades_refused_total{{reason=\"{reason}\"}}");
             assert_eq!(value(&text, &series), 0.0);
         }
+        for &kind in crate::server::store::FaultKind::VARIANTS {
+            let series = format!("tether_store_faults_total{{kind=\"{}\"}}", kind.as_str());
+            assert_eq!(value(&text, &series), 0.0);
+        }
         // Each family: HELP then TYPE, once; every sample belongs to a declared family.
         let families: Vec<&str> = text
             .lines()
             .filter_map(|l| l.strip_prefix("# TYPE "))
             .map(|l| l.split(' ').next().unwrap())
             .collect();
-        assert_eq!(families.len(), 9);
+        assert_eq!(families.len(), 10);
         for family in &families {
             assert_eq!(
                 text.matches(&format!("# HELP {family} ")).count(),
