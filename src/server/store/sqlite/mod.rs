@@ -11,6 +11,7 @@
 //! server: the store starts without a write connection, every request gets
 //! the fault, and the writer opens it as soon as it can (see [`writer`]).
 
+mod diagnose;
 mod readers;
 mod schema;
 mod writer;
@@ -158,6 +159,10 @@ impl SqliteStore {
 }
 
 fn open_writer(path: &Path, busy_timeout: Duration) -> Result<Connection, StoreError> {
+    open_writer_at(path, busy_timeout).map_err(|err| diagnose::explain(err, path))
+}
+
+fn open_writer_at(path: &Path, busy_timeout: Duration) -> Result<Connection, StoreError> {
     if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
         std::fs::create_dir_all(parent)
             .map_err(|e| Fault::new(FaultKind::from(&e), format!("{}: {e}", parent.display())))?;

@@ -17,6 +17,7 @@ use std::{
 use rusqlite::{Connection, OpenFlags};
 use tokio::sync::Semaphore;
 
+use super::diagnose;
 use crate::server::store::{fault::FaultWatch, StoreError};
 
 /// The pool of read connections; clones share it.
@@ -76,8 +77,8 @@ impl Readers {
         let pool = self.inner.clone();
         let result = tokio::task::spawn_blocking(move || {
             let _turn = turn;
-            let conn = pool.take()?;
-            let result = work(&conn);
+            let conn = pool.take().map_err(|e| diagnose::explain(e, &pool.path))?;
+            let result = work(&conn).map_err(|e| diagnose::explain(e, &pool.path));
             let stuck = matches!(&result, Err(StoreError::Fault(f)) if f.kind.needs_reopen());
             if !stuck {
                 pool.give_back(conn);
