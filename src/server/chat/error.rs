@@ -87,14 +87,17 @@ impl ChatError {
     }
 
     /// The refusal of a frame that named these ids. An internal failure is
-    /// logged here, once, whichever transport carried the frame.
+    /// logged here, once, whichever transport carried the frame, unless it
+    /// is a database fault: the store logs those (once a minute per kind).
     pub fn refusing(
         self,
         client_msg_id: Option<ClientMsgId>,
         conversation_id: Option<ConversationId>,
     ) -> Refused {
         if let ChatError::Internal(source) = &self {
-            tracing::error!(error = %source, "request failed");
+            if source.fault().is_none() {
+                tracing::error!(error = %source, "request failed");
+            }
         }
         Refused {
             error: self,

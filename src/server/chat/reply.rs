@@ -236,7 +236,12 @@ impl ReplyJob {
             }
             Err(err) => err,
         };
-        tracing::error!(error = %err, "could not store the reply");
+        // A storage fault was logged by the store, once a minute.
+        if err.fault().is_some() {
+            tracing::debug!(error = %err, "could not store the reply");
+        } else {
+            tracing::error!(error = %err, "could not store the reply");
+        }
         let refusal = ChatError::from(err);
         let code = refusal.code();
         self.metrics.error_sent(code);
