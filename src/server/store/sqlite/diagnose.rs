@@ -11,7 +11,7 @@
 
 use std::{io::ErrorKind, path::Path};
 
-use crate::server::store::{Fault, FaultKind, StoreError};
+use crate::server::store::{new_id, Fault, FaultKind, StoreError};
 
 /// `err`, with a `cannot_open` fault made precise when the directory of
 /// `path` cannot be written to.
@@ -29,7 +29,7 @@ fn explain_fault(fault: Fault, path: &Path) -> Fault {
         Some(dir) if !dir.as_os_str().is_empty() => dir,
         _ => Path::new("."),
     };
-    let probe = dir.join(format!(".tether-write-probe-{}", std::process::id()));
+    let probe = dir.join(format!(".tether-write-probe-{}", new_id()));
     let created = std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)
