@@ -172,6 +172,9 @@ pub enum ErrorCode {
     UpstreamError,
     UpstreamTimeout,
     Internal,
+    /// Extension: the server's storage cannot be used right now (disk full,
+    /// read-only, locked, not reachable); nothing was stored, try again later.
+    Unavailable,
 }
 
 impl ErrorCode {
@@ -533,6 +536,7 @@ mod tests {
             (ErrorCode::UpstreamError, "upstream_error"),
             (ErrorCode::UpstreamTimeout, "upstream_timeout"),
             (ErrorCode::Internal, "internal"),
+            (ErrorCode::Unavailable, "unavailable"),
         ] {
             assert_eq!(serde_json::to_value(code).expect("serialises"), json!(name));
             assert_eq!(code.as_str(), name);

@@ -66,6 +66,7 @@ fn transient(code: ErrorCode) -> bool {
             | ErrorCode::UpstreamError
             | ErrorCode::UpstreamTimeout
             | ErrorCode::Internal
+            | ErrorCode::Unavailable
     )
 }
 
@@ -456,6 +457,22 @@ mod tests {
         let notice = view.notice.as_ref().expect("notice");
         assert_eq!(notice.code, ErrorCode::RateLimited);
         assert_eq!(notice.retry, Some(Retry::Resend("hi".into())));
+    }
+
+    #[test]
+    fn a_send_the_server_could_not_store_can_be_sent_again() {
+        let mut view = ChatView::default();
+        view.add_pending(&"k".into(), "keep me", String::new());
+        view.apply(&ServerFrame::Error {
+            code: ErrorCode::Unavailable,
+            message: "The server's disk is full".into(),
+            client_msg_id: Some("k".into()),
+            retry_after_ms: Some(2_000),
+            conversation_id: None,
+        });
+        assert!(view.messages.is_empty());
+        let notice = view.notice.as_ref().expect("notice");
+        assert_eq!(notice.retry, Some(Retry::Resend("keep me".into())));
     }
 
     #[test]

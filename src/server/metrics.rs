@@ -22,6 +22,7 @@
 //! | `tether_address_limited_total{limit}` | counter | Refusals by a per-address limit: `identities` (new cookies, 429), `streams` (open sockets/streams), `sends` (messages started) |
 //! | `tether_flood_disconnects_total` | counter | WebSockets closed (1008) for sending frames faster than `FRAMES_PER_SEC` after being told |
 //! | `tether_slow_requests_closed_total` | counter | Connections closed because a request's headers took longer than `HEADER_TIMEOUT_SECS` (slow or silent clients) |
+//! | `tether_store_faults_total{kind}` | counter | Store operations (reads and writes) that failed, by fault: `full`, `read_only`, `locked`, `cannot_open`, `io`, `corrupt`, `other` |
 //!
 //! The upstream histograms leave out the time a reply queued for an upstream
 //! slot; the `done` frame's `ttft_ms` / `total_ms` measure from the request's
@@ -41,7 +42,10 @@ use prometheus_client::{
 };
 use strum::VariantArray;
 
-use crate::protocol::{ErrorCode, FinishReason};
+use crate::{
+    protocol::{ErrorCode, FinishReason},
+    server::store::FaultCounts,
+};
 
 /// The `content-type` of [`Metrics::render`]'s output.
 pub use prometheus_text::CONTENT_TYPE;
@@ -134,6 +138,8 @@ pub struct Metrics {
     slow_requests: Counter,
     upstream_ttft: Histogram,
     upstream_duration: Histogram,
+    /// Kept by the store, which counts its own faults.
+    store_faults: FaultCounts,
 }
 
 /// Counts one open socket while it lives.
@@ -153,7 +159,13 @@ impl Default for Metrics {
 }
 
 impl Metrics {
+    /// Metrics with store fault counts of their own (nothing counts them).
     pub fn new() -> Self {
+        Self::with_store_faults(FaultCounts::default())
+    }
+
+    /// Metrics that expose the store's fault counts.
+    pub fn with_store_faults(store_faults: FaultCounts) -> Self {
         let metrics = Self {
             registry: Registry::default(),
             open_sockets: Gauge::default(),
@@ -168,6 +180,7 @@ impl Metrics {
             slow_requests: Counter::default(),
             upstream_ttft: Histogram::new(BUCKETS),
             upstream_duration: Histogram::new(BUCKETS),
+            store_faults,
         };
         metrics.registered()
     }
@@ -234,6 +247,11 @@ impl Metrics {
             "tether_slow_requests_closed",
             "Connections closed for sending request headers too slowly",
             self.slow_requests.clone(),
+        );
+        r.register(
+            "tether_store_faults",
+            "Store operations that failed, by fault kind",
+            self.store_faults.clone(),
         );
         self
     }
@@ -391,13 +409,17 @@ mod tests {
         }
         assert_eq!(value(&text, "tether_flood_disconnects_total"), 0.0);
         assert_eq!(value(&text, "tether_slow_requests_closed_total"), 0.0);
+        for &kind in crate::server::store::FaultKind::VARIANTS {
+            let series = format!("tether_store_faults_total{{kind=\"{}\"}}", kind.as_str());
+            assert_eq!(value(&text, &series), 0.0);
+        }
         // Each family: HELP then TYPE, once; every sample belongs to a declared family.
         let families: Vec<&str> = text
             .lines()
             .filter_map(|l| l.strip_prefix("# TYPE "))
             .map(|l| l.split(' ').next().unwrap())
             .collect();
-        assert_eq!(families.len(), 12);
+        assert_eq!(families.len(), 13);
         for family in &families {
             assert_eq!(
                 text.matches(&format!("# HELP {family} ")).count(),

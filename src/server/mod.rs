@@ -62,9 +62,15 @@ pub async fn build_state(config: Config) -> Result<AppState, ServerError> {
             SqliteStore::open(path.clone(), SqliteTuning::from(&config.limits)).await?
         }
     };
-    let recovered = store.recover_interrupted().await?;
-    if recovered > 0 {
-        tracing::warn!(recovered, "marked replies interrupted by a crash as errors");
+    match store.recover_interrupted().await {
+        Ok(0) => {}
+        Ok(recovered) => {
+            tracing::warn!(recovered, "marked replies interrupted by a crash as errors");
+        }
+        // Unavailable now (logged by the store): the conversations show
+        // such replies as errors anyway, and the next start marks them.
+        Err(StoreError::Fault(fault)) if fault.kind.is_transient() => {}
+        Err(err) => return Err(err.into()),
     }
     let identity = IdentityKeys::load_or_create(
         config.session_secret.as_ref().map(|s| s.expose()),
@@ -82,8 +88,8 @@ pub async fn build_state(config: Config) -> Result<AppState, ServerError> {
         .build();
     let config = Arc::new(config);
     let llm = LlmClient::new(config.upstream.clone());
+    let metrics = Arc::new(Metrics::with_store_faults(store.fault_counts()));
     let store: Arc<dyn Store> = Arc::new(store);
-    let metrics = Arc::new(Metrics::new());
     let chat = ChatService::new(config.clone(), store, llm, metrics.clone());
     Ok(AppState {
         leptos_options,

@@ -99,14 +99,20 @@ impl<'a> Checkpoints<'a> {
     }
 
     /// Resolves when the checkpoint in flight is stored (never, when none
-    /// is). A failure is logged: the reply streams on, and its final text is
-    /// stored when it ends.
+    /// is). The reply streams on after a failure, and its final text is
+    /// stored when it ends. A storage fault was logged by the store (once a
+    /// minute, not once per checkpoint of every reply); anything else is
+    /// logged here.
     pub(super) async fn written(&mut self) {
         let Some(writing) = self.writing.as_mut() else {
             return std::future::pending().await;
         };
-        if let Err(err) = writing.await {
-            tracing::warn!(error = %err, "could not store the reply's partial text");
+        match writing.await {
+            Ok(()) => {}
+            Err(err) if err.fault().is_some() => {
+                tracing::debug!(error = %err, "could not store the reply's partial text");
+            }
+            Err(err) => tracing::warn!(error = %err, "could not store the reply's partial text"),
         }
         self.writing = None;
     }

@@ -4,13 +4,22 @@
 //! adds the ids the client's frame named, so both transports answer a
 //! refusal with the same frame. HTTP statuses are the HTTP edge's business
 //! (`server/error.rs`).
+//!
+//! A storage fault that may pass (disk full, read-only, locked, database
+//! not reachable) is `unavailable`, with a sentence saying which and a
+//! `retry_after_ms`; the store has logged it already (once a minute). Any
+//! other storage failure is `internal`, logged here.
 
 use thiserror::Error;
 
 use crate::{
     protocol::{ClientMsgId, ConversationId, ErrorCode, ServerFrame},
-    server::store::StoreError,
+    server::store::{Fault, StoreError},
 };
+
+/// The `retry_after_ms` of an `unavailable` refusal: a hint, the fault may
+/// last longer.
+const UNAVAILABLE_RETRY_MS: u64 = 2_000;
 
 /// Why a request was refused; each maps to one protocol error code.
 #[derive(Debug, Error)]
@@ -29,6 +38,9 @@ pub enum ChatError {
     Busy,
     #[error("the server is restarting, try again in a moment")]
     ShuttingDown,
+    /// The database cannot be used right now; nothing was stored.
+    #[error("{}", .0.kind.human())]
+    Unavailable(Fault),
     #[error("internal error, please try again")]
     Internal(#[source] StoreError),
 }
@@ -37,6 +49,7 @@ impl From<StoreError> for ChatError {
     fn from(err: StoreError) -> Self {
         match err {
             StoreError::NotFound => ChatError::NotFound,
+            StoreError::Fault(fault) if fault.kind.is_transient() => ChatError::Unavailable(fault),
             other => ChatError::Internal(other),
         }
     }
@@ -53,6 +66,7 @@ impl ChatError {
             }
             ChatError::Busy | ChatError::ShuttingDown => ErrorCode::Busy,
             ChatError::Internal(_) => ErrorCode::Internal,
+            ChatError::Unavailable(_) => ErrorCode::Unavailable,
         }
     }
 
@@ -70,6 +84,7 @@ impl ChatError {
                 ChatError::RateLimited { retry_after_ms }
                 | ChatError::AddressRateLimited { retry_after_ms } => Some(*retry_after_ms),
                 ChatError::ShuttingDown => Some(1_000),
+                ChatError::Unavailable(_) => Some(UNAVAILABLE_RETRY_MS),
                 _ => None,
             },
             conversation_id,
@@ -77,14 +92,17 @@ impl ChatError {
     }
 
     /// The refusal of a frame that named these ids. An internal failure is
-    /// logged here, once, whichever transport carried the frame.
+    /// logged here, once, whichever transport carried the frame, unless it
+    /// is a database fault: the store logs those (once a minute per kind).
     pub fn refusing(
         self,
         client_msg_id: Option<ClientMsgId>,
         conversation_id: Option<ConversationId>,
     ) -> Refused {
         if let ChatError::Internal(source) = &self {
-            tracing::error!(error = %source, "request failed");
+            if source.fault().is_none() {
+                tracing::error!(error = %source, "request failed");
+            }
         }
         Refused {
             error: self,

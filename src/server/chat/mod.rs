@@ -43,8 +43,8 @@ use super::{
     store::{NewUserMessage, SendOutcome, Store, Target},
 };
 use crate::protocol::{
-    ClientMsgId, ConversationId, ConversationSummary, Limits, Message, MessageId, PersonaInfo,
-    Role, ServerFrame, StreamingMessage, UserId, PROTOCOL_VERSION,
+    ClientMsgId, ConversationId, ConversationSummary, FinishReason, Limits, Message, MessageId,
+    PersonaInfo, Role, ServerFrame, StreamingMessage, UserId, PROTOCOL_VERSION,
 };
 
 /// A live subscription handed to a connection.
@@ -503,6 +503,19 @@ impl ChatService {
         let mut messages = self.store.messages(conversation_id).await?;
         if let Some(s) = &streaming {
             messages.retain(|m| m.id != s.message.id);
+        }
+        let live = self
+            .hub
+            .get(conversation_id)
+            .is_some_and(|live| live.is_busy());
+        if !live {
+            // A reply whose final text could not be stored (the database
+            // failed) is shown as what the next start's recovery makes of it.
+            for m in &mut messages {
+                if m.role == Role::Assistant && m.finish_reason.is_none() {
+                    m.finish_reason = Some(FinishReason::Error);
+                }
+            }
         }
         Ok(ServerFrame::Snapshot {
             conversation_id: conversation_id.clone(),

@@ -18,6 +18,7 @@ use tracing::{info_span, Instrument};
 use super::{
     checkpoint::Checkpoints,
     continuation,
+    error::ChatError,
     hub::{ConversationHub, LiveConversation},
 };
 use crate::{
@@ -26,7 +27,7 @@ use crate::{
         config::LimitsConfig,
         llm::{LlmClient, LlmError, LlmEvent, LlmStream, PromptTurn},
         metrics::Metrics,
-        store::Store,
+        store::{Store, StoreError},
     },
 };
 
@@ -181,42 +182,19 @@ impl ReplyJob {
 
     /// Stores the text, counts the reply, then announces `error` (if any)
     /// and `done`: a client that saw `done` finds the reply in `/metrics`.
-    async fn complete(&self, outcome: Outcome) {
+    /// When the text cannot be stored, the `error` says so and `done` has
+    /// `finish_reason: error`, which is also what the conversation shows
+    /// (the stored message keeps its last checkpoint).
+    async fn complete(&self, mut outcome: Outcome) {
         let content = self.live.streamed_text();
-        if let Err(err) = self
-            .store
-            .finish_assistant(
-                &self.message_id,
-                &content,
-                outcome.finish_reason,
-                outcome.usage,
-            )
-            .await
-        {
-            tracing::error!(error = %err, "could not store the reply");
-        }
-        let now = Instant::now();
-        let error = outcome.error.as_ref().map(|err| {
-            let (code, retry_after_ms) = match err {
-                LlmError::RateLimited { retry_after } => (
-                    ErrorCode::RateLimited,
-                    retry_after.map(|d| d.as_millis() as u64),
-                ),
-                LlmError::Timeout => (ErrorCode::UpstreamTimeout, None),
-                LlmError::Unauthorized { .. } | LlmError::Upstream(_) => {
-                    (ErrorCode::UpstreamError, None)
-                }
-            };
-            tracing::warn!(error = %err, code = code.as_str(), "reply failed upstream");
-            self.metrics.error_sent(code);
-            ServerFrame::Error {
-                code,
-                message: err.to_string(),
-                client_msg_id: Some(self.client_msg_id.clone()),
-                retry_after_ms,
-                conversation_id: Some(self.live.id.clone()),
+        let error = match self.store_final(&content, &outcome).await {
+            Some(not_stored) => {
+                outcome.finish_reason = FinishReason::Error;
+                Some(not_stored)
             }
-        });
+            None => outcome.error.as_ref().map(|err| self.upstream_error(err)),
+        };
+        let now = Instant::now();
         let ms = |from: Instant, to: Instant| (to - from).as_secs_f64() * 1000.0;
         let done = ServerFrame::Done {
             conversation_id: self.live.id.clone(),
@@ -240,6 +218,68 @@ impl ReplyJob {
             self.metrics.upstream_finished(total);
         }
         self.live.finish(error.as_ref(), &done);
+    }
+
+    /// Stores the reply's final text; when that fails, the `error` frame
+    /// saying so. A conversation deleted meanwhile is no failure of the
+    /// reply: there is nothing left to store it in.
+    async fn store_final(&self, content: &str, outcome: &Outcome) -> Option<ServerFrame> {
+        let stored = self
+            .store
+            .finish_assistant(
+                &self.message_id,
+                content,
+                outcome.finish_reason,
+                outcome.usage,
+            )
+            .await;
+        let err = match stored {
+            Ok(()) => return None,
+            Err(StoreError::NotFound) => {
+                tracing::info!("the conversation was deleted while its reply streamed");
+                return None;
+            }
+            Err(err) => err,
+        };
+        // A storage fault was logged by the store, once a minute.
+        if err.fault().is_some() {
+            tracing::debug!(error = %err, "could not store the reply");
+        } else {
+            tracing::error!(error = %err, "could not store the reply");
+        }
+        let refusal = ChatError::from(err);
+        let code = refusal.code();
+        self.metrics.error_sent(code);
+        Some(ServerFrame::Error {
+            code,
+            message: format!("{refusal} This reply was not saved."),
+            client_msg_id: Some(self.client_msg_id.clone()),
+            retry_after_ms: None,
+            conversation_id: Some(self.live.id.clone()),
+        })
+    }
+
+    /// The `error` frame of a failed model request (logged and counted).
+    fn upstream_error(&self, err: &LlmError) -> ServerFrame {
+        let (code, retry_after_ms) = match err {
+            LlmError::RateLimited { retry_after } => (
+                ErrorCode::RateLimited,
+                retry_after.map(|d| d.as_millis() as u64),
+            ),
+            LlmError::Timeout => (ErrorCode::UpstreamTimeout, None),
+            LlmError::Unauthorized { .. } | LlmError::Upstream(_) => {
+                (ErrorCode::UpstreamError, None)
+            }
+        };
+        tracing::warn!(error = %err, code = code.as_str(), "reply failed upstream");
+        self.metrics.error_sent(code);
+        ServerFrame::Error {
+            code,
+            message: err.to_string(),
+            client_msg_id: Some(self.client_msg_id.clone()),
+            retry_after_ms,
+            conversation_id: Some(self.live.id.clone()),
+        }
     }
 
     /// Persona prompt plus the most recent history that fits the budget

@@ -159,6 +159,10 @@ settings! {
         /// Most writes committed in one transaction.
         store_writer_batch: usize = 512, Positive,
             env "STORE_WRITER_BATCH", flag "store-writer-batch", value "N";
+        /// Seconds a store read or write waits for a lock another process holds; then it is refused with `unavailable`.
+        store_busy_timeout: Duration = Duration::from_secs(5), Secs,
+            key "store_busy_timeout_secs",
+            env "STORE_BUSY_TIMEOUT_SECS", flag "store-busy-timeout-secs", value "SECS";
         /// Longest title a user may give a conversation, in characters.
         max_title_chars: usize = 120, Positive,
             env "MAX_TITLE_CHARS", flag "max-title-chars", value "CHARS";

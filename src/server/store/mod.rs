@@ -3,10 +3,13 @@
 //! Chat logic talks to the [`Store`] trait only, so a Postgres implementation
 //! can follow without touching it. Every method is scoped so that one user can
 //! never read another user's rows: lookups by conversation take the owner too
-//! and answer [`StoreError::NotFound`] for anybody else.
+//! and answer [`StoreError::NotFound`] for anybody else. Database failures
+//! leave the store classified ([`Fault`], see [`fault`]).
 
+pub mod fault;
 mod sqlite;
 
+pub use fault::{Fault, FaultCounts, FaultKind};
 pub use sqlite::{SqliteStore, SqliteTuning};
 
 use async_trait::async_trait;
@@ -17,25 +20,39 @@ use crate::protocol::{
 };
 
 /// What can go wrong in storage.
-#[derive(Debug, Error)]
+#[derive(Clone, Debug, Error)]
 pub enum StoreError {
     /// The row does not exist, or belongs to somebody else.
     #[error("not found")]
     NotFound,
-    /// The database failed.
+    /// The database failed: disk full, read-only, locked, … ([`FaultKind`]).
+    /// A write that failed so was not stored, nor anything of its batch.
     #[error("database error: {0}")]
-    Database(#[from] rusqlite::Error),
-    /// The database could not be opened.
+    Fault(#[from] Fault),
+    /// No usable database location (an empty path, a bad URL).
     #[error("cannot open the database: {0}")]
     Open(String),
     #[error("migration failed: {0}")]
     Migrate(String),
-    /// The write was made, but the transaction holding it did not commit.
-    #[error("commit failed: {0}")]
-    Commit(String),
     /// The storage threads are gone (shutting down, or a bug in a query).
     #[error("storage is closed")]
     Closed,
+}
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(err: rusqlite::Error) -> Self {
+        StoreError::Fault(err.into())
+    }
+}
+
+impl StoreError {
+    /// The fault, when the database failed.
+    pub fn fault(&self) -> Option<&Fault> {
+        match self {
+            StoreError::Fault(fault) => Some(fault),
+            _ => None,
+        }
+    }
 }
 
 /// A conversation row.
@@ -183,7 +200,8 @@ pub trait Store: Send + Sync + 'static {
     /// Marks assistant messages left unfinished by a crash as `error`; returns how many.
     async fn recover_interrupted(&self) -> Result<u64, StoreError>;
 
-    /// Cheap liveness check of the database.
+    /// Cheap check that the database answers; while writes are failing,
+    /// also that a write gets through (so readiness sees a fault end).
     async fn ping(&self) -> Result<(), StoreError>;
 }
 

@@ -5,19 +5,34 @@
 //! read-only connections on tokio's blocking threads ([`readers`]). Each
 //! store method is one closure, so a method costs one hand-off whatever the
 //! number of statements in it.
+//!
+//! A database that cannot be opened at start for a reason that may pass
+//! (file system read-only or missing, disk full, locked) does not stop the
+//! server: the store starts without a write connection, every request gets
+//! the fault, and the writer opens it as soon as it can (see [`writer`]).
 
+mod diagnose;
 mod readers;
 mod schema;
 mod writer;
 
-use std::path::{Path, PathBuf};
+use std::{
+    path::{Path, PathBuf},
+    sync::Arc,
+    time::Duration,
+};
 
 use async_trait::async_trait;
 use rusqlite::{named_params, Connection, OptionalExtension, Row};
 
-use self::{readers::Readers, writer::Writer};
+use self::{
+    readers::Readers,
+    writer::{Writer, WriterLimits},
+};
 use super::{
-    new_id, now_rfc3339, ConversationRecord, NewUserMessage, SendOutcome, Store, StoreError, Target,
+    fault::{Fault, FaultCounts, FaultKind, FaultWatch},
+    new_id, now_rfc3339, ConversationRecord, NewUserMessage, SendOutcome, Store, StoreError,
+    Target,
 };
 use crate::protocol::{
     ClientMsgId, ConversationId, FinishReason, Message, MessageId, Role, Usage, UserId,
@@ -29,6 +44,7 @@ use crate::server::config::{DatabaseUrl, LimitsConfig, UrlError};
 pub struct SqliteStore {
     writer: Writer,
     readers: Readers,
+    watch: Arc<FaultWatch>,
 }
 
 /// How many connections and queued writes the store keeps (from `[limits]`).
@@ -40,6 +56,8 @@ pub struct SqliteTuning {
     pub writer_queue: usize,
     /// Most writes committed in one transaction.
     pub writer_batch: usize,
+    /// How long a statement waits for a lock another process holds.
+    pub busy_timeout: Duration,
 }
 
 impl From<&LimitsConfig> for SqliteTuning {
@@ -48,6 +66,7 @@ impl From<&LimitsConfig> for SqliteTuning {
             readers: limits.store_readers,
             writer_queue: limits.store_writer_queue,
             writer_batch: limits.store_writer_batch,
+            busy_timeout: limits.store_busy_timeout,
         }
     }
 }
@@ -71,22 +90,54 @@ impl SqliteStore {
     }
 
     /// Opens the SQLite file at `path`, creating file and parent directory
-    /// if needed, and migrates it.
+    /// if needed, and migrates it. When that fails for a reason that may
+    /// pass ([`FaultKind::is_transient`]), the store starts without it (and
+    /// says so in the log); it is opened when a write first gets through.
     pub async fn open(path: impl Into<PathBuf>, tuning: SqliteTuning) -> Result<Self, StoreError> {
         let path = path.into();
         if path.as_os_str().is_empty() {
             return Err(StoreError::Open("no SQLite file path".into()));
         }
-        let opened = path.clone();
-        let conn = tokio::task::spawn_blocking(move || open_writer(&opened))
+        let busy = tuning.busy_timeout;
+        let mut open: writer::Open = Box::new({
+            let path = path.clone();
+            move || open_writer(&path, busy)
+        });
+        let (first, open) = tokio::task::spawn_blocking(move || (open(), open))
             .await
-            .map_err(|_| StoreError::Closed)??;
-        let writer = Writer::start(conn, tuning.writer_queue, tuning.writer_batch)
+            .map_err(|_| StoreError::Closed)?;
+        let watch = Arc::new(FaultWatch::default());
+        let conn = match first {
+            Ok(conn) => Some(conn),
+            Err(StoreError::Fault(fault)) if fault.kind.is_transient() => {
+                tracing::error!(
+                    kind = fault.kind.as_str(),
+                    error = %fault.detail,
+                    path = %path.display(),
+                    "database unavailable at start: serving without it, opening it again \
+                     with every write until it succeeds"
+                );
+                watch.writes_failed();
+                None
+            }
+            Err(other) => return Err(other),
+        };
+        let limits = WriterLimits {
+            queue: tuning.writer_queue,
+            batch: tuning.writer_batch,
+        };
+        let writer = Writer::start(conn, open, limits, watch.clone())
             .map_err(|e| StoreError::Open(e.to_string()))?;
         Ok(Self {
             writer,
-            readers: Readers::new(path, tuning.readers),
+            readers: Readers::new(path, tuning.readers, busy, watch.clone()),
+            watch,
         })
+    }
+
+    /// Failed store operations by fault kind, for `/metrics`.
+    pub fn fault_counts(&self) -> FaultCounts {
+        self.watch.counts().clone()
     }
 }
 
@@ -107,13 +158,26 @@ impl SqliteStore {
     }
 }
 
-fn open_writer(path: &Path) -> Result<Connection, StoreError> {
+fn open_writer(path: &Path, busy_timeout: Duration) -> Result<Connection, StoreError> {
+    open_writer_at(path, busy_timeout).map_err(|err| diagnose::explain(err, path))
+}
+
+fn open_writer_at(path: &Path, busy_timeout: Duration) -> Result<Connection, StoreError> {
     if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
         std::fs::create_dir_all(parent)
-            .map_err(|e| StoreError::Open(format!("{}: {e}", parent.display())))?;
+            .map_err(|e| Fault::new(FaultKind::from(&e), format!("{}: {e}", parent.display())))?;
     }
     let mut conn = Connection::open(path)?;
-    conn.busy_timeout(std::time::Duration::from_secs(5))?;
+    // SQLite falls back to read-only when it may not write the file; this
+    // connection could never write, so it is refused (and retried later).
+    if conn.is_readonly(rusqlite::MAIN_DB)? {
+        return Err(Fault::new(
+            FaultKind::ReadOnly,
+            format!("{}: the database file is read-only", path.display()),
+        )
+        .into());
+    }
+    conn.busy_timeout(busy_timeout)?;
     // WAL: readers never block the writer; NORMAL: a commit is durable once
     // the WAL is synced at checkpoint (a power cut may lose the last commits,
     // never corrupt the file).
@@ -588,7 +652,19 @@ impl Store for SqliteStore {
     async fn ping(&self) -> Result<(), StoreError> {
         self.readers
             .run(|conn| Ok(conn.query_row("SELECT 1", [], |_| Ok(()))?))
-            .await
+            .await?;
+        if self.watch.writes_failing() {
+            // A real write (page 1, unchanged): it fails while the disk is
+            // full or the file read-only or locked, and succeeds once not.
+            self.writer
+                .run(|conn| {
+                    let version: i64 =
+                        conn.pragma_query_value(None, "user_version", |row| row.get(0))?;
+                    Ok(conn.pragma_update(None, "user_version", version)?)
+                })
+                .await?;
+        }
+        Ok(())
     }
 }
 

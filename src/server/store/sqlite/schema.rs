@@ -7,7 +7,7 @@
 
 use rusqlite::Connection;
 
-use crate::server::store::StoreError;
+use crate::server::store::{Fault, StoreError};
 
 /// Every migration, oldest first; the index + 1 is the version it brings.
 const MIGRATIONS: &[&str] = &[include_str!("../../../../migrations/0001_init.sql")];
@@ -24,8 +24,15 @@ pub(super) fn migrate(conn: &mut Connection) -> Result<usize, StoreError> {
     }
     for (index, sql) in MIGRATIONS.iter().enumerate().skip(version) {
         let tx = conn.transaction()?;
-        tx.execute_batch(sql)
-            .map_err(|e| StoreError::Migrate(format!("migration {}: {e}", index + 1)))?;
+        tx.execute_batch(sql).map_err(|e| {
+            let fault = Fault::from(e);
+            // A full disk or a lock is the surroundings, not the migration.
+            if fault.kind.is_transient() {
+                StoreError::Fault(fault)
+            } else {
+                StoreError::Migrate(format!("migration {}: {}", index + 1, fault.detail))
+            }
+        })?;
         tx.pragma_update(None, "user_version", (index + 1) as i64)?;
         tx.commit()?;
     }
