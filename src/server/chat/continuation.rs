@@ -19,7 +19,7 @@
 
 use std::time::Instant;
 
-use super::{reply::build_prompt, Accepted, ChatError, ChatService, NewReply, ReplyStart};
+use super::{reply::build_prompt, Accepted, ChatError, ChatService, NewReply, ReplyStart, Rerun};
 use crate::{
     protocol::{ClientMsgId, ConversationId, FinishReason, Message, Role, UserId},
     server::{config::LimitsConfig, llm::PromptTurn},
@@ -107,16 +107,13 @@ impl ChatService {
         received: Instant,
     ) -> Result<Accepted, ChatError> {
         check_client_msg_id(&client_msg_id)?;
-        if let Some(duplicate) = self.duplicate(user, &client_msg_id).await? {
-            return Ok(duplicate);
-        }
-        self.check_accepting()?;
-        let record = self.store.conversation(user, &conversation_id).await?;
-        self.check_rate(user)?;
-        let reservation = self
-            .hub
-            .reserve(&conversation_id, user)
-            .map_err(|_| ChatError::Busy)?;
+        let (record, reservation) = match self
+            .admit_rerun(user, &conversation_id, &client_msg_id)
+            .await?
+        {
+            Rerun::Duplicate(accepted) => return Ok(accepted),
+            Rerun::Admitted(record, reservation) => (record, reservation),
+        };
         let Continuable {
             answers,
             reply,

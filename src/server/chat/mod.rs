@@ -40,7 +40,7 @@ use super::{
     config::Config,
     llm::LlmClient,
     metrics::{AddressLimit, Metrics},
-    store::{NewUserMessage, SendOutcome, Store, Target},
+    store::{ConversationRecord, NewUserMessage, SendOutcome, Store, Target},
 };
 use crate::protocol::{
     ClientMsgId, ConversationId, ConversationSummary, FinishReason, Limits, Message, MessageId,
@@ -52,6 +52,14 @@ use crate::protocol::{
 pub struct Subscription {
     pub conversation_id: ConversationId,
     pub events: EventRx,
+}
+
+/// How a new reply in an existing conversation begins ([`ChatService::admit_rerun`]).
+enum Rerun {
+    /// Its `client_msg_id` was seen before: the first answer, again.
+    Duplicate(Accepted),
+    /// The conversation, and its reply slot held for the new reply.
+    Admitted(ConversationRecord, Reservation),
 }
 
 /// A reply about to start: the stored empty message it streams into and the
@@ -306,16 +314,13 @@ impl ChatService {
         client_msg_id: ClientMsgId,
         received: Instant,
     ) -> Result<Accepted, ChatError> {
-        if let Some(duplicate) = self.duplicate(user, &client_msg_id).await? {
-            return Ok(duplicate);
-        }
-        self.check_accepting()?;
-        let record = self.store.conversation(user, &conversation_id).await?;
-        self.check_rate(user)?;
-        let reservation = self
-            .hub
-            .reserve(&conversation_id, user)
-            .map_err(|_| ChatError::Busy)?;
+        let (record, reservation) = match self
+            .admit_rerun(user, &conversation_id, &client_msg_id)
+            .await?
+        {
+            Rerun::Duplicate(accepted) => return Ok(accepted),
+            Rerun::Admitted(record, reservation) => (record, reservation),
+        };
         let (user_message, remaining) = self
             .prepare_regenerate(user, &conversation_id, &client_msg_id)
             .await?;
@@ -335,6 +340,30 @@ impl ChatService {
         };
         self.start_reply(reservation, &record.persona, reply, ReplyStart::Replace);
         Ok(accepted)
+    }
+
+    /// The checks before a new reply in an existing conversation
+    /// (`regenerate`, `continue`), in order: a `client_msg_id` seen before
+    /// answers as it did then; otherwise the server accepts replies, the
+    /// conversation is the user's, the user is within rate, and no reply
+    /// runs in it (its slot is taken).
+    async fn admit_rerun(
+        &self,
+        user: &UserId,
+        conversation_id: &ConversationId,
+        client_msg_id: &ClientMsgId,
+    ) -> Result<Rerun, ChatError> {
+        if let Some(duplicate) = self.duplicate(user, client_msg_id).await? {
+            return Ok(Rerun::Duplicate(duplicate));
+        }
+        self.check_accepting()?;
+        let record = self.store.conversation(user, conversation_id).await?;
+        self.check_rate(user)?;
+        let reservation = self
+            .hub
+            .reserve(conversation_id, user)
+            .map_err(|_| ChatError::Busy)?;
+        Ok(Rerun::Admitted(record, reservation))
     }
 
     async fn prepare_regenerate(
