@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use futures::SinkExt;
 
-use common::{process::spawn_tether, uuid, TestServer, STEP};
+use common::{process::Tether, uuid, TestServer, STEP};
 use tether::protocol::{ClientFrame, ErrorCode, ServerFrame};
 use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
@@ -93,7 +93,7 @@ async fn behind_a_trusted_proxy_each_forwarded_client_has_its_own_budget() {
         ("IDENTITY_BURST", "1"),
         ("IDENTITY_PER_SEC", "0.001"),
     ];
-    let mut tether = spawn_tether(dir.path(), &fake.base_url(), &env);
+    let tether = Tether::spawn_in(dir.path(), &fake.base_url(), &env);
     let addr = format!("127.0.0.1:{}", tether.port);
     // The proxy appends the peer it saw; a client's own entry on the left is ignored.
     let alice = "198.51.100.1, 203.0.113.10";
@@ -113,9 +113,8 @@ async fn behind_a_trusted_proxy_each_forwarded_client_has_its_own_budget() {
         .is_success());
     assert_eq!(visit(&addr, Some("2001:db8:1:2::abcd")).await.status(), 429);
     let series = "tether_address_limited_total{limit=\"identities\"}";
-    assert_eq!(metric(&addr, series).await, 4.0);
-    tether.child.kill().expect("kill");
-    let _ = tether.child.wait();
+    assert_eq!(tether.metric(series).await, 4.0);
+    tether.stop().await;
 }
 
 #[tokio::test]

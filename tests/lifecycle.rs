@@ -2,11 +2,11 @@
 
 mod common;
 
-use std::{process::Command, time::Duration};
+use std::time::Duration;
 
 use common::{
     delta_text,
-    process::{spawn_tether, Spawned},
+    process::{Tether, API_KEY},
     TestServer,
 };
 use tether::protocol::{ClientFrame, FinishReason, ServerFrame};
@@ -121,29 +121,15 @@ async fn sigterm_mid_stream_stores_the_message_and_exits_zero() {
     .await
     .expect("fake");
     let dir = tempfile::tempdir().expect("tmp");
-    let Spawned {
-        mut child,
-        lines_rx,
-        mut log,
-        port,
-    } = spawn_tether(
-        dir.path(),
-        &fake.base_url(),
-        &[("SHUTDOWN_GRACE_SECS", "0.3")],
-    );
-    let server = ExternalServer { port };
+    let env = [("SHUTDOWN_GRACE_SECS", "0.3")];
+    let mut server = Tether::spawn_in(dir.path(), &fake.base_url(), &env);
     let mut client = server.user().await;
     let conversation = client.start_conversation("[[long]] keep going").await;
     client
         .until(|f| matches!(f, ServerFrame::Delta { .. }))
         .await;
 
-    let pid = child.id().to_string();
-    assert!(Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .expect("kill")
-        .success());
+    server.terminate();
     let frames = client.until_done(&conversation).await;
     assert!(matches!(
         frames.last(),
@@ -152,14 +138,10 @@ async fn sigterm_mid_stream_stores_the_message_and_exits_zero() {
             ..
         })
     ));
-    let status = tokio::task::spawn_blocking(move || child.wait())
-        .await
-        .expect("join")
-        .expect("wait");
+    let status = server.exit().await;
     assert_eq!(status.code(), Some(0), "exit code 0 after SIGTERM");
-    log.extend(lines_rx.try_iter());
     assert!(
-        log.iter().all(|l| !l.contains("sk-test-never-logged")),
+        server.read_log().iter().all(|l| !l.contains(API_KEY)),
         "the API key never reaches the log"
     );
 
@@ -223,10 +205,7 @@ async fn kill_9_mid_stream_keeps_the_checkpointed_text() {
 /// that the stored reply lacks.
 async fn kill_at(fake: &FakeUpstream, after_tokens: usize) -> usize {
     let dir = tempfile::tempdir().expect("tmp");
-    let Spawned {
-        mut child, port, ..
-    } = spawn_tether(dir.path(), &fake.base_url(), &[]);
-    let server = ExternalServer { port };
+    let mut server = Tether::spawn_in(dir.path(), &fake.base_url(), &[]);
     let mut client = server.user().await;
     let cookie = client.cookie.clone();
     let prompt = "[[tokens:2000]] go on";
@@ -236,19 +215,12 @@ async fn kill_at(fake: &FakeUpstream, after_tokens: usize) -> usize {
     while delta_text(&frames).split_whitespace().count() < after_tokens {
         frames.push(client.next().await);
     }
-    child.kill().expect("kill -9");
-    let status = tokio::task::spawn_blocking(move || child.wait())
-        .await
-        .expect("join")
-        .expect("wait");
-    assert_eq!(status.code(), None, "killed by a signal, nothing drained");
+    server.kill_9().await;
     let seen = delta_text(&frames);
 
     // Restart on the same data: the reply is recovered with its checkpoint.
-    let Spawned {
-        mut child, port, ..
-    } = spawn_tether(dir.path(), &fake.base_url(), &[]);
-    let mut client = ExternalServer { port }.connect(&cookie).await;
+    let server = Tether::spawn_in(dir.path(), &fake.base_url(), &[]);
+    let mut client = server.connect(&cookie).await;
     let messages = client.snapshot(&conversation).await;
     let reply = &messages[1];
     assert_eq!(reply.finish_reason, Some(FinishReason::Error));
@@ -268,8 +240,7 @@ async fn kill_at(fake: &FakeUpstream, after_tokens: usize) -> usize {
         stored + 2 * 64 >= shown,
         "stored {stored} of the {shown} tokens the client saw"
     );
-    let _ = child.kill();
-    let _ = child.wait();
+    drop(server);
     seen.len().saturating_sub(reply.content.len())
 }
 
@@ -330,22 +301,17 @@ async fn continue_after_kill_9_completes_the_reply_from_its_checkpoints() {
     let dir = tempfile::tempdir().expect("tmp");
     let every = EVERY.to_string();
     let env = [("CHECKPOINT_TOKENS", every.as_str())];
-    let kill = |mut child: std::process::Child| {
-        child.kill().expect("kill -9");
-        let _ = child.wait();
-    };
-
     // Killed mid-reply.
-    let Spawned { child, port, .. } = spawn_tether(dir.path(), &fake.base_url(), &env);
-    let mut client = ExternalServer { port }.user().await;
+    let mut server = Tether::spawn_in(dir.path(), &fake.base_url(), &env);
+    let mut client = server.user().await;
     let cookie = client.cookie.clone();
     let conversation = client.start_conversation(TEXT).await;
     read_words(&mut client, &mut Vec::new(), 4 * EVERY).await;
-    kill(child);
+    server.kill_9().await;
 
     // Restarted, continued from the checkpoint, killed again mid-continuation.
-    let Spawned { child, port, .. } = spawn_tether(dir.path(), &fake.base_url(), &env);
-    let mut client = ExternalServer { port }.connect(&cookie).await;
+    let mut server = Tether::spawn_in(dir.path(), &fake.base_url(), &env);
+    let mut client = server.connect(&cookie).await;
     let first = stored_reply(&mut client, &conversation).await;
     assert_eq!(first.finish_reason, Some(FinishReason::Error));
     assert!(!first.content.is_empty(), "a checkpoint was stored");
@@ -356,11 +322,11 @@ async fn continue_after_kill_9_completes_the_reply_from_its_checkpoints() {
         })
         .await;
     read_words(&mut client, &mut Vec::new(), 4 * EVERY).await;
-    kill(child);
+    server.kill_9().await;
 
     // The continuation's checkpoints hold the whole text, not only what it added.
-    let Spawned { child, port, .. } = spawn_tether(dir.path(), &fake.base_url(), &env);
-    let mut client = ExternalServer { port }.connect(&cookie).await;
+    let mut server = Tether::spawn_in(dir.path(), &fake.base_url(), &env);
+    let mut client = server.connect(&cookie).await;
     let second = stored_reply(&mut client, &conversation).await;
     assert_eq!(second.id, first.id);
     assert_eq!(second.finish_reason, Some(FinishReason::Error));
@@ -384,49 +350,7 @@ async fn continue_after_kill_9_completes_the_reply_from_its_checkpoints() {
     let done = stored_reply(&mut client, &conversation).await;
     assert_eq!(done.content, whole);
     assert_eq!(done.finish_reason, Some(FinishReason::Stop));
-    kill(child);
-}
-
-/// A server started as a separate process.
-struct ExternalServer {
-    port: u16,
-}
-
-impl ExternalServer {
-    async fn user(&self) -> common::WsClient {
-        let response = reqwest::get(format!("http://127.0.0.1:{}/", self.port))
-            .await
-            .expect("GET /");
-        let cookie = response.headers()["set-cookie"]
-            .to_str()
-            .expect("ascii")
-            .split(';')
-            .next()
-            .expect("pair")
-            .to_owned();
-        self.connect(&cookie).await
-    }
-
-    async fn connect(&self, cookie: &str) -> common::WsClient {
-        use tokio_tungstenite::tungstenite::{client::IntoClientRequest, http::HeaderValue};
-        let cookie = cookie.to_owned();
-        let mut request = format!("ws://127.0.0.1:{}/ws", self.port)
-            .into_client_request()
-            .expect("request");
-        let origin = format!("http://127.0.0.1:{}", self.port);
-        request
-            .headers_mut()
-            .insert("origin", HeaderValue::from_str(&origin).expect("h"));
-        request
-            .headers_mut()
-            .insert("cookie", HeaderValue::from_str(&cookie).expect("h"));
-        let (ws, _) = tokio_tungstenite::connect_async(request)
-            .await
-            .expect("upgrade");
-        let mut client = common::WsClient { ws, cookie };
-        assert!(matches!(client.next().await, ServerFrame::Hello { .. }));
-        client
-    }
+    server.kill_9().await;
 }
 
 #[tokio::test]

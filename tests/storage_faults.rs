@@ -10,17 +10,15 @@
 mod common;
 
 use std::{
-    io::{BufRead, BufReader, Write},
+    io::Write,
     path::{Path, PathBuf},
-    process::{Child, Command, Stdio},
-    sync::mpsc,
+    process::Command,
     time::{Duration, Instant},
 };
 
-use common::{delta_text, uuid, WsClient, STEP};
+use common::{delta_text, process::Tether, uuid, WsClient, STEP};
 use tether::protocol::{ClientFrame, ConversationId, ErrorCode, FinishReason, ServerFrame};
 use tether_fake_upstream::{reply_tokens, FakeConfig, FakeUpstream};
-use tokio_tungstenite::tungstenite::{client::IntoClientRequest, http::HeaderValue};
 
 /// A tmpfs of its own, lazily unmounted when dropped (also when a test fails).
 struct Tmpfs {
@@ -84,153 +82,6 @@ impl Tmpfs {
 impl Drop for Tmpfs {
     fn drop(&mut self) {
         let _ = Command::new("umount").arg("-l").arg(self.path()).status();
-    }
-}
-
-/// The `tether` binary running on a free port, logging JSON lines.
-struct Tether {
-    child: Child,
-    port: u16,
-    lines: mpsc::Receiver<String>,
-    /// Every line read so far.
-    log: Vec<String>,
-}
-
-impl Tether {
-    fn spawn(upstream: &str, env: &[(&str, &str)]) -> Self {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("free port")
-            .port();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_tether"))
-            .env("LISTEN_ADDR", format!("127.0.0.1:{port}"))
-            .env("OPENAI_BASE_URL", upstream)
-            .env("OPENAI_MODEL", "fake")
-            .env("LOG_FORMAT", "json")
-            .env("RUST_LOG", "info")
-            .env("RATE_BURST", "1000")
-            .envs(env.iter().copied())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("spawn tether");
-        let stdout = child.stdout.take().expect("stdout");
-        let (tx, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if tx.send(line).is_err() {
-                    return;
-                }
-            }
-        });
-        let mut tether = Self {
-            child,
-            port,
-            lines,
-            log: Vec::new(),
-        };
-        tether.wait_log(|l| l.contains("tether listening"));
-        tether
-    }
-
-    /// Reads the log until a line matches (at most 30 s); returns it.
-    fn wait_log(&mut self, pred: impl Fn(&str) -> bool) -> String {
-        if let Some(line) = self.log.iter().find(|l| pred(l)) {
-            return line.clone();
-        }
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            let line = self
-                .lines
-                .recv_timeout(left)
-                .unwrap_or_else(|_| panic!("no such log line; the log:\n{}", self.log.join("\n")));
-            self.log.push(line.clone());
-            if pred(&line) {
-                return line;
-            }
-        }
-    }
-
-    /// Stops with SIGTERM and waits for exit 0.
-    fn stop(mut self) {
-        let pid = self.child.id().to_string();
-        assert!(Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .expect("kill")
-            .success());
-        let status = self.child.wait().expect("wait");
-        assert_eq!(status.code(), Some(0), "clean exit");
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("http://127.0.0.1:{}{path}", self.port)
-    }
-
-    async fn get(&self, path: &str) -> (u16, String) {
-        let response = reqwest::Client::builder()
-            .timeout(STEP)
-            .build()
-            .expect("client")
-            .get(self.url(path))
-            .send()
-            .await
-            .unwrap_or_else(|e| panic!("GET {path}: {e}"));
-        let status = response.status().as_u16();
-        (status, response.text().await.expect("body"))
-    }
-
-    /// A counter's value in `/metrics`.
-    async fn metric(&self, series: &str) -> f64 {
-        let (_, text) = self.get("/metrics").await;
-        text.lines()
-            .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
-            .unwrap_or_else(|| panic!("no {series} in /metrics"))
-            .parse()
-            .expect("a number")
-    }
-
-    async fn cookie(&self) -> String {
-        let response = reqwest::get(self.url("/")).await.expect("GET /");
-        response.headers()["set-cookie"]
-            .to_str()
-            .expect("ascii")
-            .split(';')
-            .next()
-            .expect("pair")
-            .to_owned()
-    }
-
-    async fn connect(&self, cookie: &str) -> WsClient {
-        let mut request = format!("ws://127.0.0.1:{}/ws", self.port)
-            .into_client_request()
-            .expect("request");
-        let origin = format!("http://127.0.0.1:{}", self.port);
-        let headers = request.headers_mut();
-        headers.insert("origin", HeaderValue::from_str(&origin).expect("origin"));
-        headers.insert("cookie", HeaderValue::from_str(cookie).expect("cookie"));
-        let (ws, _) = tokio_tungstenite::connect_async(request)
-            .await
-            .expect("upgrade");
-        let mut client = WsClient {
-            ws,
-            cookie: cookie.to_owned(),
-        };
-        assert!(matches!(client.next().await, ServerFrame::Hello { .. }));
-        client
-    }
-
-    async fn user(&self) -> WsClient {
-        let cookie = self.cookie().await;
-        self.connect(&cookie).await
-    }
-}
-
-impl Drop for Tether {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
@@ -540,7 +391,7 @@ async fn a_read_only_database_refuses_writes_and_recovers_when_writable() {
     let conversation = client.start_conversation("written while writable").await;
     client.until_done(&conversation).await;
     drop(client);
-    tether.stop();
+    tether.stop().await;
 
     // The file system comes back read-only (as after a disk error).
     fs.remount("ro");

@@ -1,61 +1,212 @@
-//! The real `tether` binary as a child process (for kill -9, signals and
-//! settings given as environment variables).
+//! The real `tether` binary as a child process (for kill -9, signals, and
+//! settings given as environment variables), logging JSON lines.
 
 use std::{
     io::{BufRead, BufReader},
-    process::{Command, Stdio},
-    time::Duration,
+    path::Path,
+    process::{Child, Command, ExitStatus, Stdio},
+    sync::mpsc,
+    time::{Duration, Instant},
 };
 
-/// A `tether` process and what it logged until it listened.
-pub struct Spawned {
-    pub child: std::process::Child,
-    pub lines_rx: std::sync::mpsc::Receiver<String>,
-    pub log: Vec<String>,
+use tether::protocol::ServerFrame;
+use tokio_tungstenite::tungstenite::{client::IntoClientRequest, http::HeaderValue};
+
+use super::{WsClient, STEP};
+
+/// The API key every spawned server gets; no log line may contain it.
+pub const API_KEY: &str = "sk-test-never-logged";
+
+/// The `tether` binary running on a free port.
+pub struct Tether {
+    child: Option<Child>,
     pub port: u16,
+    lines: mpsc::Receiver<String>,
+    /// Every line read so far.
+    pub log: Vec<String>,
 }
 
-/// Starts the real binary on a free port with its data in `dir`, and waits
-/// until it logs that it listens.
-pub fn spawn_tether(dir: &std::path::Path, upstream: &str, env: &[(&str, &str)]) -> Spawned {
-    let port = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("port");
-        l.local_addr().expect("addr").port()
-    };
-    let mut child = Command::new(env!("CARGO_BIN_EXE_tether"))
-        .env("LISTEN_ADDR", format!("127.0.0.1:{port}"))
-        .env("TETHER_DATA_DIR", dir)
-        .env("OPENAI_BASE_URL", upstream)
-        .env("OPENAI_MODEL", "fake")
-        .env("OPENAI_API_KEY", "sk-test-never-logged")
-        .env("RUST_LOG", "info")
-        .envs(env.iter().copied())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn tether");
-    let stdout = child.stdout.take().expect("stdout");
-    let (lines_tx, lines_rx) = std::sync::mpsc::channel::<String>();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            let _ = lines_tx.send(line);
+impl Tether {
+    /// Starts the binary with its data in `dir` and waits until it listens.
+    pub fn spawn_in(dir: &Path, upstream: &str, env: &[(&str, &str)]) -> Self {
+        let dir = dir.display().to_string();
+        let mut all = vec![("TETHER_DATA_DIR", dir.as_str())];
+        all.extend_from_slice(env);
+        Self::spawn(upstream, &all)
+    }
+
+    /// Starts the binary (`env` says where its data is) and waits until it
+    /// listens.
+    pub fn spawn(upstream: &str, env: &[(&str, &str)]) -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("free port")
+            .port();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_tether"))
+            .env("LISTEN_ADDR", format!("127.0.0.1:{port}"))
+            .env("OPENAI_BASE_URL", upstream)
+            .env("OPENAI_MODEL", "fake")
+            .env("OPENAI_API_KEY", API_KEY)
+            .env("LOG_FORMAT", "json")
+            .env("RUST_LOG", "info")
+            .env("RATE_BURST", "1000")
+            .envs(env.iter().copied())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn tether");
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    return;
+                }
+            }
+        });
+        let mut tether = Self {
+            child: Some(child),
+            port,
+            lines,
+            log: Vec::new(),
+        };
+        tether.wait_log(|l| l.contains("tether listening"));
+        tether
+    }
+
+    /// Reads the log until a line matches (at most 30 s); returns it.
+    pub fn wait_log(&mut self, pred: impl Fn(&str) -> bool) -> String {
+        if let Some(line) = self.log.iter().find(|l| pred(l)) {
+            return line.clone();
         }
-    });
-    let mut log = Vec::new();
-    loop {
-        let line = lines_rx
-            .recv_timeout(Duration::from_secs(30))
-            .expect("tether starts");
-        let ready = line.contains("tether listening");
-        log.push(line);
-        if ready {
-            break;
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let line = self
+                .lines
+                .recv_timeout(left)
+                .unwrap_or_else(|_| panic!("no such log line; the log:\n{}", self.log.join("\n")));
+            self.log.push(line.clone());
+            if pred(&line) {
+                return line;
+            }
         }
     }
-    Spawned {
-        child,
-        lines_rx,
-        log,
-        port,
+
+    /// Every line logged until now.
+    pub fn read_log(&mut self) -> &[String] {
+        self.log.extend(self.lines.try_iter());
+        &self.log
+    }
+
+    fn pid(&self) -> String {
+        self.child.as_ref().expect("running").id().to_string()
+    }
+
+    /// Sends SIGTERM (the process then drains and exits).
+    pub fn terminate(&self) {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.pid()])
+            .status()
+            .expect("kill");
+        assert!(status.success(), "kill -TERM");
+    }
+
+    /// Waits until the process exits (without blocking the test's runtime).
+    pub async fn exit(&mut self) -> ExitStatus {
+        let mut child = self.child.take().expect("running");
+        tokio::task::spawn_blocking(move || child.wait())
+            .await
+            .expect("join")
+            .expect("wait")
+    }
+
+    /// `kill -9`, and the exit: by that signal, nothing drained.
+    pub async fn kill_9(&mut self) {
+        if let Some(child) = self.child.as_mut() {
+            child.kill().expect("kill -9");
+        }
+        let status = self.exit().await;
+        assert_eq!(status.code(), None, "killed by a signal, nothing drained");
+    }
+
+    /// Stops with SIGTERM and waits for exit 0.
+    pub async fn stop(mut self) {
+        self.terminate();
+        assert_eq!(self.exit().await.code(), Some(0), "clean exit");
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    pub async fn get(&self, path: &str) -> (u16, String) {
+        let response = reqwest::Client::builder()
+            .timeout(STEP)
+            .build()
+            .expect("client")
+            .get(self.url(path))
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("GET {path}: {e}"));
+        let status = response.status().as_u16();
+        (status, response.text().await.expect("body"))
+    }
+
+    /// A series' value in `/metrics`.
+    pub async fn metric(&self, series: &str) -> f64 {
+        let (_, text) = self.get("/metrics").await;
+        text.lines()
+            .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+            .unwrap_or_else(|| panic!("no {series} in /metrics"))
+            .parse()
+            .expect("a number")
+    }
+
+    /// A fresh identity cookie, as a browser gets one.
+    pub async fn cookie(&self) -> String {
+        let response = reqwest::get(self.url("/")).await.expect("GET /");
+        response.headers()["set-cookie"]
+            .to_str()
+            .expect("ascii")
+            .split(';')
+            .next()
+            .expect("pair")
+            .to_owned()
+    }
+
+    /// A socket with this cookie, past its `hello`.
+    pub async fn connect(&self, cookie: &str) -> WsClient {
+        let mut request = format!("ws://127.0.0.1:{}/ws", self.port)
+            .into_client_request()
+            .expect("request");
+        let origin = format!("http://127.0.0.1:{}", self.port);
+        let headers = request.headers_mut();
+        headers.insert("origin", HeaderValue::from_str(&origin).expect("origin"));
+        headers.insert("cookie", HeaderValue::from_str(cookie).expect("cookie"));
+        let (ws, _) = tokio_tungstenite::connect_async(request)
+            .await
+            .expect("upgrade");
+        let mut client = WsClient {
+            ws,
+            cookie: cookie.to_owned(),
+        };
+        assert!(matches!(client.next().await, ServerFrame::Hello { .. }));
+        client
+    }
+
+    /// A new user with one open socket.
+    pub async fn user(&self) -> WsClient {
+        let cookie = self.cookie().await;
+        self.connect(&cookie).await
+    }
+}
+
+impl Drop for Tether {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
     }
 }
