@@ -19,6 +19,7 @@
 //! | `tether_upstream_ttft_seconds` | histogram | From sending the request to the model to its first token |
 //! | `tether_upstream_duration_seconds` | histogram | From sending the request to the model to the end of its stream (done, stopped, failed or timed out) |
 //! | `tether_ws_upgrades_refused_total{reason}` | counter | `/ws` upgrades refused: `origin` (403), `identity` (401), `capacity` (503) |
+//! | `tether_runtime_alive_tasks` | gauge | Tasks alive in the Tokio runtime that serves the scrape (sockets, streams, replies, the server's own), read at scrape time; 0 outside a runtime |
 //!
 //! The upstream histograms leave out the time a reply queued for an upstream
 //! slot; the `done` frame's `ttft_ms` / `total_ms` measure from the request's
@@ -116,6 +117,7 @@ pub struct Metrics {
     upgrades_refused: ByVariant<UpgradeRefusal>,
     upstream_ttft: Histogram,
     upstream_duration: Histogram,
+    alive_tasks: Gauge,
 }
 
 /// Counts one open socket while it lives.
@@ -147,6 +149,7 @@ impl Metrics {
             upgrades_refused: ByVariant::new("reason"),
             upstream_ttft: Histogram::new(BUCKETS),
             upstream_duration: Histogram::new(BUCKETS),
+            alive_tasks: Gauge::default(),
         };
         metrics.registered()
     }
@@ -199,6 +202,11 @@ impl Metrics {
             "WebSocket upgrades refused, by reason",
             self.upgrades_refused.clone(),
         );
+        r.register(
+            "tether_runtime_alive_tasks",
+            "Tasks alive in the Tokio runtime, read at scrape time",
+            self.alive_tasks.clone(),
+        );
         self
     }
 
@@ -244,10 +252,15 @@ impl Metrics {
     }
 
     /// The text exposition; `live_streams` is read by the caller at render
-    /// time (the chat service's count of running replies).
+    /// time (the chat service's count of running replies), the alive tasks
+    /// from the runtime this is called on (none: 0).
     pub fn render(&self, live_streams: usize) -> String {
         self.live_streams
             .set(i64::try_from(live_streams).unwrap_or(i64::MAX));
+        let alive_tasks = tokio::runtime::Handle::try_current()
+            .map_or(0, |runtime| runtime.metrics().num_alive_tasks());
+        self.alive_tasks
+            .set(i64::try_from(alive_tasks).unwrap_or(i64::MAX));
         let mut out = String::with_capacity(4096);
         // Writing into a String cannot fail, nor can these metrics' encoders.
         if let Err(error) = prometheus_text::encode(&mut out, &self.registry) {
@@ -343,7 +356,7 @@ mod tests {
             .filter_map(|l| l.strip_prefix("# TYPE "))
             .map(|l| l.split(' ').next().unwrap())
             .collect();
-        assert_eq!(families.len(), 9);
+        assert_eq!(families.len(), 10);
         for family in &families {
             assert_eq!(
                 text.matches(&format!("# HELP {family} ")).count(),
@@ -391,5 +404,33 @@ mod tests {
         assert_eq!(value(&text, "tether_messages_total"), 1.0);
         drop(b);
         assert_eq!(value(&metrics.render(0), "tether_open_sockets"), 0.0);
+    }
+
+    #[test]
+    fn alive_tasks_is_zero_outside_a_runtime() {
+        let text = Metrics::new().render(0);
+        assert_eq!(value(&text, "tether_runtime_alive_tasks"), 0.0);
+    }
+
+    /// On the current-thread runtime a task is released before the task
+    /// awaiting it runs again, so the count is exact after each join.
+    #[tokio::test]
+    async fn alive_tasks_counts_the_runtime_s_tasks_at_scrape_time() {
+        let metrics = Metrics::new();
+        let alive = || value(&metrics.render(0), "tether_runtime_alive_tasks");
+        let before = alive();
+        let (release, wait) = tokio::sync::watch::channel(false);
+        let tasks: Vec<_> = (0..3)
+            .map(|_| {
+                let mut wait = wait.clone();
+                tokio::spawn(async move { wait.wait_for(|go| *go).await.is_ok() })
+            })
+            .collect();
+        assert_eq!(alive(), before + 3.0);
+        release.send_replace(true);
+        for task in tasks {
+            assert!(task.await.expect("task"));
+        }
+        assert_eq!(alive(), before);
     }
 }
