@@ -81,6 +81,7 @@ pub fn write(path: &Path, rows: &[Row], warmup_s: f64, title: &str) -> anyhow::R
         let mut chart = ChartBuilder::on(&area)
             .caption(*name, ("sans-serif", 16))
             .margin(10)
+            .margin_right(28)
             .x_label_area_size(40)
             .y_label_area_size(64)
             .build_cartesian_2d(0.0..end, 0.0..top)?;
