@@ -4,6 +4,7 @@
 # stops both processes. One fresh server pair per transport.
 #
 #   bench/run.sh [--smoke] [tether-bench args...]
+#   bench/run.sh --soak SECONDS [tether-bench soak args...]
 #
 # Defaults: 100 users x 10 messages, idle 1000, WebSocket. Environment:
 #   F=100 D=20            fake upstream first-token / inter-token delay (ms)
@@ -13,6 +14,15 @@
 #                         the profile of the server binary, into the same target dir)
 #   BENCH_TARGET_DIR      cargo target dir of the bench (default ~/.cache/tether/bench-target)
 # --smoke: 5 users x 2 messages, idle 20, ws and sse; exit code != 0 on any error.
+# --soak SECONDS: `tether-bench soak` (mixed traffic, both transports) against
+#   one server pair for SECONDS; writes soak.csv and soak.svg into SOAK_OUT
+#   (default: the current directory); exit code != 0 when its verdict fails.
+#   From 120 s on it first fills the database with 12,000 messages of 4,000
+#   characters (past the SQLite writer's 32 MiB page cache, whose filling
+#   would otherwise read as growth) and judges RSS/fd growth after the
+#   warm-up (< 5 %). Under 120 s it samples every second and reports the
+#   growth without judging it (the CI smoke: errors, and every kind of
+#   traffic completing).
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -24,10 +34,15 @@ D=${D:-20}
 TRANSPORTS=${TRANSPORTS:-ws}
 
 SMOKE=0
+SOAK_SECS=""
 if [[ "${1:-}" == "--smoke" ]]; then
     SMOKE=1
     shift
     TRANSPORTS="ws sse"
+elif [[ "${1:-}" == "--soak" ]]; then
+    [[ "${2:-}" =~ ^[0-9]+$ ]] || { echo "usage: bench/run.sh --soak SECONDS [soak args...]" >&2; exit 2; }
+    SOAK_SECS=$2
+    shift 2
 fi
 
 ulimit -n 20000 2>/dev/null || ulimit -n "$(ulimit -Hn)"
@@ -117,6 +132,26 @@ if [[ $SMOKE == 1 ]]; then
     DEFAULTS=(--users 5 --messages 2 --idle 20 --ramp-ms 100 --duration-cap-s 60 --msg-timeout-s 20)
 else
     DEFAULTS=(--users 100 --messages 10 --idle 1000 --ramp-ms 1000)
+fi
+
+if [[ -n "$SOAK_SECS" ]]; then
+    OUT=${SOAK_OUT:-.}
+    SOAK_DEFAULTS=(--secs "$SOAK_SECS" --csv "$OUT/soak.csv" --svg "$OUT/soak.svg")
+    if (( SOAK_SECS < 120 )); then
+        SOAK_DEFAULTS+=(--sample-secs 1 --no-growth-verdict)
+    else
+        SOAK_DEFAULTS+=(--prefill-messages 12000 --prefill-chars 4000)
+    fi
+    start_servers soak
+    echo "# soak: server $URL (pid $SERVER_PID, $(basename "$(dirname "$TETHER_BIN")") build), fake upstream F=$F D=$D, ${SOAK_SECS} s" >&2
+    status=0
+    "$BENCH" soak --url "$URL" --server-pid "$SERVER_PID" "${SOAK_DEFAULTS[@]}" "$@" || status=$?
+    if [[ $status != 0 ]]; then
+        echo "# soak failed; the server log's last lines:" >&2
+        tail -n 20 "$TMP/soak/server.log" >&2 || true
+    fi
+    stop_servers
+    exit "$status"
 fi
 
 status=0

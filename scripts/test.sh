@@ -43,4 +43,11 @@ export LEPTOS_SITE_ROOT="$ROOT/target/site"
 step "Load generator smoke run (bench/run.sh --smoke: a few users, seconds)"
 bash bench/run.sh --smoke
 
+step "Soak smoke (bench/run.sh --soak 30: mixed traffic on both transports, zero errors)"
+SOAK_OUT=$(mktemp -d)
+export SOAK_OUT
+bash bench/run.sh --soak 30 || { echo "soak samples and plot kept in $SOAK_OUT" >&2; exit 1; }
+rm -rf "$SOAK_OUT"
+unset SOAK_OUT
+
 step "All checks passed"

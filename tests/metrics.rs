@@ -52,6 +52,21 @@ async fn settles(server: &TestServer, series: &str, want: f64) -> Scrape {
     last
 }
 
+/// Scrapes until `holds` is true of the scrape (a gauge that follows tasks
+/// ending); asserts it of the last scrape.
+async fn until_scrape(server: &TestServer, what: &str, holds: impl Fn(&Scrape) -> bool) -> Scrape {
+    let mut last = scrape(server).await;
+    for _ in 0..200 {
+        if holds(&last) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        last = scrape(server).await;
+    }
+    assert!(holds(&last), "{what} never held:\n{}", last.0);
+    last
+}
+
 const MESSAGES: &str = "tether_messages_total";
 const STOPPED_OK: &str = "tether_replies_total{finish_reason=\"stop\"}";
 const REPLY_ERRORS: &str = "tether_replies_total{finish_reason=\"error\"}";
@@ -60,6 +75,7 @@ const TTFT_INF: &str = "tether_upstream_ttft_seconds_bucket{le=\"+Inf\"}";
 const UPSTREAM_COUNT: &str = "tether_upstream_duration_seconds_count";
 const OPEN_SOCKETS: &str = "tether_open_sockets";
 const RATE_LIMITED: &str = "tether_rate_limited_total";
+const ALIVE_TASKS: &str = "tether_runtime_alive_tasks";
 
 fn errors(code: ErrorCode) -> String {
     format!("tether_errors_total{{code=\"{}\"}}", code.as_str())
@@ -328,4 +344,30 @@ async fn http_refusals_are_counted_like_socket_ones() {
     let after = scrape(&server).await;
     assert_eq!(after.get(&errors(ErrorCode::BadRequest)), 2.0);
     assert_eq!(after.get(&errors(ErrorCode::NotFound)), 1.0);
+}
+
+/// The server runs on the test's runtime, so the gauge counts its tasks: each
+/// open socket is at least one, and they end with their sockets.
+#[tokio::test]
+async fn alive_tasks_gauge_follows_open_sockets() {
+    let server = TestServer::start(|_| {}).await;
+    let before = scrape(&server).await;
+    assert!(before.0.contains("# TYPE tether_runtime_alive_tasks gauge"));
+    let idle = before.get(ALIVE_TASKS);
+    assert!(idle >= 1.0, "the server's accept loop is a task: {idle}");
+
+    let mut sockets = Vec::new();
+    for _ in 0..5 {
+        sockets.push(server.user().await);
+    }
+    let open = settles(&server, OPEN_SOCKETS, 5.0).await;
+    let busy = open.get(ALIVE_TASKS);
+    assert!(busy >= idle + 5.0, "5 sockets: {idle} -> {busy}");
+
+    drop(sockets);
+    settles(&server, OPEN_SOCKETS, 0.0).await;
+    until_scrape(&server, "the socket tasks ended", |s| {
+        s.get(ALIVE_TASKS) <= busy - 5.0
+    })
+    .await;
 }

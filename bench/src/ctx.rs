@@ -20,6 +20,42 @@ pub struct Ctx {
 }
 
 impl Ctx {
+    /// The context for a server at `url` (`http://host:port`, no path).
+    pub fn build(
+        url: &str,
+        messages: usize,
+        text: &str,
+        msg_timeout: Duration,
+        deadline: Instant,
+    ) -> anyhow::Result<Ctx> {
+        let origin = url.trim_end_matches('/').to_owned();
+        let Some(authority) = origin.strip_prefix("http://") else {
+            anyhow::bail!("--url must be http://host:port");
+        };
+        if authority.contains('/') {
+            anyhow::bail!("--url must have no path: http://host:port");
+        }
+        Ok(Ctx {
+            ws_url: format!("ws://{authority}/ws"),
+            origin,
+            http: reqwest::Client::builder()
+                .tcp_nodelay(true)
+                .pool_max_idle_per_host(usize::MAX)
+                .build()?,
+            messages,
+            text: text.to_owned(),
+            expected: crate::stats::expected_reply(text),
+            msg_timeout,
+            deadline,
+            run_tag: format!(
+                "b{:x}",
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)?
+                    .as_micros()
+            ),
+        })
+    }
+
     /// Deadline for one step of a message started at `t0`.
     pub fn step_deadline(&self, t0: Instant) -> Instant {
         (t0 + self.msg_timeout).min(self.deadline)

@@ -16,6 +16,8 @@ pub enum ServerFrame {
         duplicate: bool,
     },
     Delta {
+        #[serde(default)]
+        message_id: String,
         index: u64,
         text: String,
     },
@@ -27,9 +29,38 @@ pub enum ServerFrame {
     Error {
         code: String,
     },
-    /// `message`, `snapshot`, `pong`, `conversations`, ...: not needed here.
+    /// The answer to `subscribe` (the soak's resume checks it).
+    Snapshot {
+        #[serde(default)]
+        messages: Vec<StoredMessage>,
+        streaming: Option<StreamingMessage>,
+    },
+    /// `message`, `pong`, `conversations`, ...: not needed here.
     #[serde(other)]
     Other,
+}
+
+/// A stored message in a `snapshot` (only what the soak checks).
+#[derive(Debug, Deserialize)]
+pub struct StoredMessage {
+    pub role: String,
+    pub content: String,
+    #[serde(default)]
+    pub finish_reason: Option<String>,
+}
+
+/// The reply still streaming in a `snapshot`: its text so far and the index
+/// of the next `delta`.
+#[derive(Debug, Deserialize)]
+pub struct StreamingMessage {
+    pub id: String,
+    pub content: String,
+    pub next_index: u64,
+}
+
+/// A frame that names only a conversation: `subscribe`, `stop`.
+pub fn conversation_frame(kind: &str, conversation_id: &str) -> String {
+    serde_json::json!({ "type": kind, "conversation_id": conversation_id }).to_string()
 }
 
 /// The `send` frame (WebSocket) / `SendRequest` body (SSE): the same JSON.

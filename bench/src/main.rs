@@ -8,6 +8,7 @@
 mod ctx;
 mod frames;
 mod report;
+mod soak;
 mod sse;
 mod stats;
 mod ws;
@@ -16,7 +17,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use clap::{Parser, ValueEnum};
+use clap::{Parser, Subcommand, ValueEnum};
 use futures_util::StreamExt;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
@@ -36,8 +37,27 @@ pub enum Transport {
 #[command(
     version,
     about = "Load generator for the tether chat server",
-    args_override_self = true
+    args_override_self = true,
+    args_conflicts_with_subcommands = true
 )]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    run: Args,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Mixed traffic for a fixed time (chat over both transports, idle
+    /// sockets, churn, reconnects mid-reply, stops), sampling the server's
+    /// RSS, fds, tasks and p99 latencies; writes a CSV and an SVG plot and
+    /// fails on any error or on RSS/fd growth after the warm-up.
+    Soak(soak::SoakArgs),
+}
+
+/// The load run (no subcommand): idle sockets, then users sending messages.
+#[derive(clap::Args, Debug)]
 pub struct Args {
     /// Server base URL (http://host:port); also used as the Origin header.
     #[arg(long, default_value = "http://127.0.0.1:3000")]
@@ -98,7 +118,7 @@ pub struct Rss {
 
 /// Opens `n` idle sockets (64 handshakes at a time); each is held by a task
 /// that keeps reading (so server pings are answered) until aborted.
-async fn open_idle(
+pub(crate) async fn open_idle(
     ctx: &Arc<Ctx>,
     n: usize,
     stopping: &Arc<AtomicBool>,
@@ -136,34 +156,20 @@ async fn open_idle(
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let args = Args::parse();
-    let origin = args.url.trim_end_matches('/').to_owned();
-    let Some(authority) = origin.strip_prefix("http://") else {
-        anyhow::bail!("--url must be http://host:port");
-    };
-    if authority.contains('/') {
-        anyhow::bail!("--url must have no path: http://host:port");
+    let cli = Cli::parse();
+    if let Some(Command::Soak(soak)) = cli.command {
+        let code = soak::run(soak).await?;
+        std::process::exit(code);
     }
+    let args = cli.run;
     let started = Instant::now();
-    let ctx = Arc::new(Ctx {
-        ws_url: format!("ws://{authority}/ws"),
-        origin,
-        http: reqwest::Client::builder()
-            .tcp_nodelay(true)
-            .pool_max_idle_per_host(usize::MAX)
-            .build()?,
-        messages: args.messages,
-        text: args.text.clone(),
-        expected: stats::expected_reply(&args.text),
-        msg_timeout: Duration::from_secs(args.msg_timeout_s),
-        deadline: started + Duration::from_secs(args.duration_cap_s),
-        run_tag: format!(
-            "b{:x}",
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)?
-                .as_micros()
-        ),
-    });
+    let ctx = Arc::new(Ctx::build(
+        &args.url,
+        args.messages,
+        &args.text,
+        Duration::from_secs(args.msg_timeout_s),
+        started + Duration::from_secs(args.duration_cap_s),
+    )?);
     let mut rss = Rss::default();
     let pid = args.server_pid;
     let mut errors: Vec<String> = Vec::new();

@@ -144,7 +144,7 @@ impl MsgTrack {
                 *conversation = Some(conversation_id);
                 self.on_accepted(now)?;
             }
-            ServerFrame::Delta { index, text } => {
+            ServerFrame::Delta { index, text, .. } => {
                 self.on_delta(now, index, &text, bytes, wire_bytes)?;
             }
             ServerFrame::Done {
@@ -156,7 +156,7 @@ impl MsgTrack {
             }
             ServerFrame::Error { code, .. } => return Err(format!("error_frame:{code}")),
             ServerFrame::Hello { .. } => return Err("protocol:unexpected_hello".into()),
-            ServerFrame::Other => {}
+            ServerFrame::Snapshot { .. } | ServerFrame::Other => {}
         }
         Ok(None)
     }

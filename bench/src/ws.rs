@@ -7,12 +7,12 @@ use tokio::net::TcpStream;
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::HeaderValue;
-use tokio_tungstenite::tungstenite::{Error as WsError, Message};
+use tokio_tungstenite::tungstenite::{Error as WsError, Message, Utf8Bytes};
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 use crate::ctx::{get_cookie, Ctx};
 use crate::frames::{send_json, ServerFrame};
-use crate::stats::{ws_header_len, MsgTrack, UserResult};
+use crate::stats::{ws_header_len, MsgSample, MsgTrack, UserResult};
 
 pub type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
@@ -71,41 +71,72 @@ async fn user_inner(ctx: &Ctx, user: usize, out: &mut UserResult) -> Result<(), 
     let mut conversation: Option<String> = None;
     for m in 0..ctx.messages {
         let id = format!("{}-u{user}-m{m}", ctx.run_tag);
-        let body = send_json(&id, conversation.as_deref(), &ctx.text);
-        let t0 = Instant::now();
-        let deadline = ctx.step_deadline(t0);
-        match tokio::time::timeout_at(deadline, ws.send(Message::Text(body.into()))).await {
-            Err(_) => return Err("timeout:send".into()),
-            Ok(Err(_)) => return Err("closed:send".into()),
-            Ok(Ok(())) => {}
-        }
-        let mut track = MsgTrack::new(t0.into_std(), ctx.expected.clone());
-        loop {
-            let msg = match tokio::time::timeout_at(deadline, ws.next()).await {
-                Err(_) => {
-                    return Err(track.timeout_error());
-                }
-                Ok(None) | Ok(Some(Err(_))) | Ok(Some(Ok(Message::Close(_)))) => {
-                    return Err("closed:mid_message".into())
-                }
-                Ok(Some(Ok(Message::Text(t)))) => t,
-                Ok(Some(Ok(Message::Binary(_)))) => return Err("protocol:binary_frame".into()),
-                Ok(Some(Ok(_))) => continue,
-            };
-            let now = std::time::Instant::now();
-            let len = msg.len();
-            track.on_bytes(len);
-            let frame: ServerFrame =
-                serde_json::from_str(msg.as_str()).map_err(|_| "protocol:bad_json".to_string())?;
-            let wire = len as u64 + ws_header_len(len);
-            if let Some(sample) =
-                track.on_frame(frame, now, len as u64, wire, &id, &mut conversation)?
-            {
-                out.samples.push(sample);
-                break;
-            }
-        }
+        out.samples
+            .push(exchange(ctx, &mut ws, &id, &mut conversation).await?);
     }
     let _ = ws.close(None).await;
     Ok(())
+}
+
+/// What reading the next frame gave.
+pub enum Recv {
+    Text(Utf8Bytes),
+    Timeout,
+    /// The stream ended, failed or sent a close frame.
+    Closed,
+    Binary,
+}
+
+/// The next text frame (pings and pongs are skipped), or why there is none by `deadline`.
+pub async fn recv(ws: &mut Ws, deadline: Instant) -> Recv {
+    loop {
+        return match tokio::time::timeout_at(deadline, ws.next()).await {
+            Err(_) => Recv::Timeout,
+            Ok(None) | Ok(Some(Err(_))) | Ok(Some(Ok(Message::Close(_)))) => Recv::Closed,
+            Ok(Some(Ok(Message::Text(t)))) => Recv::Text(t),
+            Ok(Some(Ok(Message::Binary(_)))) => Recv::Binary,
+            Ok(Some(Ok(_))) => continue,
+        };
+    }
+}
+
+/// Writes one text frame by `deadline`.
+pub async fn send_text(ws: &mut Ws, text: String, deadline: Instant) -> Result<(), String> {
+    match tokio::time::timeout_at(deadline, ws.send(Message::Text(text.into()))).await {
+        Err(_) => Err("timeout:send".into()),
+        Ok(Err(_)) => Err("closed:send".into()),
+        Ok(Ok(())) => Ok(()),
+    }
+}
+
+/// Sends `ctx.text` as the message `id` (in `conversation`, or a new one that
+/// is then recorded there) and reads its reply to `done`, validated.
+pub async fn exchange(
+    ctx: &Ctx,
+    ws: &mut Ws,
+    id: &str,
+    conversation: &mut Option<String>,
+) -> Result<MsgSample, String> {
+    let body = send_json(id, conversation.as_deref(), &ctx.text);
+    let t0 = Instant::now();
+    let deadline = ctx.step_deadline(t0);
+    send_text(ws, body, deadline).await?;
+    let mut track = MsgTrack::new(t0.into_std(), ctx.expected.clone());
+    loop {
+        let msg = match recv(ws, deadline).await {
+            Recv::Timeout => return Err(track.timeout_error()),
+            Recv::Closed => return Err("closed:mid_message".into()),
+            Recv::Binary => return Err("protocol:binary_frame".into()),
+            Recv::Text(t) => t,
+        };
+        let now = std::time::Instant::now();
+        let len = msg.len();
+        track.on_bytes(len);
+        let frame: ServerFrame =
+            serde_json::from_str(msg.as_str()).map_err(|_| "protocol:bad_json".to_string())?;
+        let wire = len as u64 + ws_header_len(len);
+        if let Some(sample) = track.on_frame(frame, now, len as u64, wire, id, conversation)? {
+            return Ok(sample);
+        }
+    }
 }

@@ -23,6 +23,7 @@
 //! | `tether_flood_disconnects_total` | counter | WebSockets closed (1008) for sending frames faster than `FRAMES_PER_SEC` after being told |
 //! | `tether_slow_requests_closed_total` | counter | Connections closed because a request's headers took longer than `HEADER_TIMEOUT_SECS` (slow or silent clients) |
 //! | `tether_store_faults_total{kind}` | counter | Store operations (reads and writes) that failed, by fault: `full`, `read_only`, `locked`, `cannot_open`, `io`, `corrupt`, `other` |
+//! | `tether_runtime_alive_tasks` | gauge | Tasks alive in the Tokio runtime that serves the scrape (sockets, streams, replies, the server's own), read at scrape time; 0 outside a runtime |
 //!
 //! The upstream histograms leave out the time a reply queued for an upstream
 //! slot; the `done` frame's `ttft_ms` / `total_ms` measure from the request's
@@ -140,6 +141,7 @@ pub struct Metrics {
     upstream_duration: Histogram,
     /// Kept by the store, which counts its own faults.
     store_faults: FaultCounts,
+    alive_tasks: Gauge,
 }
 
 /// Counts one open socket while it lives.
@@ -181,6 +183,7 @@ impl Metrics {
             upstream_ttft: Histogram::new(BUCKETS),
             upstream_duration: Histogram::new(BUCKETS),
             store_faults,
+            alive_tasks: Gauge::default(),
         };
         metrics.registered()
     }
@@ -253,6 +256,11 @@ impl Metrics {
             "Store operations that failed, by fault kind",
             self.store_faults.clone(),
         );
+        r.register(
+            "tether_runtime_alive_tasks",
+            "Tasks alive in the Tokio runtime, read at scrape time",
+            self.alive_tasks.clone(),
+        );
         self
     }
 
@@ -310,10 +318,15 @@ impl Metrics {
     }
 
     /// The text exposition; `live_streams` is read by the caller at render
-    /// time (the chat service's count of running replies).
+    /// time (the chat service's count of running replies), the alive tasks
+    /// from the runtime this is called on (none: 0).
     pub fn render(&self, live_streams: usize) -> String {
         self.live_streams
             .set(i64::try_from(live_streams).unwrap_or(i64::MAX));
+        let alive_tasks = tokio::runtime::Handle::try_current()
+            .map_or(0, |runtime| runtime.metrics().num_alive_tasks());
+        self.alive_tasks
+            .set(i64::try_from(alive_tasks).unwrap_or(i64::MAX));
         let mut out = String::with_capacity(4096);
         // Writing into a String cannot fail, nor can these metrics' encoders.
         if let Err(error) = prometheus_text::encode(&mut out, &self.registry) {
@@ -419,7 +432,7 @@ mod tests {
             .filter_map(|l| l.strip_prefix("# TYPE "))
             .map(|l| l.split(' ').next().unwrap())
             .collect();
-        assert_eq!(families.len(), 13);
+        assert_eq!(families.len(), 14);
         for family in &families {
             assert_eq!(
                 text.matches(&format!("# HELP {family} ")).count(),
@@ -467,5 +480,33 @@ mod tests {
         assert_eq!(value(&text, "tether_messages_total"), 1.0);
         drop(b);
         assert_eq!(value(&metrics.render(0), "tether_open_sockets"), 0.0);
+    }
+
+    #[test]
+    fn alive_tasks_is_zero_outside_a_runtime() {
+        let text = Metrics::new().render(0);
+        assert_eq!(value(&text, "tether_runtime_alive_tasks"), 0.0);
+    }
+
+    /// On the current-thread runtime a task is released before the task
+    /// awaiting it runs again, so the count is exact after each join.
+    #[tokio::test]
+    async fn alive_tasks_counts_the_runtime_s_tasks_at_scrape_time() {
+        let metrics = Metrics::new();
+        let alive = || value(&metrics.render(0), "tether_runtime_alive_tasks");
+        let before = alive();
+        let (release, wait) = tokio::sync::watch::channel(false);
+        let tasks: Vec<_> = (0..3)
+            .map(|_| {
+                let mut wait = wait.clone();
+                tokio::spawn(async move { wait.wait_for(|go| *go).await.is_ok() })
+            })
+            .collect();
+        assert_eq!(alive(), before + 3.0);
+        release.send_replace(true);
+        for task in tasks {
+            assert!(task.await.expect("task"));
+        }
+        assert_eq!(alive(), before);
     }
 }
