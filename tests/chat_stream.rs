@@ -713,3 +713,77 @@ async fn conversations_are_listed_searched_renamed_and_deleted_per_user() {
         }
     ));
 }
+
+/// The conversation a frame is about, if any.
+fn about(frame: &ServerFrame) -> Option<&tether::protocol::ConversationId> {
+    match frame {
+        ServerFrame::Message {
+            conversation_id, ..
+        }
+        | ServerFrame::Delta {
+            conversation_id, ..
+        }
+        | ServerFrame::Done {
+            conversation_id, ..
+        }
+        | ServerFrame::Snapshot {
+            conversation_id, ..
+        } => Some(conversation_id),
+        _ => None,
+    }
+}
+
+#[tokio::test]
+async fn a_socket_follows_at_most_the_cap_dropping_the_least_recently_used() {
+    let server = TestServer::start(|c| c.limits.max_subscriptions_per_socket = 2).await;
+    let mut tab = server.user().await;
+    let mut started = Vec::new();
+    for text in ["one", "two", "three"] {
+        let conversation = tab.start_conversation(text).await;
+        tab.until_done(&conversation).await;
+        started.push(conversation);
+    }
+    let [first, second, third] = &started[..] else {
+        unreachable!()
+    };
+    // Another tab of the same user answers in the first and in the third.
+    let mut other = server.connect(&tab.cookie).await;
+    for conversation in [first, third] {
+        other
+            .send(&ClientFrame::Send {
+                client_msg_id: common::uuid().as_str().into(),
+                conversation_id: Some(conversation.clone()),
+                text: "more".into(),
+                persona: None,
+            })
+            .await;
+        other.until_done(conversation).await;
+    }
+    // The first tab no longer follows the first conversation (dropped when
+    // it started the third), and still follows the third.
+    let frames = tab.until_done(third).await;
+    assert!(
+        frames.iter().all(|f| about(f) != Some(first)),
+        "the least recently used conversation is no longer followed: {frames:?}"
+    );
+    // Subscribing again is never refused: it drops the least recently used (the second).
+    let messages = tab.snapshot(first).await;
+    assert_eq!(messages.len(), 4, "the first conversation, answered twice");
+    for conversation in [second, first] {
+        other
+            .send(&ClientFrame::Send {
+                client_msg_id: common::uuid().as_str().into(),
+                conversation_id: Some(conversation.clone()),
+                text: "and more".into(),
+                persona: None,
+            })
+            .await;
+        other.until_done(conversation).await;
+    }
+    let frames = tab.until_done(first).await;
+    assert!(
+        frames.iter().all(|f| about(f) != Some(second)),
+        "the second conversation is no longer followed: {frames:?}"
+    );
+    server.shutdown().await;
+}

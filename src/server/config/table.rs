@@ -144,7 +144,7 @@ settings! {
         /// Events a slow subscriber may lag before it is resynced with a snapshot.
         subscriber_buffer: usize = 512, Positive,
             env "SUBSCRIBER_BUFFER", flag "subscriber-buffer", value "N";
-        /// Conversations one socket may follow at once.
+        /// Conversations one socket follows at once; one more drops the least recently used.
         max_subscriptions_per_socket: usize = 64, Positive,
             env "MAX_SUBSCRIPTIONS_PER_SOCKET", flag "max-subscriptions-per-socket", value "N";
         /// Seconds a socket write may take before the peer is taken for gone.

@@ -11,7 +11,6 @@ use std::time::{Duration, Instant};
 
 use axum::extract::ws::{close_code, CloseFrame, Message as WsMessage, Utf8Bytes, WebSocket};
 use futures::{FutureExt, SinkExt, StreamExt};
-use tokio_stream::{wrappers::BroadcastStream, StreamMap};
 use tracing::Instrument;
 
 use crate::{
@@ -21,12 +20,13 @@ use crate::{
             address::AddrKey,
             admission::{Crowded, StreamPermit},
         },
-        chat::{hub::Event, Answer, ChatError, Subscription},
+        chat::{hub::Event, Answer, Subscription},
         metrics::OpenSocket,
         state::AppState,
         ws::{
             decode::decode_client_frame,
             flood::{FloodGuard, Verdict},
+            following::Following,
         },
     },
 };
@@ -62,7 +62,7 @@ pub struct Connection {
     user: UserId,
     /// The client's address, for the per-address send rate.
     from: AddrKey,
-    subscriptions: StreamMap<ConversationId, BroadcastStream<Event>>,
+    subscriptions: Following,
     last_seen: Instant,
     flood: FloodGuard,
     /// Held while the connection lives: its place under `MAX_CONNECTIONS`
@@ -83,11 +83,11 @@ impl Connection {
         let now = Instant::now();
         Self {
             flood: FloodGuard::new(&state.config.limits, now),
+            subscriptions: Following::new(state.config.limits.max_subscriptions_per_socket),
             socket,
             state,
             user,
             from,
-            subscriptions: StreamMap::new(),
             last_seen: now,
             admitted,
             _open: open,
@@ -258,13 +258,6 @@ impl Connection {
             Ok(frame) => frame,
             Err(refusal) => return self.send(&refusal).await,
         };
-        if let ClientFrame::Subscribe { conversation_id } = &frame {
-            if let Err(err) = self.check_subscription_room(conversation_id) {
-                return self
-                    .send(&err.to_frame(None, Some(conversation_id.clone())))
-                    .await;
-            }
-        }
         let chat = self.state.chat.clone();
         match chat.handle(&self.user, self.from, frame, received).await {
             Ok(answer) => self.apply(answer).await,
@@ -297,7 +290,7 @@ impl Connection {
                 conversation_id,
                 then,
             } => {
-                if self.subscriptions.remove(&conversation_id).is_some() {
+                if self.subscriptions.remove(&conversation_id) {
                     self.state.chat.unsubscribed(&conversation_id);
                 }
                 match then {
@@ -308,35 +301,24 @@ impl Connection {
         }
     }
 
-    fn check_subscription_room(&self, conversation_id: &ConversationId) -> Result<(), ChatError> {
-        let max = self.state.config.limits.max_subscriptions_per_socket;
-        if self.subscriptions.len() >= max && !self.subscriptions.contains_key(conversation_id) {
-            return Err(ChatError::BadRequest(format!(
-                "too many subscriptions on one connection (at most {max})"
-            )));
-        }
-        Ok(())
-    }
-
-    /// Follows a conversation after a snapshot: any older stream of it is
-    /// replaced, since the snapshot is the new starting point.
+    /// Follows a conversation after a snapshot (see [`Following::follow`]).
     fn follow(&mut self, subscription: Subscription) {
-        let Subscription {
-            conversation_id,
-            events,
-        } = subscription;
-        self.subscriptions
-            .insert(conversation_id, BroadcastStream::new(events));
+        let evicted = self.subscriptions.follow(subscription);
+        self.unfollowed(evicted);
     }
 
-    /// Follows a conversation after `send`/`regenerate` (auto-subscribe). An
-    /// existing stream is kept: it already holds every event not yet written.
+    /// Follows a conversation a reply just started in (`send`,
+    /// `regenerate`, `continue`; see [`Following::follow_keeping`]).
     fn follow_keeping(&mut self, subscription: Subscription) {
-        if !self
-            .subscriptions
-            .contains_key(&subscription.conversation_id)
-        {
-            self.follow(subscription);
+        let evicted = self.subscriptions.follow_keeping(subscription);
+        self.unfollowed(evicted);
+    }
+
+    /// A conversation dropped to stay within `MAX_SUBSCRIPTIONS_PER_SOCKET`.
+    fn unfollowed(&self, evicted: Option<ConversationId>) {
+        if let Some(id) = evicted {
+            tracing::debug!(conversation_id = %id, "stopped following the least recently used conversation");
+            self.state.chat.unsubscribed(&id);
         }
     }
 
@@ -358,9 +340,7 @@ impl Connection {
 
     fn release_all(&mut self) {
         let chat = self.state.chat.clone();
-        let ids: Vec<ConversationId> = self.subscriptions.keys().cloned().collect();
-        self.subscriptions.clear();
-        for id in ids {
+        for id in self.subscriptions.clear() {
             chat.unsubscribed(&id);
         }
     }

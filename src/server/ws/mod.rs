@@ -10,6 +10,7 @@
 pub mod connection;
 pub mod decode;
 pub mod flood;
+pub mod following;
 
 use axum::{
     extract::{
