@@ -27,6 +27,10 @@ cargo clippy --bin tether-csr --no-default-features --features csr --target wasm
 step "Rust tests (the local-model smoke test must run, not skip)"
 TETHER_REQUIRE_LOCAL_MODEL=1 cargo test -p tether -p tether-fake-upstream --features ssr
 
+step "Fuzzing, short budget (scripts/fuzz.sh 15: five libFuzzer targets, 15 s each, nightly)"
+# The long run is `scripts/fuzz.sh` (5 minutes per target); see the README.
+bash scripts/fuzz.sh 15
+
 step "Build the site (cargo leptos build)"
 cargo leptos build
 
