@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Runs every check and test of Tether: formatting, clippy on both halves, the
 # Rust unit and integration tests (real sockets, fake upstream over HTTP, real
-# SQLite files), then the Playwright suite in Debian's Chromium against the
-# real server. Installs what is missing first (scripts/setup.sh).
+# SQLite files), the fuzz targets on a short budget, then the Playwright suite
+# in Debian's Chromium against the real server. Installs what is missing first (scripts/setup.sh).
 set -euo pipefail
 source "$(dirname "$0")/env.sh"
 cd "$ROOT"
