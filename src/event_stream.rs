@@ -114,12 +114,64 @@ mod tests {
     }
 }
 
+/// The splitter's property, shared by its proptests and the fuzz target
+/// `event_stream` (`fuzz/`): however a byte stream is cut into chunks, the
+/// same events come out.
+#[cfg(any(test, feature = "fuzzing"))]
+#[doc(hidden)]
+pub mod properties {
+    use super::EventStream;
+
+    /// `bytes` cut at `cuts` (byte offsets in `0..=bytes.len()`, any order,
+    /// repeats give empty pieces).
+    pub fn pieces<'a>(bytes: &'a [u8], cuts: &[usize]) -> Vec<&'a [u8]> {
+        let mut at: Vec<usize> = cuts.iter().map(|&c| c.min(bytes.len())).collect();
+        at.push(bytes.len());
+        at.sort_unstable();
+        let mut from = 0;
+        at.into_iter()
+            .map(|to| {
+                let piece = &bytes[from..to];
+                from = to;
+                piece
+            })
+            .collect()
+    }
+
+    /// The events of `bytes` fed cut at `cuts`.
+    pub fn feed(bytes: &[u8], cuts: &[usize]) -> Vec<String> {
+        let mut parser = EventStream::default();
+        pieces(bytes, cuts)
+            .into_iter()
+            .flat_map(|piece| parser.push(piece))
+            .collect()
+    }
+
+    /// Reads `bytes` whole, cut at `cuts` and byte by byte; the events of
+    /// all three must agree. Returns them.
+    pub fn same_events_at_any_split(bytes: &[u8], cuts: &[usize]) -> Result<Vec<String>, String> {
+        let whole = feed(bytes, &[]);
+        let cut = feed(bytes, cuts);
+        fail_unless!(cut == whole, "cut at {cuts:?}: {cut:?}, whole: {whole:?}");
+        let mut parser = EventStream::default();
+        let byte_by_byte: Vec<String> = bytes
+            .iter()
+            .flat_map(|b| parser.push(std::slice::from_ref(b)))
+            .collect();
+        fail_unless!(
+            byte_by_byte == whole,
+            "byte by byte: {byte_by_byte:?}, whole: {whole:?}"
+        );
+        Ok(whole)
+    }
+}
+
 /// Property tests (`PROPTEST_CASES` cases each, 256 by default).
 #[cfg(test)]
 mod proptests {
     use proptest::prelude::*;
 
-    use super::EventStream;
+    use super::properties::same_events_at_any_split;
 
     /// One line of an event, and the data it adds (if any).
     fn line() -> impl Strategy<Value = (String, Option<String>)> {
@@ -167,17 +219,9 @@ mod proptests {
         })
     }
 
-    /// Feeds `bytes` cut at `cuts` (byte offsets, any order, repeats allowed).
-    fn feed(bytes: &[u8], cuts: &[prop::sample::Index]) -> Vec<String> {
-        let mut at: Vec<usize> = cuts.iter().map(|c| c.index(bytes.len() + 1)).collect();
-        at.push(bytes.len());
-        at.sort_unstable();
-        let (mut parser, mut got, mut from) = (EventStream::default(), Vec::new(), 0);
-        for to in at {
-            got.extend(parser.push(&bytes[from..to]));
-            from = to;
-        }
-        got
+    /// Byte offsets in `0..=len` from proptest's indices.
+    fn offsets(cuts: &[prop::sample::Index], len: usize) -> Vec<usize> {
+        cuts.iter().map(|c| c.index(len + 1)).collect()
     }
 
     proptest! {
@@ -186,8 +230,9 @@ mod proptests {
             (bytes, want) in stream(),
             cuts in prop::collection::vec(any::<prop::sample::Index>(), 0..12),
         ) {
-            prop_assert_eq!(feed(&bytes, &[]), want.clone());
-            prop_assert_eq!(feed(&bytes, &cuts), want);
+            let got = same_events_at_any_split(&bytes, &offsets(&cuts, bytes.len()))
+                .map_err(TestCaseError::fail)?;
+            prop_assert_eq!(got, want);
         }
 
         #[test]
@@ -203,15 +248,8 @@ mod proptests {
             cuts in prop::collection::vec(any::<prop::sample::Index>(), 0..12),
         ) {
             let bytes = parts.concat();
-            let whole = feed(&bytes, &[]);
-            prop_assert_eq!(feed(&bytes, &cuts), whole.clone());
-            // Byte by byte, too.
-            let mut parser = EventStream::default();
-            let mut got = Vec::new();
-            for b in &bytes {
-                got.extend(parser.push(std::slice::from_ref(b)));
-            }
-            prop_assert_eq!(got, whole);
+            same_events_at_any_split(&bytes, &offsets(&cuts, bytes.len()))
+                .map_err(TestCaseError::fail)?;
         }
     }
 }

@@ -8,6 +8,16 @@
 #![forbid(unsafe_code)]
 #![recursion_limit = "256"]
 
+/// In a property check: returns `Err(message)` unless `cond` holds.
+#[cfg(any(test, feature = "fuzzing"))]
+macro_rules! fail_unless {
+    ($cond:expr, $($message:tt)+) => {
+        if !$cond {
+            return Err(format!($($message)+));
+        }
+    };
+}
+
 pub mod app;
 pub mod client;
 pub mod event_stream;
@@ -16,6 +26,10 @@ mod ui;
 
 #[cfg(feature = "ssr")]
 pub mod server;
+
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
 
 /// WASM entry point: hydrates the server-rendered page.
 #[cfg(feature = "hydrate")]

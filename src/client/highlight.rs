@@ -531,17 +531,25 @@ mod tests {
     }
 }
 
-/// Property tests (`PROPTEST_CASES` cases each, 256 by default).
-#[cfg(test)]
-mod proptests {
-    use proptest::prelude::*;
-
+/// The highlighter's property, shared by its proptests and the fuzz target
+/// `highlight` (`fuzz/`): its output unescapes to its input.
+#[cfg(any(test, feature = "fuzzing"))]
+#[doc(hidden)]
+pub mod properties {
     use super::{highlight, LANGUAGES};
+
+    /// Every fence name of every language.
+    pub fn aliases() -> Vec<&'static str> {
+        LANGUAGES
+            .iter()
+            .flat_map(|l| l.aliases.iter().copied())
+            .collect()
+    }
 
     /// Reads the highlighter's output back to text in one pass, failing on
     /// anything but `<span class="hl-…">`/`</span>` (balanced, not nested)
     /// and the five entities [`super::html_escape`] writes.
-    fn unescape(html: &str) -> Result<String, String> {
+    pub fn unescape(html: &str) -> Result<String, String> {
         const ENTITIES: [(&str, char); 5] = [
             ("&amp;", '&'),
             ("&lt;", '<'),
@@ -583,14 +591,29 @@ mod proptests {
         Ok(out)
     }
 
+    /// Highlights `code` as the known language `lang` and reads it back.
+    pub fn unescapes_to_itself(lang: &str, code: &str) -> Result<(), String> {
+        let html = highlight(lang, code).ok_or_else(|| format!("{lang:?} is not known"))?;
+        let back = unescape(&html).map_err(|why| format!("{why} in {html:?} from {code:?}"))?;
+        fail_unless!(back == code, "{code:?} came back as {back:?} from {html:?}");
+        Ok(())
+    }
+}
+
+/// Property tests (`PROPTEST_CASES` cases each, 256 by default).
+#[cfg(test)]
+mod proptests {
+    use proptest::prelude::*;
+
+    use super::{
+        highlight,
+        properties::{aliases, unescapes_to_itself},
+    };
+
     /// Every alias of every language, as a fence would name it.
     fn alias() -> impl Strategy<Value = String> {
-        let names: Vec<&str> = LANGUAGES
-            .iter()
-            .flat_map(|l| l.aliases.iter().copied())
-            .collect();
         (
-            prop::sample::select(names),
+            prop::sample::select(aliases()),
             any::<bool>(),
             prop::sample::select(vec!["", ",ignore", " {x}", " title=\"a\""]),
         )
@@ -624,14 +647,12 @@ mod proptests {
     proptest! {
         #[test]
         fn prop_highlighted_code_unescapes_to_itself(lang in alias(), input in "(?s).{0,200}") {
-            let html = highlight(&lang, &input).expect("known language");
-            prop_assert_eq!(unescape(&html), Ok(input));
+            unescapes_to_itself(&lang, &input).map_err(TestCaseError::fail)?;
         }
 
         #[test]
         fn prop_highlighted_code_like_text_unescapes_to_itself(lang in alias(), input in code()) {
-            let html = highlight(&lang, &input).expect("known language");
-            prop_assert_eq!(unescape(&html), Ok(input));
+            unescapes_to_itself(&lang, &input).map_err(TestCaseError::fail)?;
         }
 
         #[test]

@@ -181,12 +181,13 @@ mod tests {
     }
 }
 
-/// Property tests (`PROPTEST_CASES` cases each, 256 by default): whatever
-/// the model writes, the HTML holds nothing a browser would run.
-#[cfg(test)]
-mod proptests {
+/// The renderer's property, shared by its proptests and the fuzz target
+/// `markdown` (`fuzz/`): whatever the model writes, the HTML holds nothing a
+/// browser would run.
+#[cfg(any(test, feature = "fuzzing"))]
+#[doc(hidden)]
+pub mod properties {
     use html5gum::{Token, Tokenizer};
-    use proptest::prelude::*;
 
     use super::render;
 
@@ -273,96 +274,87 @@ mod proptests {
             .to_ascii_lowercase()
     }
 
-    /// Tokenises `html` as a browser would and fails on anything executable.
-    fn check_safe(input: &str, html: &str) -> Result<(), TestCaseError> {
+    /// Tokenises `html` as a browser would and fails on anything executable:
+    /// a tag or attribute the renderer does not write (`script`, `iframe`,
+    /// `object`, `on*`…), a URL other than `http(s)`/`mailto` (so no
+    /// `javascript:`), a comment or doctype.
+    pub fn check_safe(input: &str, html: &str) -> Result<(), String> {
         for token in Tokenizer::new(html) {
             let Ok(token) = token;
             match token {
                 Token::StartTag(tag) => {
                     let name = String::from_utf8_lossy(&tag.name).to_ascii_lowercase();
-                    prop_assert!(
-                        !FORBIDDEN_TAGS.contains(&name.as_str()),
-                        "<{}> from {:?}: {}",
-                        name,
-                        input,
-                        html
-                    );
-                    prop_assert!(
-                        TAGS.contains(&name.as_str()),
-                        "<{}> from {:?}: {}",
-                        name,
-                        input,
-                        html
+                    fail_unless!(
+                        !FORBIDDEN_TAGS.contains(&name.as_str()) && TAGS.contains(&name.as_str()),
+                        "<{name}> from {input:?}: {html}"
                     );
                     for (attr, value) in &tag.attributes {
                         let attr = String::from_utf8_lossy(attr).to_ascii_lowercase();
                         let value = String::from_utf8_lossy(value);
-                        prop_assert!(
-                            !attr.starts_with("on"),
-                            "{} from {:?}: {}",
-                            attr,
-                            input,
-                            html
-                        );
-                        prop_assert!(
-                            ATTRIBUTES.contains(&attr.as_str()),
-                            "{} from {:?}: {}",
-                            attr,
-                            input,
-                            html
-                        );
-                        if attr == "style" {
-                            prop_assert!(
-                                [
-                                    "text-align: left",
-                                    "text-align: center",
-                                    "text-align: right"
-                                ]
-                                .contains(&value.as_ref()),
-                                "style {:?} from {:?}",
-                                value,
-                                input
-                            );
-                        }
-                        if URL_ATTRIBUTES.contains(&attr.as_str()) {
-                            let url = normalised_url(&value);
-                            for scheme in ["javascript:", "vbscript:", "data:"] {
-                                prop_assert!(
-                                    !url.starts_with(scheme),
-                                    "{} from {:?}: {}",
-                                    url,
-                                    input,
-                                    html
-                                );
-                            }
-                            // What the renderer deliberately keeps.
-                            prop_assert!(
-                                ["http://", "https://", "mailto:"]
-                                    .iter()
-                                    .any(|s| url.starts_with(s)),
-                                "{} from {:?}: {}",
-                                url,
-                                input,
-                                html
-                            );
-                        }
+                        check_attribute(&attr, &value)
+                            .map_err(|why| format!("{why} from {input:?}: {html}"))?;
                     }
                 }
                 Token::EndTag(_) | Token::String(_) => {}
                 Token::Comment(_) | Token::Doctype(_) => {
-                    prop_assert!(false, "markup declaration from {:?}: {}", input, html)
+                    return Err(format!("markup declaration from {input:?}: {html}"))
                 }
-                Token::Error(error) => prop_assert!(
+                Token::Error(error) => fail_unless!(
                     HARMLESS_ERRORS.contains(&error.as_str()),
-                    "{} from {:?}: {}",
-                    error.as_str(),
-                    input,
-                    html
+                    "{} from {input:?}: {html}",
+                    error.as_str()
                 ),
             }
         }
         Ok(())
     }
+
+    /// One attribute (name in lower case, entities decoded).
+    fn check_attribute(attr: &str, value: &str) -> Result<(), String> {
+        fail_unless!(
+            !attr.starts_with("on") && ATTRIBUTES.contains(&attr),
+            "attribute {attr}"
+        );
+        if attr == "style" {
+            fail_unless!(
+                [
+                    "text-align: left",
+                    "text-align: center",
+                    "text-align: right"
+                ]
+                .contains(&value),
+                "style {value:?}"
+            );
+        }
+        if URL_ATTRIBUTES.contains(&attr) {
+            let url = normalised_url(value);
+            for scheme in ["javascript:", "vbscript:", "data:"] {
+                fail_unless!(!url.starts_with(scheme), "{attr}={url}");
+            }
+            // What the renderer deliberately keeps.
+            fail_unless!(
+                ["http://", "https://", "mailto:"]
+                    .iter()
+                    .any(|s| url.starts_with(s)),
+                "{attr}={url}"
+            );
+        }
+        Ok(())
+    }
+
+    /// Renders `input` and checks the HTML ([`check_safe`]).
+    pub fn renders_inert(input: &str) -> Result<(), String> {
+        check_safe(input, &render(input))
+    }
+}
+
+/// Property tests (`PROPTEST_CASES` cases each, 256 by default): whatever
+/// the model writes, the HTML holds nothing a browser would run.
+#[cfg(test)]
+mod proptests {
+    use proptest::prelude::*;
+
+    use super::properties::renders_inert;
 
     /// Pieces of hostile and ordinary markdown: raw HTML, event handlers,
     /// script URLs (plain, mixed case, entity-encoded, split by controls)
@@ -394,7 +386,7 @@ mod proptests {
     proptest! {
         #[test]
         fn prop_any_text_renders_to_inert_html(input in "(?s).{0,200}") {
-            check_safe(&input, &render(&input))?;
+            renders_inert(&input).map_err(TestCaseError::fail)?;
         }
 
         #[test]
@@ -402,7 +394,7 @@ mod proptests {
             parts in prop::collection::vec(fragment(), 0..40),
         ) {
             let input = parts.concat();
-            check_safe(&input, &render(&input))?;
+            renders_inert(&input).map_err(TestCaseError::fail)?;
         }
     }
 }

@@ -22,6 +22,10 @@ use futures::Stream;
 use thiserror::Error;
 
 pub use self::check::ProviderProblem;
+/// The chunk reader's property check, for `tether::fuzzing`.
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub use self::stream::properties as chunk_reader_properties;
 use self::{
     request::{refusal, request_error},
     stream::ChunkStream,

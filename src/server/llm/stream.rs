@@ -215,31 +215,78 @@ mod tests {
     }
 }
 
+/// The chunk reader's property, shared by its proptests and the fuzz target
+/// `chunk_reader` (`fuzz/`): any bytes, cut anywhere, read the same; an
+/// error ends the stream; no empty text. Never a panic.
+#[cfg(any(test, feature = "fuzzing"))]
+#[doc(hidden)]
+pub mod properties {
+    use std::{
+        pin::Pin,
+        task::{Context, Poll, Waker},
+    };
+
+    use bytes::Bytes;
+    use futures::Stream;
+
+    use super::ChunkStream;
+    use crate::{
+        event_stream::properties::pieces,
+        server::llm::{LlmError, LlmEvent},
+    };
+
+    /// What a [`ChunkStream`] reads from `body` cut at `cuts` (byte offsets
+    /// in `0..=body.len()`, any order, repeats give empty chunks).
+    pub fn read(body: &[u8], cuts: &[usize]) -> Vec<Result<LlmEvent, LlmError>> {
+        let chunks: Vec<reqwest::Result<Bytes>> = pieces(body, cuts)
+            .into_iter()
+            .map(|piece| Ok(Bytes::copy_from_slice(piece)))
+            .collect();
+        let mut stream = ChunkStream::new(futures::stream::iter(chunks));
+        // The body is always ready: the reader never waits, no executor needed.
+        let mut cx = Context::from_waker(Waker::noop());
+        let mut events = Vec::new();
+        while let Poll::Ready(Some(event)) = Pin::new(&mut stream).poll_next(&mut cx) {
+            events.push(event);
+        }
+        events
+    }
+
+    /// Reads `body` whole and cut at `cuts`: the same events, an error only
+    /// last, no empty text. Returns them.
+    pub fn reads_the_same_at_any_split(
+        body: &[u8],
+        cuts: &[usize],
+    ) -> Result<Vec<Result<LlmEvent, LlmError>>, String> {
+        let whole = read(body, &[]);
+        let first_error = whole.iter().position(Result::is_err);
+        fail_unless!(
+            first_error.is_none_or(|i| i + 1 == whole.len()),
+            "an error that does not end the stream: {whole:?}"
+        );
+        fail_unless!(
+            !whole
+                .iter()
+                .any(|e| matches!(e, Ok(LlmEvent::Text(t)) if t.is_empty())),
+            "empty text: {whole:?}"
+        );
+        let cut = read(body, cuts);
+        fail_unless!(cut == whole, "cut at {cuts:?}: {cut:?}, whole: {whole:?}");
+        Ok(whole)
+    }
+}
+
 /// Property tests (`PROPTEST_CASES` cases each, 256 by default).
 #[cfg(test)]
 mod proptests {
     use proptest::prelude::*;
     use serde_json::json;
 
-    use super::*;
+    use super::{properties::reads_the_same_at_any_split, *};
 
-    /// Runs `body` through a [`ChunkStream`], cut at `cuts` (byte offsets,
-    /// any order, repeats give empty chunks).
-    fn read(body: &[u8], cuts: &[prop::sample::Index]) -> Vec<Result<LlmEvent, LlmError>> {
-        let mut at: Vec<usize> = cuts.iter().map(|c| c.index(body.len() + 1)).collect();
-        at.push(body.len());
-        at.sort_unstable();
-        let mut from = 0;
-        let pieces: Vec<reqwest::Result<Bytes>> = at
-            .into_iter()
-            .map(|to| {
-                let piece = Bytes::copy_from_slice(&body[from..to]);
-                from = to;
-                Ok(piece)
-            })
-            .collect();
-        let stream = ChunkStream::new(futures::stream::iter(pieces));
-        futures::executor::block_on(futures::StreamExt::collect(stream))
+    /// Byte offsets in `0..=len` from proptest's indices.
+    fn offsets(cuts: &[prop::sample::Index], len: usize) -> Vec<usize> {
+        cuts.iter().map(|c| c.index(len + 1)).collect()
     }
 
     /// One chunk of a well-formed stream, and the events it gives.
@@ -339,8 +386,9 @@ mod proptests {
                 // Nothing after `[DONE]` is read.
                 body.push_str("data: [DONE]\n\ndata: {\"choices\":[{\"delta\":{\"content\":\"late\"}}]}\n\nnot json");
             }
-            prop_assert_eq!(read(body.as_bytes(), &[]), want.clone());
-            prop_assert_eq!(read(body.as_bytes(), &cuts), want);
+            let got = reads_the_same_at_any_split(body.as_bytes(), &offsets(&cuts, body.len()))
+                .map_err(TestCaseError::fail)?;
+            prop_assert_eq!(got, want);
         }
 
         #[test]
@@ -349,12 +397,8 @@ mod proptests {
             cuts in prop::collection::vec(any::<prop::sample::Index>(), 0..10),
         ) {
             let body = parts.concat();
-            let whole = read(&body, &[]);
-            // An error ends the stream.
-            let first_error = whole.iter().position(Result::is_err);
-            prop_assert!(first_error.is_none_or(|i| i + 1 == whole.len()), "{:?}", whole);
-            prop_assert!(whole.iter().all(|e| !matches!(e, Ok(LlmEvent::Text(t)) if t.is_empty())));
-            prop_assert_eq!(read(&body, &cuts), whole);
+            reads_the_same_at_any_split(&body, &offsets(&cuts, body.len()))
+                .map_err(TestCaseError::fail)?;
         }
     }
 }

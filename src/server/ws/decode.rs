@@ -79,17 +79,108 @@ mod tests {
     }
 }
 
+/// The decoder's property, shared by its proptests and the fuzz target
+/// `decode_client_frame` (`fuzz/`).
+#[cfg(any(test, feature = "fuzzing"))]
+#[doc(hidden)]
+pub mod properties {
+    use serde_json::Value;
+
+    use super::{decode_client_frame, MAX_REASON_BYTES};
+    use crate::protocol::{ClientFrame, ErrorCode, ServerFrame};
+
+    /// The protocol's limit in the default configuration.
+    pub const MAX: usize = 64 * 1024;
+
+    /// Equal JSON, except that a float may come back one unit in the last
+    /// place off: serde_json (without `float_roundtrip`) may misread a
+    /// 16-17 digit float, such as the shortest form of one it read before.
+    fn same_json(a: &Value, b: &Value) -> bool {
+        match (a, b) {
+            (Value::Number(x), Value::Number(y)) if x.is_f64() || y.is_f64() => {
+                let (x, y) = (
+                    x.as_f64().unwrap_or(f64::NAN),
+                    y.as_f64().unwrap_or(f64::NAN),
+                );
+                (x - y).abs() <= x.abs().max(y.abs()) * 4.0 * f64::EPSILON
+            }
+            (Value::Array(x), Value::Array(y)) => {
+                x.len() == y.len() && x.iter().zip(y).all(|(x, y)| same_json(x, y))
+            }
+            (Value::Object(x), Value::Object(y)) => {
+                x.len() == y.len()
+                    && x.iter()
+                        .zip(y)
+                        .all(|((kx, x), (ky, y))| kx == ky && same_json(x, y))
+            }
+            _ => a == b,
+        }
+    }
+
+    /// The decoder's contract for one input: a frame that encodes and
+    /// decodes to itself, or a bare `error` frame, `too_large` exactly when
+    /// over `max`, else `bad_request` with a short reason.
+    pub fn check(input: &str, max: usize) -> Result<(), String> {
+        match decode_client_frame(input, max).map_err(|refusal| *refusal) {
+            Ok(frame) => {
+                fail_unless!(
+                    input.len() <= max,
+                    "{} bytes read with a limit of {max}",
+                    input.len()
+                );
+                // Re-encoding may be longer (`1e2` becomes `100.0`): no limit.
+                let again = decode_client_frame(&frame.to_json(), usize::MAX);
+                match (frame, again) {
+                    (ClientFrame::Ping { nonce: a }, Ok(ClientFrame::Ping { nonce: b })) => {
+                        fail_unless!(same_json(&a, &b), "{a} became {b}");
+                    }
+                    (frame, again) => {
+                        fail_unless!(again.as_ref() == Ok(&frame), "{frame:?} became {again:?}")
+                    }
+                }
+            }
+            Err(ServerFrame::Error {
+                code,
+                message,
+                client_msg_id: None,
+                retry_after_ms: None,
+                conversation_id: None,
+            }) => {
+                if input.len() > max {
+                    let want = format!("frame is {} bytes, the limit is {max}", input.len());
+                    fail_unless!(
+                        code == ErrorCode::TooLarge && message == want,
+                        "{code:?} {message:?} for {} bytes over {max}",
+                        input.len()
+                    );
+                } else {
+                    let reason = message.strip_prefix("invalid frame: ");
+                    fail_unless!(
+                        code == ErrorCode::BadRequest
+                            && reason.is_some_and(|r| r.len() <= MAX_REASON_BYTES),
+                        "{code:?} {message:?} for {input:?}"
+                    );
+                }
+            }
+            Err(other) => return Err(format!("not a bare error frame: {other:?}")),
+        }
+        Ok(())
+    }
+}
+
 /// Property tests (`PROPTEST_CASES` cases each, 256 by default).
 #[cfg(test)]
 mod proptests {
     use proptest::prelude::*;
     use serde_json::Value;
 
-    use super::*;
-    use crate::protocol::{ClientMsgId, ConversationId};
+    use super::{decode_client_frame, properties::MAX};
+    use crate::protocol::{ClientFrame, ClientMsgId, ConversationId};
 
-    /// The protocol's limit in the default configuration.
-    const MAX: usize = 64 * 1024;
+    /// The decoder's contract for one input ([`super::properties::check`]).
+    fn check(input: &str, max: usize) -> Result<(), TestCaseError> {
+        super::properties::check(input, max).map_err(TestCaseError::fail)
+    }
 
     fn text() -> impl Strategy<Value = String> {
         prop_oneof![".*", "[a-z0-9-]{0,12}", "(?s).{0,40}"]
@@ -221,69 +312,6 @@ mod proptests {
             text().prop_map(|t| format!("\"{t}\"")),
             "[a-zé💬]{50,150}".prop_map(|t| format!("\"{t}\"")),
         ]
-    }
-
-    /// Equal JSON, except that a float may come back one unit in the last
-    /// place off: serde_json (without `float_roundtrip`) may misread a
-    /// 16-17 digit float, such as the shortest form of one it read before.
-    fn same_json(a: &Value, b: &Value) -> bool {
-        match (a, b) {
-            (Value::Number(x), Value::Number(y)) if x.is_f64() || y.is_f64() => {
-                let (x, y) = (
-                    x.as_f64().unwrap_or(f64::NAN),
-                    y.as_f64().unwrap_or(f64::NAN),
-                );
-                (x - y).abs() <= x.abs().max(y.abs()) * 4.0 * f64::EPSILON
-            }
-            (Value::Array(x), Value::Array(y)) => {
-                x.len() == y.len() && x.iter().zip(y).all(|(x, y)| same_json(x, y))
-            }
-            (Value::Object(x), Value::Object(y)) => {
-                x.len() == y.len()
-                    && x.iter()
-                        .zip(y)
-                        .all(|((kx, x), (ky, y))| kx == ky && same_json(x, y))
-            }
-            _ => a == b,
-        }
-    }
-
-    /// The decoder's contract for one input.
-    fn check(input: &str, max: usize) -> Result<(), TestCaseError> {
-        match decode_client_frame(input, max).map_err(|refusal| *refusal) {
-            Ok(frame) => {
-                prop_assert!(input.len() <= max);
-                // Re-encoding may be longer (`1e2` becomes `100.0`): no limit.
-                let again = decode_client_frame(&frame.to_json(), usize::MAX);
-                match (frame, again) {
-                    (ClientFrame::Ping { nonce: a }, Ok(ClientFrame::Ping { nonce: b })) => {
-                        prop_assert!(same_json(&a, &b), "{a} became {b}");
-                    }
-                    (frame, again) => prop_assert_eq!(again, Ok(frame)),
-                }
-            }
-            Err(ServerFrame::Error {
-                code,
-                message,
-                client_msg_id: None,
-                retry_after_ms: None,
-                conversation_id: None,
-            }) => {
-                if input.len() > max {
-                    prop_assert_eq!(code, ErrorCode::TooLarge);
-                    prop_assert_eq!(
-                        message,
-                        format!("frame is {} bytes, the limit is {max}", input.len())
-                    );
-                } else {
-                    prop_assert_eq!(code, ErrorCode::BadRequest);
-                    let reason = message.strip_prefix("invalid frame: ");
-                    prop_assert!(reason.is_some_and(|r| r.len() <= MAX_REASON_BYTES));
-                }
-            }
-            Err(other) => prop_assert!(false, "not a bare error frame: {other:?}"),
-        }
-        Ok(())
     }
 
     proptest! {
