@@ -238,14 +238,7 @@ impl ChatService {
                 return Ok(self.accepted(user, client_msg_id, conversation_id, message_id, true));
             }
         };
-        let reservation = match reservation {
-            Some(reservation) => reservation,
-            // A conversation made just now: nobody else can hold its slot.
-            None => self
-                .hub
-                .reserve(&conversation.id, user)
-                .map_err(|_| ChatError::Busy)?,
-        };
+        let reservation = self.slot(reservation, &conversation.id, user)?;
         let accepted = self.accepted(
             user,
             client_msg_id.clone(),
@@ -271,6 +264,23 @@ impl ChatService {
         );
         self.metrics.message_accepted();
         Ok(accepted)
+    }
+
+    /// The reply slot a `send` reserved, or, for a conversation made just
+    /// now (nobody else can hold its slot yet), the slot taken now.
+    fn slot(
+        &self,
+        reserved: Option<Reservation>,
+        conversation_id: &ConversationId,
+        user: &UserId,
+    ) -> Result<Reservation, ChatError> {
+        match reserved {
+            Some(reservation) => Ok(reservation),
+            None => self
+                .hub
+                .reserve(conversation_id, user)
+                .map_err(|_| ChatError::Busy),
+        }
     }
 
     /// Where a `send` goes: an existing conversation of the user, whose reply
