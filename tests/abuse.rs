@@ -297,3 +297,28 @@ async fn slow_or_silent_clients_are_closed_after_the_header_timeout() {
     client.until_done(&conversation).await;
     server.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_forwarding_peer_that_is_not_trusted_is_pointed_out_once() {
+    let fake = tether_fake_upstream::FakeUpstream::start(Default::default())
+        .await
+        .expect("fake");
+    let dir = tempfile::tempdir().expect("tmp");
+    let mut tether = Tether::spawn_in(dir.path(), &fake.base_url(), &[]);
+    let addr = format!("127.0.0.1:{}", tether.port);
+    for client in ["203.0.113.9", "203.0.113.10"] {
+        assert!(visit(&addr, Some(client)).await.status().is_success());
+    }
+    let hint = "TRUSTED_PROXIES does not name";
+    let line = tether.wait_log(|l| l.contains(hint));
+    assert!(line.contains("TRUSTED_PROXIES=127.0.0.1"), "{line}");
+    tether.terminate();
+    tether.wait_log(|l| l.contains("\"message\":\"stopped\""));
+    let told = tether
+        .read_log()
+        .iter()
+        .filter(|l| l.contains(hint))
+        .count();
+    assert_eq!(told, 1, "said once");
+    assert_eq!(tether.exit().await.code(), Some(0));
+}

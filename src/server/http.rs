@@ -29,7 +29,10 @@ use std::{
     io,
     net::SocketAddr,
     pin::Pin,
-    sync::Arc,
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc,
+    },
     task::{Context, Poll},
     time::Duration,
 };
@@ -49,7 +52,7 @@ use tokio::{
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 use tower_service::Service;
 
-use super::metrics::Metrics;
+use super::{config::TrustedProxies, metrics::Metrics};
 
 /// What every HTTP connection is served with.
 #[derive(Clone, Debug)]
@@ -59,6 +62,45 @@ pub struct HttpSettings {
     /// `WRITE_TIMEOUT_SECS`.
     pub write_timeout: Duration,
     pub metrics: Arc<Metrics>,
+    /// Says once when a proxy that is not trusted forwards requests.
+    pub proxy_hint: Arc<ProxyHint>,
+}
+
+/// `X-Forwarded-For` from a peer outside `TRUSTED_PROXIES` is ignored, so
+/// every client behind such a proxy shares its address's limits. That is
+/// right for a client forging the header and wrong for an operator who
+/// forgot the setting: the first such request is logged, once.
+#[derive(Debug)]
+pub struct ProxyHint {
+    trusted: TrustedProxies,
+    told: AtomicBool,
+}
+
+impl ProxyHint {
+    pub fn new(trusted: TrustedProxies) -> Self {
+        Self {
+            trusted,
+            told: AtomicBool::new(false),
+        }
+    }
+
+    fn check(&self, peer: SocketAddr, request: &Request) {
+        if self.told.load(Ordering::Relaxed)
+            || !request.headers().contains_key("x-forwarded-for")
+            || self.trusted.trusts(peer.ip())
+            || self.told.swap(true, Ordering::Relaxed)
+        {
+            return;
+        }
+        tracing::warn!(
+            peer = %peer.ip(),
+            "a request from {} carries X-Forwarded-For, but TRUSTED_PROXIES does not name \
+             that peer: the header is ignored, and if it is your reverse proxy every client \
+             behind it shares one address's limits (set TRUSTED_PROXIES={}); said once",
+            peer.ip(),
+            peer.ip()
+        );
+    }
 }
 
 /// Serves `listener` with `app` until `stop` is cancelled, then waits for
@@ -102,8 +144,10 @@ async fn connection(
     settings: HttpSettings,
     stop: CancellationToken,
 ) {
+    let hint = settings.proxy_hint.clone();
     let service = service_fn(move |request: hyper::Request<Incoming>| {
         let mut request: Request = request.map(Body::new);
+        hint.check(peer, &request);
         request.extensions_mut().insert(ConnectInfo(peer));
         let mut app = app.clone();
         async move { Ok::<_, Infallible>(app.call(request).await.unwrap_or_else(|e| match e {})) }

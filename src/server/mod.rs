@@ -136,6 +136,7 @@ pub async fn run(
         header_timeout: state.config.limits.header_timeout,
         write_timeout: state.config.limits.write_timeout,
         metrics: state.metrics.clone(),
+        proxy_hint: Arc::new(http::ProxyHint::new(state.config.trusted_proxies.clone())),
     };
     let serve = tokio::spawn(http::serve(listener, app, settings, stop_accepting.clone()));
 
