@@ -45,12 +45,28 @@ pub fn MessageList(route_id: Signal<Option<String>>) -> impl IntoView {
     let jump_to_latest = move || {
         if let Some(list) = list_ref.get_untracked() {
             list.set_scroll_top(list.scroll_height());
+            last_top.set_value(list.scroll_top());
         }
         at_bottom.set(true);
     };
+    // New text follows the bottom, unless the user has scrolled up since the
+    // last look, even if no scroll event has said so yet (text arriving every
+    // few ms would otherwise pull the list back down before it does).
+    let scrolled_up = move || {
+        list_ref.get_untracked().is_some_and(|list| {
+            let top = list.scroll_top();
+            let distance = list.scroll_height() - top - list.client_height();
+            distance >= 48 && top < last_top.get_value()
+        })
+    };
     Effect::new(move |_| {
         chat.track();
-        if at_bottom.get_untracked() {
+        if !at_bottom.get_untracked() {
+            return;
+        }
+        if scrolled_up() {
+            at_bottom.set(false);
+        } else {
             jump_to_latest();
         }
     });
