@@ -9,25 +9,12 @@ use std::time::Duration;
 
 use futures::SinkExt;
 
-use common::{process::Tether, uuid, TestServer, STEP};
+use common::{metric_at, process::Tether, uuid, TestServer, STEP};
 use tether::protocol::{ClientFrame, ErrorCode, ServerFrame};
 use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
     net::TcpStream,
 };
-
-/// One series of `/metrics` at `addr`.
-async fn metric(addr: impl std::fmt::Display, series: &str) -> f64 {
-    let text = reqwest::get(format!("http://{addr}/metrics"))
-        .await
-        .expect("GET /metrics")
-        .text()
-        .await
-        .expect("body");
-    text.lines()
-        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
-        .unwrap_or_else(|| panic!("no series {series}"))
-}
 
 /// `GET /` without a cookie, maybe through a proxy that says who the client is.
 async fn visit(addr: impl std::fmt::Display, forwarded_for: Option<&str>) -> reqwest::Response {
@@ -78,7 +65,7 @@ async fn new_identities_per_address_are_limited_and_a_cookie_still_works() {
     let conversation = client.start_conversation("still here").await;
     client.until_done(&conversation).await;
     let series = "tether_address_limited_total{limit=\"identities\"}";
-    assert_eq!(metric(server.addr, series).await, 2.0);
+    assert_eq!(metric_at(server.addr, series).await, 2.0);
     server.shutdown().await;
 }
 
@@ -151,7 +138,7 @@ async fn open_streams_per_address_hold_over_fresh_identities() {
         .expect("POST /api/chat");
     assert_eq!(response.status(), 429);
     let series = "tether_address_limited_total{limit=\"streams\"}";
-    assert_eq!(metric(server.addr, series).await, 2.0);
+    assert_eq!(metric_at(server.addr, series).await, 2.0);
     server.shutdown().await;
 }
 
@@ -203,7 +190,7 @@ async fn sends_per_address_are_limited_over_all_its_identities() {
         "the refused send reached no model"
     );
     let series = "tether_address_limited_total{limit=\"sends\"}";
-    assert_eq!(metric(server.addr, series).await, 1.0);
+    assert_eq!(metric_at(server.addr, series).await, 1.0);
     server.shutdown().await;
 }
 
@@ -249,7 +236,7 @@ async fn a_socket_that_floods_frames_is_told_once_then_closed() {
         "no pong for a dropped frame"
     );
     assert_eq!(
-        metric(server.addr, "tether_flood_disconnects_total").await,
+        metric_at(server.addr, "tether_flood_disconnects_total").await,
         1.0
     );
     // Others are unaffected.
@@ -288,7 +275,7 @@ async fn slow_or_silent_clients_are_closed_after_the_header_timeout() {
     );
     read_to_close(&mut silent).await;
     assert_eq!(
-        metric(server.addr, "tether_slow_requests_closed_total").await,
+        metric_at(server.addr, "tether_slow_requests_closed_total").await,
         2.0
     );
     // A client that sends its request at once is served as always.

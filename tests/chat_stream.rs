@@ -714,25 +714,6 @@ async fn conversations_are_listed_searched_renamed_and_deleted_per_user() {
     ));
 }
 
-/// The conversation a frame is about, if any.
-fn about(frame: &ServerFrame) -> Option<&tether::protocol::ConversationId> {
-    match frame {
-        ServerFrame::Message {
-            conversation_id, ..
-        }
-        | ServerFrame::Delta {
-            conversation_id, ..
-        }
-        | ServerFrame::Done {
-            conversation_id, ..
-        }
-        | ServerFrame::Snapshot {
-            conversation_id, ..
-        } => Some(conversation_id),
-        _ => None,
-    }
-}
-
 #[tokio::test]
 async fn a_socket_follows_at_most_the_cap_dropping_the_least_recently_used() {
     let server = TestServer::start(|c| c.limits.max_subscriptions_per_socket = 2).await;
@@ -763,7 +744,7 @@ async fn a_socket_follows_at_most_the_cap_dropping_the_least_recently_used() {
     // it started the third), and still follows the third.
     let frames = tab.until_done(third).await;
     assert!(
-        frames.iter().all(|f| about(f) != Some(first)),
+        frames.iter().all(|f| f.conversation_id() != Some(first)),
         "the least recently used conversation is no longer followed: {frames:?}"
     );
     // Subscribing again is never refused: it drops the least recently used (the second).
@@ -782,7 +763,7 @@ async fn a_socket_follows_at_most_the_cap_dropping_the_least_recently_used() {
     }
     let frames = tab.until_done(first).await;
     assert!(
-        frames.iter().all(|f| about(f) != Some(second)),
+        frames.iter().all(|f| f.conversation_id() != Some(second)),
         "the second conversation is no longer followed: {frames:?}"
     );
     server.shutdown().await;

@@ -12,12 +12,7 @@ struct Scrape(String);
 impl Scrape {
     /// The value of one series, named exactly (labels included).
     fn get(&self, series: &str) -> f64 {
-        self.0
-            .lines()
-            .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
-            .unwrap_or_else(|| panic!("no series {series} in\n{}", self.0))
-            .parse()
-            .unwrap_or_else(|e| panic!("{series}: {e}"))
+        common::series_value(&self.0, series)
     }
 }
 

@@ -182,14 +182,15 @@ pub async fn issue_cookie(
         && policy.keys.user_from_headers(request.headers()).is_none();
     let secure = policy.secure.unwrap_or_else(|| is_https(request.headers()));
     let trusted = &policy.config.trusted_proxies;
-    let from = client_addr(request.extensions(), request.headers(), trusted);
+    let from = needs_cookie.then(|| client_addr(request.extensions(), request.headers(), trusted));
     let mut response = next.run(request).await;
     let is_html = response
         .headers()
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.starts_with("text/html"));
-    if needs_cookie && (is_html || session_endpoint) {
+    let new_identity = from.filter(|_| is_html || session_endpoint);
+    if let Some(from) = new_identity {
         if let Err(wait) = policy.issued.check(&from, Instant::now()) {
             policy.metrics.address_limited(AddressLimit::Identities);
             tracing::info!(client = %from, "refused a new identity: too many from this address");

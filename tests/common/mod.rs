@@ -379,3 +379,23 @@ fn rand_u32() -> u32 {
     );
     h.finish() as u32
 }
+
+/// The value of one `/metrics` series, named exactly (labels included).
+pub fn series_value(text: &str, series: &str) -> f64 {
+    text.lines()
+        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
+        .unwrap_or_else(|| panic!("no series {series} in\n{text}"))
+        .parse()
+        .unwrap_or_else(|e| panic!("{series}: {e}"))
+}
+
+/// One series of `/metrics` of the server at `addr`.
+pub async fn metric_at(addr: impl std::fmt::Display, series: &str) -> f64 {
+    let text = reqwest::get(format!("http://{addr}/metrics"))
+        .await
+        .expect("GET /metrics")
+        .text()
+        .await
+        .expect("body");
+    series_value(&text, series)
+}

@@ -155,12 +155,7 @@ impl Tether {
 
     /// A series' value in `/metrics`.
     pub async fn metric(&self, series: &str) -> f64 {
-        let (_, text) = self.get("/metrics").await;
-        text.lines()
-            .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
-            .unwrap_or_else(|| panic!("no {series} in /metrics"))
-            .parse()
-            .expect("a number")
+        super::metric_at(format!("127.0.0.1:{}", self.port), series).await
     }
 
     /// A fresh identity cookie, as a browser gets one.

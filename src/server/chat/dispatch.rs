@@ -55,19 +55,15 @@ impl ChatService {
     ) -> Result<Answer, Refused> {
         let client_msg_id = frame.client_msg_id().cloned();
         let conversation_id = frame.conversation_id().cloned();
-        let starts_reply = matches!(
-            frame,
-            ClientFrame::Send { .. }
-                | ClientFrame::Regenerate { .. }
-                | ClientFrame::Continue { .. }
-        );
-        let limited = starts_reply
-            .then(|| self.check_address_rate(from).err())
-            .flatten();
-        let answer = match limited {
-            Some(limited) => Err(limited),
-            None => self.answer(user, frame, received).await,
-        };
+        let answer = async {
+            // A frame that starts a reply is the one that carries an
+            // idempotency key.
+            if client_msg_id.is_some() {
+                self.check_address_rate(from)?;
+            }
+            self.answer(user, frame, received).await
+        }
+        .await;
         answer.map_err(|err| err.refusing(client_msg_id, conversation_id))
     }
 

@@ -121,13 +121,8 @@ async fn handle(
     seen: Option<(MessageId, u64)>,
     received: Instant,
 ) -> Result<Response, ApiError> {
-    let streams = matches!(
-        frame,
-        ClientFrame::Send { .. }
-            | ClientFrame::Regenerate { .. }
-            | ClientFrame::Continue { .. }
-            | ClientFrame::Subscribe { .. }
-    );
+    // The frames that start a reply (they carry an idempotency key), and `subscribe`.
+    let streams = frame.client_msg_id().is_some() || matches!(frame, ClientFrame::Subscribe { .. });
     let permit = if streams {
         Some(state.admission.admit(&user, addr)?)
     } else {
