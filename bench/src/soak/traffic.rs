@@ -154,20 +154,60 @@ impl Worker {
     /// Resume cycles, alternating transports: start a reply, drop the
     /// connection after a few deltas, reconnect and see the reply finish.
     pub async fn resume(self) {
+        self.alternate([Kind::ResumeWs, Kind::ResumeSse]).await;
+    }
+
+    /// Stop cycles, alternating transports: start a long reply, `stop` it
+    /// after a few deltas, and see it end `stopped`.
+    pub async fn stop(self) {
+        self.alternate([Kind::StopWs, Kind::StopSse]).await;
+    }
+
+    /// Resume or stop cycles, the WebSocket and the SSE kind in turn, until
+    /// the run ends. One identity for all of them.
+    async fn alternate(&self, kinds: [Kind; 2]) {
         let mut cookie = None;
         let mut cycle = 0u64;
         while self.shared.running() {
-            let kind = if cycle.is_multiple_of(2) {
-                Kind::ResumeWs
-            } else {
-                Kind::ResumeSse
+            let kind = kinds[(cycle % 2) as usize];
+            let once = match kind {
+                Kind::StopWs | Kind::StopSse => self.stop_once(kind, &mut cookie, cycle).await,
+                _ => self.resume_once(kind, &mut cookie, cycle).await,
             };
-            match self.resume_once(kind, &mut cookie, cycle).await {
+            match once {
                 Ok(()) => self.shared.completed(kind),
                 Err(e) => self.failed(kind, e).await,
             }
             cycle += 1;
         }
+    }
+
+    /// What a resume and a stop cycle begin with: the identity (fetched
+    /// once), a reply to `text` started on `kind`'s transport, and its first
+    /// `deltas_before_cut` deltas read.
+    async fn started(
+        &self,
+        kind: Kind,
+        cookie: &mut Option<String>,
+        id: &str,
+        text: &str,
+    ) -> Result<Started, String> {
+        if cookie.is_none() {
+            *cookie = Some(get_cookie(&self.ctx).await?);
+        }
+        let cookie = cookie.clone().unwrap_or_default();
+        let deadline = self.ctx.step_deadline(Instant::now());
+        let mut conn = self.start(kind, &cookie, id, text, deadline).await?;
+        let mut reply = Reply::default();
+        reply
+            .until_deltas(&mut conn, self.plan.deltas_before_cut, id, deadline)
+            .await?;
+        Ok(Started {
+            cookie,
+            deadline,
+            conn,
+            reply,
+        })
     }
 
     async fn resume_once(
@@ -177,19 +217,16 @@ impl Worker {
         cycle: u64,
     ) -> Result<(), String> {
         let ctx = &*self.ctx;
-        if cookie.is_none() {
-            *cookie = Some(get_cookie(ctx).await?);
-        }
-        let cookie = cookie.as_deref().unwrap_or_default();
         let id = self.id("r", cycle, 0);
-        let deadline = ctx.step_deadline(Instant::now());
-        let mut conn = self
-            .start(kind, cookie, &id, &self.plan.resume_text, deadline)
+        let Started {
+            cookie,
+            deadline,
+            conn,
+            mut reply,
+        } = self
+            .started(kind, cookie, &id, &self.plan.resume_text)
             .await?;
-        let mut reply = Reply::default();
-        reply
-            .until_deltas(&mut conn, self.plan.deltas_before_cut, &id, deadline)
-            .await?;
+        let cookie = cookie.as_str();
         drop(conn); // no close frame, no end of body: the connection just goes
         let conversation = reply.conversation.clone().unwrap_or_default();
         let mut conn = match kind {
@@ -264,25 +301,6 @@ impl Worker {
         }
     }
 
-    /// Stop cycles, alternating transports: start a long reply, `stop` it
-    /// after a few deltas, and see it end `stopped`.
-    pub async fn stop(self) {
-        let mut cookie = None;
-        let mut cycle = 0u64;
-        while self.shared.running() {
-            let kind = if cycle.is_multiple_of(2) {
-                Kind::StopWs
-            } else {
-                Kind::StopSse
-            };
-            match self.stop_once(kind, &mut cookie, cycle).await {
-                Ok(()) => self.shared.completed(kind),
-                Err(e) => self.failed(kind, e).await,
-            }
-            cycle += 1;
-        }
-    }
-
     async fn stop_once(
         &self,
         kind: Kind,
@@ -290,18 +308,17 @@ impl Worker {
         cycle: u64,
     ) -> Result<(), String> {
         let ctx = &*self.ctx;
-        if cookie.is_none() {
-            *cookie = Some(get_cookie(ctx).await?);
-        }
-        let cookie = cookie.as_deref().unwrap_or_default();
         let id = self.id("s", cycle, 0);
-        let deadline = ctx.step_deadline(Instant::now());
-        let mut conn = self
-            .start(kind, cookie, &id, &self.plan.stop_text, deadline)
+        let Started {
+            cookie,
+            deadline,
+            mut conn,
+            mut reply,
+        } = self
+            .started(kind, cookie, &id, &self.plan.stop_text)
             .await?;
-        let mut reply = Reply::default();
+        let cookie = cookie.as_str();
         let seen = self.plan.deltas_before_cut;
-        reply.until_deltas(&mut conn, seen, &id, deadline).await?;
         let stop = conversation_frame("stop", reply.conversation.as_deref().unwrap_or_default());
         match &mut conn {
             Conn::Ws(socket) => ws::send_text(socket, stop, deadline).await?,
@@ -316,4 +333,12 @@ impl Worker {
         reply.check_stopped(&self.plan.stop_expected, seen)?;
         conn.finish(deadline).await
     }
+}
+
+/// A reply started by a resume or stop cycle, cut after its first deltas.
+struct Started {
+    cookie: String,
+    deadline: Instant,
+    conn: Conn,
+    reply: Reply,
 }
