@@ -79,7 +79,9 @@ fn status_of(err: &ChatError) -> StatusCode {
             StatusCode::TOO_MANY_REQUESTS
         }
         ChatError::Busy => StatusCode::CONFLICT,
-        ChatError::ShuttingDown | ChatError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+        ChatError::ShuttingDown | ChatError::Unavailable(_) | ChatError::LiveUnavailable(_) => {
+            StatusCode::SERVICE_UNAVAILABLE
+        }
         ChatError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }

@@ -69,9 +69,7 @@ impl IdentityKeys {
             }
         }
         std::fs::create_dir_all(data_dir)?;
-        let mut bytes = [0u8; 32];
-        rand::rng().fill_bytes(&mut bytes);
-        let secret = hex::encode(bytes);
+        let secret = random_secret();
         write_private(&path, &secret)?;
         Ok(Self::new(secret.as_bytes()))
     }
@@ -218,6 +216,13 @@ fn too_many_identities(wait: Duration) -> Response {
         .headers_mut()
         .insert(header::RETRY_AFTER, HeaderValue::from(secs));
     response
+}
+
+/// A new random cookie key: 32 random bytes, hex.
+pub fn random_secret() -> String {
+    let mut bytes = [0u8; 32];
+    rand::rng().fill_bytes(&mut bytes);
+    hex::encode(bytes)
 }
 
 #[cfg(test)]

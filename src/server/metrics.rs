@@ -80,6 +80,37 @@ pub enum AddressLimit {
     Sends,
 }
 
+/// What happened between instances (cluster mode).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, strum::IntoStaticStr, strum::VariantArray)]
+#[strum(serialize_all = "snake_case")]
+pub enum ClusterEvent {
+    /// A record (a frame, or a reply's start) sent to the other instances.
+    Published,
+    /// A record received from the cluster for this instance's subscribers.
+    Received,
+    /// A record refused because its sender no longer holds the reply's lease.
+    Fenced,
+    /// Subscribers told to start over from a snapshot (gap or reconnect).
+    Resync,
+    /// A `stop` sent to the instance running the reply.
+    StopSent,
+    /// A `stop` received for a reply running here.
+    StopReceived,
+    /// The live-state connection failed a write (Redis unavailable).
+    WriteFailed,
+}
+
+/// How a reply lease renewal went.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, strum::IntoStaticStr, strum::VariantArray)]
+#[strum(serialize_all = "snake_case")]
+pub enum LeaseRenewal {
+    Renewed,
+    /// Redis had lost it (restart, failover) and it was taken again.
+    Retaken,
+    /// Another instance holds it: this instance's reply stops.
+    Lost,
+}
+
 /// A counter family with one label whose values are the variants of `E`:
 /// every series exists from the start, they are written in declaration order,
 /// and counting takes no lock. Clones share the counters.
@@ -142,6 +173,9 @@ pub struct Metrics {
     /// Kept by the store, which counts its own faults.
     store_faults: FaultCounts,
     alive_tasks: Gauge,
+    cluster_events: ByVariant<ClusterEvent>,
+    lease_renewals: ByVariant<LeaseRenewal>,
+    recovered: Counter,
 }
 
 /// Counts one open socket while it lives.
@@ -184,6 +218,9 @@ impl Metrics {
             upstream_duration: Histogram::new(BUCKETS),
             store_faults,
             alive_tasks: Gauge::default(),
+            cluster_events: ByVariant::new("event"),
+            lease_renewals: ByVariant::new("outcome"),
+            recovered: Counter::default(),
         };
         metrics.registered()
     }
@@ -261,6 +298,21 @@ impl Metrics {
             "Tasks alive in the Tokio runtime, read at scrape time",
             self.alive_tasks.clone(),
         );
+        r.register(
+            "tether_cluster_events",
+            "Cross-instance events (cluster mode), by event",
+            self.cluster_events.clone(),
+        );
+        r.register(
+            "tether_lease_renewals",
+            "Reply lease renewals (cluster mode), by outcome",
+            self.lease_renewals.clone(),
+        );
+        r.register(
+            "tether_replies_recovered",
+            "Replies of a dead instance finished by this one (cluster mode)",
+            self.recovered.clone(),
+        );
         self
     }
 
@@ -307,6 +359,18 @@ impl Metrics {
 
     pub fn slow_request_closed(&self) {
         self.slow_requests.inc();
+    }
+
+    pub fn cluster_event(&self, event: ClusterEvent) {
+        self.cluster_events.inc(event);
+    }
+
+    pub fn lease_renewed(&self, outcome: LeaseRenewal) {
+        self.lease_renewals.inc(outcome);
+    }
+
+    pub fn reply_recovered(&self) {
+        self.recovered.inc();
     }
 
     pub fn upstream_first_token(&self, after: Duration) {
@@ -432,7 +496,7 @@ mod tests {
             .filter_map(|l| l.strip_prefix("# TYPE "))
             .map(|l| l.split(' ').next().unwrap())
             .collect();
-        assert_eq!(families.len(), 14);
+        assert_eq!(families.len(), 17);
         for family in &families {
             assert_eq!(
                 text.matches(&format!("# HELP {family} ")).count(),

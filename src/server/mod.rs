@@ -10,6 +10,7 @@
 
 pub mod access;
 pub mod chat;
+pub mod cluster;
 pub mod config;
 pub mod error;
 pub mod http;
@@ -53,6 +54,14 @@ pub enum ServerError {
     },
     #[error("server I/O: {0}")]
     Io(#[from] std::io::Error),
+    #[error("{0}")]
+    Cluster(#[from] cluster::ClusterError),
+    #[error(
+        "SESSION_SECRET differs from the session secret the other instances on this \
+         database use: give every instance the same SESSION_SECRET (or none, to share \
+         the one stored in the database)"
+    )]
+    SecretMismatch,
 }
 
 /// Opens storage, loads keys and wires the services together.
@@ -62,24 +71,24 @@ pub async fn build_state(config: Config) -> Result<AppState, ServerError> {
             SqliteStore::open(path.clone(), SqliteTuning::from(&config.limits)).await?
         }
     };
-    match store.recover_interrupted().await {
-        Ok(0) => {}
-        Ok(recovered) => {
-            tracing::warn!(recovered, "marked replies interrupted by a crash as errors");
-        }
-        // Unavailable now (logged by the store): the conversations show
-        // such replies as errors anyway, and the next start marks them.
-        Err(StoreError::Fault(fault)) if fault.kind.is_transient() => {}
-        Err(err) => return Err(err.into()),
-    }
-    let identity = IdentityKeys::load_or_create(
-        config.session_secret.as_ref().map(|s| s.expose()),
-        Path::new(&config.data_dir),
-    )
-    .map_err(|source| ServerError::Secret {
-        dir: config.data_dir.clone(),
-        source,
-    })?;
+    let fault_counts = store.fault_counts();
+    let store: Arc<dyn Store> = Arc::new(store);
+    let clustered = config.redis_url.is_some();
+    let identity = if clustered {
+        // Other instances' replies are theirs: the cluster recovers the
+        // replies of dead instances as it runs.
+        shared_identity(store.as_ref(), config.session_secret.as_ref()).await?
+    } else {
+        recover_interrupted(store.as_ref()).await?;
+        IdentityKeys::load_or_create(
+            config.session_secret.as_ref().map(|s| s.expose()),
+            Path::new(&config.data_dir),
+        )
+        .map_err(|source| ServerError::Secret {
+            dir: config.data_dir.clone(),
+            source,
+        })?
+    };
     let leptos_options = LeptosOptions::builder()
         .output_name("tether")
         .site_root(config.site_root.as_str())
@@ -88,9 +97,19 @@ pub async fn build_state(config: Config) -> Result<AppState, ServerError> {
         .build();
     let config = Arc::new(config);
     let llm = LlmClient::new(config.upstream.clone());
-    let metrics = Arc::new(Metrics::with_store_faults(store.fault_counts()));
-    let store: Arc<dyn Store> = Arc::new(store);
-    let chat = ChatService::new(config.clone(), store, llm, metrics.clone());
+    let metrics = Arc::new(Metrics::with_store_faults(fault_counts));
+    let chat = match &config.redis_url {
+        Some(url) => {
+            let settings = cluster::ClusterSettings {
+                instance: store::new_id(),
+                lease: config.reply_lease.max(Duration::from_secs(1)),
+            };
+            tracing::info!(instance = %settings.instance, lease_secs = settings.lease.as_secs_f64(), "cluster mode: live state in Redis");
+            let connecting = cluster::connect(url.expose(), settings).await?;
+            ChatService::clustered(config.clone(), store, llm, metrics.clone(), connecting)
+        }
+        None => ChatService::new(config.clone(), store, llm, metrics.clone()),
+    };
     Ok(AppState {
         leptos_options,
         identity: Arc::new(identity),
@@ -110,6 +129,39 @@ pub async fn build_state(config: Config) -> Result<AppState, ServerError> {
         metrics,
         config,
     })
+}
+
+/// Marks replies a crash left streaming as interrupted (one instance alone).
+async fn recover_interrupted(store: &dyn Store) -> Result<(), ServerError> {
+    match store.recover_interrupted().await {
+        Ok(0) => Ok(()),
+        Ok(recovered) => {
+            tracing::warn!(recovered, "marked replies interrupted by a crash as errors");
+            Ok(())
+        }
+        // Unavailable now (logged by the store): the conversations show
+        // such replies as errors anyway, and the next start marks them.
+        Err(StoreError::Fault(fault)) if fault.kind.is_transient() => Ok(()),
+        Err(err) => Err(err.into()),
+    }
+}
+
+/// The cookie key every instance on the database shares: the one stored
+/// there, created by the first instance (from its `SESSION_SECRET`, or
+/// random). An instance whose `SESSION_SECRET` differs refuses to start.
+async fn shared_identity(
+    store: &dyn Store,
+    explicit: Option<&config::Secret>,
+) -> Result<IdentityKeys, ServerError> {
+    let proposed = match explicit {
+        Some(secret) => secret.expose().to_owned(),
+        None => identity::random_secret(),
+    };
+    let stored = store.shared_setting("session_secret", &proposed).await?;
+    if explicit.is_some() && stored != proposed {
+        return Err(ServerError::SecretMismatch);
+    }
+    Ok(IdentityKeys::new(stored.as_bytes()))
 }
 
 /// Serves `listener` until `shutdown` resolves, then drains and returns.

@@ -91,14 +91,27 @@ async fn session(
     Json(serde_json::json!({ "identified": known }))
 }
 
-/// The database and the model provider answer: `200` when both do, else `503`,
-/// with what is wrong in the body (never the API key).
+/// The database, the model provider and (cluster mode) the live state
+/// answer: `200` when all do, else `503`, with what is wrong in the body
+/// (never the API key). The instance's id is in the body too.
 async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
     let chat = &state.chat;
-    let (database, provider) = tokio::join!(chat.store().ping(), chat.llm().check());
-    let ready = database.is_ok() && provider.is_ok();
+    let live = async {
+        match chat.cluster() {
+            Some(cluster) => Some(cluster.ping().await),
+            None => None,
+        }
+    };
+    let (database, provider, live) = tokio::join!(chat.store().ping(), chat.llm().check(), live);
+    let ready = database.is_ok() && provider.is_ok() && live.as_ref().is_none_or(Result::is_ok);
     let body = serde_json::json!({
         "status": if ready { "ready" } else { "unavailable" },
+        "instance": chat.instance(),
+        "live_state": match &live {
+            None => serde_json::json!({ "ok": true, "kind": "this process" }),
+            Some(Ok(())) => serde_json::json!({ "ok": true, "kind": "redis" }),
+            Some(Err(e)) => serde_json::json!({ "ok": false, "kind": "redis", "error": e.to_string() }),
+        },
         "database": match &database {
             Ok(()) => serde_json::json!({ "ok": true }),
             Err(e) => serde_json::json!({ "ok": false, "error": e.to_string() }),

@@ -19,7 +19,10 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use super::address::AddrKey;
 use crate::{
     protocol::{ErrorCode, ServerFrame, UserId},
-    server::metrics::{AddressLimit, Metrics},
+    server::{
+        cluster::{Cluster, CountedSocket},
+        metrics::{AddressLimit, Metrics},
+    },
 };
 
 /// The server's, every user's and every address's open streams.
@@ -38,6 +41,9 @@ pub struct StreamPermit {
     _server: OwnedSemaphorePermit,
     _user: Slot<UserId>,
     _address: Slot<AddrKey>,
+    /// In cluster mode, the stream counted in the user's streams over
+    /// every instance.
+    _cluster: Option<CountedSocket>,
 }
 
 /// Why a stream was not admitted.
@@ -111,7 +117,36 @@ impl Admission {
             _server: server,
             _user: user,
             _address: address,
+            _cluster: None,
         })
+    }
+
+    /// [`Admission::admit`], and in cluster mode the user's
+    /// `MAX_SOCKETS_PER_USER` over every instance too. When the live state
+    /// cannot be reached, this instance's count alone decides (a stream is
+    /// not refused for an outage).
+    pub async fn admit_everywhere(
+        &self,
+        user: &UserId,
+        address: AddrKey,
+        cluster: Option<&Arc<Cluster>>,
+    ) -> Result<StreamPermit, Crowded> {
+        let mut permit = self.admit(user, address)?;
+        let Some(cluster) = cluster else {
+            return Ok(permit);
+        };
+        match cluster.admit_socket(user, self.users.max).await {
+            Ok(Some(counted)) => permit._cluster = Some(counted),
+            Ok(None) => {
+                return Err(Crowded::User {
+                    max: self.users.max,
+                })
+            }
+            Err(err) => {
+                tracing::warn!(error = %err, "could not count the stream over the cluster; counted here only");
+            }
+        }
+        Ok(permit)
     }
 }
 

@@ -22,7 +22,7 @@ use std::time::Instant;
 use super::{reply::build_prompt, Accepted, ChatError, ChatService, NewReply, ReplyStart, Rerun};
 use crate::{
     protocol::{ClientMsgId, ConversationId, FinishReason, Message, Role, UserId},
-    server::{config::LimitsConfig, llm::PromptTurn, store::ReplyRun},
+    server::{config::LimitsConfig, llm::PromptTurn},
 };
 
 /// What the model is asked after the partial reply. Never stored, never shown.
@@ -107,12 +107,12 @@ impl ChatService {
         received: Instant,
     ) -> Result<Accepted, ChatError> {
         check_client_msg_id(&client_msg_id)?;
-        let (record, reservation) = match self
+        let (record, reservation, run) = match self
             .admit_rerun(user, &conversation_id, &client_msg_id)
             .await?
         {
             Rerun::Duplicate(accepted) => return Ok(accepted),
-            Rerun::Admitted(record, reservation) => (record, reservation),
+            Rerun::Admitted(record, reservation, run) => (record, reservation, run),
         };
         let Continuable {
             answers,
@@ -122,7 +122,6 @@ impl ChatService {
         self.store
             .record_client_message(user, &client_msg_id, &conversation_id, &answers.id)
             .await?;
-        let run = ReplyRun::new(self.instance());
         if let Some(was) = reply.finish_reason {
             self.store.reopen_assistant(&reply.id, was, &run).await?;
         }
@@ -132,13 +131,15 @@ impl ChatService {
             chars = reply.content.len(),
             "continuing a reply"
         );
-        let accepted = self.accepted(
-            user,
-            client_msg_id.clone(),
-            conversation_id,
-            answers.id,
-            false,
-        );
+        let accepted = self
+            .accepted(
+                user,
+                client_msg_id.clone(),
+                conversation_id,
+                answers.id,
+                false,
+            )
+            .await?;
         let reply = NewReply {
             client_msg_id,
             run,

@@ -14,7 +14,10 @@ use thiserror::Error;
 
 use crate::{
     protocol::{ClientMsgId, ConversationId, ErrorCode, ServerFrame},
-    server::store::{Fault, StoreError},
+    server::{
+        cluster::ClusterError,
+        store::{Fault, StoreError},
+    },
 };
 
 /// The `retry_after_ms` of an `unavailable` refusal: a hint, the fault may
@@ -43,6 +46,16 @@ pub enum ChatError {
     Unavailable(Fault),
     #[error("internal error, please try again")]
     Internal(#[source] StoreError),
+    /// The live state shared by the instances (Redis) cannot be reached.
+    #[error("live updates are unavailable right now, try again in a moment")]
+    LiveUnavailable(#[source] ClusterError),
+}
+
+impl From<ClusterError> for ChatError {
+    fn from(err: ClusterError) -> Self {
+        tracing::warn!(error = %err, "live state unavailable");
+        ChatError::LiveUnavailable(err)
+    }
 }
 
 impl From<StoreError> for ChatError {
@@ -68,7 +81,7 @@ impl ChatError {
             }
             ChatError::Busy | ChatError::ShuttingDown => ErrorCode::Busy,
             ChatError::Internal(_) => ErrorCode::Internal,
-            ChatError::Unavailable(_) => ErrorCode::Unavailable,
+            ChatError::Unavailable(_) | ChatError::LiveUnavailable(_) => ErrorCode::Unavailable,
         }
     }
 
@@ -86,7 +99,9 @@ impl ChatError {
                 ChatError::RateLimited { retry_after_ms }
                 | ChatError::AddressRateLimited { retry_after_ms } => Some(*retry_after_ms),
                 ChatError::ShuttingDown => Some(1_000),
-                ChatError::Unavailable(_) => Some(UNAVAILABLE_RETRY_MS),
+                ChatError::Unavailable(_) | ChatError::LiveUnavailable(_) => {
+                    Some(UNAVAILABLE_RETRY_MS)
+                }
                 _ => None,
             },
             conversation_id,

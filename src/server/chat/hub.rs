@@ -50,6 +50,34 @@ impl Event {
         }))
     }
 
+    /// A frame that arrived as JSON (from another instance): `json` is sent
+    /// on as it is, `frame` is what it says.
+    pub fn from_json(json: String, frame: &ServerFrame) -> Self {
+        Self(Arc::new(Published {
+            json: Utf8Bytes::from(json),
+            facts: EventFacts::of(frame),
+        }))
+    }
+
+    /// Not a frame: tells a subscriber that events may have been missed
+    /// (the cluster bus reconnected, or a gap was seen), so it resyncs from
+    /// a fresh snapshot exactly as after a lag.
+    pub fn resync() -> Self {
+        Self(Arc::new(Published {
+            json: Utf8Bytes::from_static(""),
+            facts: EventFacts {
+                frame_type: RESYNC,
+                subject: None,
+                index: None,
+            },
+        }))
+    }
+
+    /// Whether this is [`Event::resync`].
+    pub fn is_resync(&self) -> bool {
+        self.0.facts.frame_type == RESYNC
+    }
+
     /// The frame's JSON, as a WebSocket text message.
     pub fn json(&self) -> &Utf8Bytes {
         &self.0.json
@@ -59,6 +87,9 @@ impl Event {
         &self.0.facts
     }
 }
+
+/// The `frame_type` of [`Event::resync`].
+const RESYNC: &str = "resync";
 
 /// What a transport needs to know of a frame without parsing it. Taken
 /// once per published frame (every delta), so it only copies the one id a
@@ -135,13 +166,39 @@ pub fn first_delta_index(text: &str) -> u64 {
 /// A subscriber's end of a conversation's events.
 pub type EventRx = broadcast::Receiver<Event>;
 
+/// What the owner of a reply tells every instance following its
+/// conversation, in order.
+#[derive(Clone, Debug)]
+pub enum Record {
+    /// A reply starts (or goes on) streaming into this message: not shown
+    /// to clients; it is what a snapshot taken on any instance includes.
+    Begin(StreamingMessage),
+    /// A frame for every subscriber.
+    Frame(ServerFrame),
+    /// The reply is over: its lease is given back (after its `done`).
+    Release,
+}
+
+/// Where a conversation's events go when several instances share the live
+/// state (`cluster`): instead of this process's subscribers, to every
+/// instance following the conversation (this one included), which hands
+/// them to its subscribers ([`LiveConversation::receive`]).
+pub trait Relay: Send + Sync + std::fmt::Debug {
+    /// Sends `record` on, in order, if `lease` still owns the
+    /// conversation's reply (a stale owner's records are dropped).
+    fn emit(&self, conversation: &ConversationId, lease: &str, record: Record);
+    /// Nobody here follows the conversation any more.
+    fn unfollow(&self, conversation: &ConversationId);
+}
+
 /// The reply slot of a conversation: at most one reply at a time.
 #[derive(Debug, Default)]
 enum ReplySlot {
     #[default]
     Idle,
-    /// A `send`, `regenerate` or `continue` is storing its message; the reply starts next.
-    Reserved,
+    /// A `send`, `regenerate` or `continue` is storing its message; the
+    /// reply starts next. With the cluster's lease it holds, if any.
+    Reserved(Option<String>),
     Streaming(Streaming),
 }
 
@@ -150,11 +207,60 @@ struct Streaming {
     message: Message,
     next_index: u64,
     cancel: CancellationToken,
+    /// The cluster lease the reply holds (its value), if any.
+    lease: Option<String>,
 }
 
 #[derive(Debug, Default)]
 struct LiveState {
+    /// This instance's reply, if one runs here.
     reply: ReplySlot,
+    /// With a [`Relay`]: the reply in progress as the cluster announced it
+    /// (on whichever instance it runs), what snapshots are taken from.
+    mirror: Option<StreamingMessage>,
+    /// With a [`Relay`]: how far the mirror has followed the log.
+    position: Position,
+}
+
+/// Records kept while a conversation's log is being loaded, at most.
+const MAX_PENDING: usize = 4096;
+
+/// Where the mirror stands in the conversation's log.
+#[derive(Debug)]
+enum Position {
+    /// The log is being read; records that arrive meanwhile wait.
+    Loading {
+        pending: Vec<(u128, Record, Option<String>)>,
+        /// More arrived than [`MAX_PENDING`]: read the log again.
+        overflowed: bool,
+    },
+    /// Every record up to this position is applied.
+    At(u128),
+}
+
+impl Position {
+    fn loading() -> Self {
+        Position::Loading {
+            pending: Vec::new(),
+            overflowed: false,
+        }
+    }
+}
+
+impl Default for Position {
+    fn default() -> Self {
+        Position::loading()
+    }
+}
+
+impl ReplySlot {
+    fn lease(&self) -> Option<&str> {
+        match self {
+            ReplySlot::Idle => None,
+            ReplySlot::Reserved(lease) => lease.as_deref(),
+            ReplySlot::Streaming(s) => s.lease.as_deref(),
+        }
+    }
 }
 
 /// A conversation that is being watched or answered right now.
@@ -164,11 +270,18 @@ pub struct LiveConversation {
     pub owner: UserId,
     state: Mutex<LiveState>,
     events: broadcast::Sender<Event>,
+    relay: Option<Arc<dyn Relay>>,
+    /// With a relay: this instance listens to the conversation.
+    followed: tokio::sync::OnceCell<()>,
 }
 
 /// The reply slot was taken.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Busy;
+
+/// A relayed `delta` was not the next one: something was missed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Gap;
 
 /// A conversation's reply slot, held between `send`'s checks and the start
 /// of its reply. [`Reservation::begin`] turns it into the running reply;
@@ -195,11 +308,24 @@ impl Reservation {
     /// text `message` already holds: `0` for a new reply.
     pub fn begin(mut self, message: Message, cancel: CancellationToken) -> Arc<LiveConversation> {
         let next_index = first_delta_index(&message.content);
-        self.live.lock().reply = ReplySlot::Streaming(Streaming {
+        let mut state = self.live.lock();
+        let lease = state.reply.lease().map(str::to_owned);
+        if let Some(lease) = &lease {
+            self.live.relay(
+                lease,
+                Record::Begin(StreamingMessage {
+                    message: message.clone(),
+                    next_index,
+                }),
+            );
+        }
+        state.reply = ReplySlot::Streaming(Streaming {
             message,
             next_index,
             cancel,
+            lease,
         });
+        drop(state);
         self.begun = true;
         self.live.clone()
     }
@@ -208,14 +334,20 @@ impl Reservation {
 impl Drop for Reservation {
     fn drop(&mut self) {
         if !self.begun {
-            self.live.unreserve();
+            if let Some(lease) = self.live.unreserve() {
+                self.live.relay(&lease, Record::Release);
+            }
             self.hub.release_if_idle(&self.live.id);
         }
     }
 }
 
 impl LiveState {
-    fn streaming(&self) -> Option<StreamingMessage> {
+    /// The reply in progress: this instance's, or with a relay, the mirror.
+    fn streaming(&self, relayed: bool) -> Option<StreamingMessage> {
+        if relayed {
+            return self.mirror.clone();
+        }
         match &self.reply {
             ReplySlot::Streaming(s) => Some(StreamingMessage {
                 message: s.message.clone(),
@@ -227,13 +359,54 @@ impl LiveState {
 }
 
 impl LiveConversation {
-    fn new(id: ConversationId, owner: UserId, buffer: usize) -> Self {
+    fn new(
+        id: ConversationId,
+        owner: UserId,
+        buffer: usize,
+        relay: Option<Arc<dyn Relay>>,
+    ) -> Self {
         let (events, _) = broadcast::channel(buffer.max(1));
         Self {
             id,
             owner,
             state: Mutex::new(LiveState::default()),
             events,
+            relay,
+            followed: tokio::sync::OnceCell::new(),
+        }
+    }
+
+    /// Runs `follow` once for this live conversation (concurrent callers
+    /// wait for the first; a failure lets the next caller try again).
+    pub async fn follow_once<F, Fut, E>(&self, follow: F) -> Result<(), E>
+    where
+        F: FnOnce() -> Fut,
+        Fut: std::future::Future<Output = Result<(), E>>,
+    {
+        self.followed.get_or_try_init(follow).await.map(|_| ())
+    }
+
+    /// Starts the relayed log of this instance's reply again from its whole
+    /// text (a `begin`), when records of `lease` may have been lost.
+    pub fn restart_log(&self, lease: &str) {
+        let state = self.lock();
+        if let ReplySlot::Streaming(s) = &state.reply {
+            if s.lease.as_deref() == Some(lease) {
+                self.relay(
+                    lease,
+                    Record::Begin(StreamingMessage {
+                        message: s.message.clone(),
+                        next_index: s.next_index,
+                    }),
+                );
+            }
+        }
+    }
+
+    /// Hands `record` to the relay (no-op without one).
+    fn relay(&self, lease: &str, record: Record) {
+        if let Some(relay) = &self.relay {
+            relay.emit(&self.id, lease, record);
         }
     }
 
@@ -243,10 +416,27 @@ impl LiveConversation {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Serialises `frame` once and sends it to every subscriber.
+    /// Serialises `frame` once and sends it to every subscriber (with a
+    /// relay: to every instance's, through the relay, under the lease of
+    /// this instance's reply).
     pub fn publish(&self, frame: &ServerFrame) {
+        let state = self.lock();
+        self.publish_locked(&state, frame);
+    }
+
+    fn publish_locked(&self, state: &LiveState, frame: &ServerFrame) {
+        match (&self.relay, state.reply.lease()) {
+            (None, _) => self.broadcast(Event::new(frame)),
+            (Some(relay), Some(lease)) => relay.emit(&self.id, lease, Record::Frame(frame.clone())),
+            (Some(_), None) => {
+                tracing::debug!(conversation_id = %self.id, "no reply holds the lease; frame dropped");
+            }
+        }
+    }
+
+    fn broadcast(&self, event: Event) {
         // No subscriber is not an error: replies run with every socket gone.
-        let _ = self.events.send(Event::new(frame));
+        let _ = self.events.send(event);
     }
 
     /// Takes the reply slot (see [`ConversationHub::reserve`]).
@@ -254,7 +444,7 @@ impl LiveConversation {
         let mut state = self.lock();
         match state.reply {
             ReplySlot::Idle => {
-                state.reply = ReplySlot::Reserved;
+                state.reply = ReplySlot::Reserved(None);
                 Ok(())
             }
             _ => Err(Busy),
@@ -262,10 +452,16 @@ impl LiveConversation {
     }
 
     /// Gives a reserved slot back; a slot already streaming is left alone.
-    fn unreserve(&self) {
+    /// Returns the lease it held, to give back too.
+    fn unreserve(&self) -> Option<String> {
         let mut state = self.lock();
-        if matches!(state.reply, ReplySlot::Reserved) {
-            state.reply = ReplySlot::Idle;
+        match &mut state.reply {
+            ReplySlot::Reserved(lease) => {
+                let lease = lease.take();
+                state.reply = ReplySlot::Idle;
+                lease
+            }
+            _ => None,
         }
     }
 
@@ -281,7 +477,8 @@ impl LiveConversation {
                 text: text.to_owned(),
             };
             s.next_index += 1;
-            self.publish(&frame);
+            let state = &*state;
+            self.publish_locked(state, &frame);
         }
     }
 
@@ -296,11 +493,14 @@ impl LiveConversation {
     /// Ends the reply: frees the slot and announces `done` (and before it, optionally, `error`).
     pub fn finish(&self, error: Option<&ServerFrame>, done: &ServerFrame) {
         let mut state = self.lock();
-        state.reply = ReplySlot::Idle;
         if let Some(error) = error {
-            self.publish(error);
+            self.publish_locked(&state, error);
         }
-        self.publish(done);
+        self.publish_locked(&state, done);
+        if let Some(lease) = state.reply.lease() {
+            self.relay(lease, Record::Release);
+        }
+        state.reply = ReplySlot::Idle;
     }
 
     /// Cancels the running reply; `false` if none runs.
@@ -314,20 +514,167 @@ impl LiveConversation {
         }
     }
 
-    /// Whether a reply is reserved or streaming.
+    /// Cancels the running reply if it holds `lease` (a stop sent to
+    /// another instance, or a lease lost); `false` if not.
+    pub fn stop_leased(&self, lease: &str) -> bool {
+        match &self.lock().reply {
+            ReplySlot::Streaming(s) if s.lease.as_deref() == Some(lease) => {
+                s.cancel.cancel();
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// The lease this instance's reply holds, if one runs here.
+    pub fn lease(&self) -> Option<String> {
+        self.lock().reply.lease().map(str::to_owned)
+    }
+
+    /// Records that `lease` (the cluster's) holds the reserved slot.
+    pub fn hold_lease(&self, lease: String) {
+        if let ReplySlot::Reserved(held) = &mut self.lock().reply {
+            *held = Some(lease);
+        }
+    }
+
+    /// A record relayed from the owner of the reply (any instance), with
+    /// its position in the conversation's log (`seq`, increasing): the
+    /// mirror follows it and frames go to this instance's subscribers.
+    /// While the log is being loaded, records wait; one already in the
+    /// loaded log is skipped. `Err(Gap)` when a `delta` is not the next
+    /// one (something was missed): the caller reloads.
+    pub fn receive(&self, seq: u128, record: Record, json: Option<String>) -> Result<(), Gap> {
+        let mut state = self.lock();
+        match &mut state.position {
+            Position::Loading {
+                pending,
+                overflowed,
+            } => {
+                if pending.len() >= MAX_PENDING {
+                    *overflowed = true;
+                } else {
+                    pending.push((seq, record, json));
+                }
+                Ok(())
+            }
+            Position::At(at) if seq <= *at => Ok(()),
+            Position::At(at) => {
+                *at = seq;
+                self.apply(&mut state, record, json)
+            }
+        }
+    }
+
+    fn apply(
+        &self,
+        state: &mut LiveState,
+        record: Record,
+        json: Option<String>,
+    ) -> Result<(), Gap> {
+        let frame = match record {
+            Record::Begin(streaming) => {
+                state.mirror = Some(streaming);
+                return Ok(());
+            }
+            Record::Release => return Ok(()),
+            Record::Frame(frame) => frame,
+        };
+        match (&frame, state.mirror.as_mut()) {
+            (
+                ServerFrame::Delta {
+                    index,
+                    text,
+                    message_id,
+                    ..
+                },
+                Some(m),
+            ) if *index == m.next_index && *message_id == m.message.id => {
+                m.message.content.push_str(text);
+                m.next_index += 1;
+            }
+            (ServerFrame::Delta { .. }, _) => {
+                state.position = Position::loading();
+                return Err(Gap);
+            }
+            (ServerFrame::Done { message_id, .. }, Some(m)) if *message_id == m.message.id => {
+                state.mirror = None;
+            }
+            _ => {}
+        }
+        self.broadcast(match json {
+            Some(json) => Event::from_json(json, &frame),
+            None => Event::new(&frame),
+        });
+        Ok(())
+    }
+
+    /// Records wait from now on until [`LiveConversation::reload`].
+    pub fn start_loading(&self) {
+        self.lock().position = Position::loading();
+    }
+
+    /// Sets the mirror from the cluster's log (read up to `at`), then
+    /// applies what arrived meanwhile; with `resync`, subscribers start over
+    /// from a fresh snapshot. `Err(Gap)` when records were missed meanwhile.
+    pub fn reload(
+        &self,
+        streaming: Option<StreamingMessage>,
+        at: u128,
+        resync: bool,
+    ) -> Result<(), Gap> {
+        let mut state = self.lock();
+        let waiting = std::mem::replace(&mut state.position, Position::At(at));
+        state.mirror = streaming;
+        if resync {
+            self.broadcast(Event::resync());
+        }
+        let Position::Loading {
+            pending,
+            overflowed,
+        } = waiting
+        else {
+            return Ok(());
+        };
+        if overflowed {
+            state.position = Position::loading();
+            return Err(Gap);
+        }
+        for (seq, record, json) in pending {
+            if seq > at {
+                if let Position::At(now) = &mut state.position {
+                    *now = seq;
+                }
+                self.apply(&mut state, record, json)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether a reply is reserved or streaming here, or (with a relay)
+    /// streaming on another instance.
     pub fn is_busy(&self) -> bool {
+        let state = self.lock();
+        !matches!(state.reply, ReplySlot::Idle) || state.mirror.is_some()
+    }
+
+    /// Whether this instance's reply slot is taken.
+    fn slot_taken(&self) -> bool {
         !matches!(self.lock().reply, ReplySlot::Idle)
     }
 
     /// A new subscription and, atomically with it, the reply in progress.
     pub fn subscribe(&self) -> (EventRx, Option<StreamingMessage>) {
         let state = self.lock();
-        (self.events.subscribe(), state.streaming())
+        (
+            self.events.subscribe(),
+            state.streaming(self.relay.is_some()),
+        )
     }
 
     /// The reply in progress, without following it.
     pub fn streaming(&self) -> Option<StreamingMessage> {
-        self.lock().streaming()
+        self.lock().streaming(self.relay.is_some())
     }
 }
 
@@ -336,6 +683,7 @@ impl LiveConversation {
 pub struct ConversationHub {
     live: Mutex<HashMap<ConversationId, Arc<LiveConversation>>>,
     buffer: usize,
+    relay: Option<Arc<dyn Relay>>,
 }
 
 impl ConversationHub {
@@ -344,7 +692,26 @@ impl ConversationHub {
         Self {
             live: Mutex::new(HashMap::new()),
             buffer,
+            relay: None,
         }
+    }
+
+    /// A hub whose conversations' events go through `relay` (cluster mode).
+    pub fn relayed(buffer: usize, relay: Arc<dyn Relay>) -> Self {
+        Self {
+            relay: Some(relay),
+            ..Self::new(buffer)
+        }
+    }
+
+    /// Whether events go through a relay.
+    pub fn is_relayed(&self) -> bool {
+        self.relay.is_some()
+    }
+
+    /// Every live conversation (for the cluster's periodic work).
+    pub fn conversations(&self) -> Vec<Arc<LiveConversation>> {
+        self.lock().values().cloned().collect()
     }
 
     fn lock(&self) -> MutexGuard<'_, HashMap<ConversationId, Arc<LiveConversation>>> {
@@ -392,6 +759,7 @@ impl ConversationHub {
                     id.clone(),
                     owner.clone(),
                     self.buffer,
+                    self.relay.clone(),
                 ))
             })
             .clone()
@@ -414,8 +782,11 @@ impl ConversationHub {
     pub fn release_if_idle(&self, id: &ConversationId) {
         let mut live = self.lock();
         if let Some(conversation) = live.get(id) {
-            if conversation.events.receiver_count() == 0 && !conversation.is_busy() {
+            if conversation.events.receiver_count() == 0 && !conversation.slot_taken() {
                 live.remove(id);
+                if let Some(relay) = &self.relay {
+                    relay.unfollow(id);
+                }
             }
         }
     }
@@ -424,6 +795,9 @@ impl ConversationHub {
     pub fn remove(&self, id: &ConversationId) {
         if let Some(conversation) = self.lock().remove(id) {
             conversation.stop();
+            if let Some(relay) = &self.relay {
+                relay.unfollow(id);
+            }
         }
     }
 

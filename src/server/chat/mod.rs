@@ -11,6 +11,7 @@ mod dispatch;
 mod error;
 pub mod hub;
 pub mod limits;
+mod live;
 mod reply;
 
 pub use self::{
@@ -37,6 +38,7 @@ use self::{
 };
 use super::{
     access::address::AddrKey,
+    cluster::{Cluster, Connecting},
     config::Config,
     llm::LlmClient,
     metrics::{AddressLimit, Metrics},
@@ -58,8 +60,8 @@ pub struct Subscription {
 enum Rerun {
     /// Its `client_msg_id` was seen before: the first answer, again.
     Duplicate(Accepted),
-    /// The conversation, and its reply slot held for the new reply.
-    Admitted(ConversationRecord, Reservation),
+    /// The conversation, and its reply slot held for the new reply's run.
+    Admitted(ConversationRecord, Reservation, ReplyRun),
 }
 
 /// A reply about to start: the stored empty message it streams into and the
@@ -119,6 +121,8 @@ pub struct ChatService {
     metrics: Arc<Metrics>,
     /// This server process among those sharing the database: a new id per start.
     instance: String,
+    /// The live state shared with other instances (cluster mode).
+    cluster: Option<Arc<Cluster>>,
 }
 
 impl std::fmt::Debug for ChatService {
@@ -147,11 +151,38 @@ impl ChatService {
             stop_replies: CancellationToken::new(),
             shutting_down: AtomicBool::new(false),
             instance: crate::server::store::new_id(),
+            cluster: None,
             config,
             store,
             llm,
             metrics,
         }
+    }
+
+    /// A chat service sharing its live state with other instances through
+    /// `cluster` (cluster mode).
+    pub fn clustered(
+        config: Arc<Config>,
+        store: Arc<dyn Store>,
+        llm: LlmClient,
+        metrics: Arc<Metrics>,
+        cluster: Connecting,
+    ) -> Self {
+        let mut service = Self::new(config, store.clone(), llm, metrics.clone());
+        let hub = Arc::new(ConversationHub::relayed(
+            service.config.limits.subscriber_buffer,
+            cluster.relay(),
+        ));
+        let cluster = cluster.start(hub.clone(), store, metrics);
+        service.instance = cluster.instance().to_owned();
+        service.hub = hub;
+        service.cluster = Some(cluster);
+        service
+    }
+
+    /// The live state shared with other instances, in cluster mode.
+    pub fn cluster(&self) -> Option<&Arc<Cluster>> {
+        self.cluster.as_ref()
     }
 
     /// This process's instance id (its replies' owner in the database).
@@ -214,17 +245,21 @@ impl ChatService {
         continuation::check_client_msg_id(&client_msg_id)?;
         // A resend of an accepted message is answered as a duplicate, even
         // where a new message would be refused now.
-        if let Err(refusal) = self.check_accepting().and_then(|()| self.check_rate(user)) {
+        let admitted = match self.check_accepting() {
+            Ok(()) => self.check_rate(user).await,
+            Err(refusal) => Err(refusal),
+        };
+        if let Err(refusal) = admitted {
             return self.duplicate_or(user, &client_msg_id, refusal).await;
         }
+        let run = ReplyRun::new(&self.instance);
         let (target, reservation) = match self
-            .send_target(user, &client_msg_id, conversation_id, persona, &text)
+            .send_target(user, &client_msg_id, conversation_id, persona, &text, &run)
             .await?
         {
             SendTarget::Ready(target, reservation) => (target, reservation),
             SendTarget::Duplicate(accepted) => return Ok(accepted),
         };
-        let run = ReplyRun::new(&self.instance);
         let stored = self
             .store
             .add_user_message(NewUserMessage {
@@ -247,17 +282,21 @@ impl ChatService {
                 conversation_id,
                 message_id,
             } => {
-                return Ok(self.accepted(user, client_msg_id, conversation_id, message_id, true));
+                return self
+                    .accepted(user, client_msg_id, conversation_id, message_id, true)
+                    .await;
             }
         };
-        let reservation = self.slot(reservation, &conversation.id, user)?;
-        let accepted = self.accepted(
-            user,
-            client_msg_id.clone(),
-            conversation.id.clone(),
-            message.id.clone(),
-            false,
-        );
+        let reservation = self.slot(reservation, &conversation.id, user, &run).await?;
+        let accepted = self
+            .accepted(
+                user,
+                client_msg_id.clone(),
+                conversation.id.clone(),
+                message.id.clone(),
+                false,
+            )
+            .await?;
         reservation.conversation().publish(&ServerFrame::Message {
             conversation_id: conversation.id.clone(),
             message,
@@ -281,18 +320,16 @@ impl ChatService {
 
     /// The reply slot a `send` reserved, or, for a conversation made just
     /// now (nobody else can hold its slot yet), the slot taken now.
-    fn slot(
+    async fn slot(
         &self,
         reserved: Option<Reservation>,
         conversation_id: &ConversationId,
         user: &UserId,
+        run: &ReplyRun,
     ) -> Result<Reservation, ChatError> {
         match reserved {
             Some(reservation) => Ok(reservation),
-            None => self
-                .hub
-                .reserve(conversation_id, user)
-                .map_err(|_| ChatError::Busy),
+            None => self.reserve(conversation_id, user, run).await,
         }
     }
 
@@ -305,15 +342,17 @@ impl ChatService {
         conversation_id: Option<ConversationId>,
         persona: Option<String>,
         text: &str,
+        run: &ReplyRun,
     ) -> Result<SendTarget, ChatError> {
         if let Some(id) = conversation_id {
             self.owned(user, &id).await?;
-            return match self.hub.reserve(&id, user) {
+            return match self.reserve(&id, user, run).await {
                 Ok(reservation) => Ok(SendTarget::Ready(Target::Existing(id), Some(reservation))),
-                Err(_busy) => self
+                Err(ChatError::Busy) => self
                     .duplicate_or(user, client_msg_id, ChatError::Busy)
                     .await
                     .map(SendTarget::Duplicate),
+                Err(err) => Err(err),
             };
         }
         let persona = self.config.persona(persona.as_deref()).ok_or_else(|| {
@@ -337,25 +376,26 @@ impl ChatService {
         client_msg_id: ClientMsgId,
         received: Instant,
     ) -> Result<Accepted, ChatError> {
-        let (record, reservation) = match self
+        let (record, reservation, run) = match self
             .admit_rerun(user, &conversation_id, &client_msg_id)
             .await?
         {
             Rerun::Duplicate(accepted) => return Ok(accepted),
-            Rerun::Admitted(record, reservation) => (record, reservation),
+            Rerun::Admitted(record, reservation, run) => (record, reservation, run),
         };
         let (user_message, remaining) = self
             .prepare_regenerate(user, &conversation_id, &client_msg_id)
             .await?;
-        let run = ReplyRun::new(&self.instance);
         let assistant = self.store.start_assistant(&conversation_id, &run).await?;
-        let accepted = self.accepted(
-            user,
-            client_msg_id.clone(),
-            conversation_id,
-            user_message.id,
-            false,
-        );
+        let accepted = self
+            .accepted(
+                user,
+                client_msg_id.clone(),
+                conversation_id,
+                user_message.id,
+                false,
+            )
+            .await?;
         let reply = NewReply {
             client_msg_id,
             run,
@@ -383,12 +423,10 @@ impl ChatService {
         }
         self.check_accepting()?;
         let record = self.store.conversation(user, conversation_id).await?;
-        self.check_rate(user)?;
-        let reservation = self
-            .hub
-            .reserve(conversation_id, user)
-            .map_err(|_| ChatError::Busy)?;
-        Ok(Rerun::Admitted(record, reservation))
+        self.check_rate(user).await?;
+        let run = ReplyRun::new(&self.instance);
+        let reservation = self.reserve(conversation_id, user, &run).await?;
+        Ok(Rerun::Admitted(record, reservation, run))
     }
 
     async fn prepare_regenerate(
@@ -421,7 +459,7 @@ impl ChatService {
         conversation_id: &ConversationId,
     ) -> Result<(ServerFrame, Subscription), ChatError> {
         self.owned(user, conversation_id).await?;
-        let (_, events, streaming) = self.hub.subscribe(conversation_id, user);
+        let (events, streaming) = self.subscribe_live(conversation_id, user).await?;
         let snapshot = self.snapshot(conversation_id, streaming).await;
         match snapshot {
             Ok(frame) => Ok((
@@ -447,10 +485,7 @@ impl ChatService {
         conversation_id: &ConversationId,
     ) -> Result<ServerFrame, ChatError> {
         self.owned(user, conversation_id).await?;
-        let streaming = self
-            .hub
-            .get(conversation_id)
-            .and_then(|live| live.streaming());
+        let streaming = self.streaming_now(conversation_id).await?;
         self.snapshot(conversation_id, streaming).await
     }
 
@@ -467,10 +502,7 @@ impl ChatService {
         conversation_id: &ConversationId,
     ) -> Result<bool, ChatError> {
         self.owned(user, conversation_id).await?;
-        Ok(self
-            .hub
-            .get(conversation_id)
-            .is_some_and(|live| live.stop()))
+        self.stop_anywhere(conversation_id).await
     }
 
     /// `list_conversations`: the user's conversations, optionally searched.
@@ -533,6 +565,9 @@ impl ChatService {
             .delete_conversation(user, conversation_id)
             .await?;
         self.hub.remove(conversation_id);
+        if let Some(cluster) = &self.cluster {
+            cluster.stop_remote(conversation_id).await?;
+        }
         self.conversations(user, None).await
     }
 
@@ -558,10 +593,11 @@ impl ChatService {
         if let Some(s) = &streaming {
             messages.retain(|m| m.id != s.message.id);
         }
-        let live = self
-            .hub
-            .get(conversation_id)
-            .is_some_and(|live| live.is_busy());
+        let live = streaming.is_some()
+            || self
+                .hub
+                .get(conversation_id)
+                .is_some_and(|live| live.is_busy());
         if !live {
             // A reply whose final text could not be stored (the database
             // failed) is shown as what the next start's recovery makes of it.
@@ -597,31 +633,32 @@ impl ChatService {
         user: &UserId,
         client_msg_id: &ClientMsgId,
     ) -> Result<Option<Accepted>, ChatError> {
-        Ok(self
-            .store
-            .find_client_message(user, client_msg_id)
-            .await?
-            .map(|(conversation_id, message_id)| {
-                self.accepted(
-                    user,
-                    client_msg_id.clone(),
-                    conversation_id,
-                    message_id,
-                    true,
-                )
-            }))
+        let Some((conversation_id, message_id)) =
+            self.store.find_client_message(user, client_msg_id).await?
+        else {
+            return Ok(None);
+        };
+        self.accepted(
+            user,
+            client_msg_id.clone(),
+            conversation_id,
+            message_id,
+            true,
+        )
+        .await
+        .map(Some)
     }
 
-    fn accepted(
+    async fn accepted(
         &self,
         user: &UserId,
         client_msg_id: ClientMsgId,
         conversation_id: ConversationId,
         message_id: MessageId,
         duplicate: bool,
-    ) -> Accepted {
-        let (_, events, _) = self.hub.subscribe(&conversation_id, user);
-        Accepted {
+    ) -> Result<Accepted, ChatError> {
+        let (events, _) = self.subscribe_live(&conversation_id, user).await?;
+        Ok(Accepted {
             frame: ServerFrame::Accepted {
                 client_msg_id,
                 conversation_id: conversation_id.clone(),
@@ -632,7 +669,7 @@ impl ChatService {
                 conversation_id,
                 events,
             },
-        }
+        })
     }
 
     /// Starts the reply task of a reserved conversation; `start` says what
@@ -702,14 +739,6 @@ impl ChatService {
         Ok(text)
     }
 
-    fn check_rate(&self, user: &UserId) -> Result<(), ChatError> {
-        self.rate
-            .check(user, Instant::now())
-            .map_err(|wait| ChatError::RateLimited {
-                retry_after_ms: wait.as_millis().max(1) as u64,
-            })
-    }
-
     fn check_address_rate(&self, from: AddrKey) -> Result<(), ChatError> {
         self.address_rate
             .check(&from, Instant::now())
@@ -744,6 +773,9 @@ impl ChatService {
             );
             self.stop_replies.cancel();
             self.replies.wait().await;
+        }
+        if let Some(cluster) = &self.cluster {
+            cluster.shutdown().await;
         }
     }
 }

@@ -61,6 +61,14 @@ settings! {
         /// `text`, or `json` for structured logs; `RUST_LOG` filters.
         log_json: bool = false, LogFormat, key "log_format",
             env "LOG_FORMAT", flag "log-format", value "FORMAT";
+        /// Redis (`redis://host:port`) for the live state of several
+        /// instances on one database; unset: this process alone.
+        redis_url: Option<Secret> = None, Hidden,
+            env "REDIS_URL", flag "redis-url", value "URL", shown "(none: one instance)";
+        /// Seconds a reply's lease lasts unrenewed: how soon another instance
+        /// finishes the reply of one that died (cluster mode).
+        reply_lease: Duration = Duration::from_secs(10), Secs, key "reply_lease_secs",
+            env "REPLY_LEASE_SECS", flag "reply-lease-secs", value "SECS";
     }
     also {
         /// The model (the file's `[upstream]`).

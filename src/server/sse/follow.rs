@@ -98,6 +98,7 @@ impl Follow {
                 }
             };
             let event = match received {
+                Ok(event) if event.is_resync() => return Some(self.resync().await),
                 Ok(event) => event,
                 Err(RecvError::Lagged(_)) => return Some(self.resync().await),
                 Err(RecvError::Closed) => return None,

@@ -124,7 +124,12 @@ async fn handle(
     // The frames that start a reply (they carry an idempotency key), and `subscribe`.
     let streams = frame.client_msg_id().is_some() || matches!(frame, ClientFrame::Subscribe { .. });
     let permit = if streams {
-        Some(state.admission.admit(&user, addr)?)
+        Some(
+            state
+                .admission
+                .admit_everywhere(&user, addr, state.chat.cluster())
+                .await?,
+        )
     } else {
         None
     };

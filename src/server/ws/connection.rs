@@ -167,8 +167,9 @@ impl Connection {
                         // Boxed like every write below: a write's future is
                         // larger than the wait itself, and the wait is the
                         // state an idle socket stays in.
-                        Ok(event) => Box::pin(self.forward(event)).await,
-                        Err(_lagged) => Box::pin(self.resync(conversation_id)).await,
+                        Ok(event) if !event.is_resync() => Box::pin(self.forward(event)).await,
+                        // Lagged, or told events were missed (cluster mode).
+                        _ => Box::pin(self.resync(conversation_id)).await,
                     }
                 }
                 _ = ping.tick() => {
@@ -368,10 +369,10 @@ impl Connection {
     async fn forward_queued(&mut self) -> Result<(), Exit> {
         for _ in 1..FORWARD_BATCH {
             match self.subscriptions.next().now_or_never() {
-                Some(Some((_, Ok(event)))) => {
+                Some(Some((_, Ok(event)))) if !event.is_resync() => {
                     self.feed(WsMessage::Text(event.json().clone())).await?
                 }
-                Some(Some((conversation_id, Err(_lagged)))) => {
+                Some(Some((conversation_id, _lagged_or_resync))) => {
                     self.flush().await?;
                     return Box::pin(self.resync(conversation_id)).await;
                 }

@@ -48,7 +48,11 @@ pub async fn upgrade(
     // A full server refuses before upgrading; a user or an address with too
     // many sockets is told so on the socket, which then closes (the page
     // shows why).
-    let admitted = match state.admission.admit(&user, from) {
+    let admitted = match state
+        .admission
+        .admit_everywhere(&user, from, state.chat.cluster())
+        .await
+    {
         Err(Crowded::Server) => {
             state.metrics.upgrade_refused(UpgradeRefusal::Capacity);
             return (StatusCode::SERVICE_UNAVAILABLE, Crowded::Server.reason()).into_response();

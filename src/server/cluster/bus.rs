@@ -1,0 +1,266 @@
+//! The cluster's three message loops: the emitter (this instance's owners'
+//! records into Redis, in order), the subscriptions (which channels this
+//! instance listens to) and the receiver (records and stops from Redis to
+//! the hub).
+
+use std::sync::Arc;
+
+use redis::{aio::ConnectionManager, PushKind, Value};
+use tokio::sync::{mpsc, oneshot};
+
+use super::{keys, log, scripts, Cluster, ClusterError};
+use crate::{
+    protocol::ConversationId,
+    server::{chat::hub::Record, metrics::ClusterEvent},
+};
+
+/// A record of a reply this instance owns, on its way to Redis.
+#[derive(Debug)]
+pub(super) struct Out {
+    pub conversation: ConversationId,
+    pub lease: String,
+    pub record: Record,
+}
+
+/// A change of what this instance listens to, applied in order.
+#[derive(Debug)]
+pub(super) enum FollowCmd {
+    Subscribe(ConversationId, oneshot::Sender<Result<(), ClusterError>>),
+    Unsubscribe(ConversationId),
+}
+
+/// Most records sent in one round trip.
+const MAX_BATCH: usize = 512;
+
+/// Sends this instance's records to Redis, everything queued in one
+/// pipeline per round trip. A record refused for its lease stops its
+/// reply (another instance took it over); a failed round trip makes each
+/// reply in it start its log again from its whole text (a `begin`), so
+/// the log stays exact once Redis is back.
+pub(super) async fn emit(cluster: Arc<Cluster>, mut queue: mpsc::UnboundedReceiver<Out>) {
+    let mut batch = Vec::with_capacity(MAX_BATCH);
+    loop {
+        let received = tokio::select! {
+            n = queue.recv_many(&mut batch, MAX_BATCH) => n,
+            () = cluster.stop.cancelled() => {
+                // Shutting down: what is queued (the replies' `done`s) still goes.
+                while let Ok(out) = queue.try_recv() {
+                    batch.push(out);
+                }
+                if !batch.is_empty() {
+                    send(&cluster, &mut batch).await;
+                }
+                return;
+            }
+        };
+        if received == 0 {
+            return;
+        }
+        send(&cluster, &mut batch).await;
+    }
+}
+
+async fn send(cluster: &Cluster, batch: &mut Vec<Out>) {
+    let log_ttl = cluster.settings.lease_ms().max(1000) * 60;
+    let mut pipe = redis::pipe();
+    for out in batch.iter() {
+        let lease_key = keys::lease(&out.conversation);
+        match log::encode(&out.record) {
+            Some(text) => {
+                let begin = matches!(out.record, Record::Begin(_));
+                pipe.cmd("EVAL")
+                    .arg(scripts::EMIT)
+                    .arg(2)
+                    .arg(lease_key)
+                    .arg(keys::log(&out.conversation))
+                    .arg(&out.lease)
+                    .arg(keys::channel(&out.conversation))
+                    .arg(text)
+                    .arg(log_ttl)
+                    .arg(if begin { "1" } else { "0" });
+            }
+            None => {
+                pipe.cmd("EVAL")
+                    .arg(scripts::RELEASE)
+                    .arg(1)
+                    .arg(lease_key)
+                    .arg(&out.lease);
+            }
+        }
+    }
+    let mut redis = cluster.redis.clone();
+    match pipe.query_async::<Vec<Value>>(&mut redis).await {
+        Ok(results) => {
+            for (out, result) in batch.iter().zip(results) {
+                if matches!(out.record, Record::Release) {
+                    continue;
+                }
+                if matches!(result, Value::Nil) {
+                    cluster.metrics.cluster_event(ClusterEvent::Fenced);
+                    refused(cluster, out);
+                } else {
+                    cluster.metrics.cluster_event(ClusterEvent::Published);
+                }
+            }
+        }
+        Err(err) => {
+            tracing::warn!(error = %err, records = batch.len(), "could not send live records to Redis");
+            cluster.metrics.cluster_event(ClusterEvent::WriteFailed);
+            let mut seen: Vec<&ConversationId> = Vec::new();
+            for out in batch.iter() {
+                if !seen.contains(&&out.conversation) {
+                    seen.push(&out.conversation);
+                    if let Some(live) = cluster.hub.get(&out.conversation) {
+                        live.restart_log(&out.lease);
+                    }
+                }
+            }
+        }
+    }
+    batch.clear();
+}
+
+/// A record of `out.lease` was refused: the lease is another's now.
+fn refused(cluster: &Cluster, out: &Out) {
+    if let Some(live) = cluster.hub.get(&out.conversation) {
+        if live.stop_leased(&out.lease) {
+            tracing::warn!(conversation_id = %out.conversation, "lost the reply's lease to another instance; stopping it");
+        }
+    }
+}
+
+/// Applies subscription changes one at a time, in the order they were asked.
+pub(super) async fn subscriptions(
+    cluster: Arc<Cluster>,
+    mut bus: ConnectionManager,
+    mut commands: mpsc::UnboundedReceiver<FollowCmd>,
+) {
+    if let Err(err) = bus
+        .subscribe(keys::control(&cluster.settings.instance))
+        .await
+    {
+        tracing::error!(error = %err, "could not listen for stops from other instances");
+    }
+    loop {
+        let command = tokio::select! {
+            command = commands.recv() => command,
+            () = cluster.stop.cancelled() => return,
+        };
+        match command {
+            Some(FollowCmd::Subscribe(conversation, done)) => {
+                let result = bus.subscribe(keys::channel(&conversation)).await;
+                let _ = done.send(result.map_err(ClusterError::from));
+            }
+            Some(FollowCmd::Unsubscribe(conversation)) => {
+                if let Err(err) = bus.unsubscribe(keys::channel(&conversation)).await {
+                    tracing::debug!(error = %err, "unsubscribe failed");
+                }
+            }
+            None => return,
+        }
+    }
+}
+
+/// Hands what Redis pushes to the hub: conversation records to their
+/// mirrors and subscribers, stops to the replies running here. After a
+/// lost connection, every followed conversation is read again and its
+/// subscribers resync (what was published meanwhile is not replayed).
+pub(super) async fn receive(
+    cluster: Arc<Cluster>,
+    mut pushes: mpsc::UnboundedReceiver<redis::PushInfo>,
+) {
+    loop {
+        let push = tokio::select! {
+            push = pushes.recv() => push,
+            () = cluster.stop.cancelled() => return,
+        };
+        let Some(push) = push else { return };
+        match push.kind {
+            PushKind::Message => {
+                let mut data = push.data.into_iter();
+                if let (Some(channel), Some(payload)) = (data.next(), data.next()) {
+                    route(&cluster, text(channel), text(payload));
+                }
+            }
+            PushKind::Disconnection => {
+                tracing::warn!("live-state connection lost; resyncing followed conversations");
+                for live in cluster.hub.conversations() {
+                    live.start_loading();
+                }
+                let c = cluster.clone();
+                cluster.tasks.spawn(async move { resync_all(c).await });
+            }
+            _ => {}
+        }
+    }
+}
+
+fn text(value: Value) -> Option<String> {
+    match value {
+        Value::BulkString(bytes) => String::from_utf8(bytes).ok(),
+        Value::SimpleString(s) => Some(s),
+        _ => None,
+    }
+}
+
+fn route(cluster: &Arc<Cluster>, channel: Option<String>, payload: Option<String>) {
+    let (Some(channel), Some(payload)) = (channel, payload) else {
+        return;
+    };
+    if let Some(id) = channel.strip_prefix(keys::CONVERSATION_CHANNEL) {
+        let conversation = ConversationId::from(id);
+        let Some(live) = cluster.hub.get(&conversation) else {
+            return;
+        };
+        let (seq, decoded) = match log::split_published(&payload) {
+            Ok(parts) => parts,
+            Err(err) => {
+                tracing::warn!(error = %err, conversation_id = %conversation, "unreadable live record");
+                return;
+            }
+        };
+        cluster.metrics.cluster_event(ClusterEvent::Received);
+        if live.receive(seq, decoded.record, decoded.json).is_err() {
+            let c = cluster.clone();
+            cluster.tasks.spawn(async move {
+                if let Err(err) = c.reload(&live, true).await {
+                    tracing::warn!(error = %err, "could not reload a live conversation");
+                }
+            });
+        }
+    } else if channel.starts_with(keys::CONTROL_CHANNEL) {
+        let Some((conversation, lease)) = payload.split_once(' ') else {
+            return;
+        };
+        if let Some(live) = cluster.hub.get(&ConversationId::from(conversation)) {
+            if live.stop_leased(lease) {
+                cluster.metrics.cluster_event(ClusterEvent::StopReceived);
+                tracing::info!(conversation_id = %conversation, "reply stopped from another instance");
+            }
+        }
+    }
+}
+
+/// Reads every followed conversation's log again (after a reconnect),
+/// retrying while Redis is still away.
+async fn resync_all(cluster: Arc<Cluster>) {
+    let mut wait = std::time::Duration::from_millis(100);
+    loop {
+        let mut failed = false;
+        for live in cluster.hub.conversations() {
+            if let Err(err) = cluster.reload(&live, true).await {
+                tracing::debug!(error = %err, "resync failed; retrying");
+                failed = true;
+                break;
+            }
+        }
+        if !failed {
+            return;
+        }
+        tokio::select! {
+            () = tokio::time::sleep(wait) => {}
+            () = cluster.stop.cancelled() => return,
+        }
+        wait = (wait * 2).min(std::time::Duration::from_secs(2));
+    }
+}

@@ -1,0 +1,109 @@
+//! The Lua scripts the cluster runs in Redis: each is one atomic step, so
+//! a check and the write it guards can never be split by another instance.
+
+/// Appends a record to a conversation's log and announces it, only while
+/// `ARGV[1]` holds the reply's lease (a stale owner's records are refused:
+/// the lease value is the fencing token). A `begin` (`ARGV[5] == "1"`)
+/// starts a fresh log: the previous reply's records are dropped (the log
+/// holds one reply, which is what a snapshot needs).
+///
+/// KEYS: lease, log. ARGV: lease value, channel, record, log TTL (ms), begin.
+/// Returns the record's stream id, or nil when the lease is not held.
+pub const EMIT: &str = r"
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return false end
+if ARGV[5] == '1' then redis.call('DEL', KEYS[2]) end
+local id = redis.call('XADD', KEYS[2], '*', 'r', ARGV[3])
+redis.call('PEXPIRE', KEYS[2], ARGV[4])
+redis.call('PUBLISH', ARGV[2], id .. ' ' .. ARGV[3])
+return id
+";
+
+/// Renews a lease its owner holds; takes it again when Redis lost it (a
+/// restart or failover: the database's fencing still guards the reply).
+///
+/// KEYS: lease. ARGV: lease value, lease time (ms).
+/// Returns 1 renewed, 2 taken again, 0 lost to another owner.
+pub const RENEW: &str = r"
+local held = redis.call('GET', KEYS[1])
+if held == ARGV[1] then
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+  return 1
+elseif not held then
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+  return 2
+end
+return 0
+";
+
+/// Gives a lease back if it is still the caller's.
+///
+/// KEYS: lease. ARGV: lease value.
+pub const RELEASE: &str = r"
+if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end
+return 1
+";
+
+/// Takes over the lease of a reply whose instance died: only when nobody
+/// holds it or the dead run (`ARGV[1]`, the end of its lease value) still does.
+///
+/// KEYS: lease. ARGV: dead run's token suffix (`:<token>`), new value, lease time (ms).
+/// Returns 1 taken, 0 held by a live owner.
+pub const TAKE_OVER: &str = r"
+local held = redis.call('GET', KEYS[1])
+if (not held) or string.sub(held, -string.len(ARGV[1])) == ARGV[1] then
+  redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
+  return 1
+end
+return 0
+";
+
+/// A token bucket shared by every instance, on Redis's clock.
+///
+/// KEYS: bucket. ARGV: burst, tokens per second.
+/// Returns 0 when a token was taken, else the milliseconds until one is.
+pub const TAKE_TOKEN: &str = r"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local burst = tonumber(ARGV[1])
+local rate = tonumber(ARGV[2])
+local held = redis.call('HMGET', KEYS[1], 'tokens', 'at')
+local tokens = tonumber(held[1]) or burst
+local at = tonumber(held[2]) or now
+tokens = math.min(burst, tokens + math.max(0, now - at) * rate / 1000)
+local wait = 0
+if tokens >= 1 then
+  tokens = tokens - 1
+else
+  wait = math.ceil((1 - tokens) * 1000 / rate)
+end
+redis.call('HSET', KEYS[1], 'tokens', tostring(tokens), 'at', now)
+redis.call('PEXPIRE', KEYS[1], math.ceil(burst * 1000 / rate) + 1000)
+return wait
+";
+
+/// Counts a socket of a user over every instance, if under the cap.
+/// Entries expire unless their instance refreshes them (a dead instance's
+/// sockets stop counting).
+///
+/// KEYS: the user's socket set. ARGV: member, cap, expiry (ms).
+/// Returns 1 admitted, 0 at the cap.
+pub const ADMIT_SOCKET: &str = r"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[2]) then return 0 end
+redis.call('ZADD', KEYS[1], now + tonumber(ARGV[3]), ARGV[1])
+redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[3]))
+return 1
+";
+
+/// Refreshes a counted socket's expiry (only if still counted).
+///
+/// KEYS: the user's socket set. ARGV: member, expiry (ms).
+pub const REFRESH_SOCKET: &str = r"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+redis.call('ZADD', KEYS[1], 'XX', now + tonumber(ARGV[2]), ARGV[1])
+redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[2]))
+return 1
+";
