@@ -32,12 +32,12 @@ use tokio_util::{sync::CancellationToken, task::TaskTracker};
 use self::{
     access::admission::Admission,
     chat::{limits::RateLimiter, ChatService},
-    config::{Config, DatabaseUrl},
+    config::Config,
     identity::IdentityKeys,
     llm::LlmClient,
     metrics::Metrics,
     state::AppState,
-    store::{SqliteStore, SqliteTuning, Store, StoreError},
+    store::StoreError,
 };
 
 /// Why the server could not start or stopped with an error.
@@ -57,11 +57,10 @@ pub enum ServerError {
 
 /// Opens storage, loads keys and wires the services together.
 pub async fn build_state(config: Config) -> Result<AppState, ServerError> {
-    let store = match &config.database {
-        DatabaseUrl::Sqlite { path } => {
-            SqliteStore::open(path.clone(), SqliteTuning::from(&config.limits)).await?
-        }
-    };
+    let store::OpenedStore {
+        store,
+        fault_counts,
+    } = store::open(&config.database, &config.limits).await?;
     match store.recover_interrupted().await {
         Ok(0) => {}
         Ok(recovered) => {
@@ -88,8 +87,7 @@ pub async fn build_state(config: Config) -> Result<AppState, ServerError> {
         .build();
     let config = Arc::new(config);
     let llm = LlmClient::new(config.upstream.clone());
-    let metrics = Arc::new(Metrics::with_store_faults(store.fault_counts()));
-    let store: Arc<dyn Store> = Arc::new(store);
+    let metrics = Arc::new(Metrics::with_store_faults(fault_counts));
     let chat = ChatService::new(config.clone(), store, llm, metrics.clone());
     Ok(AppState {
         leptos_options,

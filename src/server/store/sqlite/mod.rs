@@ -1,4 +1,4 @@
-//! [`Store`] on a SQLite file in WAL mode, schema migrated from `migrations/`.
+//! [`Store`] on a SQLite file in WAL mode, schema migrated from `migrations/sqlite/`.
 //!
 //! Writes go through one dedicated writer thread that commits many callers'
 //! writes per transaction ([`writer`]); reads run on a small pool of
@@ -31,8 +31,8 @@ use self::{
 };
 use super::{
     fault::{Fault, FaultCounts, FaultKind, FaultWatch},
-    new_id, now_rfc3339, ConversationRecord, NewUserMessage, SendOutcome, Store, StoreError,
-    Target,
+    like_escape, new_id, now_rfc3339, ConversationRecord, NewUserMessage, SendOutcome, Store,
+    StoreError, Target,
 };
 use crate::protocol::{
     ClientMsgId, ConversationId, FinishReason, Message, MessageId, Role, Usage, UserId,
@@ -86,6 +86,9 @@ impl SqliteStore {
             .map_err(|e: UrlError| StoreError::Open(format!("database URL {e}")))?;
         match url {
             DatabaseUrl::Sqlite { path } => Self::open(path, SqliteTuning::default()).await,
+            DatabaseUrl::Postgres { .. } => Err(StoreError::Open(
+                "not a SQLite URL (the PostgreSQL store is store::open's)".into(),
+            )),
         }
     }
 
@@ -220,18 +223,6 @@ fn message_from_row(row: &Row<'_>) -> rusqlite::Result<Message> {
         created_at: row.get("created_at")?,
         finish_reason: finish.as_deref().and_then(FinishReason::parse),
     })
-}
-
-/// Escapes `%`, `_` and `\` for a `LIKE … ESCAPE '\'` pattern.
-fn like_escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for ch in text.chars() {
-        if matches!(ch, '%' | '_' | '\\') {
-            out.push('\\');
-        }
-        out.push(ch);
-    }
-    out
 }
 
 /// `NotFound` when a scoped update or delete touched no row.

@@ -1,4 +1,4 @@
-//! Schema migrations, embedded from `migrations/` and applied in order.
+//! Schema migrations, embedded from `migrations/sqlite/` and applied in order.
 //!
 //! The applied count is SQLite's `user_version`. Every migration runs in its
 //! own transaction with the version bump, so a failed one leaves the
@@ -10,7 +10,7 @@ use rusqlite::Connection;
 use crate::server::store::{Fault, StoreError};
 
 /// Every migration, oldest first; the index + 1 is the version it brings.
-const MIGRATIONS: &[&str] = &[include_str!("../../../../migrations/0001_init.sql")];
+const MIGRATIONS: &[&str] = &[include_str!("../../../../migrations/sqlite/0001_init.sql")];
 
 /// Brings the database to the newest schema; returns how many were applied.
 pub(super) fn migrate(conn: &mut Connection) -> Result<usize, StoreError> {

@@ -1,0 +1,402 @@
+//! [`Store`] on PostgreSQL, schema migrated from `migrations/postgres/`.
+//!
+//! `tokio-postgres` connections in a `deadpool-postgres` pool
+//! (`DATABASE_POOL_SIZE`), no TLS (a local pooler or proxy terminates it).
+//! Each method borrows a connection, runs its statements (prepared once per
+//! connection and cached) and gives it back; a method that writes more than
+//! one row does it in one transaction or one statement, so it is all or
+//! nothing like SQLite's. Concurrency comes from the database: idempotency
+//! keys are claimed by `INSERT … ON CONFLICT DO NOTHING`, so two instances
+//! (or two connections) that receive the same `client_msg_id` store it once.
+//!
+//! Errors become [`Fault`]s ([`classify`]) and are counted and logged by the
+//! same [`FaultWatch`] as SQLite's. Unlike SQLite's store this one does not
+//! start without its database: the migration needs it, and an instance of
+//! a cluster that cannot reach the database is better restarted by its
+//! supervisor than serving errors.
+
+mod classify;
+mod rows;
+mod schema;
+mod send;
+
+use std::{str::FromStr, sync::Arc, time::Duration};
+
+use async_trait::async_trait;
+use deadpool_postgres::{Client, Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
+use tokio_postgres::{types::ToSql, NoTls, Row};
+
+use self::rows::{CONVERSATION_COLUMNS, MESSAGE_COLUMNS};
+use super::{
+    fault::{FaultCounts, FaultWatch},
+    like_escape, now_rfc3339, ConversationRecord, NewUserMessage, SendOutcome, Store, StoreError,
+};
+use crate::protocol::{
+    ClientMsgId, ConversationId, FinishReason, Message, MessageId, Usage, UserId,
+};
+use crate::server::config::{LimitsConfig, PostgresUrl};
+
+/// Statement parameters.
+type Params<'a> = &'a [&'a (dyn ToSql + Sync)];
+
+/// PostgreSQL-backed storage; clones share the pool.
+#[derive(Clone)]
+pub struct PgStore {
+    pool: Pool,
+    watch: Arc<FaultWatch>,
+}
+
+impl std::fmt::Debug for PgStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PgStore")
+            .field("pool", &self.pool.status())
+            .finish_non_exhaustive()
+    }
+}
+
+/// How many connections the store keeps and how long a query waits for one
+/// (from `[limits]`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PgTuning {
+    /// Connections kept open; more queries at once wait for one.
+    pub pool_size: usize,
+    /// How long a query waits for a free connection, and a new connection
+    /// may take to open, before it fails as `unavailable`.
+    pub wait_timeout: Duration,
+}
+
+impl From<&LimitsConfig> for PgTuning {
+    fn from(limits: &LimitsConfig) -> Self {
+        Self {
+            pool_size: limits.database_pool_size,
+            wait_timeout: limits.store_busy_timeout,
+        }
+    }
+}
+
+impl PgStore {
+    /// Connects to the database at `url` and migrates it; the database must
+    /// exist and answer.
+    pub async fn open(url: &PostgresUrl, tuning: PgTuning) -> Result<Self, StoreError> {
+        let mut config = tokio_postgres::Config::from_str(url.expose())
+            .map_err(|e| StoreError::Open(format!("PostgreSQL URL {url}: {e}")))?;
+        if config.get_connect_timeout().is_none() {
+            config.connect_timeout(tuning.wait_timeout);
+        }
+        if config.get_application_name().is_none() {
+            config.application_name("tether");
+        }
+        let manager = Manager::from_config(
+            config,
+            NoTls,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let pool = Pool::builder(manager)
+            .max_size(tuning.pool_size.max(1))
+            .wait_timeout(Some(tuning.wait_timeout))
+            .create_timeout(Some(tuning.wait_timeout))
+            .runtime(Runtime::Tokio1)
+            .build()
+            .map_err(|e| StoreError::Open(e.to_string()))?;
+        let mut client = pool.get().await?;
+        let applied = schema::migrate(&mut client).await?;
+        tracing::info!(database = %url, applied, "PostgreSQL store ready");
+        Ok(Self {
+            pool,
+            watch: Arc::new(FaultWatch::default()),
+        })
+    }
+
+    /// Failed store operations by fault kind, for `/metrics`.
+    pub fn fault_counts(&self) -> FaultCounts {
+        self.watch.counts().clone()
+    }
+
+    async fn client(&self) -> Result<Client, StoreError> {
+        Ok(self.pool.get().await?)
+    }
+
+    /// Counts and logs a failed read.
+    fn read<T>(&self, result: Result<T, StoreError>) -> Result<T, StoreError> {
+        if let Err(StoreError::Fault(fault)) = &result {
+            self.watch.failed("read", fault);
+        }
+        result
+    }
+
+    /// Counts and logs a failed write; notices writes getting through again.
+    fn wrote<T>(&self, result: Result<T, StoreError>) -> Result<T, StoreError> {
+        match &result {
+            Err(StoreError::Fault(fault)) => {
+                self.watch.failed("write", fault);
+                self.watch.writes_failed();
+            }
+            _ => self.watch.writes_ok(),
+        }
+        result
+    }
+
+    /// One reading statement; its rows.
+    async fn query(&self, sql: &str, params: Params<'_>) -> Result<Vec<Row>, StoreError> {
+        let result = async {
+            let client = self.client().await?;
+            let stmt = client.prepare_cached(sql).await?;
+            Ok(client.query(&stmt, params).await?)
+        }
+        .await;
+        self.read(result)
+    }
+
+    /// One writing statement; the number of rows it changed.
+    async fn execute(&self, sql: &str, params: Params<'_>) -> Result<u64, StoreError> {
+        let result = async {
+            let client = self.client().await?;
+            let stmt = client.prepare_cached(sql).await?;
+            Ok(client.execute(&stmt, params).await?)
+        }
+        .await;
+        self.wrote(result)
+    }
+}
+
+/// `NotFound` when a scoped update or delete touched no row.
+fn require_row(changed: u64) -> Result<(), StoreError> {
+    if changed == 0 {
+        Err(StoreError::NotFound)
+    } else {
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl Store for PgStore {
+    async fn conversation(
+        &self,
+        user: &UserId,
+        id: &ConversationId,
+    ) -> Result<ConversationRecord, StoreError> {
+        let sql = format!(
+            "SELECT {CONVERSATION_COLUMNS} FROM conversations WHERE id = $1 AND user_id = $2"
+        );
+        let rows = self.query(&sql, &[&id.as_str(), &user.as_str()]).await?;
+        rows.first()
+            .map(rows::conversation)
+            .unwrap_or(Err(StoreError::NotFound))
+    }
+
+    async fn list_conversations(
+        &self,
+        user: &UserId,
+        query: Option<&str>,
+    ) -> Result<Vec<ConversationRecord>, StoreError> {
+        let pattern = query
+            .map(str::trim)
+            .filter(|q| !q.is_empty())
+            .map(|q| format!("%{}%", like_escape(q)));
+        let rows = match &pattern {
+            None => {
+                let sql = format!(
+                    "SELECT {CONVERSATION_COLUMNS} FROM conversations WHERE user_id = $1 \
+                     ORDER BY updated_at DESC, seq DESC LIMIT 200"
+                );
+                self.query(&sql, &[&user.as_str()]).await?
+            }
+            Some(pattern) => {
+                let sql = "SELECT c.id, c.user_id, c.title, c.persona, c.created_at, c.updated_at \
+                     FROM conversations c WHERE c.user_id = $1 \
+                     AND (c.title ILIKE $2 ESCAPE '\\' \
+                          OR EXISTS (SELECT 1 FROM messages m WHERE m.conversation_id = c.id \
+                                     AND m.content ILIKE $2 ESCAPE '\\')) \
+                     ORDER BY c.updated_at DESC, c.seq DESC LIMIT 200";
+                self.query(sql, &[&user.as_str(), pattern]).await?
+            }
+        };
+        rows::conversations(&rows)
+    }
+
+    async fn rename_conversation(
+        &self,
+        user: &UserId,
+        id: &ConversationId,
+        title: &str,
+    ) -> Result<(), StoreError> {
+        require_row(
+            self.execute(
+                "UPDATE conversations SET title = $1 WHERE id = $2 AND user_id = $3",
+                &[&title, &id.as_str(), &user.as_str()],
+            )
+            .await?,
+        )
+    }
+
+    async fn delete_conversation(
+        &self,
+        user: &UserId,
+        id: &ConversationId,
+    ) -> Result<(), StoreError> {
+        require_row(
+            self.execute(
+                "DELETE FROM conversations WHERE id = $1 AND user_id = $2",
+                &[&id.as_str(), &user.as_str()],
+            )
+            .await?,
+        )
+    }
+
+    async fn find_client_message(
+        &self,
+        user: &UserId,
+        client_msg_id: &ClientMsgId,
+    ) -> Result<Option<(ConversationId, MessageId)>, StoreError> {
+        let result = async {
+            let client = self.client().await?;
+            send::find_client_message(&client, user, client_msg_id.as_str()).await
+        }
+        .await;
+        self.read(result)
+    }
+
+    async fn add_user_message(&self, msg: NewUserMessage) -> Result<SendOutcome, StoreError> {
+        let result = async {
+            let mut client = self.client().await?;
+            send::add_user_message(&mut client, msg).await
+        }
+        .await;
+        self.wrote(result)
+    }
+
+    async fn record_client_message(
+        &self,
+        user: &UserId,
+        client_msg_id: &ClientMsgId,
+        conversation: &ConversationId,
+        message: &MessageId,
+    ) -> Result<bool, StoreError> {
+        let inserted = self
+            .execute(
+                "INSERT INTO client_messages \
+                 (user_id, client_msg_id, conversation_id, message_id, created_at) \
+                 VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
+                &[
+                    &user.as_str(),
+                    &client_msg_id.as_str(),
+                    &conversation.as_str(),
+                    &message.as_str(),
+                    &now_rfc3339(),
+                ],
+            )
+            .await?;
+        Ok(inserted == 1)
+    }
+
+    async fn messages(&self, conversation: &ConversationId) -> Result<Vec<Message>, StoreError> {
+        let sql = format!(
+            "SELECT {MESSAGE_COLUMNS} FROM messages WHERE conversation_id = $1 ORDER BY seq"
+        );
+        let rows = self.query(&sql, &[&conversation.as_str()]).await?;
+        rows::messages(&rows)
+    }
+
+    async fn start_assistant(&self, conversation: &ConversationId) -> Result<Message, StoreError> {
+        let reply = send::new_reply();
+        self.execute(
+            send::INSERT_ASSISTANT,
+            &[
+                &reply.id.as_str(),
+                &conversation.as_str(),
+                &reply.created_at,
+            ],
+        )
+        .await?;
+        Ok(reply)
+    }
+
+    async fn checkpoint_assistant(&self, id: &MessageId, content: &str) -> Result<(), StoreError> {
+        self.execute(
+            "UPDATE messages SET content = $1 WHERE id = $2 AND finish_reason IS NULL",
+            &[&content, &id.as_str()],
+        )
+        .await?;
+        Ok(())
+    }
+
+    async fn finish_assistant(
+        &self,
+        id: &MessageId,
+        content: &str,
+        finish_reason: FinishReason,
+        usage: Option<Usage>,
+    ) -> Result<(), StoreError> {
+        let prompt = usage.map(|u| i64::from(u.prompt_tokens));
+        let completion = usage.map(|u| i64::from(u.completion_tokens));
+        // The message and its conversation's activity time, in one statement;
+        // no row: the conversation was deleted while the reply streamed.
+        let changed = self
+            .execute(
+                "WITH finished AS ( \
+                     UPDATE messages SET content = $1, finish_reason = $2, prompt_tokens = $3, \
+                     completion_tokens = $4 WHERE id = $5 RETURNING conversation_id) \
+                 UPDATE conversations SET updated_at = $6 \
+                 WHERE id = (SELECT conversation_id FROM finished)",
+                &[
+                    &content,
+                    &finish_reason.as_str(),
+                    &prompt,
+                    &completion,
+                    &id.as_str(),
+                    &now_rfc3339(),
+                ],
+            )
+            .await?;
+        require_row(changed)
+    }
+
+    async fn reopen_assistant(&self, id: &MessageId, was: FinishReason) -> Result<(), StoreError> {
+        require_row(
+            self.execute(
+                "UPDATE messages SET finish_reason = NULL \
+                 WHERE id = $1 AND role = 'assistant' AND finish_reason = $2",
+                &[&id.as_str(), &was.as_str()],
+            )
+            .await?,
+        )
+    }
+
+    async fn delete_message(
+        &self,
+        conversation: &ConversationId,
+        id: &MessageId,
+    ) -> Result<(), StoreError> {
+        self.execute(
+            "DELETE FROM messages WHERE id = $1 AND conversation_id = $2",
+            &[&id.as_str(), &conversation.as_str()],
+        )
+        .await?;
+        Ok(())
+    }
+
+    async fn recover_interrupted(&self) -> Result<u64, StoreError> {
+        self.execute(
+            "UPDATE messages SET finish_reason = 'error' \
+             WHERE role = 'assistant' AND finish_reason IS NULL",
+            &[],
+        )
+        .await
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        self.query("SELECT 1", &[]).await?;
+        if self.watch.writes_failing() {
+            // A real write that changes nothing: it fails while the disk is
+            // full or the database read-only, and succeeds once not.
+            self.execute(
+                "UPDATE tether_schema_migrations SET version = version WHERE version = 1",
+                &[],
+            )
+            .await?;
+        }
+        Ok(())
+    }
+}
