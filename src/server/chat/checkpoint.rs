@@ -17,6 +17,8 @@ use std::{
     time::{Duration, Instant},
 };
 
+use tokio_util::sync::CancellationToken;
+
 use crate::{
     protocol::MessageId,
     server::store::{Store, StoreError},
@@ -64,6 +66,10 @@ type Write<'a> = Pin<Box<dyn Future<Output = Result<(), StoreError>> + Send + 'a
 pub(super) struct Checkpoints<'a> {
     store: &'a dyn Store,
     message_id: &'a MessageId,
+    /// The run's fencing token.
+    run: &'a str,
+    /// Stops the reply when another run took it over.
+    cancel: &'a CancellationToken,
     clock: CheckpointClock,
     writing: Option<Write<'a>>,
 }
@@ -71,13 +77,16 @@ pub(super) struct Checkpoints<'a> {
 impl<'a> Checkpoints<'a> {
     pub(super) fn new(
         store: &'a dyn Store,
-        message_id: &'a MessageId,
+        (message_id, run): (&'a MessageId, &'a str),
+        cancel: &'a CancellationToken,
         every_tokens: usize,
         every: Duration,
     ) -> Self {
         Self {
             store,
             message_id,
+            run,
+            cancel,
             clock: CheckpointClock::new(every_tokens, every, Instant::now()),
             writing: None,
         }
@@ -92,14 +101,14 @@ impl<'a> Checkpoints<'a> {
             return;
         }
         self.clock.taken(now);
-        let (store, id, text) = (self.store, self.message_id, text());
+        let (store, id, run, text) = (self.store, self.message_id, self.run, text());
         self.writing = Some(Box::pin(async move {
-            store.checkpoint_assistant(id, &text).await
+            store.checkpoint_assistant(id, run, &text).await
         }));
     }
 
     /// Resolves when the checkpoint in flight is stored (never, when none
-    /// is). The reply streams on after a failure, and its final text is
+    /// is). A reply taken over by another run is stopped. The reply streams on after a failure, and its final text is
     /// stored when it ends. A storage fault was logged by the store (once a
     /// minute, not once per checkpoint of every reply); anything else is
     /// logged here.
@@ -109,6 +118,10 @@ impl<'a> Checkpoints<'a> {
         };
         match writing.await {
             Ok(()) => {}
+            Err(StoreError::Fenced) => {
+                tracing::warn!("the reply was taken over by another instance; stopping it");
+                self.cancel.cancel();
+            }
             Err(err) if err.fault().is_some() => {
                 tracing::debug!(error = %err, "could not store the reply's partial text");
             }

@@ -22,7 +22,7 @@ use std::time::Instant;
 use super::{reply::build_prompt, Accepted, ChatError, ChatService, NewReply, ReplyStart, Rerun};
 use crate::{
     protocol::{ClientMsgId, ConversationId, FinishReason, Message, Role, UserId},
-    server::{config::LimitsConfig, llm::PromptTurn},
+    server::{config::LimitsConfig, llm::PromptTurn, store::ReplyRun},
 };
 
 /// What the model is asked after the partial reply. Never stored, never shown.
@@ -122,8 +122,9 @@ impl ChatService {
         self.store
             .record_client_message(user, &client_msg_id, &conversation_id, &answers.id)
             .await?;
+        let run = ReplyRun::new(self.instance());
         if let Some(was) = reply.finish_reason {
-            self.store.reopen_assistant(&reply.id, was).await?;
+            self.store.reopen_assistant(&reply.id, was, &run).await?;
         }
         tracing::info!(
             conversation_id = %conversation_id,
@@ -140,6 +141,7 @@ impl ChatService {
         );
         let reply = NewReply {
             client_msg_id,
+            run,
             received,
             assistant: Message {
                 finish_reason: None,

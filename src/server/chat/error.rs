@@ -49,6 +49,8 @@ impl From<StoreError> for ChatError {
     fn from(err: StoreError) -> Self {
         match err {
             StoreError::NotFound => ChatError::NotFound,
+            // Another instance's reply runs in the conversation.
+            StoreError::Busy => ChatError::Busy,
             StoreError::Fault(fault) if fault.kind.is_transient() => ChatError::Unavailable(fault),
             other => ChatError::Internal(other),
         }

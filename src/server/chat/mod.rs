@@ -40,7 +40,7 @@ use super::{
     config::Config,
     llm::LlmClient,
     metrics::{AddressLimit, Metrics},
-    store::{ConversationRecord, NewUserMessage, SendOutcome, Store, Target},
+    store::{ConversationRecord, NewUserMessage, ReplyRun, SendOutcome, Store, Target},
 };
 use crate::protocol::{
     ClientMsgId, ConversationId, ConversationSummary, FinishReason, Limits, Message, MessageId,
@@ -66,6 +66,8 @@ enum Rerun {
 /// history its prompt is built from.
 struct NewReply {
     client_msg_id: ClientMsgId,
+    /// Who writes the reply (the token fences its writes).
+    run: ReplyRun,
     received: Instant,
     assistant: Message,
     history: Vec<Message>,
@@ -115,6 +117,8 @@ pub struct ChatService {
     stop_replies: CancellationToken,
     shutting_down: AtomicBool,
     metrics: Arc<Metrics>,
+    /// This server process among those sharing the database: a new id per start.
+    instance: String,
 }
 
 impl std::fmt::Debug for ChatService {
@@ -142,11 +146,17 @@ impl ChatService {
             replies: TaskTracker::new(),
             stop_replies: CancellationToken::new(),
             shutting_down: AtomicBool::new(false),
+            instance: crate::server::store::new_id(),
             config,
             store,
             llm,
             metrics,
         }
+    }
+
+    /// This process's instance id (its replies' owner in the database).
+    pub fn instance(&self) -> &str {
+        &self.instance
     }
 
     pub fn store(&self) -> &Arc<dyn Store> {
@@ -214,6 +224,7 @@ impl ChatService {
             SendTarget::Ready(target, reservation) => (target, reservation),
             SendTarget::Duplicate(accepted) => return Ok(accepted),
         };
+        let run = ReplyRun::new(&self.instance);
         let stored = self
             .store
             .add_user_message(NewUserMessage {
@@ -222,6 +233,7 @@ impl ChatService {
                 target,
                 text,
                 history: self.config.limits.history_messages,
+                run: run.clone(),
             })
             .await?;
         let (conversation, message, assistant, history) = match stored {
@@ -252,6 +264,7 @@ impl ChatService {
         });
         let reply = NewReply {
             client_msg_id,
+            run,
             received,
             assistant,
             history,
@@ -334,7 +347,8 @@ impl ChatService {
         let (user_message, remaining) = self
             .prepare_regenerate(user, &conversation_id, &client_msg_id)
             .await?;
-        let assistant = self.store.start_assistant(&conversation_id).await?;
+        let run = ReplyRun::new(&self.instance);
+        let assistant = self.store.start_assistant(&conversation_id, &run).await?;
         let accepted = self.accepted(
             user,
             client_msg_id.clone(),
@@ -344,6 +358,7 @@ impl ChatService {
         );
         let reply = NewReply {
             client_msg_id,
+            run,
             received,
             assistant,
             history: remaining,
@@ -631,6 +646,7 @@ impl ChatService {
     ) {
         let NewReply {
             client_msg_id,
+            run,
             received,
             assistant,
             history,
@@ -665,6 +681,7 @@ impl ChatService {
             continues,
             limits: self.config.limits,
             message_id,
+            run,
             client_msg_id,
             cancel,
             received,

@@ -27,7 +27,7 @@ use crate::{
         config::LimitsConfig,
         llm::{LlmClient, LlmError, LlmEvent, LlmStream, PromptTurn},
         metrics::Metrics,
-        store::{Store, StoreError},
+        store::{ReplyRun, Store, StoreError},
     },
 };
 
@@ -52,6 +52,8 @@ pub(super) struct ReplyJob {
     pub continues: Option<Message>,
     pub limits: LimitsConfig,
     pub message_id: MessageId,
+    /// Who writes the reply; its token fences every write.
+    pub run: ReplyRun,
     pub client_msg_id: ClientMsgId,
     pub cancel: CancellationToken,
     /// When the request that caused this reply arrived (TTFT is measured from it).
@@ -134,7 +136,8 @@ impl ReplyJob {
     async fn relay(&self, stream: &mut LlmStream, timeout: Duration, outcome: &mut Outcome) {
         let mut checkpoints = Checkpoints::new(
             self.store.as_ref(),
-            &self.message_id,
+            (&self.message_id, &self.run.token),
+            &self.cancel,
             self.limits.checkpoint_tokens,
             self.limits.checkpoint_interval,
         );
@@ -228,6 +231,7 @@ impl ReplyJob {
             .store
             .finish_assistant(
                 &self.message_id,
+                &self.run.token,
                 content,
                 outcome.finish_reason,
                 outcome.usage,
@@ -237,6 +241,10 @@ impl ReplyJob {
             Ok(()) => return None,
             Err(StoreError::NotFound) => {
                 tracing::info!("the conversation was deleted while its reply streamed");
+                return None;
+            }
+            Err(StoreError::Fenced) => {
+                tracing::warn!("the reply was taken over by another instance; not stored");
                 return None;
             }
             Err(err) => err,

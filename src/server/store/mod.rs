@@ -44,6 +44,15 @@ pub enum StoreError {
     /// The storage threads are gone (shutting down, or a bug in a query).
     #[error("storage is closed")]
     Closed,
+    /// A reply already runs in the conversation: the database holds at most
+    /// one unfinished assistant message per conversation (the cluster-wide
+    /// backstop of the reply slot).
+    #[error("a reply is already running in this conversation")]
+    Busy,
+    /// A write to a reply that is no longer this run's: it was finished, or
+    /// taken over by another run (its fencing token changed).
+    #[error("the reply was finished or taken over by another run")]
+    Fenced,
 }
 
 impl From<rusqlite::Error> for StoreError {
@@ -102,6 +111,36 @@ pub struct ConversationRecord {
     pub updated_at: String,
 }
 
+/// Who runs a reply: the server instance, and a token unique to this run.
+/// The token is the reply's fencing token: writes to the reply carry it and
+/// are refused ([`StoreError::Fenced`]) once another run took the reply over.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ReplyRun {
+    pub instance: String,
+    pub token: String,
+}
+
+impl ReplyRun {
+    /// A new run of `instance`, with a fresh token.
+    pub fn new(instance: &str) -> Self {
+        Self {
+            instance: instance.to_owned(),
+            token: new_id(),
+        }
+    }
+}
+
+/// A reply left unfinished by an instance that stopped renewing itself.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OrphanedReply {
+    pub conversation_id: ConversationId,
+    pub message_id: MessageId,
+    /// The run token it was written with.
+    pub run: String,
+    /// Its text as last checkpointed.
+    pub content: String,
+}
+
 /// Where a user message goes.
 #[derive(Clone, Debug)]
 pub enum Target {
@@ -120,6 +159,8 @@ pub struct NewUserMessage {
     pub text: String,
     /// How many of the newest non-empty messages to return as `history`.
     pub history: usize,
+    /// The run of the reply whose empty message is stored with it.
+    pub run: ReplyRun,
 }
 
 /// Result of storing a user message.
@@ -202,18 +243,39 @@ pub trait Store: Send + Sync + 'static {
     /// All messages of a conversation, oldest first.
     async fn messages(&self, conversation: &ConversationId) -> Result<Vec<Message>, StoreError>;
 
-    /// Creates an empty assistant message (finish reason unset) to stream into.
-    async fn start_assistant(&self, conversation: &ConversationId) -> Result<Message, StoreError>;
+    /// Creates an empty assistant message (finish reason unset) to stream
+    /// into, written by `run`.
+    ///
+    /// At most one assistant message per conversation is unfinished: when
+    /// another run's is, [`StoreError::Busy`]. An unfinished one of an
+    /// earlier run of the same instance (whose final write failed) is marked
+    /// `error` first: the caller holds the instance's reply slot, so no
+    /// reply of this instance runs there. [`Store::add_user_message`] and
+    /// [`Store::reopen_assistant`] follow the same rule.
+    async fn start_assistant(
+        &self,
+        conversation: &ConversationId,
+        run: &ReplyRun,
+    ) -> Result<Message, StoreError>;
 
-    /// Stores the final text of an assistant message.
     /// Stores the text streamed so far into a reply that has not finished,
-    /// so a crash loses at most what came after it. A reply already finished
-    /// is left as it is (a late checkpoint never overwrites the final text).
-    async fn checkpoint_assistant(&self, id: &MessageId, content: &str) -> Result<(), StoreError>;
+    /// so a crash loses at most what came after it. Only while the reply is
+    /// unfinished and still `run`'s (its token), else [`StoreError::Fenced`]
+    /// (a late checkpoint never overwrites the final text); `NotFound` when
+    /// the message is gone (its conversation was deleted).
+    async fn checkpoint_assistant(
+        &self,
+        id: &MessageId,
+        run: &str,
+        content: &str,
+    ) -> Result<(), StoreError>;
 
+    /// Stores the final text of an assistant message; refused like
+    /// [`Store::checkpoint_assistant`].
     async fn finish_assistant(
         &self,
         id: &MessageId,
+        run: &str,
         content: &str,
         finish_reason: FinishReason,
         usage: Option<Usage>,
@@ -222,9 +284,15 @@ pub trait Store: Send + Sync + 'static {
     /// Opens a finished assistant message again, so that a reply streams
     /// more text into it (`continue`): its finish reason goes back to unset
     /// (checkpoints write to it again; a crash marks it `error` again), its
-    /// text stays. Only when its finish reason is still `was`, else
-    /// `NotFound`.
-    async fn reopen_assistant(&self, id: &MessageId, was: FinishReason) -> Result<(), StoreError>;
+    /// text stays, and it is `run`'s now. Only when its finish reason is
+    /// still `was`, else `NotFound`; [`StoreError::Busy`] as
+    /// [`Store::start_assistant`].
+    async fn reopen_assistant(
+        &self,
+        id: &MessageId,
+        was: FinishReason,
+        run: &ReplyRun,
+    ) -> Result<(), StoreError>;
 
     /// Deletes one message of a conversation.
     async fn delete_message(
@@ -234,7 +302,34 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<(), StoreError>;
 
     /// Marks assistant messages left unfinished by a crash as `error`; returns how many.
+    /// For one instance alone on its database (at its start); instances
+    /// sharing a database use [`Store::orphaned_replies`] instead.
     async fn recover_interrupted(&self) -> Result<u64, StoreError>;
+
+    /// Records that `instance` is alive now (its heartbeat).
+    async fn heartbeat(&self, instance: &str) -> Result<(), StoreError>;
+
+    /// Unfinished replies whose instance has not sent a heartbeat for
+    /// `stale_after` (or never did): their instance died.
+    async fn orphaned_replies(
+        &self,
+        stale_after: std::time::Duration,
+    ) -> Result<Vec<OrphanedReply>, StoreError>;
+
+    /// Finishes an orphaned reply as `error` with `content`, if it is still
+    /// unfinished and still `run`'s; `false` if not (another instance
+    /// recovered it first, or it ended after all). Its token changes, so
+    /// the dead run's writes are refused from now on.
+    async fn recover_reply(
+        &self,
+        id: &MessageId,
+        run: &str,
+        content: &str,
+    ) -> Result<bool, StoreError>;
+
+    /// The stored value of a shared setting; `proposed` is stored first when
+    /// there is none (the first writer wins, also when two race).
+    async fn shared_setting(&self, key: &str, proposed: &str) -> Result<String, StoreError>;
 
     /// Cheap check that the database answers; while writes are failing,
     /// also that a write gets through (so readiness sees a fault end).
@@ -248,7 +343,7 @@ pub fn now_rfc3339() -> String {
     rfc3339_millis(time::OffsetDateTime::now_utc())
 }
 
-fn rfc3339_millis(t: time::OffsetDateTime) -> String {
+pub(crate) fn rfc3339_millis(t: time::OffsetDateTime) -> String {
     format!(
         "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
         t.year(),

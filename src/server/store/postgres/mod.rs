@@ -16,6 +16,7 @@
 //! supervisor than serving errors.
 
 mod classify;
+mod replies;
 mod rows;
 mod schema;
 mod send;
@@ -29,7 +30,8 @@ use tokio_postgres::{types::ToSql, NoTls, Row};
 use self::rows::{CONVERSATION_COLUMNS, MESSAGE_COLUMNS};
 use super::{
     fault::{FaultCounts, FaultWatch},
-    like_escape, now_rfc3339, ConversationRecord, NewUserMessage, SendOutcome, Store, StoreError,
+    like_escape, now_rfc3339, ConversationRecord, NewUserMessage, OrphanedReply, ReplyRun,
+    SendOutcome, Store, StoreError,
 };
 use crate::protocol::{
     ClientMsgId, ConversationId, FinishReason, Message, MessageId, Usage, UserId,
@@ -299,69 +301,61 @@ impl Store for PgStore {
         rows::messages(&rows)
     }
 
-    async fn start_assistant(&self, conversation: &ConversationId) -> Result<Message, StoreError> {
-        let reply = send::new_reply();
-        self.execute(
-            send::INSERT_ASSISTANT,
-            &[
-                &reply.id.as_str(),
-                &conversation.as_str(),
-                &reply.created_at,
-            ],
-        )
-        .await?;
-        Ok(reply)
+    async fn start_assistant(
+        &self,
+        conversation: &ConversationId,
+        run: &ReplyRun,
+    ) -> Result<Message, StoreError> {
+        let result = async {
+            let mut client = self.client().await?;
+            replies::start(&mut client, conversation, run).await
+        }
+        .await;
+        self.wrote(result)
     }
 
-    async fn checkpoint_assistant(&self, id: &MessageId, content: &str) -> Result<(), StoreError> {
-        self.execute(
-            "UPDATE messages SET content = $1 WHERE id = $2 AND finish_reason IS NULL",
-            &[&content, &id.as_str()],
-        )
-        .await?;
-        Ok(())
+    async fn checkpoint_assistant(
+        &self,
+        id: &MessageId,
+        run: &str,
+        content: &str,
+    ) -> Result<(), StoreError> {
+        let result = async {
+            let client = self.client().await?;
+            replies::checkpoint(&client, id, run, content).await
+        }
+        .await;
+        self.wrote(result)
     }
 
     async fn finish_assistant(
         &self,
         id: &MessageId,
+        run: &str,
         content: &str,
         finish_reason: FinishReason,
         usage: Option<Usage>,
     ) -> Result<(), StoreError> {
-        let prompt = usage.map(|u| i64::from(u.prompt_tokens));
-        let completion = usage.map(|u| i64::from(u.completion_tokens));
-        // The message and its conversation's activity time, in one statement;
-        // no row: the conversation was deleted while the reply streamed.
-        let changed = self
-            .execute(
-                "WITH finished AS ( \
-                     UPDATE messages SET content = $1, finish_reason = $2, prompt_tokens = $3, \
-                     completion_tokens = $4 WHERE id = $5 RETURNING conversation_id) \
-                 UPDATE conversations SET updated_at = $6 \
-                 WHERE id = (SELECT conversation_id FROM finished)",
-                &[
-                    &content,
-                    &finish_reason.as_str(),
-                    &prompt,
-                    &completion,
-                    &id.as_str(),
-                    &now_rfc3339(),
-                ],
-            )
-            .await?;
-        require_row(changed)
+        let result = async {
+            let client = self.client().await?;
+            replies::finish(&client, id, run, content, finish_reason, usage).await
+        }
+        .await;
+        self.wrote(result)
     }
 
-    async fn reopen_assistant(&self, id: &MessageId, was: FinishReason) -> Result<(), StoreError> {
-        require_row(
-            self.execute(
-                "UPDATE messages SET finish_reason = NULL \
-                 WHERE id = $1 AND role = 'assistant' AND finish_reason = $2",
-                &[&id.as_str(), &was.as_str()],
-            )
-            .await?,
-        )
+    async fn reopen_assistant(
+        &self,
+        id: &MessageId,
+        was: FinishReason,
+        run: &ReplyRun,
+    ) -> Result<(), StoreError> {
+        let result = async {
+            let mut client = self.client().await?;
+            replies::reopen(&mut client, id, was, run).await
+        }
+        .await;
+        self.wrote(result)
     }
 
     async fn delete_message(
@@ -384,6 +378,50 @@ impl Store for PgStore {
             &[],
         )
         .await
+    }
+
+    async fn heartbeat(&self, instance: &str) -> Result<(), StoreError> {
+        let result = async {
+            let client = self.client().await?;
+            replies::heartbeat(&client, instance).await
+        }
+        .await;
+        self.wrote(result)
+    }
+
+    async fn orphaned_replies(
+        &self,
+        stale_after: Duration,
+    ) -> Result<Vec<OrphanedReply>, StoreError> {
+        let result = async {
+            let client = self.client().await?;
+            replies::orphaned(&client, stale_after).await
+        }
+        .await;
+        self.read(result)
+    }
+
+    async fn recover_reply(
+        &self,
+        id: &MessageId,
+        run: &str,
+        content: &str,
+    ) -> Result<bool, StoreError> {
+        let result = async {
+            let client = self.client().await?;
+            replies::recover(&client, id, run, content).await
+        }
+        .await;
+        self.wrote(result)
+    }
+
+    async fn shared_setting(&self, key: &str, proposed: &str) -> Result<String, StoreError> {
+        let result = async {
+            let client = self.client().await?;
+            replies::shared_setting(&client, key, proposed).await
+        }
+        .await;
+        self.wrote(result)
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

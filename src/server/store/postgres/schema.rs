@@ -12,9 +12,10 @@ use deadpool_postgres::Client;
 use crate::server::store::StoreError;
 
 /// Every migration, oldest first; the index + 1 is the version it brings.
-const MIGRATIONS: &[&str] = &[include_str!(
-    "../../../../migrations/postgres/0001_init.sql"
-)];
+const MIGRATIONS: &[&str] = &[
+    include_str!("../../../../migrations/postgres/0001_init.sql"),
+    include_str!("../../../../migrations/postgres/0002_reply_runs.sql"),
+];
 
 /// The advisory lock key migrations hold (`tether` in ASCII).
 const MIGRATION_LOCK: i64 = 0x7465_7468_6572;

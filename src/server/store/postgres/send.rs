@@ -4,16 +4,22 @@
 //! The idempotency key is claimed first (`INSERT … ON CONFLICT DO NOTHING`):
 //! a concurrent send with the same key, on any connection or instance,
 //! waits on that row until this transaction ends, then finds it taken and
-//! answers `Duplicate` with what this one stored. The three statements after
-//! the ownership check are pipelined (sent together, run in order).
+//! answers `Duplicate` with what this one stored. After the ownership check
+//! the statements go two at a time (pipelined: sent together, run in order).
+//! A reply already running in the conversation fails the whole transaction
+//! with `Busy`: nothing of the send is stored, not even its key.
 
 use deadpool_postgres::{Client, Transaction};
 use tokio_postgres::types::ToSql;
 
-use super::rows::{self, CONVERSATION_COLUMNS};
+use super::{
+    replies,
+    rows::{self, CONVERSATION_COLUMNS},
+};
 use crate::protocol::{ConversationId, Message, MessageId, Role, UserId};
 use crate::server::store::{
-    new_id, now_rfc3339, ConversationRecord, NewUserMessage, SendOutcome, StoreError, Target,
+    new_id, now_rfc3339, ConversationRecord, NewUserMessage, ReplyRun, SendOutcome, StoreError,
+    Target,
 };
 
 /// Stores `msg`, or answers `Duplicate` when its key was taken before.
@@ -65,7 +71,8 @@ pub(super) async fn add_user_message(
     }
     let conversation =
         target_conversation(&tx, &msg.user_id, &msg.target, conversation_id, &now).await?;
-    let (history, reply) = add_messages(&tx, &conversation.id, &message, msg.history).await?;
+    let (history, reply) =
+        add_messages(&tx, &conversation.id, &message, msg.history, &msg.run).await?;
     tx.commit().await?;
     Ok(SendOutcome::Stored {
         conversation,
@@ -154,13 +161,14 @@ async fn target_conversation(
     Ok(record)
 }
 
-/// Inserts the user message, reads the history (it included) and inserts
-/// the reply's empty message: three statements in one round trip.
+/// Inserts the user message and reads the history (it included) in one
+/// round trip, then inserts the reply's empty message for `run`.
 async fn add_messages(
     tx: &Transaction<'_>,
     conversation: &ConversationId,
     message: &Message,
     history: usize,
+    run: &ReplyRun,
 ) -> Result<(Vec<Message>, Message), StoreError> {
     let insert = tx
         .prepare_cached(
@@ -169,32 +177,28 @@ async fn add_messages(
         )
         .await?;
     let recent = tx.prepare_cached(RECENT_MESSAGES).await?;
-    let start = tx.prepare_cached(INSERT_ASSISTANT).await?;
-    let reply = new_reply();
     let limit = i64::try_from(history).unwrap_or(i64::MAX);
-    let (id, conversation) = (message.id.as_str(), conversation.as_str());
-    let (reply_id, created) = (reply.id.as_str(), message.created_at.as_str());
-    let user_params: [&(dyn ToSql + Sync); 4] = [&id, &conversation, &message.content, &created];
-    let recent_params: [&(dyn ToSql + Sync); 2] = [&conversation, &limit];
-    let reply_params: [&(dyn ToSql + Sync); 3] = [&reply_id, &conversation, &reply.created_at];
-    let (_, newest_first, _) = futures::try_join!(
+    let (id, id_of_conversation) = (message.id.as_str(), conversation.as_str());
+    let user_params: [&(dyn ToSql + Sync); 4] = [
+        &id,
+        &id_of_conversation,
+        &message.content,
+        &message.created_at,
+    ];
+    let recent_params: [&(dyn ToSql + Sync); 2] = [&id_of_conversation, &limit];
+    let (_, newest_first) = futures::try_join!(
         tx.execute(&insert, &user_params),
         tx.query(&recent, &recent_params),
-        tx.execute(&start, &reply_params),
     )?;
     let mut history = rows::messages(&newest_first)?;
     history.reverse();
+    let reply = replies::insert_assistant(tx, conversation, run).await?;
     Ok((history, reply))
 }
 
 /// The newest `$2` messages with text, newest first.
 const RECENT_MESSAGES: &str = "SELECT id, role, content, finish_reason, created_at \
      FROM messages WHERE conversation_id = $1 AND content <> '' ORDER BY seq DESC LIMIT $2";
-
-/// A new empty assistant message: `$1` id, `$2` conversation, `$3` time.
-pub(super) const INSERT_ASSISTANT: &str =
-    "INSERT INTO messages (id, conversation_id, role, content, created_at) \
-     VALUES ($1, $2, 'assistant', '', $3)";
 
 /// The empty assistant message a reply streams into, before it is inserted.
 pub(super) fn new_reply() -> Message {

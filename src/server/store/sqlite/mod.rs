@@ -13,6 +13,7 @@
 
 mod diagnose;
 mod readers;
+mod replies;
 mod schema;
 mod writer;
 
@@ -31,8 +32,8 @@ use self::{
 };
 use super::{
     fault::{Fault, FaultCounts, FaultKind, FaultWatch},
-    like_escape, new_id, now_rfc3339, ConversationRecord, NewUserMessage, SendOutcome, Store,
-    StoreError, Target,
+    like_escape, new_id, now_rfc3339, ConversationRecord, NewUserMessage, OrphanedReply, ReplyRun,
+    SendOutcome, Store, StoreError, Target,
 };
 use crate::protocol::{
     ClientMsgId, ConversationId, FinishReason, Message, MessageId, Role, Usage, UserId,
@@ -295,7 +296,7 @@ fn add_user_message(conn: &Connection, msg: NewUserMessage) -> Result<SendOutcom
         &message.created_at,
     ])?;
     let history = recent_messages(conn, &conversation.id, msg.history)?;
-    let reply = insert_assistant(conn, &conversation.id)?;
+    let reply = replies::insert_assistant(conn, &conversation.id, &msg.run)?;
     Ok(SendOutcome::Stored {
         conversation,
         message,
@@ -372,30 +373,6 @@ fn recent_messages(
         .collect::<Result<_, _>>()?;
     newest_first.reverse();
     Ok(newest_first)
-}
-
-/// A new empty assistant message (finish reason unset) to stream into.
-fn insert_assistant(
-    conn: &Connection,
-    conversation: &ConversationId,
-) -> Result<Message, StoreError> {
-    let message = Message {
-        id: MessageId(new_id()),
-        role: Role::Assistant,
-        content: String::new(),
-        created_at: now_rfc3339(),
-        finish_reason: None,
-    };
-    conn.prepare_cached(
-        "INSERT INTO messages (id, conversation_id, role, content, created_at) \
-         VALUES (?, ?, 'assistant', '', ?)",
-    )?
-    .execute([
-        message.id.as_str(),
-        conversation.as_str(),
-        &message.created_at,
-    ])?;
-    Ok(message)
 }
 
 #[async_trait]
@@ -550,69 +527,53 @@ impl Store for SqliteStore {
             .await
     }
 
-    async fn start_assistant(&self, conversation: &ConversationId) -> Result<Message, StoreError> {
-        let conversation = conversation.clone();
+    async fn start_assistant(
+        &self,
+        conversation: &ConversationId,
+        run: &ReplyRun,
+    ) -> Result<Message, StoreError> {
+        let (conversation, run) = (conversation.clone(), run.clone());
         self.writer
-            .run(move |conn| insert_assistant(conn, &conversation))
+            .run(move |conn| replies::insert_assistant(conn, &conversation, &run))
             .await
     }
 
-    async fn checkpoint_assistant(&self, id: &MessageId, content: &str) -> Result<(), StoreError> {
-        let (id, content) = (id.clone(), content.to_owned());
+    async fn checkpoint_assistant(
+        &self,
+        id: &MessageId,
+        run: &str,
+        content: &str,
+    ) -> Result<(), StoreError> {
+        let (id, run, content) = (id.clone(), run.to_owned(), content.to_owned());
         self.writer
-            .run(move |conn| {
-                conn.prepare_cached(
-                    "UPDATE messages SET content = ? WHERE id = ? AND finish_reason IS NULL",
-                )?
-                .execute([content.as_str(), id.as_str()])?;
-                Ok(())
-            })
+            .run(move |conn| replies::checkpoint(conn, &id, &run, &content))
             .await
     }
 
     async fn finish_assistant(
         &self,
         id: &MessageId,
+        run: &str,
         content: &str,
         finish_reason: FinishReason,
         usage: Option<Usage>,
     ) -> Result<(), StoreError> {
-        let (id, content) = (id.clone(), content.to_owned());
+        let (id, run, content) = (id.clone(), run.to_owned(), content.to_owned());
         self.writer
-            .run(move |conn| {
-                let changed = conn
-                    .prepare_cached(
-                        "UPDATE messages SET content = ?, finish_reason = ?, prompt_tokens = ?, \
-                         completion_tokens = ? WHERE id = ?",
-                    )?
-                    .execute(rusqlite::params![
-                        content,
-                        finish_reason.as_str(),
-                        usage.map(|u| u.prompt_tokens),
-                        usage.map(|u| u.completion_tokens),
-                        id.as_str(),
-                    ])?;
-                // NotFound: the conversation was deleted while the reply streamed.
-                require_row(changed)?;
-                conn.prepare_cached(
-                    "UPDATE conversations SET updated_at = ? \
-                     WHERE id = (SELECT conversation_id FROM messages WHERE id = ?)",
-                )?
-                .execute([now_rfc3339().as_str(), id.as_str()])?;
-                Ok(())
-            })
+            .run(move |conn| replies::finish(conn, &id, &run, &content, finish_reason, usage))
             .await
     }
 
-    async fn reopen_assistant(&self, id: &MessageId, was: FinishReason) -> Result<(), StoreError> {
-        let changed = self
-            .execute(
-                "UPDATE messages SET finish_reason = NULL \
-                 WHERE id = ? AND role = 'assistant' AND finish_reason = ?",
-                [id.to_string(), was.as_str().to_owned()],
-            )
-            .await?;
-        require_row(changed)
+    async fn reopen_assistant(
+        &self,
+        id: &MessageId,
+        was: FinishReason,
+        run: &ReplyRun,
+    ) -> Result<(), StoreError> {
+        let (id, run) = (id.clone(), run.clone());
+        self.writer
+            .run(move |conn| replies::reopen(conn, &id, was, &run))
+            .await
     }
 
     async fn delete_message(
@@ -638,6 +599,45 @@ impl Store for SqliteStore {
             )
             .await?;
         Ok(changed as u64)
+    }
+
+    async fn heartbeat(&self, instance: &str) -> Result<(), StoreError> {
+        let instance = instance.to_owned();
+        self.writer
+            .run(move |conn| replies::heartbeat(conn, &instance))
+            .await
+    }
+
+    async fn orphaned_replies(
+        &self,
+        stale_after: Duration,
+    ) -> Result<Vec<OrphanedReply>, StoreError> {
+        let cutoff = super::rfc3339_millis(
+            time::OffsetDateTime::now_utc()
+                - time::Duration::try_from(stale_after).unwrap_or(time::Duration::MAX),
+        );
+        self.readers
+            .run(move |conn| replies::orphaned(conn, &cutoff))
+            .await
+    }
+
+    async fn recover_reply(
+        &self,
+        id: &MessageId,
+        run: &str,
+        content: &str,
+    ) -> Result<bool, StoreError> {
+        let (id, run, content) = (id.clone(), run.to_owned(), content.to_owned());
+        self.writer
+            .run(move |conn| replies::recover(conn, &id, &run, &content))
+            .await
+    }
+
+    async fn shared_setting(&self, key: &str, proposed: &str) -> Result<String, StoreError> {
+        let (key, proposed) = (key.to_owned(), proposed.to_owned());
+        self.writer
+            .run(move |conn| replies::shared_setting(conn, &key, &proposed))
+            .await
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
@@ -684,6 +684,15 @@ mod tests {
             target,
             text: "hello".into(),
             history: 40,
+            run: run("r"),
+        }
+    }
+
+    /// A run of instance `i` with token `token`.
+    fn run(token: &str) -> ReplyRun {
+        ReplyRun {
+            instance: "i".into(),
+            token: token.into(),
         }
     }
 
@@ -745,8 +754,10 @@ mod tests {
     async fn checkpoints_keep_partial_text_and_never_overwrite_a_finished_reply() {
         let (s, _dir) = store().await;
         let (conversation, reply) = stored_with_reply(&s).await;
-        s.checkpoint_assistant(&reply.id, "Hel").await.expect("cp");
-        s.checkpoint_assistant(&reply.id, "Hello, wo")
+        s.checkpoint_assistant(&reply.id, "r", "Hel")
+            .await
+            .expect("cp");
+        s.checkpoint_assistant(&reply.id, "r", "Hello, wo")
             .await
             .expect("cp");
         let partial = &s.messages(&conversation.id).await.expect("messages")[1];
@@ -758,7 +769,10 @@ mod tests {
         assert_eq!(recovered.content, "Hello, wo", "the checkpoint survives");
         assert_eq!(recovered.finish_reason, Some(FinishReason::Error));
 
-        s.checkpoint_assistant(&reply.id, "late").await.expect("cp");
+        assert!(matches!(
+            s.checkpoint_assistant(&reply.id, "r", "late").await,
+            Err(StoreError::Fenced)
+        ));
         let kept = &s.messages(&conversation.id).await.expect("messages")[1];
         assert_eq!(
             kept.content, "Hello, wo",
@@ -770,23 +784,28 @@ mod tests {
     async fn a_reopened_reply_keeps_its_text_and_takes_checkpoints_again() {
         let (s, _dir) = store().await;
         let (conversation, reply) = stored_with_reply(&s).await;
-        s.finish_assistant(&reply.id, "Hello, wo", FinishReason::Error, None)
+        s.finish_assistant(&reply.id, "r", "Hello, wo", FinishReason::Error, None)
             .await
             .expect("finish");
         assert!(
             matches!(
-                s.reopen_assistant(&reply.id, FinishReason::Length).await,
+                s.reopen_assistant(&reply.id, FinishReason::Length, &run("r2"))
+                    .await,
                 Err(StoreError::NotFound)
             ),
             "only from the finish reason it has"
         );
-        s.reopen_assistant(&reply.id, FinishReason::Error)
+        s.reopen_assistant(&reply.id, FinishReason::Error, &run("r2"))
             .await
             .expect("reopen");
         let reopened = &s.messages(&conversation.id).await.expect("messages")[1];
         assert_eq!(reopened.content, "Hello, wo");
         assert_eq!(reopened.finish_reason, None);
-        s.checkpoint_assistant(&reply.id, "Hello, world")
+        assert!(matches!(
+            s.checkpoint_assistant(&reply.id, "r", "stale run").await,
+            Err(StoreError::Fenced)
+        ));
+        s.checkpoint_assistant(&reply.id, "r2", "Hello, world")
             .await
             .expect("cp");
         assert_eq!(s.recover_interrupted().await.expect("recover"), 1);
@@ -796,7 +815,7 @@ mod tests {
         let user_message = &s.messages(&conversation.id).await.expect("messages")[0];
         assert!(
             matches!(
-                s.reopen_assistant(&user_message.id, FinishReason::Error)
+                s.reopen_assistant(&user_message.id, FinishReason::Error, &run("r3"))
                     .await,
                 Err(StoreError::NotFound)
             ),
@@ -826,7 +845,7 @@ mod tests {
                     else {
                         panic!("stored")
                     };
-                    s.finish_assistant(&reply.id, "ok", FinishReason::Stop, None)
+                    s.finish_assistant(&reply.id, "r", "ok", FinishReason::Stop, None)
                         .await
                         .expect("finish");
                     target = Target::Existing(conversation.id);
@@ -945,7 +964,7 @@ mod tests {
             };
             if n % 2 == 0 {
                 // Every other reply has text; the others stay empty (failed).
-                s.finish_assistant(&reply.id, &format!("r{n}"), FinishReason::Stop, None)
+                s.finish_assistant(&reply.id, "r", &format!("r{n}"), FinishReason::Stop, None)
                     .await
                     .expect("finished");
             }
@@ -955,5 +974,102 @@ mod tests {
         let texts: Vec<_> = last_history.iter().map(|m| m.content.as_str()).collect();
         // m0 r0 m1 (empty) m2 r2 m3: the newest three with text.
         assert_eq!(texts, ["m2", "r2", "m3"]);
+    }
+
+    #[tokio::test]
+    async fn one_unfinished_reply_per_conversation_and_only_its_run_writes_it() {
+        let (s, _dir) = store().await;
+        let (conversation, reply) = stored_with_reply(&s).await;
+        let other = ReplyRun {
+            instance: "other".into(),
+            token: "o".into(),
+        };
+        assert!(
+            matches!(
+                s.start_assistant(&conversation.id, &other).await,
+                Err(StoreError::Busy)
+            ),
+            "another instance's reply is unfinished"
+        );
+        let mut second = new_msg("u", "k2", Target::Existing(conversation.id.clone()));
+        second.run = other.clone();
+        assert!(matches!(
+            s.add_user_message(second).await,
+            Err(StoreError::Busy)
+        ));
+        assert_eq!(
+            s.messages(&conversation.id).await.expect("messages").len(),
+            2,
+            "the refused send stored nothing"
+        );
+        assert!(
+            s.find_client_message(&"u".into(), &"k2".into())
+                .await
+                .expect("lookup")
+                .is_none(),
+            "nor its idempotency key"
+        );
+        assert!(matches!(
+            s.finish_assistant(&reply.id, "o", "x", FinishReason::Stop, None)
+                .await,
+            Err(StoreError::Fenced)
+        ));
+        // The same instance's leftover (its final write failed) is closed.
+        let again = s
+            .start_assistant(&conversation.id, &run("r4"))
+            .await
+            .expect("own leftover closed");
+        let messages = s.messages(&conversation.id).await.expect("messages");
+        assert_eq!(messages[1].finish_reason, Some(FinishReason::Error));
+        assert_eq!(messages[2].id, again.id);
+    }
+
+    #[tokio::test]
+    async fn orphans_are_the_replies_of_silent_instances_and_are_recovered_once() {
+        let (s, _dir) = store().await;
+        let (conversation, reply) = stored_with_reply(&s).await;
+        s.checkpoint_assistant(&reply.id, "r", "Hel")
+            .await
+            .expect("cp");
+        let orphans = s
+            .orphaned_replies(Duration::from_secs(60))
+            .await
+            .expect("orphans");
+        assert_eq!(orphans.len(), 1, "its instance was never seen");
+        assert_eq!(orphans[0].message_id, reply.id);
+        assert_eq!(orphans[0].run, "r");
+        assert_eq!(orphans[0].content, "Hel");
+        s.heartbeat("i").await.expect("heartbeat");
+        assert!(
+            s.orphaned_replies(Duration::from_secs(60))
+                .await
+                .expect("orphans")
+                .is_empty(),
+            "its instance is alive"
+        );
+        assert!(s
+            .recover_reply(&reply.id, "r", "Hello")
+            .await
+            .expect("recover"));
+        assert!(
+            !s.recover_reply(&reply.id, "r", "Hello")
+                .await
+                .expect("again"),
+            "recovered once"
+        );
+        let recovered = &s.messages(&conversation.id).await.expect("messages")[1];
+        assert_eq!(recovered.content, "Hello");
+        assert_eq!(recovered.finish_reason, Some(FinishReason::Error));
+        assert!(matches!(
+            s.checkpoint_assistant(&reply.id, "r", "Hello, w").await,
+            Err(StoreError::Fenced)
+        ));
+    }
+
+    #[tokio::test]
+    async fn the_first_shared_setting_wins() {
+        let (s, _dir) = store().await;
+        assert_eq!(s.shared_setting("k", "a").await.expect("set"), "a");
+        assert_eq!(s.shared_setting("k", "b").await.expect("kept"), "a");
     }
 }

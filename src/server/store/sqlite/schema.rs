@@ -10,7 +10,10 @@ use rusqlite::Connection;
 use crate::server::store::{Fault, StoreError};
 
 /// Every migration, oldest first; the index + 1 is the version it brings.
-const MIGRATIONS: &[&str] = &[include_str!("../../../../migrations/sqlite/0001_init.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("../../../../migrations/sqlite/0001_init.sql"),
+    include_str!("../../../../migrations/sqlite/0002_reply_runs.sql"),
+];
 
 /// Brings the database to the newest schema; returns how many were applied.
 pub(super) fn migrate(conn: &mut Connection) -> Result<usize, StoreError> {
