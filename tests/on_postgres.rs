@@ -90,3 +90,37 @@ async fn the_binary_on_postgres_never_logs_the_database_password() {
     );
     assert!(!log.contains(PASSWORD), "{log}");
 }
+
+/// `tether --print-config` with `DATABASE_URL` set: its output and success.
+fn print_config(database_url: &str) -> (bool, String) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_tether"))
+        .current_dir(dir.path())
+        .env_clear()
+        .env("DATABASE_URL", database_url)
+        .arg("--print-config")
+        .output()
+        .expect("run tether");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+#[test]
+fn print_config_names_the_postgres_store_without_its_password() {
+    let (ok, out) = print_config("postgres://tether:hunter2@db.internal:5432/tether");
+    assert!(ok, "{out}");
+    assert!(
+        out.contains("store: PostgreSQL postgres://tether:<redacted>@db.internal:5432/tether"),
+        "{out}"
+    );
+    assert!(!out.contains("hunter2"), "{out}");
+
+    let (ok, out) = print_config("postgresql://tether:hunter2@db.internal:notaport/tether");
+    assert!(!ok, "a bad port stops start-up: {out}");
+    assert!(out.contains("DATABASE_URL"), "{out}");
+    assert!(!out.contains("hunter2"), "{out}");
+}

@@ -197,6 +197,7 @@ async fn an_unreachable_server_is_a_transient_fault() {
             assert_eq!(fault.kind, FaultKind::CannotOpen, "{fault}");
             assert!(fault.kind.is_transient());
             assert!(!fault.detail.contains("secret"), "{fault}");
+            assert!(fault.detail.contains("refused"), "says why: {fault}");
         }
         Err(other) => panic!("a fault, not {other}"),
         Ok(_) => panic!("nothing listens on {port}"),

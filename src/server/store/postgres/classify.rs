@@ -39,7 +39,24 @@ pub(super) fn fault(err: &tokio_postgres::Error) -> Fault {
         None if err.is_closed() || io_source(err) => FaultKind::CannotOpen,
         None => FaultKind::Other,
     };
-    Fault::new(kind, err.to_string())
+    Fault::new(kind, detail(err))
+}
+
+/// The error and its causes in one line ("error connecting to server:
+/// Connection refused (os error 111)"): `tokio-postgres` keeps the cause
+/// out of its own message.
+fn detail(err: &tokio_postgres::Error) -> String {
+    let mut detail = err.to_string();
+    let mut source = std::error::Error::source(err);
+    while let Some(cause) = source {
+        let text = cause.to_string();
+        if !detail.contains(&text) {
+            detail.push_str(": ");
+            detail.push_str(&text);
+        }
+        source = cause.source();
+    }
+    detail
 }
 
 /// Whether an operating-system error (refused, reset, timed out) caused it.
