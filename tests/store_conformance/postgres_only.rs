@@ -218,7 +218,8 @@ async fn a_terminated_connection_costs_at_most_one_request() {
     };
     sql(
         &url,
-        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+        // With a timeout, it returns once the backend is gone.
+        "SELECT pg_terminate_backend(pid, 10000) FROM pg_stat_activity \
          WHERE datname = current_database() AND pid <> pg_backend_pid()",
     )
     .await;
