@@ -21,7 +21,7 @@ mod rows;
 mod schema;
 mod send;
 
-use std::{str::FromStr, sync::Arc, time::Duration};
+use std::{future::Future, str::FromStr, sync::Arc, time::Duration};
 
 use async_trait::async_trait;
 use deadpool_postgres::{Client, Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
@@ -116,25 +116,38 @@ impl PgStore {
         self.watch.counts().clone()
     }
 
-    async fn client(&self) -> Result<Client, StoreError> {
-        Ok(self.pool.get().await?)
-    }
-
-    /// Counts and logs a failed read.
-    fn read<T>(&self, result: Result<T, StoreError>) -> Result<T, StoreError> {
+    /// Runs `work` on a pooled connection; a fault is counted and logged
+    /// as a failed read.
+    async fn reading<T, Work>(&self, work: impl FnOnce(Client) -> Work) -> Result<T, StoreError>
+    where
+        Work: Future<Output = Result<T, StoreError>>,
+    {
+        let result = match self.pool.get().await {
+            Ok(client) => work(client).await,
+            Err(err) => Err(err.into()),
+        };
         if let Err(StoreError::Fault(fault)) = &result {
             self.watch.failed("read", fault);
         }
         result
     }
 
-    /// Counts and logs a failed write; notices writes getting through again.
-    fn wrote<T>(&self, result: Result<T, StoreError>) -> Result<T, StoreError> {
+    /// Runs `work` on a pooled connection; a fault is counted and logged
+    /// as a failed write, and makes `ping` try a write until one succeeds.
+    async fn writing<T, Work>(&self, work: impl FnOnce(Client) -> Work) -> Result<T, StoreError>
+    where
+        Work: Future<Output = Result<T, StoreError>>,
+    {
+        let result = match self.pool.get().await {
+            Ok(client) => work(client).await,
+            Err(err) => Err(err.into()),
+        };
         match &result {
             Err(StoreError::Fault(fault)) => {
                 self.watch.failed("write", fault);
                 self.watch.writes_failed();
             }
+            // Writes get through (again): the watch logs a recovery once.
             _ => self.watch.writes_ok(),
         }
         result
@@ -142,24 +155,20 @@ impl PgStore {
 
     /// One reading statement; its rows.
     async fn query(&self, sql: &str, params: Params<'_>) -> Result<Vec<Row>, StoreError> {
-        let result = async {
-            let client = self.client().await?;
+        self.reading(|client| async move {
             let stmt = client.prepare_cached(sql).await?;
             Ok(client.query(&stmt, params).await?)
-        }
-        .await;
-        self.read(result)
+        })
+        .await
     }
 
     /// One writing statement; the number of rows it changed.
     async fn execute(&self, sql: &str, params: Params<'_>) -> Result<u64, StoreError> {
-        let result = async {
-            let client = self.client().await?;
+        self.writing(|client| async move {
             let stmt = client.prepare_cached(sql).await?;
             Ok(client.execute(&stmt, params).await?)
-        }
-        .await;
-        self.wrote(result)
+        })
+        .await
     }
 }
 
@@ -252,21 +261,15 @@ impl Store for PgStore {
         user: &UserId,
         client_msg_id: &ClientMsgId,
     ) -> Result<Option<(ConversationId, MessageId)>, StoreError> {
-        let result = async {
-            let client = self.client().await?;
+        self.reading(|client| async move {
             send::find_client_message(&client, user, client_msg_id.as_str()).await
-        }
-        .await;
-        self.read(result)
+        })
+        .await
     }
 
     async fn add_user_message(&self, msg: NewUserMessage) -> Result<SendOutcome, StoreError> {
-        let result = async {
-            let mut client = self.client().await?;
-            send::add_user_message(&mut client, msg).await
-        }
-        .await;
-        self.wrote(result)
+        self.writing(|mut client| async move { send::add_user_message(&mut client, msg).await })
+            .await
     }
 
     async fn record_client_message(
@@ -306,12 +309,10 @@ impl Store for PgStore {
         conversation: &ConversationId,
         run: &ReplyRun,
     ) -> Result<Message, StoreError> {
-        let result = async {
-            let mut client = self.client().await?;
-            replies::start(&mut client, conversation, run).await
-        }
-        .await;
-        self.wrote(result)
+        self.writing(
+            |mut client| async move { replies::start(&mut client, conversation, run).await },
+        )
+        .await
     }
 
     async fn checkpoint_assistant(
@@ -320,12 +321,8 @@ impl Store for PgStore {
         run: &str,
         content: &str,
     ) -> Result<(), StoreError> {
-        let result = async {
-            let client = self.client().await?;
-            replies::checkpoint(&client, id, run, content).await
-        }
-        .await;
-        self.wrote(result)
+        self.writing(|client| async move { replies::checkpoint(&client, id, run, content).await })
+            .await
     }
 
     async fn finish_assistant(
@@ -336,12 +333,10 @@ impl Store for PgStore {
         finish_reason: FinishReason,
         usage: Option<Usage>,
     ) -> Result<(), StoreError> {
-        let result = async {
-            let client = self.client().await?;
+        self.writing(|client| async move {
             replies::finish(&client, id, run, content, finish_reason, usage).await
-        }
-        .await;
-        self.wrote(result)
+        })
+        .await
     }
 
     async fn reopen_assistant(
@@ -350,12 +345,8 @@ impl Store for PgStore {
         was: FinishReason,
         run: &ReplyRun,
     ) -> Result<(), StoreError> {
-        let result = async {
-            let mut client = self.client().await?;
-            replies::reopen(&mut client, id, was, run).await
-        }
-        .await;
-        self.wrote(result)
+        self.writing(|mut client| async move { replies::reopen(&mut client, id, was, run).await })
+            .await
     }
 
     async fn delete_message(
@@ -381,24 +372,16 @@ impl Store for PgStore {
     }
 
     async fn heartbeat(&self, instance: &str) -> Result<(), StoreError> {
-        let result = async {
-            let client = self.client().await?;
-            replies::heartbeat(&client, instance).await
-        }
-        .await;
-        self.wrote(result)
+        self.writing(|client| async move { replies::heartbeat(&client, instance).await })
+            .await
     }
 
     async fn orphaned_replies(
         &self,
         stale_after: Duration,
     ) -> Result<Vec<OrphanedReply>, StoreError> {
-        let result = async {
-            let client = self.client().await?;
-            replies::orphaned(&client, stale_after).await
-        }
-        .await;
-        self.read(result)
+        self.reading(|client| async move { replies::orphaned(&client, stale_after).await })
+            .await
     }
 
     async fn recover_reply(
@@ -407,21 +390,13 @@ impl Store for PgStore {
         run: &str,
         content: &str,
     ) -> Result<bool, StoreError> {
-        let result = async {
-            let client = self.client().await?;
-            replies::recover(&client, id, run, content).await
-        }
-        .await;
-        self.wrote(result)
+        self.writing(|client| async move { replies::recover(&client, id, run, content).await })
+            .await
     }
 
     async fn shared_setting(&self, key: &str, proposed: &str) -> Result<String, StoreError> {
-        let result = async {
-            let client = self.client().await?;
-            replies::shared_setting(&client, key, proposed).await
-        }
-        .await;
-        self.wrote(result)
+        self.writing(|client| async move { replies::shared_setting(&client, key, proposed).await })
+            .await
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
