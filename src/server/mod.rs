@@ -33,12 +33,12 @@ use tokio_util::{sync::CancellationToken, task::TaskTracker};
 use self::{
     access::admission::Admission,
     chat::{limits::RateLimiter, ChatService},
-    config::{Config, DatabaseUrl},
+    config::Config,
     identity::IdentityKeys,
     llm::LlmClient,
     metrics::Metrics,
     state::AppState,
-    store::{SqliteStore, SqliteTuning, Store, StoreError},
+    store::{Store, StoreError},
 };
 
 /// Why the server could not start or stopped with an error.
@@ -66,13 +66,10 @@ pub enum ServerError {
 
 /// Opens storage, loads keys and wires the services together.
 pub async fn build_state(config: Config) -> Result<AppState, ServerError> {
-    let store = match &config.database {
-        DatabaseUrl::Sqlite { path } => {
-            SqliteStore::open(path.clone(), SqliteTuning::from(&config.limits)).await?
-        }
-    };
-    let fault_counts = store.fault_counts();
-    let store: Arc<dyn Store> = Arc::new(store);
+    let store::OpenedStore {
+        store,
+        fault_counts,
+    } = store::open(&config.database, &config.limits).await?;
     let clustered = config.redis_url.is_some();
     let identity = if clustered {
         // Other instances' replies are theirs: the cluster recovers the

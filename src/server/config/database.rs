@@ -1,9 +1,12 @@
 //! `DATABASE_URL`, parsed by scheme.
 //!
-//! This build stores data in SQLite only. Accepted: `sqlite://path`,
-//! `sqlite:path`, `sqlite:///absolute/path` (query parameters ignored) and a
-//! plain file path without a scheme. Any other scheme stops start-up, naming
-//! it and the supported ones, instead of being mistaken for a file path.
+//! Accepted: `sqlite://path`, `sqlite:path`, `sqlite:///absolute/path`
+//! (query parameters ignored) and a plain file path without a scheme, for a
+//! SQLite file; `postgres://…` and `postgresql://…` (libpq's URL form,
+//! checked by `tokio-postgres`) for PostgreSQL. Any other scheme stops
+//! start-up, naming it and the supported ones, instead of being mistaken for
+//! a file path. A Postgres URL's password is never shown: `Display`,
+//! `Debug` and [`DatabaseUrl::describe`] hide it.
 
 use std::{
     fmt,
@@ -14,13 +17,39 @@ use std::{
 use thiserror::Error;
 
 /// The schemes this build can store data with.
-pub const SUPPORTED_SCHEMES: &[&str] = &["sqlite"];
+pub const SUPPORTED_SCHEMES: &[&str] = &["sqlite", "postgres", "postgresql"];
 
 /// Where the data lives; `--print-config` shows which store was chosen.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum DatabaseUrl {
     /// A SQLite file (created with its directory when missing).
     Sqlite { path: PathBuf },
+    /// A PostgreSQL database (it must exist; the schema is migrated).
+    Postgres { url: PostgresUrl },
+}
+
+/// A `postgres://` URL, password included; only [`PostgresUrl::expose`]
+/// gives it out (to connect), every other view hides the password.
+#[derive(Clone, PartialEq, Eq)]
+pub struct PostgresUrl(String);
+
+impl PostgresUrl {
+    /// The URL with its password: for connecting only, never for a log.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for PostgresUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "PostgresUrl({:?})", redact(&self.0))
+    }
+}
+
+impl fmt::Display for PostgresUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&redact(&self.0))
+    }
 }
 
 impl DatabaseUrl {
@@ -35,6 +64,7 @@ impl DatabaseUrl {
     pub fn describe(&self) -> String {
         match self {
             Self::Sqlite { path } => format!("SQLite file {}", path.display()),
+            Self::Postgres { url } => format!("PostgreSQL {url}"),
         }
     }
 }
@@ -43,6 +73,7 @@ impl fmt::Display for DatabaseUrl {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::Sqlite { path } => write!(f, "sqlite://{}", path.display()),
+            Self::Postgres { url } => write!(f, "{url}"),
         }
     }
 }
@@ -56,6 +87,9 @@ pub enum UrlError {
     Malformed(String),
     #[error("names no SQLite file{0}")]
     NoPath(&'static str),
+    /// `tokio-postgres` refused it; its words never contain the password.
+    #[error("is not a valid PostgreSQL URL: {0}")]
+    Postgres(String),
     #[error(
         "scheme `{scheme}:` is not supported by this build (supported: {})",
         supported()
@@ -84,6 +118,8 @@ impl FromStr for DatabaseUrl {
         };
         match scheme.as_str() {
             "sqlite" => sqlite(rest.strip_prefix("//").unwrap_or(rest)),
+            // The client reads the scheme in lower case only.
+            "postgres" | "postgresql" => postgres(&format!("{scheme}:{rest}")),
             _ => Err(UrlError::Unsupported { scheme }),
         }
     }
@@ -126,22 +162,46 @@ fn sqlite(rest: &str) -> Result<DatabaseUrl, UrlError> {
     })
 }
 
-/// `url` with the password of its user info (`user:password@`) hidden.
+/// A Postgres URL, checked by the client that will connect with it.
+fn postgres(url: &str) -> Result<DatabaseUrl, UrlError> {
+    url.parse::<tokio_postgres::Config>()
+        .map_err(|e| UrlError::Postgres(e.to_string()))?;
+    Ok(DatabaseUrl::Postgres {
+        url: PostgresUrl(url.to_owned()),
+    })
+}
+
+/// `url` with its password hidden: the one of the user info
+/// (`user:password@`) and a `password=` query parameter.
 pub(super) fn redact(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
         return url.to_owned();
     };
-    let authority_end = rest.find('/').unwrap_or(rest.len());
-    match rest[..authority_end].rsplit_once('@') {
+    let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(authority_end);
+    let authority = match authority.rsplit_once('@') {
         Some((user_info, host)) if user_info.contains(':') => {
             let user = user_info.split(':').next().unwrap_or_default();
-            format!(
-                "{scheme}://{user}:<redacted>@{host}{}",
-                &rest[authority_end..]
-            )
+            format!("{user}:<redacted>@{host}")
         }
-        _ => url.to_owned(),
-    }
+        _ => authority.to_owned(),
+    };
+    let tail = match tail.split_once('?') {
+        Some((path, query)) => {
+            let query: Vec<String> = query
+                .split('&')
+                .map(|pair| match pair.split_once('=') {
+                    Some((key, _)) if key.eq_ignore_ascii_case("password") => {
+                        format!("{key}=<redacted>")
+                    }
+                    _ => pair.to_owned(),
+                })
+                .collect();
+            format!("{path}?{}", query.join("&"))
+        }
+        None => tail.to_owned(),
+    };
+    format!("{scheme}://{authority}{tail}")
 }
 
 #[cfg(test)]
@@ -151,6 +211,7 @@ mod tests {
     fn path(url: &str) -> PathBuf {
         match url.parse::<DatabaseUrl>() {
             Ok(DatabaseUrl::Sqlite { path }) => path,
+            Ok(other) => panic!("{url}: not SQLite: {other}"),
             Err(e) => panic!("{url}: {e}"),
         }
     }
@@ -171,12 +232,13 @@ mod tests {
 
     #[test]
     fn other_schemes_and_malformed_urls_are_refused() {
-        let err = "postgres://tether@127.0.0.1:5432/tether"
+        let err = "mysql://tether@127.0.0.1:3306/tether"
             .parse::<DatabaseUrl>()
             .expect_err("unsupported");
         assert_eq!(
             err.to_string(),
-            "scheme `postgres:` is not supported by this build (supported: `sqlite:`)"
+            "scheme `mysql:` is not supported by this build \
+             (supported: `sqlite:`, `postgres:`, `postgresql:`)"
         );
         assert!(matches!(
             "mysql:x".parse::<DatabaseUrl>(),
@@ -190,6 +252,7 @@ mod tests {
             "post gres://x",
             "sqlite://",
             "sqlite::memory:",
+            "postgres://u@h:notaport/db",
         ] {
             assert!(bad.parse::<DatabaseUrl>().is_err(), "{bad:?} is refused");
         }
@@ -202,6 +265,38 @@ mod tests {
             "postgres://u:<redacted>@db:5432/t"
         );
         assert_eq!(redact("postgres://u@db/t"), "postgres://u@db/t");
+        assert_eq!(
+            redact("postgres://u@db/t?sslmode=disable&password=hunter2"),
+            "postgres://u@db/t?sslmode=disable&password=<redacted>"
+        );
+        assert_eq!(
+            redact("postgres://u:pw@db?password=x"),
+            "postgres://u:<redacted>@db?password=<redacted>"
+        );
         assert_eq!(redact("sqlite://a/b.db"), "sqlite://a/b.db");
+    }
+
+    #[test]
+    fn postgres_urls_are_accepted_and_never_show_the_password() {
+        for url in [
+            "postgres://tether:hunter2@db.internal:5432/tether",
+            "POSTGRESQL://tether:hunter2@db.internal/tether?application_name=t",
+        ] {
+            let parsed: DatabaseUrl = url.parse().expect("accepted");
+            let DatabaseUrl::Postgres { url: pg } = &parsed else {
+                panic!("{url}: not Postgres")
+            };
+            assert!(
+                pg.expose().eq_ignore_ascii_case(url),
+                "connects with the URL as given"
+            );
+            for shown in [parsed.to_string(), format!("{parsed:?}"), parsed.describe()] {
+                assert!(!shown.contains("hunter2"), "{shown}");
+                assert!(shown.contains("<redacted>"), "{shown}");
+                assert!(shown.contains("db.internal"), "{shown}");
+            }
+            // What `--print-config` shows is itself a valid value.
+            assert!(parsed.to_string().parse::<DatabaseUrl>().is_ok());
+        }
     }
 }

@@ -17,7 +17,7 @@ mod table;
 mod values;
 
 pub use cli::{Cli, SettingArgs};
-pub use database::{DatabaseUrl, UrlError, SUPPORTED_SCHEMES};
+pub use database::{DatabaseUrl, PostgresUrl, UrlError, SUPPORTED_SCHEMES};
 pub use proxies::{canonical as canonical_ip, IpBlock, TrustedProxies};
 pub use table::{Config, LimitsConfig, UpstreamConfig};
 pub use values::{default_personas, ApiKey, OriginPolicy, Persona, Secret};

@@ -35,8 +35,8 @@ settings! {
         /// Directory for the SQLite file and the generated session secret.
         data_dir: String = "data".into(), Plain,
             env "TETHER_DATA_DIR", flag "data-dir", value "DIR";
-        /// Where data is stored: `sqlite://path`, `sqlite:path` or a file path;
-        /// other schemes stop start-up.
+        /// Where data is stored: `sqlite://path`, `sqlite:path` or a file path, or
+        /// `postgres://user:password@host:port/db`; other schemes stop start-up.
         database: DatabaseUrl = DatabaseUrl::in_dir("data"), Database, key "database_url",
             env "DATABASE_URL", flag "database-url", value "URL",
             shown "`sqlite://<data dir>/tether.db`";
@@ -212,5 +212,8 @@ settings! {
         /// … and after this many dropped frames the socket is closed (1008).
         flood_close_after: u32 = 60, Positive,
             env "FLOOD_CLOSE_AFTER", flag "flood-close-after", value "N";
+        /// PostgreSQL connections kept open (`postgres://` only); more queries wait for one.
+        database_pool_size: usize = 16, Positive,
+            env "DATABASE_POOL_SIZE", flag "database-pool-size", value "N";
     }
 }

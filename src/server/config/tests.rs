@@ -81,9 +81,9 @@ fn a_named_database_wins_over_the_data_dir() {
             path: "x.db".into()
         }
     );
-    let err = load(&["--database-url", "postgres://u:pw@db/t"]).expect_err("refused");
+    let err = load(&["--database-url", "mysql://u:pw@db/t"]).expect_err("refused");
     assert_eq!(err.field, "DATABASE_URL");
-    assert!(err.reason.contains("postgres") && err.reason.contains("sqlite"));
+    assert!(err.reason.contains("mysql") && err.reason.contains("sqlite"));
     assert!(
         !err.to_string().contains("pw@"),
         "the password is redacted: {err}"

@@ -1,19 +1,26 @@
 //! Durable storage of users, conversations, messages and idempotency keys.
 //!
-//! Chat logic talks to the [`Store`] trait only, so a Postgres implementation
-//! can follow without touching it. Every method is scoped so that one user can
+//! Chat logic talks to the [`Store`] trait only; [`open`] picks SQLite
+//! ([`SqliteStore`]) or PostgreSQL ([`PgStore`]) by `DATABASE_URL`, and
+//! `tests/store_conformance.rs` holds both to the same behaviour. Every method is scoped so that one user can
 //! never read another user's rows: lookups by conversation take the owner too
 //! and answer [`StoreError::NotFound`] for anybody else. Database failures
 //! leave the store classified ([`Fault`], see [`fault`]).
 
 pub mod fault;
+mod postgres;
 mod sqlite;
 
 pub use fault::{Fault, FaultCounts, FaultKind};
+pub use postgres::{PgStore, PgTuning};
 pub use sqlite::{SqliteStore, SqliteTuning};
+
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use thiserror::Error;
+
+use crate::server::config::{DatabaseUrl, LimitsConfig};
 
 use crate::protocol::{
     ClientMsgId, ConversationId, FinishReason, Message, MessageId, Usage, UserId,
@@ -62,6 +69,35 @@ impl StoreError {
             _ => None,
         }
     }
+}
+
+/// A store opened by [`open`], with the fault counts `/metrics` shows.
+#[derive(Clone)]
+pub struct OpenedStore {
+    pub store: Arc<dyn Store>,
+    pub fault_counts: FaultCounts,
+}
+
+/// Opens the store `url` names, tuned by `limits`: a SQLite file (created
+/// when missing) or a PostgreSQL database (which must exist); either is
+/// migrated to this build's schema.
+pub async fn open(url: &DatabaseUrl, limits: &LimitsConfig) -> Result<OpenedStore, StoreError> {
+    Ok(match url {
+        DatabaseUrl::Sqlite { path } => {
+            let store = SqliteStore::open(path.clone(), SqliteTuning::from(limits)).await?;
+            OpenedStore {
+                fault_counts: store.fault_counts(),
+                store: Arc::new(store),
+            }
+        }
+        DatabaseUrl::Postgres { url } => {
+            let store = PgStore::open(url, PgTuning::from(limits)).await?;
+            OpenedStore {
+                fault_counts: store.fault_counts(),
+                store: Arc::new(store),
+            }
+        }
+    })
 }
 
 /// A conversation row.
@@ -318,6 +354,18 @@ pub(crate) fn rfc3339_millis(t: time::OffsetDateTime) -> String {
         t.second(),
         t.millisecond()
     )
+}
+
+/// Escapes `%`, `_` and `\` for a `LIKE … ESCAPE '\'` pattern.
+fn like_escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for ch in text.chars() {
+        if matches!(ch, '%' | '_' | '\\') {
+            out.push('\\');
+        }
+        out.push(ch);
+    }
+    out
 }
 
 /// A fresh id: UUID v7, a millisecond timestamp then 74 random bits. Ids

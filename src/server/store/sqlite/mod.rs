@@ -1,4 +1,4 @@
-//! [`Store`] on a SQLite file in WAL mode, schema migrated from `migrations/`.
+//! [`Store`] on a SQLite file in WAL mode, schema migrated from `migrations/sqlite/`.
 //!
 //! Writes go through one dedicated writer thread that commits many callers'
 //! writes per transaction ([`writer`]); reads run on a small pool of
@@ -32,8 +32,8 @@ use self::{
 };
 use super::{
     fault::{Fault, FaultCounts, FaultKind, FaultWatch},
-    new_id, now_rfc3339, ConversationRecord, NewUserMessage, OrphanedReply, ReplyRun, SendOutcome,
-    Store, StoreError, Target,
+    like_escape, new_id, now_rfc3339, ConversationRecord, NewUserMessage, OrphanedReply, ReplyRun,
+    SendOutcome, Store, StoreError, Target,
 };
 use crate::protocol::{
     ClientMsgId, ConversationId, FinishReason, Message, MessageId, Role, Usage, UserId,
@@ -87,6 +87,9 @@ impl SqliteStore {
             .map_err(|e: UrlError| StoreError::Open(format!("database URL {e}")))?;
         match url {
             DatabaseUrl::Sqlite { path } => Self::open(path, SqliteTuning::default()).await,
+            DatabaseUrl::Postgres { .. } => Err(StoreError::Open(
+                "not a SQLite URL (the PostgreSQL store is store::open's)".into(),
+            )),
         }
     }
 
@@ -221,18 +224,6 @@ fn message_from_row(row: &Row<'_>) -> rusqlite::Result<Message> {
         created_at: row.get("created_at")?,
         finish_reason: finish.as_deref().and_then(FinishReason::parse),
     })
-}
-
-/// Escapes `%`, `_` and `\` for a `LIKE … ESCAPE '\'` pattern.
-fn like_escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for ch in text.chars() {
-        if matches!(ch, '%' | '_' | '\\') {
-            out.push('\\');
-        }
-        out.push(ch);
-    }
-    out
 }
 
 /// `NotFound` when a scoped update or delete touched no row.
@@ -670,6 +661,10 @@ impl Store for SqliteStore {
 
 #[cfg(test)]
 mod tests {
+    //! What only this store has: its writer thread under concurrent
+    //! writes. Every store behaviour is in `tests/store_conformance.rs`,
+    //! run against this store and the PostgreSQL one alike.
+
     use super::*;
 
     async fn store() -> (SqliteStore, tempfile::TempDir) {
@@ -705,133 +700,6 @@ mod tests {
         }
     }
 
-    /// A new conversation of user `u` with its first message and the
-    /// reply's empty message.
-    async fn stored_with_reply(s: &SqliteStore) -> (ConversationRecord, Message) {
-        match s
-            .add_user_message(new_msg("u", "k", new_conversation()))
-            .await
-            .expect("stored")
-        {
-            SendOutcome::Stored {
-                conversation,
-                reply,
-                ..
-            } => (conversation, reply),
-            SendOutcome::Duplicate { .. } => panic!("a first message is stored"),
-        }
-    }
-
-    #[tokio::test]
-    async fn same_client_msg_id_is_stored_once() {
-        let (s, _dir) = store().await;
-        let new = new_conversation();
-        let first = s
-            .add_user_message(new_msg("u", "k1", new.clone()))
-            .await
-            .expect("stored");
-        let SendOutcome::Stored {
-            conversation,
-            message,
-            ..
-        } = first
-        else {
-            panic!("first send must be stored")
-        };
-        let second = s
-            .add_user_message(new_msg("u", "k1", new))
-            .await
-            .expect("answered");
-        match second {
-            SendOutcome::Duplicate {
-                conversation_id,
-                message_id,
-            } => {
-                assert_eq!(conversation_id, conversation.id);
-                assert_eq!(message_id, message.id);
-            }
-            SendOutcome::Stored { .. } => panic!("duplicate was stored twice"),
-        }
-        assert_eq!(
-            s.messages(&conversation.id).await.expect("messages").len(),
-            2,
-            "one user message and its reply's message, once"
-        );
-    }
-
-    #[tokio::test]
-    async fn checkpoints_keep_partial_text_and_never_overwrite_a_finished_reply() {
-        let (s, _dir) = store().await;
-        let (conversation, reply) = stored_with_reply(&s).await;
-        s.checkpoint_assistant(&reply.id, "r", "Hel")
-            .await
-            .expect("cp");
-        s.checkpoint_assistant(&reply.id, "r", "Hello, wo")
-            .await
-            .expect("cp");
-        let partial = &s.messages(&conversation.id).await.expect("messages")[1];
-        assert_eq!(partial.content, "Hello, wo");
-        assert_eq!(partial.finish_reason, None, "still streaming");
-
-        assert_eq!(s.recover_interrupted().await.expect("recover"), 1);
-        let recovered = &s.messages(&conversation.id).await.expect("messages")[1];
-        assert_eq!(recovered.content, "Hello, wo", "the checkpoint survives");
-        assert_eq!(recovered.finish_reason, Some(FinishReason::Error));
-
-        assert!(matches!(
-            s.checkpoint_assistant(&reply.id, "r", "late").await,
-            Err(StoreError::Fenced)
-        ));
-        let kept = &s.messages(&conversation.id).await.expect("messages")[1];
-        assert_eq!(
-            kept.content, "Hello, wo",
-            "a finished reply is not overwritten"
-        );
-    }
-
-    #[tokio::test]
-    async fn a_reopened_reply_keeps_its_text_and_takes_checkpoints_again() {
-        let (s, _dir) = store().await;
-        let (conversation, reply) = stored_with_reply(&s).await;
-        s.finish_assistant(&reply.id, "r", "Hello, wo", FinishReason::Error, None)
-            .await
-            .expect("finish");
-        assert!(
-            matches!(
-                s.reopen_assistant(&reply.id, FinishReason::Length, &run("r2"))
-                    .await,
-                Err(StoreError::NotFound)
-            ),
-            "only from the finish reason it has"
-        );
-        s.reopen_assistant(&reply.id, FinishReason::Error, &run("r2"))
-            .await
-            .expect("reopen");
-        let reopened = &s.messages(&conversation.id).await.expect("messages")[1];
-        assert_eq!(reopened.content, "Hello, wo");
-        assert_eq!(reopened.finish_reason, None);
-        assert!(matches!(
-            s.checkpoint_assistant(&reply.id, "r", "stale run").await,
-            Err(StoreError::Fenced)
-        ));
-        s.checkpoint_assistant(&reply.id, "r2", "Hello, world")
-            .await
-            .expect("cp");
-        assert_eq!(s.recover_interrupted().await.expect("recover"), 1);
-        let recovered = &s.messages(&conversation.id).await.expect("messages")[1];
-        assert_eq!(recovered.content, "Hello, world");
-        assert_eq!(recovered.finish_reason, Some(FinishReason::Error));
-        let user_message = &s.messages(&conversation.id).await.expect("messages")[0];
-        assert!(
-            matches!(
-                s.reopen_assistant(&user_message.id, FinishReason::Error, &run("r3"))
-                    .await,
-                Err(StoreError::NotFound)
-            ),
-            "never a user message"
-        );
-    }
-
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn concurrent_writers_never_see_database_locked() {
         let (s, _dir) = store().await;
@@ -864,221 +732,5 @@ mod tests {
         for task in tasks {
             task.await.expect("task");
         }
-    }
-
-    #[tokio::test]
-    async fn other_users_conversation_is_not_found() {
-        let (s, _dir) = store().await;
-        let SendOutcome::Stored { conversation, .. } = s
-            .add_user_message(new_msg("alice", "k", new_conversation()))
-            .await
-            .expect("stored")
-        else {
-            panic!("stored")
-        };
-        assert!(matches!(
-            s.conversation(&"bob".into(), &conversation.id).await,
-            Err(StoreError::NotFound)
-        ));
-        assert!(matches!(
-            s.add_user_message(new_msg(
-                "bob",
-                "k2",
-                Target::Existing(conversation.id.clone())
-            ))
-            .await,
-            Err(StoreError::NotFound)
-        ));
-        assert!(matches!(
-            s.delete_conversation(&"bob".into(), &conversation.id).await,
-            Err(StoreError::NotFound)
-        ));
-    }
-
-    #[tokio::test]
-    async fn search_finds_titles_and_message_text_of_the_user_only() {
-        let (s, _dir) = store().await;
-        let new = |title: &str| Target::New {
-            persona: "p".into(),
-            title: title.into(),
-        };
-        let mut msg = new_msg("alice", "k1", new("Beach trip"));
-        msg.text = "let's plan".into();
-        s.add_user_message(msg).await.expect("stored");
-        let mut msg = new_msg("alice", "k2", new("Work"));
-        msg.text = "the sea was 100% calm_today".into();
-        s.add_user_message(msg).await.expect("stored");
-        let mut msg = new_msg("bob", "k3", new("Beach for bob"));
-        msg.text = "sea".into();
-        s.add_user_message(msg).await.expect("stored");
-        let alice: UserId = "alice".into();
-        let titles =
-            |v: Vec<ConversationRecord>| v.into_iter().map(|c| c.title).collect::<Vec<_>>();
-        assert_eq!(
-            titles(s.list_conversations(&alice, None).await.expect("list")).len(),
-            2
-        );
-        assert_eq!(
-            titles(
-                s.list_conversations(&alice, Some("beach"))
-                    .await
-                    .expect("q")
-            ),
-            ["Beach trip"]
-        );
-        assert_eq!(
-            titles(s.list_conversations(&alice, Some("sea")).await.expect("q")),
-            ["Work"]
-        );
-        assert_eq!(
-            titles(s.list_conversations(&alice, Some("100%")).await.expect("q")),
-            ["Work"]
-        );
-        assert!(
-            s.list_conversations(&alice, Some("0%c"))
-                .await
-                .expect("q")
-                .is_empty(),
-            "% is literal"
-        );
-    }
-
-    #[tokio::test]
-    async fn interrupted_assistant_messages_are_recovered_as_errors() {
-        let (s, _dir) = store().await;
-        let (conversation, reply) = stored_with_reply(&s).await;
-        assert_eq!(s.recover_interrupted().await.expect("recovered"), 1);
-        let messages = s.messages(&conversation.id).await.expect("messages");
-        assert_eq!(messages[1].id, reply.id);
-        assert_eq!(messages[1].finish_reason, Some(FinishReason::Error));
-    }
-
-    #[tokio::test]
-    async fn a_send_returns_the_newest_history_with_text_oldest_first() {
-        let (s, _dir) = store().await;
-        let mut target = new_conversation();
-        let mut last_history = Vec::new();
-        for n in 0..4 {
-            let mut msg = new_msg("u", &format!("k{n}"), target.clone());
-            msg.text = format!("m{n}");
-            msg.history = 3;
-            let SendOutcome::Stored {
-                conversation,
-                reply,
-                history,
-                ..
-            } = s.add_user_message(msg).await.expect("stored")
-            else {
-                panic!("stored")
-            };
-            if n % 2 == 0 {
-                // Every other reply has text; the others stay empty (failed).
-                s.finish_assistant(&reply.id, "r", &format!("r{n}"), FinishReason::Stop, None)
-                    .await
-                    .expect("finished");
-            }
-            target = Target::Existing(conversation.id);
-            last_history = history;
-        }
-        let texts: Vec<_> = last_history.iter().map(|m| m.content.as_str()).collect();
-        // m0 r0 m1 (empty) m2 r2 m3: the newest three with text.
-        assert_eq!(texts, ["m2", "r2", "m3"]);
-    }
-
-    #[tokio::test]
-    async fn one_unfinished_reply_per_conversation_and_only_its_run_writes_it() {
-        let (s, _dir) = store().await;
-        let (conversation, reply) = stored_with_reply(&s).await;
-        let other = ReplyRun {
-            instance: "other".into(),
-            token: "o".into(),
-        };
-        assert!(
-            matches!(
-                s.start_assistant(&conversation.id, &other).await,
-                Err(StoreError::Busy)
-            ),
-            "another instance's reply is unfinished"
-        );
-        let mut second = new_msg("u", "k2", Target::Existing(conversation.id.clone()));
-        second.run = other.clone();
-        assert!(matches!(
-            s.add_user_message(second).await,
-            Err(StoreError::Busy)
-        ));
-        assert_eq!(
-            s.messages(&conversation.id).await.expect("messages").len(),
-            2,
-            "the refused send stored nothing"
-        );
-        assert!(
-            s.find_client_message(&"u".into(), &"k2".into())
-                .await
-                .expect("lookup")
-                .is_none(),
-            "nor its idempotency key"
-        );
-        assert!(matches!(
-            s.finish_assistant(&reply.id, "o", "x", FinishReason::Stop, None)
-                .await,
-            Err(StoreError::Fenced)
-        ));
-        // The same instance's leftover (its final write failed) is closed.
-        let again = s
-            .start_assistant(&conversation.id, &run("r4"))
-            .await
-            .expect("own leftover closed");
-        let messages = s.messages(&conversation.id).await.expect("messages");
-        assert_eq!(messages[1].finish_reason, Some(FinishReason::Error));
-        assert_eq!(messages[2].id, again.id);
-    }
-
-    #[tokio::test]
-    async fn orphans_are_the_replies_of_silent_instances_and_are_recovered_once() {
-        let (s, _dir) = store().await;
-        let (conversation, reply) = stored_with_reply(&s).await;
-        s.checkpoint_assistant(&reply.id, "r", "Hel")
-            .await
-            .expect("cp");
-        let orphans = s
-            .orphaned_replies(Duration::from_secs(60))
-            .await
-            .expect("orphans");
-        assert_eq!(orphans.len(), 1, "its instance was never seen");
-        assert_eq!(orphans[0].message_id, reply.id);
-        assert_eq!(orphans[0].run, "r");
-        assert_eq!(orphans[0].content, "Hel");
-        s.heartbeat("i").await.expect("heartbeat");
-        assert!(
-            s.orphaned_replies(Duration::from_secs(60))
-                .await
-                .expect("orphans")
-                .is_empty(),
-            "its instance is alive"
-        );
-        assert!(s
-            .recover_reply(&reply.id, "r", "Hello")
-            .await
-            .expect("recover"));
-        assert!(
-            !s.recover_reply(&reply.id, "r", "Hello")
-                .await
-                .expect("again"),
-            "recovered once"
-        );
-        let recovered = &s.messages(&conversation.id).await.expect("messages")[1];
-        assert_eq!(recovered.content, "Hello");
-        assert_eq!(recovered.finish_reason, Some(FinishReason::Error));
-        assert!(matches!(
-            s.checkpoint_assistant(&reply.id, "r", "Hello, w").await,
-            Err(StoreError::Fenced)
-        ));
-    }
-
-    #[tokio::test]
-    async fn the_first_shared_setting_wins() {
-        let (s, _dir) = store().await;
-        assert_eq!(s.shared_setting("k", "a").await.expect("set"), "a");
-        assert_eq!(s.shared_setting("k", "b").await.expect("kept"), "a");
     }
 }

@@ -1,4 +1,4 @@
-//! Schema migrations, embedded from `migrations/` and applied in order.
+//! Schema migrations, embedded from `migrations/sqlite/` and applied in order.
 //!
 //! The applied count is SQLite's `user_version`. Every migration runs in its
 //! own transaction with the version bump, so a failed one leaves the
@@ -11,8 +11,8 @@ use crate::server::store::{Fault, StoreError};
 
 /// Every migration, oldest first; the index + 1 is the version it brings.
 const MIGRATIONS: &[&str] = &[
-    include_str!("../../../../migrations/0001_init.sql"),
-    include_str!("../../../../migrations/0002_reply_runs.sql"),
+    include_str!("../../../../migrations/sqlite/0001_init.sql"),
+    include_str!("../../../../migrations/sqlite/0002_reply_runs.sql"),
 ];
 
 /// Brings the database to the newest schema; returns how many were applied.

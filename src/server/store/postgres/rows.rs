@@ -1,0 +1,49 @@
+//! Rows as the store's types: the same shapes SQLite's store returns.
+
+use tokio_postgres::Row;
+
+use crate::protocol::{ConversationId, FinishReason, Message, MessageId, Role, UserId};
+use crate::server::store::{ConversationRecord, StoreError};
+
+/// The columns [`conversation`] reads, in a `SELECT` or `RETURNING`.
+pub(super) const CONVERSATION_COLUMNS: &str = "id, user_id, title, persona, created_at, updated_at";
+
+/// The columns [`message`] reads.
+pub(super) const MESSAGE_COLUMNS: &str = "id, role, content, finish_reason, created_at";
+
+pub(super) fn conversation(row: &Row) -> Result<ConversationRecord, StoreError> {
+    Ok(ConversationRecord {
+        id: ConversationId(row.try_get("id")?),
+        user_id: UserId(row.try_get("user_id")?),
+        title: row.try_get("title")?,
+        persona: row.try_get("persona")?,
+        created_at: row.try_get("created_at")?,
+        updated_at: row.try_get("updated_at")?,
+    })
+}
+
+pub(super) fn message(row: &Row) -> Result<Message, StoreError> {
+    let role: &str = row.try_get("role")?;
+    let finish: Option<&str> = row.try_get("finish_reason")?;
+    Ok(Message {
+        id: MessageId(row.try_get("id")?),
+        role: if role == "user" {
+            Role::User
+        } else {
+            Role::Assistant
+        },
+        content: row.try_get("content")?,
+        created_at: row.try_get("created_at")?,
+        finish_reason: finish.and_then(FinishReason::parse),
+    })
+}
+
+/// Every row as a conversation.
+pub(super) fn conversations(rows: &[Row]) -> Result<Vec<ConversationRecord>, StoreError> {
+    rows.iter().map(conversation).collect()
+}
+
+/// Every row as a message.
+pub(super) fn messages(rows: &[Row]) -> Result<Vec<Message>, StoreError> {
+    rows.iter().map(message).collect()
+}

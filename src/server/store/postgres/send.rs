@@ -1,0 +1,212 @@
+//! Storing a user message: key, conversation, message, the reply's empty
+//! message and the prompt's history, in one transaction.
+//!
+//! The idempotency key is claimed first (`INSERT … ON CONFLICT DO NOTHING`):
+//! a concurrent send with the same key, on any connection or instance,
+//! waits on that row until this transaction ends, then finds it taken and
+//! answers `Duplicate` with what this one stored. After the ownership check
+//! the statements go two at a time (pipelined: sent together, run in order).
+//! A reply already running in the conversation fails the whole transaction
+//! with `Busy`: nothing of the send is stored, not even its key.
+
+use deadpool_postgres::{Client, Transaction};
+use tokio_postgres::types::ToSql;
+
+use super::{
+    replies,
+    rows::{self, CONVERSATION_COLUMNS},
+};
+use crate::protocol::{ConversationId, Message, MessageId, Role, UserId};
+use crate::server::store::{
+    new_id, now_rfc3339, ConversationRecord, NewUserMessage, ReplyRun, SendOutcome, StoreError,
+    Target,
+};
+
+/// Stores `msg`, or answers `Duplicate` when its key was taken before.
+pub(super) async fn add_user_message(
+    client: &mut Client,
+    msg: NewUserMessage,
+) -> Result<SendOutcome, StoreError> {
+    let now = now_rfc3339();
+    let conversation_id = match &msg.target {
+        Target::Existing(id) => id.clone(),
+        Target::New { .. } => ConversationId(new_id()),
+    };
+    let message = Message {
+        id: MessageId(new_id()),
+        role: Role::User,
+        content: msg.text,
+        created_at: now.clone(),
+        finish_reason: None,
+    };
+    let tx = client.transaction().await?;
+    let claim = tx
+        .prepare_cached(
+            "INSERT INTO client_messages \
+             (user_id, client_msg_id, conversation_id, message_id, created_at) \
+             VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
+        )
+        .await?;
+    let claimed = tx
+        .execute(
+            &claim,
+            &[
+                &msg.user_id.as_str(),
+                &msg.client_msg_id.as_str(),
+                &conversation_id.as_str(),
+                &message.id.as_str(),
+                &now,
+            ],
+        )
+        .await?;
+    if claimed == 0 {
+        tx.rollback().await?;
+        let earlier = find_client_message(client, &msg.user_id, msg.client_msg_id.as_str()).await?;
+        // Gone already: its conversation was deleted in between.
+        let (conversation_id, message_id) = earlier.ok_or(StoreError::NotFound)?;
+        return Ok(SendOutcome::Duplicate {
+            conversation_id,
+            message_id,
+        });
+    }
+    let conversation =
+        target_conversation(&tx, &msg.user_id, &msg.target, conversation_id, &now).await?;
+    let (history, reply) =
+        add_messages(&tx, &conversation.id, &message, msg.history, &msg.run).await?;
+    tx.commit().await?;
+    Ok(SendOutcome::Stored {
+        conversation,
+        message,
+        reply,
+        history,
+    })
+}
+
+/// The conversation and message an earlier `client_msg_id` produced.
+pub(super) async fn find_client_message(
+    client: &Client,
+    user: &UserId,
+    client_msg_id: &str,
+) -> Result<Option<(ConversationId, MessageId)>, StoreError> {
+    let stmt = client
+        .prepare_cached(
+            "SELECT conversation_id, message_id FROM client_messages \
+             WHERE user_id = $1 AND client_msg_id = $2",
+        )
+        .await?;
+    let row = client
+        .query_opt(&stmt, &[&user.as_str(), &client_msg_id])
+        .await?;
+    row.map(|row| Ok((ConversationId(row.try_get(0)?), MessageId(row.try_get(1)?))))
+        .transpose()
+}
+
+/// The conversation a user message goes into: an existing one of the user
+/// (touched; `NotFound` if it is not theirs), or a new one with id `id`.
+async fn target_conversation(
+    tx: &Transaction<'_>,
+    user: &UserId,
+    target: &Target,
+    id: ConversationId,
+    now: &str,
+) -> Result<ConversationRecord, StoreError> {
+    let (persona, title) = match target {
+        Target::Existing(_) => {
+            let touch = tx
+                .prepare_cached(&format!(
+                    "UPDATE conversations SET updated_at = $1 WHERE id = $2 AND user_id = $3 \
+                     RETURNING {CONVERSATION_COLUMNS}"
+                ))
+                .await?;
+            let row = tx
+                .query_opt(&touch, &[&now, &id.as_str(), &user.as_str()])
+                .await?
+                .ok_or(StoreError::NotFound)?;
+            return rows::conversation(&row);
+        }
+        Target::New { persona, title } => (persona, title),
+    };
+    // A user's first conversation brings the user's row: opening a socket
+    // or a page stores nothing.
+    let add_user = tx
+        .prepare_cached("INSERT INTO users (id, created_at) VALUES ($1, $2) ON CONFLICT DO NOTHING")
+        .await?;
+    tx.execute(&add_user, &[&user.as_str(), &now]).await?;
+    let record = ConversationRecord {
+        id,
+        user_id: user.clone(),
+        title: title.clone(),
+        persona: persona.clone(),
+        created_at: now.to_owned(),
+        updated_at: now.to_owned(),
+    };
+    let insert = tx
+        .prepare_cached(
+            "INSERT INTO conversations (id, user_id, title, persona, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .await?;
+    tx.execute(
+        &insert,
+        &[
+            &record.id.as_str(),
+            &record.user_id.as_str(),
+            &record.title,
+            &record.persona,
+            &record.created_at,
+            &record.updated_at,
+        ],
+    )
+    .await?;
+    Ok(record)
+}
+
+/// Inserts the user message and reads the history (it included) in one
+/// round trip, then inserts the reply's empty message for `run`.
+async fn add_messages(
+    tx: &Transaction<'_>,
+    conversation: &ConversationId,
+    message: &Message,
+    history: usize,
+    run: &ReplyRun,
+) -> Result<(Vec<Message>, Message), StoreError> {
+    let insert = tx
+        .prepare_cached(
+            "INSERT INTO messages (id, conversation_id, role, content, created_at) \
+             VALUES ($1, $2, 'user', $3, $4)",
+        )
+        .await?;
+    let recent = tx.prepare_cached(RECENT_MESSAGES).await?;
+    let limit = i64::try_from(history).unwrap_or(i64::MAX);
+    let (id, id_of_conversation) = (message.id.as_str(), conversation.as_str());
+    let user_params: [&(dyn ToSql + Sync); 4] = [
+        &id,
+        &id_of_conversation,
+        &message.content,
+        &message.created_at,
+    ];
+    let recent_params: [&(dyn ToSql + Sync); 2] = [&id_of_conversation, &limit];
+    let (_, newest_first) = futures::try_join!(
+        tx.execute(&insert, &user_params),
+        tx.query(&recent, &recent_params),
+    )?;
+    let mut history = rows::messages(&newest_first)?;
+    history.reverse();
+    let reply = replies::insert_assistant(tx, conversation, run).await?;
+    Ok((history, reply))
+}
+
+/// The newest `$2` messages with text, newest first.
+const RECENT_MESSAGES: &str = "SELECT id, role, content, finish_reason, created_at \
+     FROM messages WHERE conversation_id = $1 AND content <> '' ORDER BY seq DESC LIMIT $2";
+
+/// The empty assistant message a reply streams into, before it is inserted.
+pub(super) fn new_reply() -> Message {
+    Message {
+        id: MessageId(new_id()),
+        role: Role::Assistant,
+        content: String::new(),
+        created_at: now_rfc3339(),
+        finish_reason: None,
+    }
+}
