@@ -54,12 +54,14 @@ struct Instance {
     tether: Option<Tether>,
 }
 
-/// The running cluster. Dropping it stops every process by its PID.
+/// The running cluster. Dropping it stops every process by its PID: the
+/// instances first, then the proxy, Redis and the fake (fields drop in
+/// order).
 pub struct Cluster {
-    pub fake: Arc<FakeUpstream>,
-    pub redis: Redis,
-    pub proxy: Haproxy,
     instances: Vec<Instance>,
+    pub proxy: Haproxy,
+    pub redis: Redis,
+    pub fake: Arc<FakeUpstream>,
 }
 
 impl Cluster {
@@ -114,10 +116,10 @@ impl Cluster {
             proxy.wait_server(i, "UP").await;
         }
         Self {
-            fake,
-            redis,
-            proxy,
             instances,
+            proxy,
+            redis,
+            fake,
         }
     }
 
