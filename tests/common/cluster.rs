@@ -37,9 +37,10 @@ pub enum Storage {
 
 /// A fresh Postgres database for one cluster.
 ///
-/// Stand-in until `tests/common/postgres.rs` (the Postgres store's harness)
-/// is merged: the lead points this at its function. Until then it reads
-/// `TETHER_TEST_POSTGRES`.
+/// Stand-in until `tests/common/postgres.rs` (the Postgres store's harness,
+/// branch `wip-pg`) is merged; then its body is
+/// `super::postgres::fresh_database().await`. Until then it returns
+/// `TETHER_TEST_POSTGRES` as it is (a database URL).
 pub async fn postgres_url() -> String {
     std::env::var("TETHER_TEST_POSTGRES").unwrap_or_else(|_| {
         panic!("no Postgres for the cluster tests: set TETHER_TEST_POSTGRES=postgres://…")
