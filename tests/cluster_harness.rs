@@ -1,7 +1,7 @@
 //! The multi-process harness itself (`tests/common/{redis,haproxy,cluster}.rs`):
 //! Redis starts, restarts empty and is gone after drop; HAProxy with
-//! `deploy/haproxy.cfg` balances round robin, passes WebSockets through and
-//! takes a killed instance out; a cluster's instances can be killed and
+//! `deploy/haproxy.cfg` balances round robin, adds X-Forwarded-For, passes
+//! WebSockets through and takes a killed instance out; a cluster's instances can be killed and
 //! restarted behind it. Runs on SQLite instances, so it needs no shared store.
 
 mod common;
@@ -118,6 +118,11 @@ async fn haproxy_round_robins_passes_websockets_and_drops_a_dead_instance() {
     assert_ne!(servers[0], servers[1], "round robin: {servers:?}");
     assert_eq!(servers[0], servers[2], "round robin: {servers:?}");
     assert_eq!(servers[1], servers[3], "round robin: {servers:?}");
+    // `option forwardfor`: each instance got X-Forwarded-For from the proxy,
+    // which these instances (no TRUSTED_PROXIES) point out once.
+    for instance in &mut instances {
+        instance.wait_log(|l| l.contains("carries X-Forwarded-For, but TRUSTED_PROXIES"));
+    }
 
     // A WebSocket upgrades through the proxy and streams a whole reply.
     let mut user = proxy.user().await;
