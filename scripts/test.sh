@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # Runs every check and test of Tether: formatting, clippy on both halves, the
 # Rust unit and integration tests (real sockets, fake upstream over HTTP, real
-# SQLite files and a real PostgreSQL), the fuzz targets on a short budget, then the Playwright suite
-# in Debian's Chromium against the real server. Installs what is missing first (scripts/setup.sh).
+# SQLite files; the cluster tests on real PostgreSQL, Redis and HAProxy), the
+# fuzz targets on a short budget, then the Playwright suite in Debian's
+# Chromium against the real server and, through HAProxy, against a cluster
+# (scripts/cluster.sh). Installs what is missing first (scripts/setup.sh --services).
 set -euo pipefail
 source "$(dirname "$0")/env.sh"
 cd "$ROOT"
 
-bash scripts/setup.sh
+bash scripts/setup.sh --services
 
 step() { printf '\n\033[1m==> %s\033[0m\n' "$*"; }
 
@@ -28,8 +30,18 @@ step "PostgreSQL for the store tests (scripts/test-postgres.sh: one throw-away s
 # tests/common/postgres.rs makes a fresh database per test on it; without
 # TETHER_TEST_POSTGRES each test binary would start its own.
 PG_RUN=$(mktemp -d /tmp/tether-pg-run-XXXXXX)
+CLUSTER_PID=""
+CLUSTER_DIR=""
+# cluster.sh stops everything it started on SIGTERM (a background job of a
+# script ignores SIGINT).
+stop_cluster() {
+  if [ -n "$CLUSTER_PID" ]; then kill -TERM "$CLUSTER_PID" 2>/dev/null && wait "$CLUSTER_PID" || true; fi
+  CLUSTER_PID=""
+  if [ -n "$CLUSTER_DIR" ]; then rm -rf "$CLUSTER_DIR"; fi
+}
 cleanup() {
   bash scripts/test-postgres.sh stop "$PG_RUN"
+  stop_cluster
   rm -rf "${E2E_DATA:-}"
 }
 trap cleanup EXIT
@@ -55,6 +67,27 @@ E2E_DATA=$(mktemp -d) # removed on exit (cleanup)
 export TETHER_DATA_DIR="$E2E_DATA"
 export LEPTOS_SITE_ROOT="$ROOT/target/site"
 (cd end2end && npx playwright test)
+
+step "Playwright through HAProxy (scripts/cluster.sh: PostgreSQL, Redis, two instances, the fake model)"
+CLUSTER_E2E_PORT="${CLUSTER_E2E_PORT:-3200}"
+CLUSTER_DIR=$(mktemp -d)
+# PostgreSQL runs as the `postgres` user and keeps its files in here.
+chmod 711 "$CLUSTER_DIR"
+env -u OPENAI_BASE_URL PORT="$CLUSTER_E2E_PORT" TETHER_CLUSTER_DIR="$CLUSTER_DIR" \
+  CLUSTER_SKIP_BUILD=1 CLUSTER_FAKE_MODEL=1 FAKE_FIRST_MS=150 FAKE_DELAY_MS=60 \
+  bash scripts/cluster.sh >"$CLUSTER_DIR/cluster.out" 2>&1 &
+CLUSTER_PID=$!
+deadline=$((SECONDS + 180))
+until curl -sf "http://127.0.0.1:$CLUSTER_E2E_PORT/readyz" >/dev/null 2>&1; do
+  if ! kill -0 "$CLUSTER_PID" 2>/dev/null || [ $SECONDS -gt $deadline ]; then
+    cat "$CLUSTER_DIR/cluster.out" >&2
+    echo "the cluster did not come up" >&2
+    exit 1
+  fi
+  sleep 0.2
+done
+(cd end2end && TETHER_CLUSTER_URL="http://127.0.0.1:$CLUSTER_E2E_PORT" npx playwright test)
+stop_cluster
 
 step "Load generator smoke run (bench/run.sh --smoke: a few users, seconds)"
 bash bench/run.sh --smoke

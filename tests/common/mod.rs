@@ -4,8 +4,11 @@
 
 #![allow(dead_code)]
 
+pub mod cluster;
+pub mod haproxy;
 pub mod postgres;
 pub mod process;
+pub mod redis;
 
 use std::{net::SocketAddr, path::PathBuf, sync::Arc, time::Duration};
 
@@ -358,6 +361,36 @@ pub fn done_of(frames: &[ServerFrame]) -> &ServerFrame {
         .rev()
         .find(|f| matches!(f, ServerFrame::Done { .. }))
         .expect("a done frame")
+}
+
+/// A port on 127.0.0.1 that was free a moment ago (for child processes that
+/// must be told their port).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port()
+}
+
+/// Polls `ready` (every 20 ms, at most 20 s) until it says yes; `what` names
+/// the awaited thing in the failure. `ready` returns `Err` to give up at once
+/// (e.g. the process exited).
+pub async fn poll_until<F, Fut>(what: &str, mut ready: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<bool, String>>,
+{
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        match ready().await {
+            Ok(true) => return,
+            Ok(false) if tokio::time::Instant::now() < deadline => {}
+            Ok(false) => panic!("{what}: not ready after 20 s"),
+            Err(why) => panic!("{what}: {why}"),
+        }
+        // The poll interval of a readiness check, not a wait for an event.
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 /// A random client id.

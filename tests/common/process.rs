@@ -38,10 +38,12 @@ impl Tether {
     /// Starts the binary (`env` says where its data is) and waits until it
     /// listens.
     pub fn spawn(upstream: &str, env: &[(&str, &str)]) -> Self {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("free port")
-            .port();
+        Self::spawn_on(super::free_port(), upstream, env)
+    }
+
+    /// Starts the binary on `port` (e.g. again on the port a load balancer
+    /// knows it by) and waits until it listens.
+    pub fn spawn_on(port: u16, upstream: &str, env: &[(&str, &str)]) -> Self {
         let mut child = Command::new(env!("CARGO_BIN_EXE_tether"))
             .env("LISTEN_ADDR", format!("127.0.0.1:{port}"))
             .env("OPENAI_BASE_URL", upstream)
@@ -160,34 +162,12 @@ impl Tether {
 
     /// A fresh identity cookie, as a browser gets one.
     pub async fn cookie(&self) -> String {
-        let response = reqwest::get(self.url("/")).await.expect("GET /");
-        response.headers()["set-cookie"]
-            .to_str()
-            .expect("ascii")
-            .split(';')
-            .next()
-            .expect("pair")
-            .to_owned()
+        cookie_at(self.port).await
     }
 
     /// A socket with this cookie, past its `hello`.
     pub async fn connect(&self, cookie: &str) -> WsClient {
-        let mut request = format!("ws://127.0.0.1:{}/ws", self.port)
-            .into_client_request()
-            .expect("request");
-        let origin = format!("http://127.0.0.1:{}", self.port);
-        let headers = request.headers_mut();
-        headers.insert("origin", HeaderValue::from_str(&origin).expect("origin"));
-        headers.insert("cookie", HeaderValue::from_str(cookie).expect("cookie"));
-        let (ws, _) = tokio_tungstenite::connect_async(request)
-            .await
-            .expect("upgrade");
-        let mut client = WsClient {
-            ws,
-            cookie: cookie.to_owned(),
-        };
-        assert!(matches!(client.next().await, ServerFrame::Hello { .. }));
-        client
+        connect_at(self.port, cookie).await
     }
 
     /// A new user with one open socket.
@@ -204,4 +184,40 @@ impl Drop for Tether {
             let _ = child.wait();
         }
     }
+}
+
+/// A fresh identity cookie from whatever serves `127.0.0.1:port` (Tether, or
+/// a proxy in front of it), as a browser gets one: by loading the page.
+pub async fn cookie_at(port: u16) -> String {
+    let response = reqwest::get(format!("http://127.0.0.1:{port}/"))
+        .await
+        .expect("GET /");
+    response.headers()["set-cookie"]
+        .to_str()
+        .expect("ascii")
+        .split(';')
+        .next()
+        .expect("pair")
+        .to_owned()
+}
+
+/// A socket to `127.0.0.1:port` with this cookie and that origin, past its
+/// `hello`.
+pub async fn connect_at(port: u16, cookie: &str) -> WsClient {
+    let mut request = format!("ws://127.0.0.1:{port}/ws")
+        .into_client_request()
+        .expect("request");
+    let origin = format!("http://127.0.0.1:{port}");
+    let headers = request.headers_mut();
+    headers.insert("origin", HeaderValue::from_str(&origin).expect("origin"));
+    headers.insert("cookie", HeaderValue::from_str(cookie).expect("cookie"));
+    let (ws, _) = tokio_tungstenite::connect_async(request)
+        .await
+        .expect("upgrade");
+    let mut client = WsClient {
+        ws,
+        cookie: cookie.to_owned(),
+    };
+    assert!(matches!(client.next().await, ServerFrame::Hello { .. }));
+    client
 }
