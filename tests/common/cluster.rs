@@ -157,6 +157,11 @@ impl Cluster {
         self.instance(i).connect(cookie).await
     }
 
+    /// A socket to instance `i` directly, before its first frame.
+    pub async fn connect_raw(&self, i: usize, cookie: &str) -> WsClient {
+        super::process::open_at(self.instances[i].port, cookie).await
+    }
+
     /// `kill -9` of instance `i` (nothing drained, as in a crash).
     pub async fn kill_9(&mut self, i: usize) {
         let mut tether = self.instances[i].tether.take().expect("instance running");

@@ -105,7 +105,7 @@ impl Haproxy {
     /// The state HAProxy gives server `i` (`tether-i`): `UP`, `DOWN`, `MAINT`,
     /// … (its admin socket's `show stat`).
     pub async fn server_status(&self, i: usize) -> String {
-        let stat = self.admin("show stat").await;
+        let stat = self.admin("show stat").await.expect("haproxy admin socket");
         let name = format!("tether-{i}");
         stat.lines()
             .map(|line| line.split(',').collect::<Vec<_>>())
@@ -119,28 +119,24 @@ impl Haproxy {
     pub async fn wait_server(&self, i: usize, status: &str) {
         let what = format!("haproxy sees tether-{i} {status}");
         super::poll_until(&what, || async move {
+            // The admin socket may not be there yet just after the start.
+            if self.admin("show stat").await.is_err() {
+                return Ok(false);
+            }
             Ok(self.server_status(i).await.starts_with(status))
         })
         .await;
     }
 
     /// One command on the admin socket; its answer.
-    async fn admin(&self, command: &str) -> String {
+    async fn admin(&self, command: &str) -> std::io::Result<String> {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
         let socket = self.dir.path().join("admin.sock");
-        let mut stream = tokio::net::UnixStream::connect(&socket)
-            .await
-            .expect("haproxy admin socket");
-        stream
-            .write_all(format!("{command}\n").as_bytes())
-            .await
-            .expect("admin command");
+        let mut stream = tokio::net::UnixStream::connect(&socket).await?;
+        stream.write_all(format!("{command}\n").as_bytes()).await?;
         let mut answer = String::new();
-        stream
-            .read_to_string(&mut answer)
-            .await
-            .expect("admin answer");
-        answer
+        stream.read_to_string(&mut answer).await?;
+        Ok(answer)
     }
 
     /// A fresh identity cookie, fetched through the proxy.

@@ -204,6 +204,14 @@ pub async fn cookie_at(port: u16) -> String {
 /// A socket to `127.0.0.1:port` with this cookie and that origin, past its
 /// `hello`.
 pub async fn connect_at(port: u16, cookie: &str) -> WsClient {
+    let mut client = open_at(port, cookie).await;
+    assert!(matches!(client.next().await, ServerFrame::Hello { .. }));
+    client
+}
+
+/// A socket to `127.0.0.1:port` with this cookie and that origin, before
+/// its first frame (a refused one gets an `error` instead of `hello`).
+pub async fn open_at(port: u16, cookie: &str) -> WsClient {
     let mut request = format!("ws://127.0.0.1:{port}/ws")
         .into_client_request()
         .expect("request");
@@ -214,10 +222,8 @@ pub async fn connect_at(port: u16, cookie: &str) -> WsClient {
     let (ws, _) = tokio_tungstenite::connect_async(request)
         .await
         .expect("upgrade");
-    let mut client = WsClient {
+    WsClient {
         ws,
         cookie: cookie.to_owned(),
-    };
-    assert!(matches!(client.next().await, ServerFrame::Hello { .. }));
-    client
+    }
 }

@@ -173,6 +173,10 @@ pub enum Record {
     /// A reply starts (or goes on) streaming into this message: not shown
     /// to clients; it is what a snapshot taken on any instance includes.
     Begin(StreamingMessage),
+    /// The reply's records may have been lost on the way (Redis restarted):
+    /// its whole text so far, from which the log starts again. Subscribers
+    /// start over from a snapshot.
+    Restart(StreamingMessage),
     /// A frame for every subscriber.
     Frame(ServerFrame),
     /// The reply is over: its lease is given back (after its `done`).
@@ -394,7 +398,7 @@ impl LiveConversation {
             if s.lease.as_deref() == Some(lease) {
                 self.relay(
                     lease,
-                    Record::Begin(StreamingMessage {
+                    Record::Restart(StreamingMessage {
                         message: s.message.clone(),
                         next_index: s.next_index,
                     }),
@@ -575,6 +579,11 @@ impl LiveConversation {
         let frame = match record {
             Record::Begin(streaming) => {
                 state.mirror = Some(streaming);
+                return Ok(());
+            }
+            Record::Restart(streaming) => {
+                state.mirror = Some(streaming);
+                self.broadcast(Event::resync());
                 return Ok(());
             }
             Record::Release => return Ok(()),

@@ -10,7 +10,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::{keys, log, scripts, Cluster, ClusterError};
 use crate::{
-    protocol::ConversationId,
+    protocol::{ConversationId, ServerFrame},
     server::{chat::hub::Record, metrics::ClusterEvent},
 };
 
@@ -67,7 +67,11 @@ async fn send(cluster: &Cluster, batch: &mut Vec<Out>) {
         let lease_key = keys::lease(&out.conversation);
         match log::encode(&out.record) {
             Some(text) => {
-                let begin = matches!(out.record, Record::Begin(_));
+                let kind = match &out.record {
+                    Record::Begin(_) | Record::Restart(_) => "begin",
+                    Record::Frame(ServerFrame::Delta { .. }) => "delta",
+                    _ => "frame",
+                };
                 pipe.cmd("EVAL")
                     .arg(scripts::EMIT)
                     .arg(2)
@@ -77,7 +81,8 @@ async fn send(cluster: &Cluster, batch: &mut Vec<Out>) {
                     .arg(keys::channel(&out.conversation))
                     .arg(text)
                     .arg(log_ttl)
-                    .arg(if begin { "1" } else { "0" });
+                    .arg(kind)
+                    .arg(cluster.settings.lease_ms());
             }
             None => {
                 pipe.cmd("EVAL")
@@ -91,15 +96,23 @@ async fn send(cluster: &Cluster, batch: &mut Vec<Out>) {
     let mut redis = cluster.redis.clone();
     match pipe.query_async::<Vec<Value>>(&mut redis).await {
         Ok(results) => {
+            let mut restarted: Vec<&ConversationId> = Vec::new();
             for (out, result) in batch.iter().zip(results) {
-                if matches!(out.record, Record::Release) {
-                    continue;
-                }
-                if matches!(result, Value::Nil) {
-                    cluster.metrics.cluster_event(ClusterEvent::Fenced);
-                    refused(cluster, out);
-                } else {
-                    cluster.metrics.cluster_event(ClusterEvent::Published);
+                match (&out.record, result) {
+                    (Record::Release, _) => {}
+                    (_, Value::Nil) => {
+                        cluster.metrics.cluster_event(ClusterEvent::Fenced);
+                        refused(cluster, out);
+                    }
+                    // The log is gone: begin it again, once per batch.
+                    (_, Value::Int(0)) if !restarted.contains(&&out.conversation) => {
+                        restarted.push(&out.conversation);
+                        if let Some(live) = cluster.hub.get(&out.conversation) {
+                            live.restart_log(&out.lease);
+                        }
+                    }
+                    (_, Value::Int(0)) => {}
+                    _ => cluster.metrics.cluster_event(ClusterEvent::Published),
                 }
             }
         }

@@ -2,7 +2,8 @@
 //! is replayed into the reply in progress.
 //!
 //! A record is one letter and JSON: `B` + a [`StreamingMessage`] (a reply
-//! begins), `F` + a [`ServerFrame`] (for subscribers). Each is appended to
+//! begins), `R` + one (its log starts again from its whole text), `F` + a
+//! [`ServerFrame`] (for subscribers). Each is appended to
 //! the conversation's Redis Stream (the log) and published on its channel
 //! as `<stream id> <record>`, in one script, so the log and the channel
 //! agree on order, and a subscriber that read the log up to an id skips
@@ -36,6 +37,7 @@ pub fn parse_id(id: &str) -> Option<u128> {
 pub fn encode(record: &Record) -> Option<String> {
     match record {
         Record::Begin(streaming) => Some(format!("B{}", serde_json::to_string(streaming).ok()?)),
+        Record::Restart(streaming) => Some(format!("R{}", serde_json::to_string(streaming).ok()?)),
         Record::Frame(frame) => Some(format!("F{}", frame.to_json())),
         Record::Release => None,
     }
@@ -53,6 +55,13 @@ pub fn decode(text: &str) -> Result<Decoded, BadRecord> {
         let streaming: StreamingMessage = serde_json::from_str(json)?;
         return Ok(Decoded {
             record: Record::Begin(streaming),
+            json: None,
+        });
+    }
+    if let Some(json) = text.strip_prefix('R') {
+        let streaming: StreamingMessage = serde_json::from_str(json)?;
+        return Ok(Decoded {
+            record: Record::Restart(streaming),
             json: None,
         });
     }
@@ -86,7 +95,7 @@ pub fn replay<'a>(
             continue;
         };
         match decoded.record {
-            Record::Begin(begun) => streaming = Some(begun),
+            Record::Begin(begun) | Record::Restart(begun) => streaming = Some(begun),
             Record::Frame(ServerFrame::Delta {
                 message_id,
                 index,

@@ -3,15 +3,31 @@
 
 /// Appends a record to a conversation's log and announces it, only while
 /// `ARGV[1]` holds the reply's lease (a stale owner's records are refused:
-/// the lease value is the fencing token). A `begin` (`ARGV[5] == "1"`)
-/// starts a fresh log: the previous reply's records are dropped (the log
-/// holds one reply, which is what a snapshot needs).
+/// the lease value is the fencing token). A lease Redis lost (a restart or
+/// failover) is taken again, as [`RENEW`] does: another owner would have
+/// set its own.
 ///
-/// KEYS: lease, log. ARGV: lease value, channel, record, log TTL (ms), begin.
-/// Returns the record's stream id, or nil when the lease is not held.
+/// `ARGV[5]` says what the record is: `begin` starts a fresh log (the
+/// previous reply's records are dropped: the log holds one reply, which is
+/// what a snapshot needs); a `delta` needs the log its reply began (else
+/// Redis lost it, and the owner must begin it again from its whole text:
+/// answered `0`, nothing appended); any other `frame` is appended.
+///
+/// KEYS: lease, log. ARGV: lease value, channel, record, log TTL (ms),
+/// kind, lease time (ms). Returns the record's stream id, nil when another
+/// holds the lease, or 0 when a delta's log is gone.
 pub const EMIT: &str = r"
-if redis.call('GET', KEYS[1]) ~= ARGV[1] then return false end
-if ARGV[5] == '1' then redis.call('DEL', KEYS[2]) end
+local held = redis.call('GET', KEYS[1])
+if not held then
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[6])
+elseif held ~= ARGV[1] then
+  return false
+end
+if ARGV[5] == 'begin' then
+  redis.call('DEL', KEYS[2])
+elseif ARGV[5] == 'delta' and redis.call('EXISTS', KEYS[2]) == 0 then
+  return 0
+end
 local id = redis.call('XADD', KEYS[2], '*', 'r', ARGV[3])
 redis.call('PEXPIRE', KEYS[2], ARGV[4])
 redis.call('PUBLISH', ARGV[2], id .. ' ' .. ARGV[3])

@@ -1,0 +1,415 @@
+//! Several real `tether` processes on one PostgreSQL and one Redis, with
+//! HAProxy in front (`tests/common/cluster.rs`): what a person's tabs on
+//! different instances see, one reply at a time, limits over the cluster,
+//! stop anywhere, an instance killed mid-reply, Redis restarted mid-stream,
+//! one session secret.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{
+    cluster::{Cluster, Storage, LEASE_SECS},
+    postgres::fresh_database,
+    uuid, WsClient,
+};
+use tether::protocol::{ClientFrame, ConversationId, ErrorCode, FinishReason, Role, ServerFrame};
+use tether_fake_upstream::FakeConfig;
+
+fn send(conversation: Option<&ConversationId>, client_msg_id: &str, text: &str) -> ClientFrame {
+    ClientFrame::Send {
+        client_msg_id: client_msg_id.into(),
+        conversation_id: conversation.cloned(),
+        text: text.into(),
+        persona: None,
+    }
+}
+
+/// A fake model answering a token every 5 ms.
+fn fast() -> FakeConfig {
+    FakeConfig {
+        first_token_delay: Duration::from_millis(5),
+        token_delay: Duration::from_millis(5),
+        ..FakeConfig::default()
+    }
+}
+
+async fn cluster_with(extra: &[(&str, &str)]) -> Cluster {
+    Cluster::start_with(2, Storage::Shared(fresh_database().await), fast(), extra).await
+}
+
+/// What a client makes of one conversation's frames: the reply streaming in
+/// it, from a snapshot's `streaming` and the deltas after it (each must be
+/// the next one), until `done`.
+#[derive(Debug, Default)]
+struct View {
+    text: String,
+    next: u64,
+    done: Option<FinishReason>,
+    resyncs: usize,
+    deltas: usize,
+}
+
+impl View {
+    fn apply(&mut self, frame: &ServerFrame) {
+        match frame {
+            ServerFrame::Snapshot { streaming, .. } => {
+                self.resyncs += 1;
+                if let Some(s) = streaming {
+                    self.text = s.message.content.clone();
+                    self.next = s.next_index;
+                }
+            }
+            ServerFrame::Delta { index, text, .. } => {
+                assert_eq!(*index, self.next, "deltas arrive in order, none missing");
+                self.text.push_str(text);
+                self.next += 1;
+                self.deltas += 1;
+            }
+            ServerFrame::Done { finish_reason, .. } => self.done = Some(*finish_reason),
+            _ => {}
+        }
+    }
+
+    /// Reads `ws` until the reply is done.
+    async fn follow_to_done(&mut self, ws: &mut WsClient) {
+        while self.done.is_none() {
+            let frame = ws.next().await;
+            self.apply(&frame);
+        }
+    }
+
+    /// Reads `ws` until at least `n` deltas were seen.
+    async fn follow_to(&mut self, ws: &mut WsClient, n: usize) {
+        while self.deltas < n && self.done.is_none() {
+            let frame = ws.next().await;
+            self.apply(&frame);
+        }
+    }
+}
+
+/// The last stored message of the conversation, read through `ws`.
+async fn last_stored(
+    ws: &mut WsClient,
+    conversation: &ConversationId,
+) -> tether::protocol::Message {
+    ws.snapshot(conversation)
+        .await
+        .pop()
+        .expect("a stored message")
+}
+
+/// A conversation with one finished exchange, made through `ws`.
+async fn conversation(ws: &mut WsClient) -> ConversationId {
+    let id = ws.start_conversation("hello").await;
+    ws.until_done(&id).await;
+    id
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tab_on_another_instance_sees_the_reply_live_and_exact() {
+    let cluster = cluster_with(&[]).await;
+    let cookie = cluster.instance(0).cookie().await;
+    let mut a = cluster.connect(0, &cookie).await;
+    // The cookie A signed is B's too (one session secret).
+    let mut b = cluster.connect(1, &cookie).await;
+    let id = conversation(&mut a).await;
+    b.snapshot(&id).await;
+
+    a.send(&send(Some(&id), &uuid(), "[[tokens:300]]")).await;
+    let (mut seen_a, mut seen_b) = (View::default(), View::default());
+    let user_message = b.until(|f| matches!(f, ServerFrame::Message { .. })).await;
+    assert!(
+        matches!(&user_message, ServerFrame::Message { message, .. } if message.role == Role::User && message.content == "[[tokens:300]]"),
+        "B sees the message sent on A: {user_message:?}"
+    );
+    seen_a.follow_to_done(&mut a).await;
+    seen_b.follow_to_done(&mut b).await;
+    assert_eq!(
+        seen_b.text.split_whitespace().count(),
+        300,
+        "every token, from the first delta on"
+    );
+    assert_eq!(seen_b.text, seen_a.text, "the same text on both instances");
+    assert_eq!(last_stored(&mut b, &id).await.content, seen_b.text);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reconnecting_to_the_other_instance_mid_stream_resumes_exactly() {
+    let cluster = cluster_with(&[]).await;
+    let cookie = cluster.instance(0).cookie().await;
+    let mut a = cluster.connect(0, &cookie).await;
+    let id = a.start_conversation("[[tokens:400]]").await;
+    let mut before = View::default();
+    before.follow_to(&mut a, 40).await;
+    drop(a);
+
+    let mut b = cluster.connect(1, &cookie).await;
+    b.send(&ClientFrame::Subscribe {
+        conversation_id: id.clone(),
+    })
+    .await;
+    let mut after = View::default();
+    after.follow_to_done(&mut b).await;
+    assert!(
+        after.text.starts_with(&before.text),
+        "the resumed text goes on from what A's tab showed"
+    );
+    assert_eq!(after.done, Some(FinishReason::Stop));
+    assert_eq!(last_stored(&mut b, &id).await.content, after.text);
+    assert_eq!(after.text.split_whitespace().count(), 400);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_same_message_sent_to_both_instances_at_once_reaches_the_model_once() {
+    let cluster = cluster_with(&[]).await;
+    let cookie = cluster.instance(0).cookie().await;
+    let mut a = cluster.connect(0, &cookie).await;
+    let mut b = cluster.connect(1, &cookie).await;
+    let key = uuid();
+    let frame = send(None, &key, "[[tokens:20]]");
+    tokio::join!(a.send(&frame), b.send(&frame));
+    let accepted = |f: &ServerFrame| matches!(f, ServerFrame::Accepted { .. });
+    let (first, second) = tokio::join!(a.until(accepted), b.until(accepted));
+    let (
+        ServerFrame::Accepted {
+            conversation_id: c1,
+            message_id: m1,
+            duplicate: d1,
+            ..
+        },
+        ServerFrame::Accepted {
+            conversation_id: c2,
+            message_id: m2,
+            duplicate: d2,
+            ..
+        },
+    ) = (first, second)
+    else {
+        unreachable!()
+    };
+    assert_eq!((c1.clone(), m1), (c2, m2), "one conversation, one message");
+    assert!(d1 != d2, "exactly one of the two is the duplicate");
+    a.until_done(&c1).await;
+    cluster.stats().wait_completed(1).await;
+    assert_eq!(cluster.stats().requests(), 1, "the model was asked once");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_sends_to_one_conversation_on_two_instances_one_is_busy() {
+    let cluster = cluster_with(&[]).await;
+    let cookie = cluster.instance(0).cookie().await;
+    let mut a = cluster.connect(0, &cookie).await;
+    let mut b = cluster.connect(1, &cookie).await;
+    let id = conversation(&mut a).await;
+    let (ka, kb) = (uuid(), uuid());
+    let (fa, fb) = (
+        send(Some(&id), &ka, "[[tokens:50]]"),
+        send(Some(&id), &kb, "[[tokens:50]]"),
+    );
+    tokio::join!(a.send(&fa), b.send(&fb));
+    let answer =
+        |f: &ServerFrame| matches!(f, ServerFrame::Accepted { .. } | ServerFrame::Error { .. });
+    let (ra, rb) = tokio::join!(a.until(answer), b.until(answer));
+    let busy = |f: &ServerFrame| {
+        matches!(
+            f,
+            ServerFrame::Error {
+                code: ErrorCode::Busy,
+                ..
+            }
+        )
+    };
+    let accepted = |f: &ServerFrame| {
+        matches!(
+            f,
+            ServerFrame::Accepted {
+                duplicate: false,
+                ..
+            }
+        )
+    };
+    assert!(
+        (accepted(&ra) && busy(&rb)) || (busy(&ra) && accepted(&rb)),
+        "one accepted, one busy: {ra:?} / {rb:?}"
+    );
+    let winner = if accepted(&ra) { &mut a } else { &mut b };
+    winner.until_done(&id).await;
+    let stored = winner.snapshot(&id).await;
+    assert_eq!(
+        stored.iter().filter(|m| m.role == Role::User).count(),
+        2,
+        "the refused message was not stored"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_split_over_both_instances_gets_one_budget() {
+    let cluster = cluster_with(&[("RATE_BURST", "4"), ("RATE_PER_SEC", "0.01")]).await;
+    let cookie = cluster.instance(0).cookie().await;
+    let mut sockets = [
+        cluster.connect(0, &cookie).await,
+        cluster.connect(1, &cookie).await,
+    ];
+    let (mut accepted, mut limited) = (0, 0);
+    for n in 0..8 {
+        let ws = &mut sockets[n % 2];
+        ws.send(&send(None, &uuid(), "hi")).await;
+        match ws
+            .until(|f| matches!(f, ServerFrame::Accepted { .. } | ServerFrame::Error { .. }))
+            .await
+        {
+            ServerFrame::Accepted { .. } => accepted += 1,
+            ServerFrame::Error {
+                code: ErrorCode::RateLimited,
+                ..
+            } => limited += 1,
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!((accepted, limited), (4, 4), "one budget of 4 over both");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stop_sent_to_another_instance_aborts_the_upstream_request() {
+    let cluster = cluster_with(&[]).await;
+    let cookie = cluster.instance(0).cookie().await;
+    let mut a = cluster.connect(0, &cookie).await;
+    let mut b = cluster.connect(1, &cookie).await;
+    let id = a.start_conversation("[[tokens:5000]]").await;
+    let mut seen_a = View::default();
+    seen_a.follow_to(&mut a, 10).await;
+    b.send(&ClientFrame::Stop {
+        conversation_id: id.clone(),
+    })
+    .await;
+    tokio::time::timeout(Duration::from_secs(10), cluster.stats().wait_aborted(1))
+        .await
+        .expect("the fake sees the request dropped");
+    seen_a.follow_to_done(&mut a).await;
+    assert_eq!(seen_a.done, Some(FinishReason::Stopped));
+    let stored = last_stored(&mut b, &id).await;
+    assert_eq!(stored.finish_reason, Some(FinishReason::Stopped));
+    assert_eq!(stored.content, seen_a.text);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_instance_killed_mid_reply_is_finished_by_another_with_exactly_what_was_seen() {
+    let mut cluster = cluster_with(&[]).await;
+    let cookie = cluster.instance(0).cookie().await;
+    let mut a = cluster.connect(0, &cookie).await;
+    let mut b = cluster.connect(1, &cookie).await;
+    let id = a.start_conversation("[[tokens:5000]]").await;
+    b.send(&ClientFrame::Subscribe {
+        conversation_id: id.clone(),
+    })
+    .await;
+    let mut seen_b = View::default();
+    seen_b.follow_to(&mut b, 60).await;
+
+    cluster.kill_9(0).await;
+    let killed = Instant::now();
+    seen_b.follow_to_done(&mut b).await;
+    let took = killed.elapsed();
+    let lease = Duration::from_secs(LEASE_SECS.parse().expect("secs"));
+    assert_eq!(seen_b.done, Some(FinishReason::Error));
+    assert!(
+        took <= lease + Duration::from_secs(1),
+        "done {took:?} after the kill (lease {lease:?})"
+    );
+    let stored = last_stored(&mut b, &id).await;
+    assert_eq!(stored.finish_reason, Some(FinishReason::Error));
+    assert_eq!(
+        stored.content, seen_b.text,
+        "the stored text is exactly what the subscriber saw"
+    );
+    b.send(&send(Some(&id), &uuid(), "again")).await;
+    let answer = b
+        .until(|f| matches!(f, ServerFrame::Accepted { .. } | ServerFrame::Error { .. }))
+        .await;
+    assert!(
+        matches!(answer, ServerFrame::Accepted { .. }),
+        "not busy: {answer:?}"
+    );
+    b.until_done(&id).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_restarted_mid_stream_crashes_nothing_and_clients_resync() {
+    let mut cluster = cluster_with(&[]).await;
+    let cookie = cluster.instance(0).cookie().await;
+    let mut a = cluster.connect(0, &cookie).await;
+    let mut b = cluster.connect(1, &cookie).await;
+    let id = a.start_conversation("[[tokens:600]]").await;
+    b.send(&ClientFrame::Subscribe {
+        conversation_id: id.clone(),
+    })
+    .await;
+    let mut seen_b = View::default();
+    seen_b.follow_to(&mut b, 30).await;
+    let snapshots = seen_b.resyncs;
+
+    cluster.redis.restart().await;
+    seen_b.follow_to_done(&mut b).await;
+    assert!(seen_b.resyncs > snapshots, "B started over from a snapshot");
+    let stored = last_stored(&mut b, &id).await;
+    assert_eq!(stored.finish_reason, Some(FinishReason::Stop));
+    assert_eq!(stored.content, seen_b.text, "B ends with the whole reply");
+    for i in 0..2 {
+        let (status, _) = cluster.instance(i).get("/readyz").await;
+        assert_eq!(status, 200, "instance {i} ready again");
+    }
+    // Both still serve replies across instances.
+    a.send(&send(Some(&id), &uuid(), "[[tokens:5]]")).await;
+    let mut after = View::default();
+    after.follow_to_done(&mut b).await;
+    assert_eq!(after.text.split_whitespace().count(), 5);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_per_user_socket_cap_holds_over_both_instances() {
+    let cluster = cluster_with(&[("MAX_SOCKETS_PER_USER", "2")]).await;
+    let cookie = cluster.instance(0).cookie().await;
+    let _a = cluster.connect(0, &cookie).await;
+    let _b = cluster.connect(1, &cookie).await;
+    let mut third = cluster.connect_raw(0, &cookie).await;
+    let refusal = third.next().await;
+    assert!(
+        matches!(
+            &refusal,
+            ServerFrame::Error {
+                code: ErrorCode::RateLimited,
+                ..
+            }
+        ),
+        "{refusal:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_instance_with_another_session_secret_refuses_to_start() {
+    let database = fresh_database().await;
+    let cluster = Cluster::start_with(1, Storage::Shared(database.clone()), fast(), &[]).await;
+    let output = tokio::time::timeout(
+        Duration::from_secs(30),
+        tokio::process::Command::new(env!("CARGO_BIN_EXE_tether"))
+            .env("LISTEN_ADDR", format!("127.0.0.1:{}", common::free_port()))
+            .env("DATABASE_URL", &database)
+            .env("REDIS_URL", cluster.redis.url())
+            .env(
+                "SESSION_SECRET",
+                "another-secret-another-secret-another-secret",
+            )
+            .env("OPENAI_BASE_URL", cluster.fake.base_url())
+            .output(),
+    )
+    .await
+    .expect("exits")
+    .expect("runs");
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("SESSION_SECRET differs"),
+        "a clear reason: {stderr}"
+    );
+}
