@@ -64,6 +64,24 @@ async fn empty_text_is_bad_request() {
 }
 
 #[tokio::test]
+async fn text_with_a_nul_character_is_bad_request() {
+    let server = TestServer::start(|_| {}).await;
+    let mut client = server.user().await;
+    client
+        .send(&ClientFrame::Send {
+            client_msg_id: uuid().as_str().into(),
+            conversation_id: None,
+            text: "hi\u{0}there".into(),
+            persona: None,
+        })
+        .await;
+    let message = expect_error(&mut client, ErrorCode::BadRequest).await;
+    assert!(message.contains("NUL"), "{message}");
+    assert_eq!(server.stats().requests(), 0, "the model was not asked");
+    still_works(&mut client).await;
+}
+
+#[tokio::test]
 async fn frame_over_the_limit_is_too_large_and_never_reaches_the_model() {
     let server = TestServer::start(|c| c.limits.max_frame_bytes = 1024).await;
     let mut client = server.user().await;

@@ -295,7 +295,9 @@ async fn stop_sent_to_another_instance_aborts_the_upstream_request() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_instance_killed_mid_reply_is_finished_by_another_with_exactly_what_was_seen() {
-    let mut cluster = cluster_with(&[]).await;
+    // `TETHER_TEST_LEASE_SECS=10` measures the default lease.
+    let lease_secs = std::env::var("TETHER_TEST_LEASE_SECS").unwrap_or(LEASE_SECS.to_owned());
+    let mut cluster = cluster_with(&[("REPLY_LEASE_SECS", &lease_secs)]).await;
     let cookie = cluster.instance(0).cookie().await;
     let mut a = cluster.connect(0, &cookie).await;
     let mut b = cluster.connect(1, &cookie).await;
@@ -311,7 +313,12 @@ async fn an_instance_killed_mid_reply_is_finished_by_another_with_exactly_what_w
     let killed = Instant::now();
     seen_b.follow_to_done(&mut b).await;
     let took = killed.elapsed();
-    let lease = Duration::from_secs(LEASE_SECS.parse().expect("secs"));
+    eprintln!(
+        "kill -9 to done on the other instance: {} ms (lease {lease_secs} s); {} bytes seen",
+        took.as_millis(),
+        seen_b.text.len()
+    );
+    let lease = Duration::from_secs(lease_secs.parse().expect("secs"));
     assert_eq!(seen_b.done, Some(FinishReason::Error));
     assert!(
         took <= lease + Duration::from_secs(1),
@@ -322,6 +329,13 @@ async fn an_instance_killed_mid_reply_is_finished_by_another_with_exactly_what_w
     assert_eq!(
         stored.content, seen_b.text,
         "the stored text is exactly what the subscriber saw"
+    );
+    assert_eq!(
+        cluster
+            .instance(1)
+            .metric("tether_replies_recovered_total")
+            .await,
+        1.0
     );
     b.send(&send(Some(&id), &uuid(), "again")).await;
     let answer = b

@@ -543,7 +543,7 @@ impl ChatService {
     ) -> Result<ServerFrame, ChatError> {
         let title = title.trim();
         let max = self.config.limits.max_title_chars;
-        if title.is_empty() || title.chars().count() > max {
+        if title.is_empty() || title.chars().count() > max || title.contains('\0') {
             return Err(ChatError::BadRequest(format!(
                 "a title has 1 to {max} characters"
             )));
@@ -730,6 +730,12 @@ impl ChatService {
     fn validate_text(&self, text: String) -> Result<String, ChatError> {
         if text.trim().is_empty() {
             return Err(ChatError::BadRequest("message text is empty".into()));
+        }
+        if text.contains('\0') {
+            // Not text anyone types, and PostgreSQL cannot store it.
+            return Err(ChatError::BadRequest(
+                "message text contains a NUL character (U+0000)".into(),
+            ));
         }
         let max = self.config.limits.max_message_chars;
         let chars = text.chars().count();

@@ -105,7 +105,14 @@ fn chunk_events(
     for choice in chunk.choices.into_iter().flatten() {
         if let Some(text) = choice.delta.and_then(|d| d.content) {
             if !text.is_empty() {
-                out.push_back(Ok(LlmEvent::Text(text.into_owned())));
+                // U+0000 is no text anyone reads, and PostgreSQL refuses it
+                // in text columns: the reply's text would not be stored.
+                let text = if text.contains('\0') {
+                    text.replace('\0', "\u{FFFD}")
+                } else {
+                    text.into_owned()
+                };
+                out.push_back(Ok(LlmEvent::Text(text)));
             }
         }
         if let Some(reason) = choice.finish_reason {
@@ -165,6 +172,16 @@ mod tests {
             .collect();
         let stream = ChunkStream::new(futures::stream::iter(pieces));
         futures::executor::block_on(futures::StreamExt::collect(stream))
+    }
+
+    #[test]
+    fn a_nul_character_from_the_model_becomes_a_replacement_character() {
+        let body =
+            "data: {\"choices\":[{\"delta\":{\"content\":\"a\\u0000b\"}}]}\n\ndata: [DONE]\n\n";
+        assert_eq!(
+            read_stream(body, body.len()),
+            vec![Ok(LlmEvent::Text("a\u{FFFD}b".into()))]
+        );
     }
 
     #[test]
