@@ -79,6 +79,21 @@ impl View {
         }
     }
 
+    /// Reads `ws` (following the reply) until a frame matches; returns it.
+    async fn follow_until(
+        &mut self,
+        ws: &mut WsClient,
+        pred: impl Fn(&ServerFrame) -> bool,
+    ) -> ServerFrame {
+        loop {
+            let frame = ws.next().await;
+            self.apply(&frame);
+            if pred(&frame) {
+                return frame;
+            }
+        }
+    }
+
     /// Reads `ws` until at least `n` deltas were seen.
     async fn follow_to(&mut self, ws: &mut WsClient, n: usize) {
         while self.deltas < n && self.done.is_none() {
@@ -364,11 +379,30 @@ async fn redis_restarted_mid_stream_crashes_nothing_and_clients_resync() {
     let snapshots = seen_b.resyncs;
 
     cluster.redis.restart().await;
+    // Redis lost the reply's lease: a send on B is still `busy` (the
+    // database backs the lease), and A's reply goes on.
+    b.send(&send(Some(&id), &uuid(), "me too")).await;
+    let answer = seen_b
+        .follow_until(&mut b, |f| {
+            matches!(f, ServerFrame::Accepted { .. } | ServerFrame::Error { .. })
+        })
+        .await;
+    assert!(
+        matches!(
+            answer,
+            ServerFrame::Error {
+                code: ErrorCode::Busy,
+                ..
+            }
+        ),
+        "{answer:?}"
+    );
     seen_b.follow_to_done(&mut b).await;
     assert!(seen_b.resyncs > snapshots, "B started over from a snapshot");
     let stored = last_stored(&mut b, &id).await;
     assert_eq!(stored.finish_reason, Some(FinishReason::Stop));
     assert_eq!(stored.content, seen_b.text, "B ends with the whole reply");
+    assert_eq!(stored.content.split_whitespace().count(), 600);
     for i in 0..2 {
         let (status, _) = cluster.instance(i).get("/readyz").await;
         assert_eq!(status, 200, "instance {i} ready again");

@@ -28,7 +28,7 @@ use axum::extract::ws::Utf8Bytes;
 use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 
-use crate::protocol::{ConversationId, Message, ServerFrame, StreamingMessage, UserId};
+use crate::protocol::{ConversationId, Message, MessageId, ServerFrame, StreamingMessage, UserId};
 
 /// One server frame as it is fanned out: serialised once, shared by every
 /// subscriber (cloning is a reference count), with the [`EventFacts`] a
@@ -527,6 +527,17 @@ impl LiveConversation {
                 true
             }
             _ => false,
+        }
+    }
+
+    /// The message and text so far of this instance's reply, if it runs
+    /// under `lease`.
+    pub fn running(&self, lease: &str) -> Option<(MessageId, String)> {
+        match &self.lock().reply {
+            ReplySlot::Streaming(s) if s.lease.as_deref() == Some(lease) => {
+                Some((s.message.id.clone(), s.message.content.clone()))
+            }
+            _ => None,
         }
     }
 

@@ -60,7 +60,7 @@ pub(super) async fn emit(cluster: Arc<Cluster>, mut queue: mpsc::UnboundedReceiv
     }
 }
 
-async fn send(cluster: &Cluster, batch: &mut Vec<Out>) {
+async fn send(cluster: &Arc<Cluster>, batch: &mut Vec<Out>) {
     let log_ttl = cluster.settings.lease_ms().max(1000) * 60;
     let mut pipe = redis::pipe();
     for out in batch.iter() {
@@ -133,13 +133,14 @@ async fn send(cluster: &Cluster, batch: &mut Vec<Out>) {
     batch.clear();
 }
 
-/// A record of `out.lease` was refused: the lease is another's now.
-fn refused(cluster: &Cluster, out: &Out) {
-    if let Some(live) = cluster.hub.get(&out.conversation) {
-        if live.stop_leased(&out.lease) {
-            tracing::warn!(conversation_id = %out.conversation, "lost the reply's lease to another instance; stopping it");
-        }
-    }
+/// A record of `out.lease` was refused: another holds the lease now. The
+/// database decides whose reply it is ([`Cluster::contest`]).
+fn refused(cluster: &Arc<Cluster>, out: &Out) {
+    let c = cluster.clone();
+    let (conversation, lease) = (out.conversation.clone(), out.lease.clone());
+    cluster
+        .tasks
+        .spawn(async move { c.contest(&conversation, &lease).await });
 }
 
 /// Applies subscription changes one at a time, in the order they were asked.

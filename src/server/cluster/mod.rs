@@ -388,6 +388,41 @@ impl Cluster {
         Ok(taken.map(|_| value))
     }
 
+    /// Settles who runs the conversation's reply after a record of `lease`
+    /// was refused. The database's run token is the truth: a checkpoint of
+    /// the text so far under this run's token either goes through (the
+    /// reply is still this instance's: another instance held the lease only
+    /// for a moment, e.g. a refused send after Redis lost the lease; the
+    /// lease is taken back and the log begun again from the whole text) or
+    /// is fenced (another instance finished the reply: it stops here).
+    pub(super) async fn contest(&self, conversation: &ConversationId, lease: &str) {
+        let Some(live) = self.hub.get(conversation) else {
+            return;
+        };
+        let (Some((message_id, text)), Some((_, token))) =
+            (live.running(lease), lease.split_once(':'))
+        else {
+            return;
+        };
+        match self.store.checkpoint_assistant(&message_id, token, &text).await {
+            Ok(()) => {
+                let mut redis = self.redis.clone();
+                let taken: Result<(), _> = redis
+                    .pset_ex(keys::lease(conversation), lease, self.settings.lease_ms())
+                    .await;
+                match taken {
+                    Ok(()) => live.restart_log(lease),
+                    Err(err) => tracing::warn!(error = %err, "could not take the reply's lease back"),
+                }
+            }
+            Err(err) => {
+                if live.stop_leased(lease) {
+                    tracing::warn!(conversation_id = %conversation, error = %err, "the reply is another instance's now; stopping it here");
+                }
+            }
+        }
+    }
+
     /// Stops the conversation's reply wherever it runs; `false` if none runs.
     pub async fn stop_remote(&self, conversation: &ConversationId) -> Result<bool, ClusterError> {
         let mut redis = self.redis.clone();

@@ -45,8 +45,9 @@ pub(super) async fn run(
     }
 }
 
-/// Renews every lease of a reply running here; stops a reply whose lease
-/// another instance holds now or whose stop key is set.
+/// Renews every lease of a reply running here; settles a lease another
+/// instance holds now ([`Cluster::contest`]); stops a reply whose stop key
+/// is set.
 async fn renew(cluster: &Cluster) -> Result<(), redis::RedisError> {
     let leased: Vec<_> = cluster
         .hub
@@ -78,8 +79,8 @@ async fn renew(cluster: &Cluster) -> Result<(), redis::RedisError> {
         };
         cluster.metrics.lease_renewed(outcome);
         if outcome == LeaseRenewal::Lost {
-            tracing::warn!(conversation_id = %live.id, "reply lease lost to another instance; stopping the reply");
-            live.stop_leased(lease);
+            tracing::warn!(conversation_id = %live.id, "another instance holds the reply's lease");
+            cluster.contest(&live.id, lease).await;
         } else if stop == Some(1) && live.stop_leased(lease) {
             tracing::info!(conversation_id = %live.id, "reply stopped by a stop key");
         }
