@@ -319,7 +319,8 @@ mod proptests {
             4 => ("(?s).{0,20}", reason, usage).prop_map(|(text, reason, usage)| {
                 let mut events = Vec::new();
                 if !text.is_empty() {
-                    events.push(LlmEvent::Text(text.clone()));
+                    // U+0000 arrives as U+FFFD (it cannot be stored).
+                    events.push(LlmEvent::Text(text.replace('\0', "\u{FFFD}")));
                 }
                 if let Some(reason) = &reason {
                     let reason = if reason == "length" { FinishReason::Length } else { FinishReason::Stop };
