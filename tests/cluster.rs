@@ -461,3 +461,109 @@ async fn an_instance_with_another_session_secret_refuses_to_start() {
         "a clear reason: {stderr}"
     );
 }
+
+/// The frames of `GET /api/conversations/{id}/events` on instance `i`,
+/// until the server ends the response (after the reply's `done`).
+async fn sse_frames(
+    cluster: &Cluster,
+    i: usize,
+    cookie: &str,
+    id: &ConversationId,
+) -> Vec<ServerFrame> {
+    use futures::StreamExt;
+    let response = reqwest::Client::new()
+        .get(cluster.instance_url(i, &format!("/api/conversations/{id}/events")))
+        .header("origin", cluster.instance_url(i, ""))
+        .header("cookie", cookie)
+        .send()
+        .await
+        .expect("GET events");
+    assert_eq!(response.status(), 200);
+    let mut body = response.bytes_stream();
+    let mut text = String::new();
+    while let Some(chunk) = tokio::time::timeout(Duration::from_secs(10), body.next())
+        .await
+        .expect("events arrive in time")
+    {
+        text.push_str(&String::from_utf8_lossy(&chunk.expect("stream ok")));
+    }
+    text.lines()
+        .filter_map(|line| line.strip_prefix("data: "))
+        .map(|data| serde_json::from_str(data).expect("a frame"))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_event_stream_on_another_instance_follows_the_reply_exactly() {
+    let cluster = cluster_with(&[]).await;
+    let cookie = cluster.instance(0).cookie().await;
+    let mut a = cluster.connect(0, &cookie).await;
+    let id = a.start_conversation("[[tokens:300]]").await;
+    let mut seen_a = View::default();
+    seen_a.follow_to(&mut a, 20).await;
+    let frames = sse_frames(&cluster, 1, &cookie, &id).await;
+    let mut seen_sse = View::default();
+    for frame in &frames {
+        seen_sse.apply(frame);
+    }
+    seen_a.follow_to_done(&mut a).await;
+    assert_eq!(seen_sse.done, Some(FinishReason::Stop));
+    assert_eq!(seen_sse.text, seen_a.text, "the same text over SSE on B");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delete_on_another_instance_stops_the_reply_where_it_runs() {
+    let cluster = cluster_with(&[]).await;
+    let cookie = cluster.instance(0).cookie().await;
+    let mut a = cluster.connect(0, &cookie).await;
+    let mut b = cluster.connect(1, &cookie).await;
+    let id = a.start_conversation("[[tokens:5000]]").await;
+    let mut seen_a = View::default();
+    seen_a.follow_to(&mut a, 10).await;
+    let items = b
+        .conversations(ClientFrame::DeleteConversation {
+            conversation_id: id.clone(),
+        })
+        .await;
+    assert!(items.iter().all(|c| c.id != id), "deleted");
+    tokio::time::timeout(Duration::from_secs(10), cluster.stats().wait_aborted(1))
+        .await
+        .expect("the fake sees the request dropped");
+    seen_a.follow_to_done(&mut a).await;
+    assert_eq!(seen_a.done, Some(FinishReason::Stopped));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn regenerate_on_another_instance_streams_into_every_tab() {
+    let cluster = cluster_with(&[]).await;
+    let cookie = cluster.instance(0).cookie().await;
+    let mut a = cluster.connect(0, &cookie).await;
+    let mut b = cluster.connect(1, &cookie).await;
+    let id = conversation(&mut a).await;
+    b.snapshot(&id).await;
+    b.send(&ClientFrame::Regenerate {
+        conversation_id: id.clone(),
+        client_msg_id: uuid().as_str().into(),
+    })
+    .await;
+    // A's tab is told the reply is replaced, then sees it stream.
+    let replaced = a
+        .until(|f| {
+            matches!(
+                f,
+                ServerFrame::Snapshot {
+                    streaming: Some(_),
+                    ..
+                }
+            )
+        })
+        .await;
+    let mut seen_a = View::default();
+    seen_a.apply(&replaced);
+    seen_a.follow_to_done(&mut a).await;
+    let mut seen_b = View::default();
+    seen_b.follow_to_done(&mut b).await;
+    assert_eq!(seen_a.done, Some(FinishReason::Stop));
+    assert_eq!(seen_a.text, "You said: hello");
+    assert_eq!(last_stored(&mut a, &id).await.content, seen_a.text);
+}
