@@ -404,7 +404,11 @@ impl Cluster {
         else {
             return;
         };
-        match self.store.checkpoint_assistant(&message_id, token, &text).await {
+        match self
+            .store
+            .checkpoint_assistant(&message_id, token, &text)
+            .await
+        {
             Ok(()) => {
                 let mut redis = self.redis.clone();
                 let taken: Result<(), _> = redis
@@ -412,7 +416,9 @@ impl Cluster {
                     .await;
                 match taken {
                     Ok(()) => live.restart_log(lease),
-                    Err(err) => tracing::warn!(error = %err, "could not take the reply's lease back"),
+                    Err(err) => {
+                        tracing::warn!(error = %err, "could not take the reply's lease back")
+                    }
                 }
             }
             Err(err) => {
