@@ -298,6 +298,12 @@ impl Metrics {
             "Tasks alive in the Tokio runtime, read at scrape time",
             self.alive_tasks.clone(),
         );
+        self.registered_cluster()
+    }
+
+    /// Registers the cluster mode's handles (after the others).
+    fn registered_cluster(mut self) -> Self {
+        let r = &mut self.registry;
         r.register(
             "tether_cluster_events",
             "Cross-instance events (cluster mode), by event",

@@ -243,13 +243,9 @@ impl ChatService {
     ) -> Result<Accepted, ChatError> {
         let text = self.validate_text(text)?;
         continuation::check_client_msg_id(&client_msg_id)?;
-        // A resend of an accepted message is answered as a duplicate, even
-        // where a new message would be refused now.
-        let admitted = match self.check_accepting() {
-            Ok(()) => self.check_rate(user).await,
-            Err(refusal) => Err(refusal),
-        };
-        if let Err(refusal) = admitted {
+        if let Err(refusal) = self.check_accepting_and_rate(user).await {
+            // A resend of an accepted message is answered as a duplicate,
+            // even where a new message would be refused now.
             return self.duplicate_or(user, &client_msg_id, refusal).await;
         }
         let run = ReplyRun::new(&self.instance);
@@ -287,15 +283,12 @@ impl ChatService {
                     .await;
             }
         };
-        let reservation = self.slot(reservation, &conversation.id, user, &run).await?;
+        let reservation = self
+            .slot(reservation, (&conversation.id, &assistant.id), user, &run)
+            .await?;
+        let ids = (conversation.id.clone(), message.id.clone());
         let accepted = self
-            .accepted(
-                user,
-                client_msg_id.clone(),
-                conversation.id.clone(),
-                message.id.clone(),
-                false,
-            )
+            .accepted(user, client_msg_id.clone(), ids.0, ids.1, false)
             .await?;
         reservation.conversation().publish(&ServerFrame::Message {
             conversation_id: conversation.id.clone(),
@@ -318,19 +311,38 @@ impl ChatService {
         Ok(accepted)
     }
 
+    /// The server accepts replies and the user is within rate.
+    async fn check_accepting_and_rate(&self, user: &UserId) -> Result<(), ChatError> {
+        self.check_accepting()?;
+        self.check_rate(user).await
+    }
+
     /// The reply slot a `send` reserved, or, for a conversation made just
     /// now (nobody else can hold its slot yet), the slot taken now.
+    /// When it cannot be taken (cluster mode, Redis unreachable), the
+    /// stored empty `reply` is ended as `error`: a reply that never started
+    /// must not hold the conversation busy.
     async fn slot(
         &self,
         reserved: Option<Reservation>,
-        conversation_id: &ConversationId,
+        (conversation_id, reply): (&ConversationId, &MessageId),
         user: &UserId,
         run: &ReplyRun,
     ) -> Result<Reservation, ChatError> {
-        match reserved {
-            Some(reservation) => Ok(reservation),
-            None => self.reserve(conversation_id, user, run).await,
+        if let Some(reservation) = reserved {
+            return Ok(reservation);
         }
+        let err = match self.reserve(conversation_id, user, run).await {
+            Ok(reservation) => return Ok(reservation),
+            Err(err) => err,
+        };
+        let ended = self
+            .store
+            .finish_assistant(reply, &run.token, "", FinishReason::Error, None);
+        if let Err(store_err) = ended.await {
+            tracing::warn!(error = %store_err, "could not end a reply that never started");
+        }
+        Err(err)
     }
 
     /// Where a `send` goes: an existing conversation of the user, whose reply
