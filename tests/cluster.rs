@@ -567,3 +567,21 @@ async fn regenerate_on_another_instance_streams_into_every_tab() {
     assert_eq!(seen_a.text, "You said: hello");
     assert_eq!(last_stored(&mut a, &id).await.content, seen_a.text);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_instance_starting_leaves_the_replies_of_the_others_alone() {
+    let mut cluster = cluster_with(&[]).await;
+    let cookie = cluster.instance(0).cookie().await;
+    let mut a = cluster.connect(0, &cookie).await;
+    let id = a.start_conversation("[[tokens:600]]").await;
+    let mut seen_a = View::default();
+    seen_a.follow_to(&mut a, 20).await;
+    // B starts again while A's reply streams: its start-up must not mark
+    // A's reply interrupted (on one instance alone, start-up does that).
+    cluster.restart(1).await;
+    seen_a.follow_to_done(&mut a).await;
+    assert_eq!(seen_a.done, Some(FinishReason::Stop));
+    let stored = last_stored(&mut a, &id).await;
+    assert_eq!(stored.finish_reason, Some(FinishReason::Stop));
+    assert_eq!(stored.content.split_whitespace().count(), 600);
+}
