@@ -585,3 +585,36 @@ async fn an_instance_starting_leaves_the_replies_of_the_others_alone() {
     assert_eq!(stored.finish_reason, Some(FinishReason::Stop));
     assert_eq!(stored.content.split_whitespace().count(), 600);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_send_right_after_done_is_never_busy_on_either_instance() {
+    let cluster = cluster_with(&[]).await;
+    let cookie = cluster.instance(0).cookie().await;
+    let mut sockets = [
+        cluster.connect(0, &cookie).await,
+        cluster.connect(1, &cookie).await,
+    ];
+    let id = conversation(&mut sockets[0]).await;
+    for round in 0..20 {
+        // The `done` releases the lease in the same step that announces it.
+        let ws = &mut sockets[round % 2];
+        ws.send(&send(Some(&id), &uuid(), "[[tokens:2]]")).await;
+        let answer = ws
+            .until(|f| matches!(f, ServerFrame::Accepted { .. } | ServerFrame::Error { .. }))
+            .await;
+        assert!(
+            matches!(answer, ServerFrame::Accepted { .. }),
+            "round {round}: {answer:?}"
+        );
+        // This reply's `done` (the previous one's may still be on its way
+        // to this socket): the reply is the message its deltas are about.
+        let first = ws
+            .until(|f| matches!(f, ServerFrame::Delta { index: 0, .. }))
+            .await;
+        let ServerFrame::Delta { message_id, .. } = first else {
+            unreachable!()
+        };
+        ws.until(|f| matches!(f, ServerFrame::Done { message_id: m, .. } if *m == message_id))
+            .await;
+    }
+}

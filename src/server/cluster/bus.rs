@@ -70,6 +70,7 @@ async fn send(cluster: &Arc<Cluster>, batch: &mut Vec<Out>) {
                 let kind = match &out.record {
                     Record::Begin(_) | Record::Restart(_) => "begin",
                     Record::Frame(ServerFrame::Delta { .. }) => "delta",
+                    Record::Frame(ServerFrame::Done { .. }) => "done",
                     _ => "frame",
                 };
                 pipe.cmd("EVAL")

@@ -11,7 +11,9 @@
 /// previous reply's records are dropped: the log holds one reply, which is
 /// what a snapshot needs); a `delta` needs the log its reply began (else
 /// Redis lost it, and the owner must begin it again from its whole text:
-/// answered `0`, nothing appended); any other `frame` is appended.
+/// answered `0`, nothing appended); any other `frame` is appended; a `done`
+/// also gives the lease back in the same step, so a client that sees it
+/// and sends again at once never finds the reply's lease still held.
 ///
 /// KEYS: lease, log. ARGV: lease value, channel, record, log TTL (ms),
 /// kind, lease time (ms). Returns the record's stream id, nil when another
@@ -31,6 +33,7 @@ end
 local id = redis.call('XADD', KEYS[2], '*', 'r', ARGV[3])
 redis.call('PEXPIRE', KEYS[2], ARGV[4])
 redis.call('PUBLISH', ARGV[2], id .. ' ' .. ARGV[3])
+if ARGV[5] == 'done' then redis.call('DEL', KEYS[1]) end
 return id
 ";
 

@@ -195,7 +195,7 @@ async fn recover(cluster: &Cluster, orphan: &OrphanedReply) -> Result<(), Recove
             .arg(keys::channel(&orphan.conversation_id))
             .arg(text)
             .arg(cluster.settings.lease_ms().max(1000) * 60)
-            .arg("frame")
+            .arg("done")
             .arg(cluster.settings.lease_ms())
             .invoke_async(&mut redis)
             .await?;
