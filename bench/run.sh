@@ -30,14 +30,18 @@
 #   limits plus DATABASE_URL, REDIS_URL, one SESSION_SECRET and
 #   TRUSTED_PROXIES=127.0.0.1, and for N >= 2 (or CLUSTER_PROXY=1) HAProxy
 #   with deploy/haproxy.cfg (only its bind/server lines replaced, as
-#   tests/common/haproxy.rs does; HAPROXY_MAXCONN overrides its maxconn).
+#   tests/common/haproxy.rs does; HAPROXY_MAXCONN overrides its maxconn,
+#   HAPROXY_TIMEOUT_CHECK=2s adds `timeout check 2s`: without it a health
+#   check times out after `inter`, 300 ms, and under a 1,000-user burst on a
+#   small box that marks every instance DOWN and closes all their sockets).
 #   The bench runs at the proxy, or at the one instance; --server-pid (RSS)
 #   is the first instance's. Everything is stopped by PID.
 # After each run: CPU seconds spent during the bench (utime + stime from
 #   /proc/<pid>/stat before/after) by the tether process(es), and in cluster
 #   mode by Redis, PostgreSQL (the postmaster, its backends, and children
 #   that exited) and HAProxy; the fake upstream and the bench itself for
-#   reference; and the tether/Redis/PostgreSQL CPU per completed message.
+#   reference; the tether/Redis/PostgreSQL CPU per completed message; and how
+#   busy the whole machine was (/proc/stat), other processes included.
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -179,7 +183,7 @@ start_servers() { # $1: run name
     fi
     server_port=$(free_port)
     start_tether "$data" "$server_port" server.log
-    SERVER_PID=$SERVER_PIDS
+    SERVER_PID=${SERVER_PIDS# }
     URL="http://127.0.0.1:$server_port"
 }
 
@@ -215,10 +219,12 @@ start_cluster() { # $1: the run's dir; PostgreSQL, Redis, N instances, HAProxy
     fi
     port=$(free_port)
     # deploy/haproxy.cfg with only its bind and server lines replaced (as
-    # tests/common/haproxy.rs and scripts/cluster.sh do), and its maxconn if
-    # HAPROXY_MAXCONN is set.
-    awk -v port="$port" -v servers="${ports[*]}" -v maxconn="${HAPROXY_MAXCONN:-}" '
+    # tests/common/haproxy.rs and scripts/cluster.sh do); HAPROXY_MAXCONN
+    # replaces its maxconn, HAPROXY_TIMEOUT_CHECK adds a `timeout check`.
+    awk -v port="$port" -v servers="${ports[*]}" -v maxconn="${HAPROXY_MAXCONN:-}" \
+        -v check="${HAPROXY_TIMEOUT_CHECK:-}" '
       /^[[:space:]]*maxconn / && maxconn != "" { match($0, /^[[:space:]]*/); print substr($0, 1, RLENGTH) "maxconn " maxconn; next }
+      /^[[:space:]]*timeout connect / && check != "" { print; match($0, /^[[:space:]]*/); print substr($0, 1, RLENGTH) "timeout check " check; next }
       /^[[:space:]]*bind / { match($0, /^[[:space:]]*/); print substr($0, 1, RLENGTH) "bind 127.0.0.1:" port; next }
       /^[[:space:]]*server / {
         if (!done) { n = split(servers, s, " "); match($0, /^[[:space:]]*/)
@@ -281,7 +287,15 @@ cpu_sample() {
     if [[ -n "$REDIS_PID" ]]; then r=$(cpu_secs "$REDIS_PID"); fi
     if [[ -n "$PG_PID" ]]; then p=$(cpu_secs "tree:$PG_PID"); fi
     if [[ -n "$PROXY_PID" ]]; then h=$(cpu_secs "$PROXY_PID"); fi
-    echo "$t ${r:-0} ${p:-0} ${h:-0} $(cpu_secs "$FAKE_PID")"
+    echo "$t ${r:-0} ${p:-0} ${h:-0} $(cpu_secs "$FAKE_PID") $(box_cpu)"
+}
+
+# The whole machine's busy and total CPU seconds (/proc/stat), to tell how
+# busy the box was during a run (other processes included).
+box_cpu() {
+    awk -v hz="$(getconf CLK_TCK)" '/^cpu / {
+        total = 0; for (i = 2; i <= 9; i++) total += $i
+        printf "%.2f %.2f", (total - $5 - $6) / hz, total / hz }' /proc/stat
 }
 
 # Prints the CPU spent between two samples ($1, $2) and per completed message
@@ -296,8 +310,11 @@ n = int(m.group(1)) if m else 0
 per = lambda s: f"{s / n * 1e6:,.0f} us/msg" if n else "n/a"
 names = ["tether", "redis", "postgres", "haproxy"] if sys.argv[5] != "0" else ["tether"]
 parts = [f"{name} {d[i]:.2f} s ({per(d[i])})" for i, name in enumerate(names)]
+ours = sum(d[:5]) + float(sys.argv[4])
 print(f"# cpu during the run, {n} messages: " + ", ".join(parts)
-      + f"; fake upstream {d[4]:.2f} s, bench {float(sys.argv[4]):.2f} s")
+      + f"; fake upstream {d[4]:.2f} s, bench {float(sys.argv[4]):.2f} s"
+      + f"; the machine was {d[5] / max(d[6], 1e-9):.0%} busy"
+      + f" ({d[5]:.1f} of {d[6]:.1f} CPU s, {max(d[5] - ours, 0):.1f} s by other processes)")
 PY
 }
 
