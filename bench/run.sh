@@ -35,7 +35,8 @@
 #   check times out after `inter`, 300 ms, and under a 1,000-user burst on a
 #   small box that marks every instance DOWN and closes all their sockets).
 #   The bench runs at the proxy, or at the one instance; --server-pid (RSS)
-#   is the first instance's. Everything is stopped by PID.
+#   is the first instance's. Everything is stopped by PID. CLUSTER_REDIS=0
+#   (with --cluster 1): PostgreSQL alone, no Redis (to tell their shares).
 # After each run: CPU seconds spent during the bench (utime + stime from
 #   /proc/<pid>/stat before/after) by the tether process(es), and in cluster
 #   mode by Redis, PostgreSQL (the postmaster, its backends, and children
@@ -159,6 +160,7 @@ wait_up() { # $1: url, $2: pid, $3: log; waits for GET $1 (30 s at most)
 start_tether() { # $1: data dir, $2: port, $3: log name, then extra VAR=value
     local data=$1 port=$2 log=$3
     shift 3
+    LAST_LISTEN="127.0.0.1:$port"
     # Run from the data dir so that no ./tether.toml is picked up.
     (cd "$data" && exec env \
         LISTEN_ADDR="127.0.0.1:$port" TETHER_DATA_DIR="$data" \
@@ -194,6 +196,16 @@ start_cluster() { # $1: the run's dir; PostgreSQL, Redis, N instances, HAProxy
     PG_DIR="$data/pg"
     db=$(bash "$ROOT/scripts/test-postgres.sh" start "$PG_DIR")
     PG_PID=$(head -n1 "$PG_DIR/data/postmaster.pid")
+    if [[ "${CLUSTER_REDIS:-1}" == 0 ]]; then
+        # PostgreSQL alone (no REDIS_URL: one instance, not a cluster), to
+        # tell the database's share from Redis's.
+        (( CLUSTER == 1 )) || { echo "CLUSTER_REDIS=0 needs --cluster 1" >&2; exit 2; }
+        mkdir -p "$data/instance-1"
+        start_tether "$data/instance-1" "$(free_port)" server.log DATABASE_URL="$db"
+        SERVER_PID=${SERVER_PIDS# }
+        URL="http://$LAST_LISTEN"
+        return 0
+    fi
     redis_port=$(free_port)
     redis-server --bind 127.0.0.1 --port "$redis_port" --save '' --appendonly no \
         --daemonize no --dir "$data" --logfile "$data/redis.log" </dev/null &
