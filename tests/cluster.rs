@@ -149,6 +149,28 @@ async fn a_tab_on_another_instance_sees_the_reply_live_and_exact() {
     assert_eq!(last_stored(&mut b, &id).await.content, seen_b.text);
 }
 
+/// A reply's `begin` record is written in the same millisecond as the
+/// user's message before it (one round trip to Redis): every follower, the
+/// owner's own sockets included, must still apply it, so a reply streams
+/// from its first delta without an unrequested `snapshot`. (Regression: the
+/// `begin` deleted the log, the re-created stream gave it the very stream id
+/// of the message, followers skipped it as already seen, and the first
+/// delta then read as a gap: a resync, with a log read and a snapshot, for
+/// nearly every reply.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reply_streams_from_its_first_delta_without_a_resync() {
+    let cluster = cluster_with(&[]).await;
+    let mut a = cluster.instance(0).user().await;
+    for round in 0..5 {
+        a.send(&send(None, &uuid(), "[[tokens:20]]")).await;
+        let mut seen = View::default();
+        seen.follow_to_done(&mut a).await;
+        assert_eq!(seen.resyncs, 0, "round {round}: no snapshot in a new reply");
+        assert_eq!(seen.deltas, 20, "round {round}: every delta, from index 0");
+        assert_eq!(seen.done, Some(FinishReason::Stop));
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reconnecting_to_the_other_instance_mid_stream_resumes_exactly() {
     let cluster = cluster_with(&[]).await;

@@ -9,7 +9,11 @@
 ///
 /// `ARGV[5]` says what the record is: `begin` starts a fresh log (the
 /// previous reply's records are dropped: the log holds one reply, which is
-/// what a snapshot needs); a `delta` needs the log its reply began (else
+/// what a snapshot needs; trimmed, not deleted, so the stream keeps its last
+/// id and the `begin` gets a greater one: a follower skips every record at
+/// or below the last position it applied, and a `begin` written in the same
+/// millisecond as the record before it would otherwise get the same id and
+/// be skipped, its reply's first delta seen as a gap); a `delta` needs the log its reply began (else
 /// Redis lost it, and the owner must begin it again from its whole text:
 /// answered `0`, nothing appended); any other `frame` is appended; a `done`
 /// also gives the lease back in the same step, so a client that sees it
@@ -26,7 +30,7 @@ elseif held ~= ARGV[1] then
   return false
 end
 if ARGV[5] == 'begin' then
-  redis.call('DEL', KEYS[2])
+  redis.call('XTRIM', KEYS[2], 'MAXLEN', 0)
 elseif ARGV[5] == 'delta' and redis.call('EXISTS', KEYS[2]) == 0 then
   return 0
 end
