@@ -31,9 +31,10 @@
 #   TRUSTED_PROXIES=127.0.0.1, and for N >= 2 (or CLUSTER_PROXY=1) HAProxy
 #   with deploy/haproxy.cfg (only its bind/server lines replaced, as
 #   tests/common/haproxy.rs does; HAPROXY_MAXCONN overrides its maxconn,
-#   HAPROXY_TIMEOUT_CHECK=2s adds `timeout check 2s`: without it a health
-#   check times out after `inter`, 300 ms, and under a 1,000-user burst on a
-#   small box that marks every instance DOWN and closes all their sockets).
+#   HAPROXY_TIMEOUT_CHECK=T adds a `timeout check T` to its defaults (the
+#   config's backend sets 2s and `fall 3` since the 1,000-user burst that,
+#   with a check timing out after `inter`, 300 ms, and `fall 1`, marked every
+#   instance DOWN and closed all their sockets).
 #   The bench runs at the proxy, or at the one instance; --server-pid (RSS)
 #   is the first instance's. Everything is stopped by PID. CLUSTER_REDIS=0
 #   (with --cluster 1): PostgreSQL alone, no Redis (to tell their shares).

@@ -91,9 +91,14 @@ async fn session(
     Json(serde_json::json!({ "identified": known }))
 }
 
+/// How old a successful provider check `/readyz` may reuse.
+const PROVIDER_CHECK_AGE: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// The database, the model provider and (cluster mode) the live state
 /// answer: `200` when all do, else `503`, with what is wrong in the body
-/// (never the API key). The instance's id is in the body too.
+/// (never the API key). The instance's id is in the body too. A provider
+/// that answered in the last 5 s is not asked again (load balancers check
+/// several times a second).
 async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
     let chat = &state.chat;
     let live = async {
@@ -102,7 +107,11 @@ async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
             None => None,
         }
     };
-    let (database, provider, live) = tokio::join!(chat.store().ping(), chat.llm().check(), live);
+    let (database, provider, live) = tokio::join!(
+        chat.store().ping(),
+        chat.llm().check_recent(PROVIDER_CHECK_AGE),
+        live
+    );
     let ready = database.is_ok() && provider.is_ok() && live.as_ref().is_none_or(Result::is_ok);
     let body = serde_json::json!({
         "status": if ready { "ready" } else { "unavailable" },

@@ -16,7 +16,11 @@ mod check;
 mod request;
 mod stream;
 
-use std::{pin::Pin, time::Duration};
+use std::{
+    pin::Pin,
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
 
 use futures::Stream;
 use thiserror::Error;
@@ -78,6 +82,8 @@ pub struct LlmClient {
     /// `{base_url}/chat/completions`, built once.
     completions_url: String,
     config: UpstreamConfig,
+    /// The last successful [`LlmClient::check`] and when it was made.
+    checked: Arc<Mutex<Option<(Instant, Vec<String>)>>>,
 }
 
 impl std::fmt::Debug for LlmClient {
@@ -100,6 +106,7 @@ impl LlmClient {
             http,
             completions_url: format!("{}/chat/completions", config.base_url.trim_end_matches('/')),
             config,
+            checked: Arc::new(Mutex::new(None)),
         }
     }
 
@@ -131,7 +138,27 @@ impl LlmClient {
     /// model list (HTTP 404 on `/models`) pass when reachable. Returns the
     /// model ids it listed.
     pub async fn check(&self) -> Result<Vec<String>, ProviderProblem> {
-        check::models(self).await
+        let checked = check::models(self).await;
+        if let Ok(models) = &checked {
+            *self.lock_checked() = Some((Instant::now(), models.clone()));
+        }
+        checked
+    }
+
+    /// [`LlmClient::check`], answered from a success less than `max_age`
+    /// old (a load balancer's health checks, several a second, do not each
+    /// ask the provider; a failure is always asked again).
+    pub async fn check_recent(&self, max_age: Duration) -> Result<Vec<String>, ProviderProblem> {
+        if let Some((at, models)) = self.lock_checked().as_ref() {
+            if at.elapsed() < max_age {
+                return Ok(models.clone());
+            }
+        }
+        self.check().await
+    }
+
+    fn lock_checked(&self) -> std::sync::MutexGuard<'_, Option<(Instant, Vec<String>)>> {
+        self.checked.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Starts a streaming completion. Waits at most the configured timeout for
