@@ -75,6 +75,9 @@ pub enum LlmError {
 /// The stream returned by [`LlmClient::stream`].
 pub type LlmStream = Pin<Box<dyn Stream<Item = Result<LlmEvent, LlmError>> + Send>>;
 
+/// A successful provider check: when, and the models it listed.
+type Checked = (Instant, Vec<String>);
+
 /// Client for one configured upstream.
 #[derive(Clone)]
 pub struct LlmClient {
@@ -83,7 +86,7 @@ pub struct LlmClient {
     completions_url: String,
     config: UpstreamConfig,
     /// The last successful [`LlmClient::check`] and when it was made.
-    checked: Arc<Mutex<Option<(Instant, Vec<String>)>>>,
+    checked: Arc<Mutex<Option<Checked>>>,
 }
 
 impl std::fmt::Debug for LlmClient {
@@ -157,7 +160,7 @@ impl LlmClient {
         self.check().await
     }
 
-    fn lock_checked(&self) -> std::sync::MutexGuard<'_, Option<(Instant, Vec<String>)>> {
+    fn lock_checked(&self) -> std::sync::MutexGuard<'_, Option<Checked>> {
         self.checked.lock().unwrap_or_else(|p| p.into_inner())
     }
 
