@@ -6,7 +6,7 @@
 //! address and the `server` lines replaced, so the tests check the file
 //! operators deploy: round robin, no stickiness, `timeout tunnel` for
 //! WebSockets and SSE, `option forwardfor`, health check `GET /readyz` every
-//! 300 ms (`fall 1 rise 1`). The tests add one line: an admin socket, to see
+//! 300 ms (`fall 3 rise 1`). The tests add one line: an admin socket, to see
 //! which servers the health check has up. Ready means its port accepts
 //! connections.
 

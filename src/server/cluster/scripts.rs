@@ -7,17 +7,19 @@
 /// failover) is taken again, as [`RENEW`] does: another owner would have
 /// set its own.
 ///
-/// `ARGV[5]` says what the record is: `begin` starts a fresh log (the
-/// previous reply's records are dropped: the log holds one reply, which is
-/// what a snapshot needs; trimmed, not deleted, so the stream keeps its last
-/// id and the `begin` gets a greater one: a follower skips every record at
-/// or below the last position it applied, and a `begin` written in the same
-/// millisecond as the record before it would otherwise get the same id and
-/// be skipped, its reply's first delta seen as a gap); a `delta` needs the log its reply began (else
-/// Redis lost it, and the owner must begin it again from its whole text:
-/// answered `0`, nothing appended); any other `frame` is appended; a `done`
-/// also gives the lease back in the same step, so a client that sees it
-/// and sends again at once never finds the reply's lease still held.
+/// `ARGV[5]` says what the record is:
+/// * `begin` starts a fresh log: the previous reply's records are dropped
+///   (the log holds one reply, which is what a snapshot needs). Trimmed, not
+///   deleted, so the stream keeps its last id and the `begin` gets a greater
+///   one: a follower skips every record at or below the last position it
+///   applied, and a `begin` written in the same millisecond as the record
+///   before it would otherwise get the same id and be skipped.
+/// * a `delta` needs the log its reply began; else Redis lost it, and the
+///   owner must begin it again from its whole text (answered `0`, nothing
+///   appended).
+/// * a `done` also gives the lease back in the same step, so a client that
+///   sees it and sends again at once never finds the lease still held.
+/// * any other `frame` is appended.
 ///
 /// KEYS: lease, log. ARGV: lease value, channel, record, log TTL (ms),
 /// kind, lease time (ms). Returns the record's stream id, nil when another
