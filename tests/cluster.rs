@@ -426,8 +426,11 @@ async fn redis_restarted_mid_stream_crashes_nothing_and_clients_resync() {
     assert_eq!(stored.content, seen_b.text, "B ends with the whole reply");
     assert_eq!(stored.content.split_whitespace().count(), 600);
     for i in 0..2 {
-        let (status, _) = cluster.instance(i).get("/readyz").await;
+        let (status, body) = cluster.instance(i).get("/readyz").await;
         assert_eq!(status, 200, "instance {i} ready again");
+        let ready: serde_json::Value = serde_json::from_str(&body).expect("JSON");
+        assert_eq!(ready["live_state"]["kind"], "redis", "{body}");
+        assert_eq!(ready["live_state"]["ok"], true, "{body}");
     }
     // Both still serve replies across instances.
     a.send(&send(Some(&id), &uuid(), "[[tokens:5]]")).await;
@@ -639,4 +642,23 @@ async fn a_send_right_after_done_is_never_busy_on_either_instance() {
         ws.until(|f| matches!(f, ServerFrame::Done { message_id: m, .. } if *m == message_id))
             .await;
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readyz_reports_redis_gone_and_back() {
+    let mut cluster = cluster_with(&[]).await;
+    cluster.redis.kill();
+    let tether = cluster.instance(0);
+    common::poll_until("/readyz says Redis is gone", || async {
+        let (status, body) = tether.get("/readyz").await;
+        let ready: serde_json::Value = serde_json::from_str(&body).map_err(|e| e.to_string())?;
+        Ok(status == 503 && ready["live_state"]["ok"] == false)
+    })
+    .await;
+    cluster.redis.restart().await;
+    let tether = cluster.instance(0);
+    common::poll_until("/readyz says Redis is back", || async {
+        Ok(tether.get("/readyz").await.0 == 200)
+    })
+    .await;
 }
