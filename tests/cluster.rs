@@ -114,6 +114,23 @@ async fn last_stored(
         .expect("a stored message")
 }
 
+/// One person's cookie and a socket of theirs on each instance.
+async fn two_tabs(cluster: &Cluster) -> (String, WsClient, WsClient) {
+    let cookie = cluster.instance(0).cookie().await;
+    let a = cluster.connect(0, &cookie).await;
+    // The cookie A signed is B's too (one session secret).
+    let b = cluster.connect(1, &cookie).await;
+    (cookie, a, b)
+}
+
+/// Follows the conversation on `ws` (its snapshot comes as the next frames).
+async fn subscribe(ws: &mut WsClient, id: &ConversationId) {
+    ws.send(&ClientFrame::Subscribe {
+        conversation_id: id.clone(),
+    })
+    .await;
+}
+
 /// A conversation with one finished exchange, made through `ws`.
 async fn conversation(ws: &mut WsClient) -> ConversationId {
     let id = ws.start_conversation("hello").await;
@@ -124,10 +141,7 @@ async fn conversation(ws: &mut WsClient) -> ConversationId {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_tab_on_another_instance_sees_the_reply_live_and_exact() {
     let cluster = cluster_with(&[]).await;
-    let cookie = cluster.instance(0).cookie().await;
-    let mut a = cluster.connect(0, &cookie).await;
-    // The cookie A signed is B's too (one session secret).
-    let mut b = cluster.connect(1, &cookie).await;
+    let (_, mut a, mut b) = two_tabs(&cluster).await;
     let id = conversation(&mut a).await;
     b.snapshot(&id).await;
 
@@ -182,10 +196,7 @@ async fn reconnecting_to_the_other_instance_mid_stream_resumes_exactly() {
     drop(a);
 
     let mut b = cluster.connect(1, &cookie).await;
-    b.send(&ClientFrame::Subscribe {
-        conversation_id: id.clone(),
-    })
-    .await;
+    subscribe(&mut b, &id).await;
     let mut after = View::default();
     after.follow_to_done(&mut b).await;
     assert!(
@@ -200,9 +211,7 @@ async fn reconnecting_to_the_other_instance_mid_stream_resumes_exactly() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_same_message_sent_to_both_instances_at_once_reaches_the_model_once() {
     let cluster = cluster_with(&[]).await;
-    let cookie = cluster.instance(0).cookie().await;
-    let mut a = cluster.connect(0, &cookie).await;
-    let mut b = cluster.connect(1, &cookie).await;
+    let (_, mut a, mut b) = two_tabs(&cluster).await;
     let key = uuid();
     let frame = send(None, &key, "[[tokens:20]]");
     tokio::join!(a.send(&frame), b.send(&frame));
@@ -235,9 +244,7 @@ async fn the_same_message_sent_to_both_instances_at_once_reaches_the_model_once(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_sends_to_one_conversation_on_two_instances_one_is_busy() {
     let cluster = cluster_with(&[]).await;
-    let cookie = cluster.instance(0).cookie().await;
-    let mut a = cluster.connect(0, &cookie).await;
-    let mut b = cluster.connect(1, &cookie).await;
+    let (_, mut a, mut b) = two_tabs(&cluster).await;
     let id = conversation(&mut a).await;
     let (ka, kb) = (uuid(), uuid());
     let (fa, fb) = (
@@ -310,9 +317,7 @@ async fn a_burst_split_over_both_instances_gets_one_budget() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stop_sent_to_another_instance_aborts_the_upstream_request() {
     let cluster = cluster_with(&[]).await;
-    let cookie = cluster.instance(0).cookie().await;
-    let mut a = cluster.connect(0, &cookie).await;
-    let mut b = cluster.connect(1, &cookie).await;
+    let (_, mut a, mut b) = two_tabs(&cluster).await;
     let id = a.start_conversation("[[tokens:5000]]").await;
     let mut seen_a = View::default();
     seen_a.follow_to(&mut a, 10).await;
@@ -335,14 +340,9 @@ async fn an_instance_killed_mid_reply_is_finished_by_another_with_exactly_what_w
     // `TETHER_TEST_LEASE_SECS=10` measures the default lease.
     let lease_secs = std::env::var("TETHER_TEST_LEASE_SECS").unwrap_or(LEASE_SECS.to_owned());
     let mut cluster = cluster_with(&[("REPLY_LEASE_SECS", &lease_secs)]).await;
-    let cookie = cluster.instance(0).cookie().await;
-    let mut a = cluster.connect(0, &cookie).await;
-    let mut b = cluster.connect(1, &cookie).await;
+    let (_, mut a, mut b) = two_tabs(&cluster).await;
     let id = a.start_conversation("[[tokens:5000]]").await;
-    b.send(&ClientFrame::Subscribe {
-        conversation_id: id.clone(),
-    })
-    .await;
+    subscribe(&mut b, &id).await;
     let mut seen_b = View::default();
     seen_b.follow_to(&mut b, 60).await;
 
@@ -388,14 +388,9 @@ async fn an_instance_killed_mid_reply_is_finished_by_another_with_exactly_what_w
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_restarted_mid_stream_crashes_nothing_and_clients_resync() {
     let mut cluster = cluster_with(&[]).await;
-    let cookie = cluster.instance(0).cookie().await;
-    let mut a = cluster.connect(0, &cookie).await;
-    let mut b = cluster.connect(1, &cookie).await;
+    let (_, mut a, mut b) = two_tabs(&cluster).await;
     let id = a.start_conversation("[[tokens:600]]").await;
-    b.send(&ClientFrame::Subscribe {
-        conversation_id: id.clone(),
-    })
-    .await;
+    subscribe(&mut b, &id).await;
     let mut seen_b = View::default();
     seen_b.follow_to(&mut b, 30).await;
     let snapshots = seen_b.resyncs;
@@ -539,9 +534,7 @@ async fn an_event_stream_on_another_instance_follows_the_reply_exactly() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn delete_on_another_instance_stops_the_reply_where_it_runs() {
     let cluster = cluster_with(&[]).await;
-    let cookie = cluster.instance(0).cookie().await;
-    let mut a = cluster.connect(0, &cookie).await;
-    let mut b = cluster.connect(1, &cookie).await;
+    let (_, mut a, mut b) = two_tabs(&cluster).await;
     let id = a.start_conversation("[[tokens:5000]]").await;
     let mut seen_a = View::default();
     seen_a.follow_to(&mut a, 10).await;
@@ -561,9 +554,7 @@ async fn delete_on_another_instance_stops_the_reply_where_it_runs() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn regenerate_on_another_instance_streams_into_every_tab() {
     let cluster = cluster_with(&[]).await;
-    let cookie = cluster.instance(0).cookie().await;
-    let mut a = cluster.connect(0, &cookie).await;
-    let mut b = cluster.connect(1, &cookie).await;
+    let (_, mut a, mut b) = two_tabs(&cluster).await;
     let id = conversation(&mut a).await;
     b.snapshot(&id).await;
     b.send(&ClientFrame::Regenerate {
