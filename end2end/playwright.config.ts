@@ -17,6 +17,13 @@ const TARGET = process.env.CARGO_TARGET_DIR ?? "../target";
  * it, and no server is started here.
  */
 const CLUSTER_URL = process.env.TETHER_CLUSTER_URL;
+/**
+ * The server binary (default: the one `cargo leptos build` made). Set by
+ * scripts/test.sh to the packaged one-file binary (scripts/package.sh),
+ * with TETHER_E2E_CWD an empty directory and LEPTOS_SITE_ROOT a missing
+ * one: the site then comes from inside the binary.
+ */
+const TETHER_BIN = process.env.TETHER_BIN ?? `${TARGET}/debug/tether`;
 const CLUSTER_SPEC = /cluster\.spec\.ts$/;
 
 export default defineConfig({
@@ -63,7 +70,8 @@ export default defineConfig({
       timeout: 180_000,
     },
     {
-      command: `${TARGET}/debug/tether`,
+      command: TETHER_BIN,
+      cwd: process.env.TETHER_E2E_CWD,
       env: {
         LISTEN_ADDR: TETHER_ADDR,
         OPENAI_BASE_URL: `http://127.0.0.1:${FAKE_PORT}/v1`,

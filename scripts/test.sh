@@ -89,6 +89,16 @@ done
 (cd end2end && TETHER_CLUSTER_URL="http://127.0.0.1:$CLUSTER_E2E_PORT" npx playwright test)
 stop_cluster
 
+step "The one-file binary (scripts/package.sh --debug: the site embedded) from an empty directory"
+PACKAGED_DIR=$(mktemp -d)
+bash scripts/package.sh --debug
+# Its unit tests need the built site too (it is embedded when they compile).
+cargo test --no-default-features --features embed-site --lib server::assets
+(cd end2end && TETHER_BIN="$ROOT/dist/tether" TETHER_E2E_CWD="$PACKAGED_DIR" \
+  TETHER_DATA_DIR="$PACKAGED_DIR/data" LEPTOS_SITE_ROOT="$PACKAGED_DIR/no-site" \
+  npx playwright test tests/streaming.spec.ts)
+rm -rf "$PACKAGED_DIR"
+
 step "Load generator smoke run (bench/run.sh --smoke: a few users, seconds)"
 bash bench/run.sh --smoke
 

@@ -9,6 +9,8 @@
 //! and closes every socket with 1001.
 
 pub mod access;
+#[cfg(feature = "embed-site")]
+pub mod assets;
 pub mod chat;
 pub mod cluster;
 pub mod config;

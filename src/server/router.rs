@@ -59,12 +59,50 @@ pub fn app(state: AppState) -> Router {
                 move || shell(options.clone())
             },
         )
-        .fallback(leptos_axum::file_and_error_handler::<AppState, _>(shell))
+        .fallback(site_files())
         .layer(middleware::from_fn_with_state(
             state.clone(),
             identity::issue_cookie,
         ))
         .with_state(state)
+}
+
+/// Files of the built site (WASM, JS, CSS, public files) from `LEPTOS_SITE_ROOT`,
+/// else the app's not-found page.
+#[cfg(not(feature = "embed-site"))]
+fn site_files() -> impl Fn(
+    axum::http::Uri,
+    State<AppState>,
+    axum::extract::Request,
+) -> std::pin::Pin<Box<dyn std::future::Future<Output = axum::response::Response> + Send>>
+       + Clone
+       + Send
+       + 'static {
+    leptos_axum::file_and_error_handler::<AppState, _>(shell)
+}
+
+/// Files of the site embedded in the binary (feature `embed-site`,
+/// [`super::assets`]), else as without it (from `LEPTOS_SITE_ROOT`, then
+/// the app's not-found page).
+#[cfg(feature = "embed-site")]
+fn site_files() -> impl Fn(
+    axum::http::Uri,
+    State<AppState>,
+    axum::extract::Request,
+) -> std::pin::Pin<Box<dyn std::future::Future<Output = axum::response::Response> + Send>>
+       + Clone
+       + Send
+       + 'static {
+    let assets = super::assets::Assets::load();
+    tracing::info!(
+        files = assets.len(),
+        "serving the site embedded in the binary"
+    );
+    let from_disk = leptos_axum::file_and_error_handler::<AppState, _>(shell);
+    move |uri, state, request| match assets.serve(&uri, request.headers()) {
+        Some(response) => Box::pin(std::future::ready(response)),
+        None => from_disk(uri, state, request),
+    }
 }
 
 /// The process is up.

@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Builds the one-file artefact: a release `tether` binary with the site (WASM,
+# JS, CSS, public files) embedded at build time (feature `embed-site`), so the
+# binary alone runs anywhere this OS runs, from any directory:
+#
+#   scripts/package.sh            # -> dist/tether (release)
+#   scripts/package.sh --debug    # a debug build, quicker, for checking
+#
+# Then e.g. `./dist/tether` (settings as usual: variables, flags or
+# ./tether.toml; data in ./data), or install it with deploy/tether.service.
+# `cargo leptos` workflows are unchanged: the embedded site is only in this
+# build.
+set -euo pipefail
+source "$(dirname "$0")/env.sh"
+cd "$ROOT"
+
+PROFILE=release
+LEPTOS_ARGS=(--release)
+if [[ "${1:-}" == "--debug" ]]; then
+  PROFILE=debug
+  LEPTOS_ARGS=()
+fi
+
+step() { printf '\n\033[1m==> %s\033[0m\n' "$*"; }
+started=$SECONDS
+
+step "The site (cargo leptos build ${LEPTOS_ARGS[*]:-}), which the binary embeds"
+cargo leptos build "${LEPTOS_ARGS[@]}"
+
+step "The server with the site inside (--bin-features embed-site)"
+# Built by cargo-leptos too, so the server renders exactly the markup the
+# site's WASM hydrates; the site is unchanged from the step before.
+cargo leptos build "${LEPTOS_ARGS[@]}" --bin-features embed-site
+
+mkdir -p dist
+cp "$CARGO_TARGET_DIR/$PROFILE/tether" dist/tether
+step "dist/tether: $(du -h dist/tether | cut -f1) ($PROFILE, $((SECONDS - started)) s); the site is inside it"
