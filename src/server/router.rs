@@ -67,9 +67,9 @@ pub fn app(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// Files of the built site (WASM, JS, CSS, public files) from `LEPTOS_SITE_ROOT`,
-/// else the app's not-found page.
-#[cfg(not(feature = "embed-site"))]
+/// Files of the built site (WASM, JS, CSS, public files), else the app's
+/// not-found page. From `LEPTOS_SITE_ROOT`; with the feature `embed-site`,
+/// first from inside the binary ([`super::assets`]).
 fn site_files() -> impl Fn(
     axum::http::Uri,
     State<AppState>,
@@ -78,31 +78,23 @@ fn site_files() -> impl Fn(
        + Clone
        + Send
        + 'static {
-    leptos_axum::file_and_error_handler::<AppState, _>(shell)
-}
-
-/// Files of the site embedded in the binary (feature `embed-site`,
-/// [`super::assets`]), else as without it (from `LEPTOS_SITE_ROOT`, then
-/// the app's not-found page).
-#[cfg(feature = "embed-site")]
-fn site_files() -> impl Fn(
-    axum::http::Uri,
-    State<AppState>,
-    axum::extract::Request,
-) -> std::pin::Pin<Box<dyn std::future::Future<Output = axum::response::Response> + Send>>
-       + Clone
-       + Send
-       + 'static {
-    let assets = super::assets::Assets::load();
-    tracing::info!(
-        files = assets.len(),
-        "serving the site embedded in the binary"
-    );
     let from_disk = leptos_axum::file_and_error_handler::<AppState, _>(shell);
-    move |uri, state, request| match assets.serve(&uri, request.headers()) {
-        Some(response) => Box::pin(std::future::ready(response)),
-        None => from_disk(uri, state, request),
+    #[cfg(feature = "embed-site")]
+    {
+        let assets = super::assets::Assets::load();
+        tracing::info!(
+            files = assets.len(),
+            "serving the site embedded in the binary"
+        );
+        move |uri, state, request: axum::extract::Request| match assets
+            .serve(&uri, request.headers())
+        {
+            Some(response) => Box::pin(std::future::ready(response)),
+            None => from_disk(uri, state, request),
+        }
     }
+    #[cfg(not(feature = "embed-site"))]
+    from_disk
 }
 
 /// The process is up.

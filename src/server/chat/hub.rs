@@ -394,15 +394,9 @@ impl LiveConversation {
     /// text (a `begin`), when records of `lease` may have been lost.
     pub fn restart_log(&self, lease: &str) {
         let state = self.lock();
-        if let ReplySlot::Streaming(s) = &state.reply {
-            if s.lease.as_deref() == Some(lease) {
-                self.relay(
-                    lease,
-                    Record::Restart(StreamingMessage {
-                        message: s.message.clone(),
-                        next_index: s.next_index,
-                    }),
-                );
+        if state.reply.lease() == Some(lease) {
+            if let Some(streaming) = state.streaming(false) {
+                self.relay(lease, Record::Restart(streaming));
             }
         }
     }

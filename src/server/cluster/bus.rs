@@ -8,7 +8,7 @@ use std::sync::Arc;
 use redis::{aio::ConnectionManager, PushKind, Value};
 use tokio::sync::{mpsc, oneshot};
 
-use super::{keys, log, scripts, Cluster, ClusterError};
+use super::{keys, log, scripts, Cluster, ClusterError, ClusterSettings};
 use crate::{
     protocol::{ConversationId, ServerFrame},
     server::{chat::hub::Record, metrics::ClusterEvent},
@@ -60,39 +60,41 @@ pub(super) async fn emit(cluster: Arc<Cluster>, mut queue: mpsc::UnboundedReceiv
     }
 }
 
+/// The script call that carries `out` to Redis: [`scripts::EMIT`] for a
+/// record (its kind from what it is), [`scripts::RELEASE`] for a release.
+pub(super) fn command(settings: &ClusterSettings, out: &Out) -> redis::Cmd {
+    let lease_key = keys::lease(&out.conversation);
+    let mut cmd = redis::cmd("EVAL");
+    let Some(text) = log::encode(&out.record) else {
+        cmd.arg(scripts::RELEASE)
+            .arg(1)
+            .arg(lease_key)
+            .arg(&out.lease);
+        return cmd;
+    };
+    let kind = match &out.record {
+        Record::Begin(_) | Record::Restart(_) => "begin",
+        Record::Frame(ServerFrame::Delta { .. }) => "delta",
+        Record::Frame(ServerFrame::Done { .. }) => "done",
+        _ => "frame",
+    };
+    cmd.arg(scripts::EMIT)
+        .arg(2)
+        .arg(lease_key)
+        .arg(keys::log(&out.conversation))
+        .arg(&out.lease)
+        .arg(keys::channel(&out.conversation))
+        .arg(text)
+        .arg(settings.log_ttl_ms())
+        .arg(kind)
+        .arg(settings.lease_ms());
+    cmd
+}
+
 async fn send(cluster: &Arc<Cluster>, batch: &mut Vec<Out>) {
-    let log_ttl = cluster.settings.lease_ms().max(1000) * 60;
     let mut pipe = redis::pipe();
     for out in batch.iter() {
-        let lease_key = keys::lease(&out.conversation);
-        match log::encode(&out.record) {
-            Some(text) => {
-                let kind = match &out.record {
-                    Record::Begin(_) | Record::Restart(_) => "begin",
-                    Record::Frame(ServerFrame::Delta { .. }) => "delta",
-                    Record::Frame(ServerFrame::Done { .. }) => "done",
-                    _ => "frame",
-                };
-                pipe.cmd("EVAL")
-                    .arg(scripts::EMIT)
-                    .arg(2)
-                    .arg(lease_key)
-                    .arg(keys::log(&out.conversation))
-                    .arg(&out.lease)
-                    .arg(keys::channel(&out.conversation))
-                    .arg(text)
-                    .arg(log_ttl)
-                    .arg(kind)
-                    .arg(cluster.settings.lease_ms());
-            }
-            None => {
-                pipe.cmd("EVAL")
-                    .arg(scripts::RELEASE)
-                    .arg(1)
-                    .arg(lease_key)
-                    .arg(&out.lease);
-            }
-        }
+        pipe.add_command(command(&cluster.settings, out));
     }
     let mut redis = cluster.redis.clone();
     match pipe.query_async::<Vec<Value>>(&mut redis).await {

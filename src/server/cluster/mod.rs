@@ -116,6 +116,11 @@ impl ClusterSettings {
         self.lease.as_millis() as u64
     }
 
+    /// How long a conversation's log outlives its last record.
+    fn log_ttl_ms(&self) -> u64 {
+        self.lease_ms().max(1000) * 60
+    }
+
     /// How long a counted stream stays counted without its instance's refresh.
     fn socket_expiry_ms(&self) -> u64 {
         self.lease_ms() * 3

@@ -4,10 +4,13 @@
 
 use std::sync::Arc;
 
-use redis::{AsyncCommands, Value};
+use redis::AsyncCommands;
 use tokio::sync::mpsc;
 
-use super::{keys, log, scripts, Cluster};
+use super::{
+    bus::{self, Out},
+    keys, scripts, Cluster,
+};
 use crate::{
     protocol::{FinishReason, ServerFrame, StreamingMessage, UserId},
     server::{
@@ -170,6 +173,7 @@ async fn recover(cluster: &Cluster, orphan: &OrphanedReply) -> Result<(), Recove
         .store
         .recover_reply(&orphan.message_id, &orphan.run, &content)
         .await?;
+    let mut announce = Vec::with_capacity(2);
     if recovered {
         tracing::warn!(
             conversation_id = %orphan.conversation_id,
@@ -186,25 +190,20 @@ async fn recover(cluster: &Cluster, orphan: &OrphanedReply) -> Result<(), Recove
             ttft_ms: None,
             total_ms: 0.0,
         };
-        let emit = redis::Script::new(scripts::EMIT);
-        let text = log::encode(&Record::Frame(done)).unwrap_or_default();
-        let _: Value = emit
-            .key(keys::lease(&orphan.conversation_id))
-            .key(keys::log(&orphan.conversation_id))
-            .arg(&lease)
-            .arg(keys::channel(&orphan.conversation_id))
-            .arg(text)
-            .arg(cluster.settings.lease_ms().max(1000) * 60)
-            .arg("done")
-            .arg(cluster.settings.lease_ms())
-            .invoke_async(&mut redis)
-            .await?;
+        announce.push(Record::Frame(done));
     }
-    let _: Value = redis::Script::new(scripts::RELEASE)
-        .key(keys::lease(&orphan.conversation_id))
-        .arg(&lease)
-        .invoke_async(&mut redis)
-        .await?;
+    announce.push(Record::Release);
+    let mut pipe = redis::pipe();
+    for record in announce {
+        let out = Out {
+            conversation: orphan.conversation_id.clone(),
+            lease: lease.clone(),
+            record,
+        };
+        pipe.add_command(bus::command(&cluster.settings, &out))
+            .ignore();
+    }
+    pipe.query_async::<()>(&mut redis).await?;
     Ok(())
 }
 
