@@ -201,6 +201,32 @@ pub struct PersonaInfo {
     pub description: String,
 }
 
+/// Whether the model can answer yet (extension): a local model that
+/// `scripts/start.sh` installs in the background is not ready for the first
+/// minutes. Messages sent meanwhile are held, then answered.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
+pub enum ModelSetup {
+    /// Replies are answered as they come.
+    Ready,
+    /// Being installed or loaded: `step` of `steps`, what it is doing, and
+    /// for how long the set-up has run.
+    Installing {
+        step: u32,
+        steps: u32,
+        label: String,
+        elapsed_secs: u64,
+    },
+    /// The set-up failed; replies end with `unavailable` and this reason.
+    Failed { reason: String },
+}
+
+impl ModelSetup {
+    pub fn is_ready(&self) -> bool {
+        matches!(self, ModelSetup::Ready)
+    }
+}
+
 /// Frames the server sends.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
@@ -214,6 +240,10 @@ pub enum ServerFrame {
         /// Extension: personas selectable for a new conversation.
         #[serde(default)]
         personas: Vec<PersonaInfo>,
+        /// Extension: the model is still being set up (absent: it is ready).
+        /// `GET /api/model-setup` answers the same, for following it.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        model_setup: Option<ModelSetup>,
     },
     /// A `send` (or `regenerate`) was stored.
     Accepted {

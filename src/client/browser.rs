@@ -1,6 +1,6 @@
 //! Thin wrappers over the browser APIs the UI uses (feature `browser`): the
-//! clipboard, the persisted colour theme, `confirm`, the page's socket, paint
-//! timing, ids and the clock, and copy buttons inside rendered markdown (one
+//! clipboard, the persisted colour theme, `confirm`, the page's socket, the
+//! model's set-up, paint timing, ids and the clock, and copy buttons inside rendered markdown (one
 //! delegated click handler instead of one per code block).
 //!
 //! Other builds compile `browser_twin.rs` in its place (chosen in
@@ -17,7 +17,7 @@ use leptos::{
 use wasm_bindgen::JsCast;
 
 use super::{ConnStatus, Theme, THEME_KEY};
-use crate::protocol::{ClientFrame, ClientMsgId, ServerFrame};
+use crate::protocol::{ClientFrame, ClientMsgId, ModelSetup, ServerFrame};
 
 /// Copies `text` to the clipboard; `true` when the browser accepted it.
 pub async fn copy(text: &str) -> bool {
@@ -108,6 +108,24 @@ pub fn open_socket(
     on_status: impl Fn(ConnStatus) + 'static,
 ) {
     super::socket::spawn(outgoing, on_frame, on_status);
+}
+
+/// Follows a model that is being set up: asks the server every 2 s and hands
+/// each answer to `on_change`, until it is ready or failed.
+pub fn follow_model_setup(on_change: impl Fn(ModelSetup) + 'static) {
+    leptos::task::spawn_local(async move {
+        loop {
+            gloo_timers::future::TimeoutFuture::new(2_000).await;
+            let Some(setup) = super::fallback::model_setup().await else {
+                continue; // Offline for now: the socket reconnects meanwhile.
+            };
+            let settled = !matches!(setup, ModelSetup::Installing { .. });
+            on_change(setup);
+            if settled {
+                return;
+            }
+        }
+    });
 }
 
 /// Runs `f` before the next paint, or after 100 ms at the latest (hidden tabs

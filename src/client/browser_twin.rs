@@ -11,7 +11,7 @@ use futures::channel::mpsc::UnboundedReceiver;
 use leptos::ev::Event;
 
 use super::{ConnStatus, Theme};
-use crate::protocol::{ClientFrame, ClientMsgId, ServerFrame};
+use crate::protocol::{ClientFrame, ClientMsgId, ModelSetup, ServerFrame};
 
 /// No clipboard: nothing is copied.
 pub async fn copy(_text: &str) -> bool {
@@ -41,6 +41,9 @@ pub fn open_socket(
     _on_status: impl Fn(ConnStatus) + 'static,
 ) {
 }
+
+/// No page to update.
+pub fn follow_model_setup(_on_change: impl Fn(ModelSetup) + 'static) {}
 
 /// No paint to wait for: runs `f` now.
 pub fn before_next_paint(f: impl Fn() + Clone + 'static) {

@@ -18,7 +18,7 @@ use wasm_bindgen_futures::JsFuture;
 use web_sys::{Headers, ReadableStreamDefaultReader, Request, RequestInit, Response};
 
 use crate::event_stream::EventStream;
-use crate::protocol::{ClientFrame, ServerFrame};
+use crate::protocol::{ClientFrame, ModelSetup, ServerFrame};
 
 /// Frames (as JSON) waiting to be delivered, shared with the socket loop.
 pub type Outbox = Rc<RefCell<VecDeque<String>>>;
@@ -26,6 +26,15 @@ pub type Outbox = Rc<RefCell<VecDeque<String>>>;
 /// `GET /api/hello`: the greeting, if the server answers plain requests.
 pub async fn hello() -> Option<ServerFrame> {
     let response = fetch("GET", "/api/hello", None).await.ok()?;
+    if !response.ok() {
+        return None;
+    }
+    serde_json::from_str(&text(&response).await.ok()?).ok()
+}
+
+/// `GET /api/model-setup`: whether the model is set up yet.
+pub async fn model_setup() -> Option<ModelSetup> {
+    let response = fetch("GET", "/api/model-setup", None).await.ok()?;
     if !response.ok() {
         return None;
     }

@@ -170,7 +170,16 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServerError> {
     let llm = state.chat.llm().clone();
+    state
+        .connections
+        .spawn(llm.setup().clone().follow(state.close_sockets.clone()));
+    let stop = state.close_sockets.clone();
     state.connections.spawn(async move {
+        // A model being installed is checked once it is set up.
+        tokio::select! {
+            _ = llm.ready() => {}
+            _ = stop.cancelled() => return,
+        }
         match llm.check().await {
             Ok(models) => tracing::info!(
                 base_url = llm.base_url(),

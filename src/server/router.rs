@@ -46,6 +46,7 @@ pub fn app(state: AppState) -> Router {
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .route("/api/session", get(session))
+        .route("/api/model-setup", get(model_setup))
         .leptos_routes_with_context(
             &state,
             routes,
@@ -121,12 +122,19 @@ async fn session(
     Json(serde_json::json!({ "identified": known }))
 }
 
+/// Whether the model is set up yet ([`crate::protocol::ModelSetup`]): the
+/// page follows a local model's installation with it.
+async fn model_setup(State(state): State<AppState>) -> impl IntoResponse {
+    Json(state.chat.llm().setup().now())
+}
+
 /// How old a successful provider check `/readyz` may reuse.
 const PROVIDER_CHECK_AGE: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// The database, the model provider and (cluster mode) the live state
 /// answer: `200` when all do, else `503`, with what is wrong in the body
-/// (never the API key). The instance's id is in the body too. A provider
+/// (never the API key). A model still being installed (`model_setup`) is
+/// not ready and not asked. The instance's id is in the body too. A provider
 /// that answered in the last 5 s is not asked again (load balancers check
 /// several times a second).
 async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
@@ -137,15 +145,22 @@ async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
             None => None,
         }
     };
-    let (database, provider, live) = tokio::join!(
-        chat.store().ping(),
-        chat.llm().check_recent(PROVIDER_CHECK_AGE),
-        live
-    );
-    let ready = database.is_ok() && provider.is_ok() && live.as_ref().is_none_or(Result::is_ok);
+    let setup = chat.llm().setup().now();
+    let provider = async {
+        if setup.is_ready() {
+            Some(chat.llm().check_recent(PROVIDER_CHECK_AGE).await)
+        } else {
+            None // Not asked while it is being installed.
+        }
+    };
+    let (database, provider, live) = tokio::join!(chat.store().ping(), provider, live);
+    let ready = database.is_ok()
+        && matches!(provider, Some(Ok(_)))
+        && live.as_ref().is_none_or(Result::is_ok);
     let body = serde_json::json!({
         "status": if ready { "ready" } else { "unavailable" },
         "instance": chat.instance(),
+        "model_setup": setup,
         "live_state": match &live {
             None => serde_json::json!({ "ok": true, "kind": "this process" }),
             Some(Ok(())) => serde_json::json!({ "ok": true, "kind": "redis" }),
@@ -156,13 +171,19 @@ async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
             Err(e) => serde_json::json!({ "ok": false, "error": e.to_string() }),
         },
         "provider": match &provider {
-            Ok(models) => serde_json::json!({
+            None => serde_json::json!({
+                "ok": false,
+                "base_url": chat.llm().base_url(),
+                "model": chat.llm().model(),
+                "error": "the model is still being set up (see model_setup)",
+            }),
+            Some(Ok(models)) => serde_json::json!({
                 "ok": true,
                 "base_url": chat.llm().base_url(),
                 "model": chat.llm().model(),
                 "models": models,
             }),
-            Err(e) => serde_json::json!({
+            Some(Err(e)) => serde_json::json!({
                 "ok": false,
                 "base_url": chat.llm().base_url(),
                 "model": chat.llm().model(),

@@ -14,7 +14,8 @@ use leptos_router::{
 
 use super::{
     composer::Composer, messages::MessageList, session::ChatSession,
-    sidebar::conversation_from_param, sidebar::Sidebar, topbar::TopBar,
+    setup_notice::ModelSetupNotice, sidebar::conversation_from_param, sidebar::Sidebar,
+    topbar::TopBar,
 };
 use crate::{client::state::ChatView, protocol::ClientFrame};
 
@@ -98,6 +99,7 @@ pub fn ChatPage() -> impl IntoView {
             <div class="main">
                 <TopBar sidebar_open/>
                 <main class="chat">
+                    <ModelSetupNotice/>
                     <MessageList route_id/>
                     <Composer draft streaming on_send on_stop/>
                     <Outlet/>

@@ -7,6 +7,7 @@ pub mod history;
 pub mod message;
 pub mod messages;
 pub mod session;
+pub mod setup_notice;
 pub mod sidebar;
 pub mod status;
 pub mod theme;

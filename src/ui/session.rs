@@ -13,7 +13,7 @@ use crate::{
         state::{ChatView, Retry},
         ConnStatus,
     },
-    protocol::{ClientFrame, ConversationSummary, PersonaInfo, ServerFrame},
+    protocol::{ClientFrame, ConversationSummary, ModelSetup, PersonaInfo, ServerFrame},
 };
 
 /// Signals and the outbox of the page's one connection.
@@ -28,6 +28,8 @@ pub struct ChatSession {
     pub personas: RwSignal<Vec<PersonaInfo>>,
     /// Persona for the next new conversation (`None`: the server's default).
     pub persona: RwSignal<Option<String>>,
+    /// The model's set-up while it is not ready (`None`: ready).
+    pub model_setup: RwSignal<Option<ModelSetup>>,
     outbox: StoredValue<UnboundedSender<ClientFrame>>,
     /// Frames were applied to `chat` since the page last rendered it.
     render_pending: StoredValue<bool>,
@@ -46,6 +48,7 @@ impl ChatSession {
             search: RwSignal::new(String::new()),
             personas: RwSignal::new(Vec::new()),
             persona: RwSignal::new(None),
+            model_setup: RwSignal::new(None),
             outbox: StoredValue::new(tx),
             render_pending: StoredValue::new(false),
             inbox: StoredValue::new(Some(rx)),
@@ -77,8 +80,13 @@ impl ChatSession {
     /// which exists only in the browser build).
     pub fn on_frame(&self, frame: ServerFrame) {
         match &frame {
-            ServerFrame::Hello { personas, .. } => {
+            ServerFrame::Hello {
+                personas,
+                model_setup,
+                ..
+            } => {
                 self.personas.set(personas.clone());
+                self.follow_model_setup(model_setup.clone());
                 // (Re)connected: follow the open conversation again from a snapshot.
                 if let Some(conversation_id) =
                     self.chat.with_untracked(|c| c.conversation_id.clone())
@@ -114,6 +122,23 @@ impl ChatSession {
                 self.draft.set(text);
             }
         }
+    }
+
+    /// Shows the model's set-up while it is not ready, following it until it
+    /// is (a `hello` says whether it is; reconnecting does not start a second
+    /// follower while one runs).
+    fn follow_model_setup(&self, setup: Option<ModelSetup>) {
+        let following = self
+            .model_setup
+            .with_untracked(|s| matches!(s, Some(ModelSetup::Installing { .. })));
+        self.model_setup.set(setup.clone());
+        if following || !matches!(setup, Some(ModelSetup::Installing { .. })) {
+            return;
+        }
+        let signal = self.model_setup;
+        browser::follow_model_setup(move |now| {
+            signal.set(Some(now).filter(|s| !s.is_ready()));
+        });
     }
 
     /// Applies a frame to the view. In the browser the page re-renders at

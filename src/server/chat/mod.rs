@@ -219,6 +219,7 @@ impl ChatService {
                     description: p.description.clone(),
                 })
                 .collect(),
+            model_setup: Some(self.llm.setup().now()).filter(|setup| !setup.is_ready()),
         }
     }
 

@@ -97,6 +97,19 @@ impl ReplyJob {
             error: None,
             upstream: None,
         };
+        // A model still being installed: wait for it, as for a free slot.
+        let set_up = tokio::select! {
+            set_up = self.llm.ready() => set_up,
+            _ = self.cancel.cancelled() => {
+                outcome.finish_reason = FinishReason::Stopped;
+                return outcome;
+            }
+        };
+        if let Err(err) = set_up {
+            outcome.finish_reason = FinishReason::Error;
+            outcome.error = Some(err);
+            return outcome;
+        }
         let _permit = tokio::select! {
             permit = self.upstream_slots.clone().acquire_owned() => permit.ok(),
             _ = self.cancel.cancelled() => {
@@ -275,6 +288,7 @@ impl ReplyJob {
                 retry_after.map(|d| d.as_millis() as u64),
             ),
             LlmError::Timeout => (ErrorCode::UpstreamTimeout, None),
+            LlmError::NotSetUp(_) => (ErrorCode::Unavailable, None),
             LlmError::Unauthorized { .. } | LlmError::Upstream(_) => {
                 (ErrorCode::UpstreamError, None)
             }

@@ -115,6 +115,10 @@ settings! {
         /// Seconds to wait for the first byte, and for each gap between chunks.
         timeout: Duration = Duration::from_secs(60), Secs, key "timeout_secs",
             env "UPSTREAM_TIMEOUT_SECS", flag "upstream-timeout-secs", value "SECS";
+        /// Status file of a model being installed (`scripts/start.sh` sets it):
+        /// replies wait while it says `installing`; no file means ready.
+        setup_file: String = String::new(), Plain,
+            env "MODEL_SETUP_FILE", flag "model-setup-file", value "FILE", shown "(none)";
     }
 }
 

@@ -14,6 +14,7 @@
 
 mod check;
 mod request;
+mod setup;
 mod stream;
 
 use std::{
@@ -25,11 +26,11 @@ use std::{
 use futures::Stream;
 use thiserror::Error;
 
-pub use self::check::ProviderProblem;
 /// The chunk reader's property check, for `tether::fuzzing`.
 #[cfg(feature = "fuzzing")]
 #[doc(hidden)]
 pub use self::stream::properties as chunk_reader_properties;
+pub use self::{check::ProviderProblem, setup::SetupWatch};
 use self::{
     request::{refusal, request_error},
     stream::ChunkStream,
@@ -70,6 +71,12 @@ pub enum LlmError {
     /// Any other failure: status, connection, malformed stream.
     #[error("the model provider failed: {0}")]
     Upstream(String),
+    /// The local model's set-up failed (`MODEL_SETUP_FILE`), with its reason.
+    #[error(
+        "the local model could not be set up: {0}. Tether works with any \
+         OpenAI-compatible provider: set OPENAI_BASE_URL, OPENAI_API_KEY and OPENAI_MODEL"
+    )]
+    NotSetUp(String),
 }
 
 /// The stream returned by [`LlmClient::stream`].
@@ -87,6 +94,8 @@ pub struct LlmClient {
     config: UpstreamConfig,
     /// The last successful [`LlmClient::check`] and when it was made.
     checked: Arc<Mutex<Option<Checked>>>,
+    /// Whether the model is set up yet (`MODEL_SETUP_FILE`).
+    setup: SetupWatch,
 }
 
 impl std::fmt::Debug for LlmClient {
@@ -108,9 +117,24 @@ impl LlmClient {
         Self {
             http,
             completions_url: format!("{}/chat/completions", config.base_url.trim_end_matches('/')),
+            setup: SetupWatch::new(
+                Some(config.setup_file.as_str())
+                    .filter(|file| !file.is_empty())
+                    .map(Into::into),
+            ),
             config,
             checked: Arc::new(Mutex::new(None)),
         }
+    }
+
+    /// The model's set-up (ready unless `MODEL_SETUP_FILE` says otherwise).
+    pub fn setup(&self) -> &SetupWatch {
+        &self.setup
+    }
+
+    /// Waits until the model is set up; a failed set-up is an error.
+    pub async fn ready(&self) -> Result<(), LlmError> {
+        self.setup.ready().await.map_err(LlmError::NotSetUp)
     }
 
     /// A request to the provider, with the API key when one is set (an
