@@ -1,4 +1,5 @@
 import { defineConfig, devices } from "@playwright/test";
+import * as os from "node:os";
 
 /**
  * Starts the real server binary (built by `cargo leptos build`) and the fake
@@ -25,6 +26,13 @@ const CLUSTER_URL = process.env.TETHER_CLUSTER_URL;
  */
 const TETHER_BIN = process.env.TETHER_BIN ?? `${TARGET}/debug/tether`;
 const CLUSTER_SPEC = /cluster\.spec\.ts$/;
+/**
+ * The status file of a model "installing" in the background, which the
+ * server follows (MODEL_SETUP_FILE) and tests/model-setup.spec.ts writes; it
+ * does not exist otherwise, which means ready. Set here so that the spec's
+ * workers inherit it.
+ */
+process.env.TETHER_MODEL_SETUP_FILE ??= `${os.tmpdir()}/tether-e2e-model-setup-${process.pid}.json`;
 
 export default defineConfig({
   testDir: "./tests",
@@ -80,6 +88,7 @@ export default defineConfig({
         TETHER_DATA_DIR: process.env.TETHER_DATA_DIR ?? "./.tmp/data",
         LEPTOS_SITE_ROOT: process.env.LEPTOS_SITE_ROOT ?? "../target/site",
         RUST_LOG: "warn",
+        MODEL_SETUP_FILE: process.env.TETHER_MODEL_SETUP_FILE,
         // Every spec's browser is a new visitor from 127.0.0.1: the suite
         // would exhaust one address's new-identity budget (IDENTITY_BURST).
         IDENTITY_BURST: "100000",

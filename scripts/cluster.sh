@@ -135,8 +135,18 @@ if [ -z "${OPENAI_BASE_URL:-}" ] && [ "${CLUSTER_FAKE_MODEL:-0}" = 1 ]; then
   echo "PID ${pids[-1]}, http://127.0.0.1:$FAKE_PORT/v1 (log: $LOGS/fake-upstream.log)"
   export OPENAI_BASE_URL="http://127.0.0.1:$FAKE_PORT/v1" OPENAI_MODEL=fake OPENAI_API_KEY=""
 elif [ -z "${OPENAI_BASE_URL:-}" ]; then
+  step "The local model (scripts/local-model.sh serve), in the background"
   source scripts/local-model.sh
-  start_local_model
+  # Every instance follows the installer's status file: replies wait until
+  # the model is ready.
+  export MODEL_SETUP_FILE="$CLUSTER_DIR/model-setup.json"
+  printf '{"state":"installing","step":1,"steps":3,"label":"Checking the local model","started_at":%d}\n' \
+    "$(date +%s)" >"$MODEL_SETUP_FILE"
+  LOCAL_MODEL_LOG="$LOGS/local-model-install.log" LOCAL_MODEL_SERVER_LOG="$LOGS/local-model.log" \
+    bash scripts/local-model.sh serve "$MODEL_SETUP_FILE" >"$LOGS/local-model.out" 2>&1 </dev/null &
+  pids+=($!)
+  local_model_env
+  echo "PID ${pids[-1]}, $OPENAI_BASE_URL (progress: $MODEL_SETUP_FILE)"
 fi
 
 # One secret signs every instance's cookies: a browser's requests may land on

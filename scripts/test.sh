@@ -4,14 +4,15 @@
 # SQLite files; the cluster tests on real PostgreSQL, Redis and HAProxy), the
 # fuzz targets on a short budget, then the Playwright suite in Debian's
 # Chromium against the real server and, through HAProxy, against a cluster
-# (scripts/cluster.sh). Installs what is missing first (scripts/setup.sh --services).
+# (scripts/cluster.sh). Installs what is missing first (scripts/setup.sh
+# --test). Ends with the time each step took.
 set -euo pipefail
 source "$(dirname "$0")/env.sh"
+source "$ROOT/scripts/lib.sh"
 cd "$ROOT"
 
-bash scripts/setup.sh --services
-
-step() { printf '\n\033[1m==> %s\033[0m\n' "$*"; }
+step "Set-up (scripts/setup.sh --test: what is missing)"
+bash scripts/setup.sh --test
 
 step "cargo fmt --check"
 cargo fmt --all -- --check
@@ -110,3 +111,4 @@ rm -rf "$SOAK_OUT"
 unset SOAK_OUT
 
 step "All checks passed"
+step_summary

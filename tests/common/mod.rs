@@ -178,6 +178,7 @@ impl TestServer {
             Ok((ws, _)) => Ok(WsClient {
                 ws,
                 cookie: cookie.unwrap_or_default().to_owned(),
+                step: STEP,
             }),
             Err(tungstenite::Error::Http(response)) => Err(response.status().as_u16()),
             Err(other) => panic!("unexpected upgrade failure: {other}"),
@@ -211,6 +212,9 @@ impl TestServer {
 pub struct WsClient {
     pub ws: WebSocketStream<MaybeTlsStream<tokio::net::TcpStream>>,
     pub cookie: String,
+    /// How long [`WsClient::next`] waits for a frame ([`STEP`] unless a test
+    /// waits on something slower, such as a real model loading).
+    pub step: Duration,
 }
 
 impl WsClient {
@@ -229,10 +233,10 @@ impl WsClient {
         self.ws.send(message).await.expect("send");
     }
 
-    /// The next server frame (control frames skipped); panics after [`STEP`].
+    /// The next server frame (control frames skipped); panics after `step`.
     pub async fn next(&mut self) -> ServerFrame {
         loop {
-            let message = tokio::time::timeout(STEP, self.ws.next())
+            let message = tokio::time::timeout(self.step, self.ws.next())
                 .await
                 .expect("a frame arrives in time")
                 .expect("socket open")

@@ -225,5 +225,6 @@ pub async fn open_at(port: u16, cookie: &str) -> WsClient {
     WsClient {
         ws,
         cookie: cookie.to_owned(),
+        step: STEP,
     }
 }
