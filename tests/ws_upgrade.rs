@@ -147,8 +147,10 @@ async fn allowed_origin_gets_hello_first_with_limits() {
             user_id,
             server,
             personas,
+            model_setup,
         } => {
             assert_eq!(protocol, 1);
+            assert_eq!(model_setup, None, "no set-up file: the model is ready");
             assert_eq!(limits.max_frame_bytes, 4096);
             assert!(
                 cookie.contains(user_id.as_str()),
