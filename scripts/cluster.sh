@@ -14,8 +14,7 @@
 #                         (crates/fake-upstream, on PORT+22; FAKE_* knobs)
 #   CLUSTER_RELEASE=1     build and run the release binary
 #   CLUSTER_SKIP_BUILD=1  run what `cargo leptos build` built (the test command
-#                         builds first; a binary from plain `cargo build` does
-#                         not hydrate with that site)
+#                         builds first)
 #   CLUSTER_SQLITE=1      only to check this script itself: every instance on
 #                         its own SQLite file (nothing shared, not a cluster)
 set -euo pipefail
