@@ -13,6 +13,7 @@
 //! client and nowhere else.
 
 mod check;
+mod events;
 mod request;
 mod setup;
 mod stream;
@@ -24,59 +25,28 @@ use std::{
 };
 
 use futures::Stream;
-use thiserror::Error;
 
 /// The chunk reader's property check, for `tether::fuzzing`.
 #[cfg(feature = "fuzzing")]
 #[doc(hidden)]
 pub use self::stream::properties as chunk_reader_properties;
-pub use self::{check::ProviderProblem, setup::SetupWatch};
+pub use self::{
+    check::ProviderProblem,
+    events::{LlmError, LlmEvent},
+    setup::SetupWatch,
+};
 use self::{
     request::{refusal, request_error},
     stream::ChunkStream,
 };
 use super::config::UpstreamConfig;
-use crate::protocol::{FinishReason, Role, Usage};
+use crate::protocol::Role;
 
 /// One turn of the prompt.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum PromptTurn {
     System(String),
     Said(Role, String),
-}
-
-/// What the upstream streams back. The stream ends after the last event.
-#[derive(Clone, Debug, PartialEq)]
-pub enum LlmEvent {
-    /// A piece of the reply (never empty).
-    Text(String),
-    /// The upstream said why the reply ends (`stop` or `length`).
-    Finished(FinishReason),
-    /// Token accounting, usually in the last chunk.
-    Usage(Usage),
-}
-
-/// Why the upstream failed.
-#[derive(Clone, Debug, Error, PartialEq)]
-pub enum LlmError {
-    /// HTTP 429; `retry_after` from the `Retry-After` header when given.
-    #[error("the model provider is rate limiting requests")]
-    RateLimited { retry_after: Option<Duration> },
-    /// No first byte, or no next chunk, within the configured timeout.
-    #[error("the model did not answer in time")]
-    Timeout,
-    /// The provider refused the credentials (401/403).
-    #[error("the model provider refused the API key ({status})")]
-    Unauthorized { status: u16 },
-    /// Any other failure: status, connection, malformed stream.
-    #[error("the model provider failed: {0}")]
-    Upstream(String),
-    /// The local model's set-up failed (`MODEL_SETUP_FILE`), with its reason.
-    #[error(
-        "the local model could not be set up: {0}. Tether works with any \
-         OpenAI-compatible provider: set OPENAI_BASE_URL, OPENAI_API_KEY and OPENAI_MODEL"
-    )]
-    NotSetUp(String),
 }
 
 /// The stream returned by [`LlmClient::stream`].

@@ -11,7 +11,7 @@ use async_openai::types::chat::{
     ChatCompletionStreamOptions, CreateChatCompletionRequest, StopConfiguration,
 };
 
-use super::{LlmError, PromptTurn};
+use super::{events::provider_message, LlmError, PromptTurn};
 use crate::{protocol::Role, server::config::UpstreamConfig};
 
 /// The streaming completion request for `prompt` (usage asked for).
@@ -65,6 +65,12 @@ fn message(turn: &PromptTurn) -> ChatCompletionRequestMessage {
 }
 
 /// A failure to send the request or to read the body.
+impl From<reqwest::Error> for LlmError {
+    fn from(err: reqwest::Error) -> Self {
+        request_error(err)
+    }
+}
+
 pub(super) fn request_error(err: reqwest::Error) -> LlmError {
     if err.is_timeout() {
         LlmError::Timeout
@@ -108,26 +114,6 @@ pub(super) async fn refusal(mut response: reqwest::Response, timeout: Duration) 
         _ => "no details".to_owned(),
     };
     LlmError::Upstream(format!("HTTP {status}: {message}"))
-}
-
-/// The readable part of a provider's error: `error.message` when the text is
-/// OpenAI's JSON error body, cut to a length that fits a chat notice.
-pub(super) fn provider_message(raw: &str) -> String {
-    const MAX_CHARS: usize = 300;
-    let text = serde_json::from_str::<serde_json::Value>(raw)
-        .ok()
-        .and_then(|v| {
-            v.pointer("/error/message")
-                .and_then(|m| m.as_str())
-                .map(str::to_owned)
-        })
-        .unwrap_or_else(|| raw.trim().to_owned());
-    if text.chars().count() > MAX_CHARS {
-        let cut: String = text.chars().take(MAX_CHARS).collect();
-        format!("{cut}…")
-    } else {
-        text
-    }
 }
 
 /// reqwest errors may quote the URL; keep them but never any query string.

@@ -13,10 +13,7 @@ use std::{
 use bytes::Bytes;
 use futures::Stream;
 
-use super::{
-    request::{provider_message, request_error},
-    LlmError, LlmEvent,
-};
+use super::{events::provider_message, LlmError, LlmEvent};
 use crate::{
     event_stream::EventStream,
     protocol::{FinishReason, Usage},
@@ -128,9 +125,12 @@ fn chunk_events(
     Ok(())
 }
 
-impl<B> Stream for ChunkStream<B>
+/// Over any body of byte chunks whose errors are [`LlmError`]s (reqwest's
+/// body in the product; plain bytes in the tests and the fuzz targets).
+impl<B, E> Stream for ChunkStream<B>
 where
-    B: Stream<Item = reqwest::Result<Bytes>> + Unpin,
+    B: Stream<Item = Result<Bytes, E>> + Unpin,
+    E: Into<LlmError>,
 {
     type Item = Result<LlmEvent, LlmError>;
 
@@ -149,7 +149,7 @@ where
                     this.read_events();
                 }
                 Poll::Ready(Some(Err(err))) => {
-                    this.ready.push_back(Err(request_error(err)));
+                    this.ready.push_back(Err(err.into()));
                     this.ended = true;
                 }
                 Poll::Ready(None) => this.ended = true,
@@ -246,16 +246,13 @@ pub mod properties {
     use bytes::Bytes;
     use futures::Stream;
 
-    use super::ChunkStream;
-    use crate::{
-        event_stream::properties::pieces,
-        server::llm::{LlmError, LlmEvent},
-    };
+    use super::{ChunkStream, LlmError, LlmEvent};
+    use crate::event_stream::properties::pieces;
 
     /// What a [`ChunkStream`] reads from `body` cut at `cuts` (byte offsets
     /// in `0..=body.len()`, any order, repeats give empty chunks).
     pub fn read(body: &[u8], cuts: &[usize]) -> Vec<Result<LlmEvent, LlmError>> {
-        let chunks: Vec<reqwest::Result<Bytes>> = pieces(body, cuts)
+        let chunks: Vec<Result<Bytes, std::convert::Infallible>> = pieces(body, cuts)
             .into_iter()
             .map(|piece| Ok(Bytes::copy_from_slice(piece)))
             .collect();
