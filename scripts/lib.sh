@@ -17,29 +17,51 @@ since() {
   if [ "$s" -ge 60 ]; then printf '%d min %02d s' $((s / 60)) $((s % 60)); else printf '%d s' "$s"; fi
 }
 
-# Each step's header; the time each step took is kept for `step_summary`.
+# Each step's header; the time each step took (wall clock, and CPU of the
+# processes it ran, which does not depend on what else the machine does) is
+# kept for `step_summary`.
 STEPS_TAKEN=()
 STEP_NAME=""
 STEP_START=0
+STEP_CPU=0
+# CPU seconds of this shell's finished children (bash `times`, second line;
+# written to a file, as a `$(…)` subshell would report its own children).
+TIMES_FILE=$(mktemp -t tether-times.XXXXXX)
+cpu_now() { # sets CPU_NOW without a subshell
+  times >"$TIMES_FILE"
+  CPU_NOW=$(awk 'NR == 2 {
+    t = 0
+    for (i = 1; i <= 2; i++) { split($i, p, "m"); sub("s", "", p[2]); t += p[1] * 60 + p[2] }
+    printf "%d", t
+  }' "$TIMES_FILE")
+}
 end_step() {
-  [ -n "$STEP_NAME" ] && STEPS_TAKEN+=("$(($(date +%s) - STEP_START))|$STEP_NAME")
+  if [ -n "$STEP_NAME" ]; then
+    cpu_now
+    STEPS_TAKEN+=("$(($(date +%s) - STEP_START))|$((CPU_NOW - STEP_CPU))|$STEP_NAME")
+  fi
   STEP_NAME=""
 }
 step() {
   end_step
   STEP_NAME="$*"
   STEP_START=$(date +%s)
+  cpu_now
+  STEP_CPU=$CPU_NOW
   printf '\n\033[1m==> %s\033[0m   [%s]\n' "$*" "$(since)"
 }
 # How long each step took, and the whole run.
 step_summary() {
   end_step
-  local entry
-  printf '\n%s\n' "Time per step:"
+  local entry wall cpu name
+  printf '\n%s\n' "Time per step (wall clock, CPU):"
   for entry in "${STEPS_TAKEN[@]}"; do
-    printf '%7s  %s\n' "${entry%%|*} s" "${entry#*|}"
+    IFS='|' read -r wall cpu name <<<"$entry"
+    printf '%7s %8s  %s\n' "$wall s" "$cpu s" "$name"
   done
-  printf '%7s  %s\n' "" "total $(since)"
+  cpu_now
+  printf '%7s %8s  %s\n' "" "$CPU_NOW s" "total $(since)"
+  rm -f "$TIMES_FILE"
 }
 
 have() { command -v "$1" >/dev/null 2>&1; }
