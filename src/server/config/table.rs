@@ -92,7 +92,7 @@ settings! {
         api_key: ApiKey = ApiKey::default(), Hidden,
             env "OPENAI_API_KEY", flag "openai-api-key", value "KEY", shown "(none)";
         /// Model name.
-        model: String = "gemma-3-270m".into(), NonEmpty,
+        model: String = "local-model".into(), NonEmpty,
             env "OPENAI_MODEL", flag "openai-model", value "NAME";
         /// Most tokens per reply; `0` leaves it to the provider.
         max_tokens: Option<u32> = Some(512), ZeroIsUnset,
