@@ -192,6 +192,8 @@ impl ReplyJob {
         let content = self.live.streamed_text();
         let error = match self.store_final(&content, &outcome).await {
             Some(not_stored) => {
+                // The store holds the last checkpoint, not this text.
+                self.live.forget_prompt_window();
                 outcome.finish_reason = FinishReason::Error;
                 Some(not_stored)
             }

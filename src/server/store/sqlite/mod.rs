@@ -299,7 +299,10 @@ fn add_user_message(conn: &Connection, msg: NewUserMessage) -> Result<SendOutcom
         &message.content,
         &message.created_at,
     ])?;
-    let history = recent_messages(conn, &conversation.id, msg.history)?;
+    let history = match msg.history {
+        0 => Vec::new(),
+        limit => recent_messages(conn, &conversation.id, limit)?,
+    };
     let reply = replies::insert_assistant(conn, &conversation.id, &msg.run)?;
     Ok(SendOutcome::Stored {
         conversation,
