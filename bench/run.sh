@@ -5,6 +5,7 @@
 #
 #   bench/run.sh [--cluster N] [--smoke] [tether-bench args...]
 #   bench/run.sh [--cluster N] --soak SECONDS [tether-bench soak args...]
+#   bench/run.sh [--cluster N] --sweep "10 100 1000" [tether-bench args...]
 #
 # Defaults: 100 users x 10 messages, idle 1000, WebSocket. Environment:
 #   F=100 D=20            fake upstream first-token / inter-token delay (ms)
@@ -24,6 +25,13 @@
 #   warm-up (< 5 %). Under 120 s it samples every second and reports the
 #   growth without judging it (the CI smoke: errors, and every kind of
 #   traffic completing).
+# --sweep "U1 U2 ...": the run for each number of users and each transport
+#   (TRANSPORTS, default "ws sse"; a fresh server pair each), every report
+#   saved as JSON in PLOT_OUT (default: a new directory under /tmp), then
+#   `tether-bench plot` draws them, with the kit's results in PLOT_WITH
+#   (space-separated files, e.g. the Go prototype's
+#   /work/shared/bench/results/seed-*.json) beside them, into PLOT_SVG
+#   (default $PLOT_OUT/bench.svg). Defaults per run: 5 messages, no idle sockets.
 # --cluster N (first): cluster mode instead of one server on SQLite. Per run:
 #   a throw-away PostgreSQL (scripts/test-postgres.sh), redis-server
 #   (--save '' --appendonly no), N tether instances with the same raised
@@ -52,6 +60,7 @@ TETHER_TARGET=${TETHER_TARGET_DIR:-${CARGO_TARGET_DIR:-$HOME/.cache/tether/targe
 export CARGO_TARGET_DIR=${BENCH_TARGET_DIR:-$HOME/.cache/tether/bench-target}
 F=${F:-100}
 D=${D:-20}
+TRANSPORTS_SET=${TRANSPORTS:-}
 TRANSPORTS=${TRANSPORTS:-ws}
 
 CLUSTER=0
@@ -62,7 +71,13 @@ if [[ "${1:-}" == "--cluster" ]]; then
 fi
 SMOKE=0
 SOAK_SECS=""
-if [[ "${1:-}" == "--smoke" ]]; then
+SWEEP=""
+if [[ "${1:-}" == "--sweep" ]]; then
+    [[ "${2:-}" =~ ^[0-9][0-9\ ]*$ ]] || { echo "usage: bench/run.sh --sweep \"10 100 1000\" [...]" >&2; exit 2; }
+    SWEEP=$2
+    shift 2
+    TRANSPORTS=${TRANSPORTS_SET:-"ws sse"}
+elif [[ "${1:-}" == "--smoke" ]]; then
     SMOKE=1
     shift
     TRANSPORTS="ws sse"
@@ -367,22 +382,46 @@ if [[ -n "$SOAK_SECS" ]]; then
     exit "$status"
 fi
 
+run_bench() { # one bench run per transport, each against a fresh server pair; args go to tether-bench
+    local transport
+    for transport in $TRANSPORTS; do
+        start_servers "$transport"
+        echo "# $transport: $(describe), fake upstream F=$F D=$D" >&2
+        cpu0=$(cpu_sample)
+        children_cpu >"$TMP/bench0"
+        local out=()
+        if [[ -n "${PLOT_OUT:-}" ]]; then
+            out=(--json-out "$PLOT_OUT/$transport-$(date +%s%N).json")
+        fi
+        "$BENCH" --url "$URL" --server-pid "$SERVER_PID" --transport "$transport" \
+            --first-ms "$F" --delay-ms "$D" "${DEFAULTS[@]}" "$@" "${out[@]}" \
+            | tee "$TMP/$transport/bench.out" || status=$?
+        children_cpu >"$TMP/bench1"
+        cpu1=$(cpu_sample)
+        cpu_report "$cpu0" "$cpu1" "$TMP/$transport/bench.out" \
+            "$(awk '{ t[NR] = $1 } END { printf "%.2f", t[2] - t[1] }' "$TMP/bench0" "$TMP/bench1")" >&2
+        if [[ -n "$PROXY_PID" ]]; then
+            echo "# requests per instance (HAProxy's log): $(grep -o 'tether/tether-[0-9]*' \
+                "$TMP/$transport/haproxy.log" | sort | uniq -c | tr -s ' ' | tr '\n' ',')" >&2
+        fi
+        stop_servers
+    done
+}
+
 status=0
-for transport in $TRANSPORTS; do
-    start_servers "$transport"
-    echo "# $transport: $(describe), fake upstream F=$F D=$D" >&2
-    cpu0=$(cpu_sample)
-    children_cpu >"$TMP/bench0"
-    "$BENCH" --url "$URL" --server-pid "$SERVER_PID" --transport "$transport" \
-        --first-ms "$F" --delay-ms "$D" "${DEFAULTS[@]}" "$@" | tee "$TMP/$transport/bench.out" || status=$?
-    children_cpu >"$TMP/bench1"
-    cpu1=$(cpu_sample)
-    cpu_report "$cpu0" "$cpu1" "$TMP/$transport/bench.out" \
-        "$(awk '{ t[NR] = $1 } END { printf "%.2f", t[2] - t[1] }' "$TMP/bench0" "$TMP/bench1")" >&2
-    if [[ -n "$PROXY_PID" ]]; then
-        echo "# requests per instance (HAProxy's log): $(grep -o 'tether/tether-[0-9]*' \
-            "$TMP/$transport/haproxy.log" | sort | uniq -c | tr -s ' ' | tr '\n' ',')" >&2
-    fi
-    stop_servers
-done
+if [[ -n "$SWEEP" ]]; then
+    PLOT_OUT=${PLOT_OUT:-$(mktemp -d -t tether-sweep.XXXXXX)}
+    mkdir -p "$PLOT_OUT"
+    DEFAULTS=(--messages 5 --idle 0 --ramp-ms 1000)
+    for users in $SWEEP; do
+        run_bench --users "$users" "$@"
+    done
+    # shellcheck disable=SC2086
+    "$BENCH" plot --svg "${PLOT_SVG:-$PLOT_OUT/bench.svg}" \
+        --title "tether-bench sweep: F=$F ms, D=$D ms, $(date -u +%Y-%m-%d)" \
+        "$PLOT_OUT"/*.json ${PLOT_WITH:-} || status=$?
+    echo "# reports in $PLOT_OUT" >&2
+    exit "$status"
+fi
+run_bench "$@"
 exit "$status"

@@ -513,6 +513,46 @@ async fn the_model_sees_the_persona_and_a_trimmed_history() {
     assert_eq!(rest[0], "two");
 }
 
+/// The prompt of a conversation that stays open comes from its prompt
+/// window in memory, not from the store: it must hold exactly what the
+/// store would return, each finished reply included, in order.
+#[tokio::test]
+async fn a_live_conversations_prompt_holds_every_message_and_reply_in_order() {
+    let server = TestServer::start(|c| c.limits.history_messages = 4).await;
+    let mut client = server.user().await;
+    let conversation = client.start_conversation("one").await;
+    client.until_done(&conversation).await;
+    for text in ["two", "three"] {
+        client.send(&send(Some(&conversation), text, &uuid())).await;
+        client.until_done(&conversation).await;
+    }
+    let messages = server
+        .stats()
+        .last_messages
+        .lock()
+        .expect("lock")
+        .clone()
+        .expect("a request was seen");
+    let said: Vec<(String, String)> = messages.as_array().expect("array")[1..]
+        .iter()
+        .map(|m| {
+            let text = |k: &str| m[k].as_str().expect("text").to_owned();
+            (text("role"), text("content"))
+        })
+        .collect();
+    let turn = |role: &str, text: &str| (role.to_owned(), text.to_owned());
+    assert_eq!(
+        said,
+        [
+            turn("assistant", "You said: one"),
+            turn("user", "two"),
+            turn("assistant", "You said: two"),
+            turn("user", "three"),
+        ],
+        "the newest 4 messages, replies included"
+    );
+}
+
 #[tokio::test]
 async fn a_persona_can_be_chosen_for_a_new_conversation_and_unknown_ones_are_refused() {
     let server = TestServer::start(|_| {}).await;

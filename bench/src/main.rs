@@ -7,6 +7,7 @@
 
 mod ctx;
 mod frames;
+mod plot;
 mod report;
 mod soak;
 mod sse;
@@ -54,6 +55,11 @@ enum Command {
     /// RSS, fds, tasks and p99 latencies; writes a CSV and an SVG plot and
     /// fails on any error or on RSS/fd growth after the warm-up.
     Soak(soak::SoakArgs),
+    /// The SVG of benchmark rows: TTFT - F percentiles and server CPU per
+    /// message against users (this bench's `--json-out` reports beside the
+    /// shared kit's results: the Go prototype, the stand-in), and the
+    /// capacity rows' CPU per message against tokens per reply.
+    Plot(plot::PlotArgs),
 }
 
 /// The load run (no subcommand): idle sockets, then users sending messages.
@@ -98,6 +104,25 @@ pub struct Args {
     /// Print the results as JSON too (after the table).
     #[arg(long)]
     pub json: bool,
+    /// Write the results as JSON to this file (for `tether-bench plot`).
+    #[arg(long)]
+    pub json_out: Option<std::path::PathBuf>,
+    /// Name of this row's series in the JSON and the plot (with the transport).
+    #[arg(long, default_value = "tether")]
+    pub label: String,
+}
+
+/// CPU seconds (user + system) `pid` has used, from `/proc/<pid>/stat`.
+fn cpu_s(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name (which may hold spaces): state is the
+    // first, utime and stime the 12th and 13th.
+    let rest = stat.rsplit_once(')')?.1;
+    let mut fields = rest.split_whitespace().skip(11);
+    let utime: f64 = fields.next()?.parse().ok()?;
+    let stime: f64 = fields.next()?.parse().ok()?;
+    // In clock ticks of USER_HZ, 100 on Linux (fixed by the kernel ABI).
+    Some((utime + stime) / 100.0)
 }
 
 /// VmRSS of `pid` in KiB.
@@ -157,9 +182,13 @@ pub(crate) async fn open_idle(
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    if let Some(Command::Soak(soak)) = cli.command {
-        let code = soak::run(soak).await?;
-        std::process::exit(code);
+    match cli.command {
+        Some(Command::Soak(soak)) => {
+            let code = soak::run(soak).await?;
+            std::process::exit(code);
+        }
+        Some(Command::Plot(plot)) => return plot::run(plot),
+        None => {}
     }
     let args = cli.run;
     let started = Instant::now();
@@ -210,6 +239,7 @@ async fn main() -> anyhow::Result<()> {
     });
 
     // Active users.
+    let cpu_before = pid.and_then(cpu_s);
     let t_run = Instant::now();
     let mut users = JoinSet::new();
     for u in 0..args.users {
@@ -232,6 +262,10 @@ async fn main() -> anyhow::Result<()> {
         }
     }
     let run_s = t_run.elapsed().as_secs_f64();
+    let server_cpu_s = match (cpu_before, pid.and_then(cpu_s)) {
+        (Some(a), Some(b)) => Some(b - a),
+        _ => None,
+    };
 
     sampler_stop.store(true, Ordering::Relaxed);
     if let Some(s) = sampler {
@@ -247,10 +281,14 @@ async fn main() -> anyhow::Result<()> {
     while held.join_next().await.is_some() {}
     rss.after_run_kib = pid.and_then(rss_kib);
 
-    let rep = report::Report::build(&args, results, errors, run_s, idle_opened, idle_open_s, rss);
+    let rep = report::Report::build(&args, results, errors, run_s, idle_opened, idle_open_s, rss)
+        .with_server_cpu(server_cpu_s);
     print!("{}", rep.table());
     if args.json {
         println!("{}", serde_json::to_string_pretty(&rep)?);
+    }
+    if let Some(path) = &args.json_out {
+        std::fs::write(path, serde_json::to_string_pretty(&rep)?)?;
     }
     if rep.error_total > 0 {
         std::process::exit(1);

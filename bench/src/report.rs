@@ -10,7 +10,11 @@ use crate::{Args, Rss, Transport};
 
 #[derive(Serialize)]
 pub struct Report {
+    /// The series this row belongs to (`--label`).
+    pub label: String,
     pub transport: Transport,
+    /// Tokens per reply, when the text asks for them (`[[tokens:N]]`).
+    pub tokens: Option<usize>,
     pub users: usize,
     pub messages_per_user: usize,
     pub first_ms: f64,
@@ -34,6 +38,10 @@ pub struct Report {
     /// Everything received for a message (all frames/events) divided by its deltas.
     pub all_bytes_per_delta: Option<f64>,
     pub rss: Rss,
+    /// Server CPU seconds (user + system) during the active phase.
+    pub server_cpu_s: Option<f64>,
+    /// `server_cpu_s` per completed message, microseconds.
+    pub server_cpu_us_per_msg: Option<f64>,
     pub errors: BTreeMap<String, u64>,
     pub error_total: u64,
 }
@@ -90,7 +98,13 @@ impl Report {
         let errors = count_errors(errors);
         let error_total = errors.values().sum();
         Report {
+            label: args.label.clone(),
             transport: args.transport,
+            tokens: args
+                .text
+                .strip_prefix("[[tokens:")
+                .and_then(|rest| rest.split_once("]]"))
+                .and_then(|(n, _)| n.parse().ok()),
             users: args.users,
             messages_per_user: args.messages,
             first_ms: args.first_ms,
@@ -109,9 +123,20 @@ impl Report {
             wire_bytes_per_delta: per(wire),
             all_bytes_per_delta: per(all),
             rss,
+            server_cpu_s: None,
+            server_cpu_us_per_msg: None,
             errors,
             error_total,
         }
+    }
+
+    /// The server's CPU seconds during the active phase, and per message.
+    pub fn with_server_cpu(mut self, cpu_s: Option<f64>) -> Self {
+        self.server_cpu_s = cpu_s;
+        self.server_cpu_us_per_msg = cpu_s
+            .filter(|_| self.messages_ok > 0)
+            .map(|cpu| cpu / self.messages_ok as f64 * 1e6);
+        self
     }
 
     pub fn table(&self) -> String {
@@ -193,6 +218,12 @@ impl Report {
                 self.rss.per_idle_socket_bytes.map_or("-".into(), |b| format!("{b:.0}")),
                 mib(self.rss.peak_during_run_kib),
                 mib(self.rss.after_run_kib),
+            );
+        }
+        if let (Some(cpu), Some(per)) = (self.server_cpu_s, self.server_cpu_us_per_msg) {
+            let _ = writeln!(
+                o,
+                "server CPU during the run: {cpu:.2} s, {per:.0} us per completed message"
             );
         }
         if self.errors.is_empty() {

@@ -86,7 +86,7 @@ pub(super) fn prompt(
 ) -> Vec<PromptTurn> {
     let mut prompt = build_prompt(
         system_prompt,
-        history.iter().chain([partial]).cloned(),
+        history.iter().chain([partial]),
         limits.history_messages,
         limits.context_chars,
     );

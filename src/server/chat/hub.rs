@@ -28,6 +28,7 @@ use axum::extract::ws::Utf8Bytes;
 use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 
+use super::prompt_window::PromptWindow;
 use crate::protocol::{ConversationId, Message, MessageId, ServerFrame, StreamingMessage, UserId};
 
 /// One server frame as it is fanned out: serialised once, shared by every
@@ -224,6 +225,9 @@ struct LiveState {
     mirror: Option<StreamingMessage>,
     /// With a [`Relay`]: how far the mirror has followed the log.
     position: Position,
+    /// Without a relay: the newest messages, once a `send` has read them
+    /// (see [`PromptWindow`]); a finished reply joins them as its slot is freed.
+    window: Option<PromptWindow>,
 }
 
 /// Records kept while a conversation's log is being loaded, at most.
@@ -498,7 +502,14 @@ impl LiveConversation {
         if let Some(lease) = state.reply.lease() {
             self.relay(lease, Record::Release);
         }
-        state.reply = ReplySlot::Idle;
+        if let ReplySlot::Streaming(mut s) = std::mem::take(&mut state.reply) {
+            if let (Some(window), ServerFrame::Done { finish_reason, .. }) =
+                (&mut state.window, done)
+            {
+                s.message.finish_reason = Some(*finish_reason);
+                window.push(s.message);
+            }
+        }
     }
 
     /// Cancels the running reply; `false` if none runs.
@@ -692,6 +703,39 @@ impl LiveConversation {
     }
 }
 
+/// The prompt window ([`PromptWindow`]) of a conversation that runs here
+/// without a relay.
+impl LiveConversation {
+    /// The newest messages with text, when a `send` has read them and
+    /// nothing but sends and finished replies changed them since.
+    pub fn prompt_window(&self) -> Option<Vec<Message>> {
+        if self.relay.is_some() {
+            return None;
+        }
+        self.lock().window.as_ref().map(PromptWindow::to_vec)
+    }
+
+    /// Keeps `history`, the store's newest `cap` messages with text, as
+    /// the window.
+    pub fn keep_prompt_window(&self, history: &[Message], cap: usize) {
+        if self.relay.is_none() {
+            self.lock().window = Some(PromptWindow::new(history, cap));
+        }
+    }
+
+    /// A user message stored after the window's messages.
+    pub fn extend_prompt_window(&self, message: Message) {
+        if let Some(window) = &mut self.lock().window {
+            window.push(message);
+        }
+    }
+
+    /// The messages changed otherwise: the next `send` reads the store.
+    pub fn forget_prompt_window(&self) {
+        self.lock().window = None;
+    }
+}
+
 /// All live conversations of the server.
 #[derive(Debug)]
 pub struct ConversationHub {
@@ -829,7 +873,7 @@ impl ConversationHub {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::protocol::Role;
+    use crate::protocol::{FinishReason, Role};
 
     fn assistant(id: &str) -> Message {
         Message {
@@ -873,6 +917,39 @@ mod tests {
         };
         live.finish(None, &done);
         assert!(hub.reserve(&c, &u).is_ok());
+    }
+
+    #[test]
+    fn a_finished_reply_is_in_the_prompt_window_before_its_slot_is_free() {
+        let hub = Arc::new(ConversationHub::new(8));
+        let (c, u) = ("c".into(), "u".into());
+        let reserved = hub.reserve(&c, &u).expect("free");
+        let live = reserved.conversation().clone();
+        assert_eq!(live.prompt_window(), None, "nothing read yet");
+        let mut question = assistant("q");
+        question.role = Role::User;
+        question.content = "hi".into();
+        live.keep_prompt_window(std::slice::from_ref(&question), 40);
+        let live = reserved.begin(assistant("m"), CancellationToken::new());
+        live.push_delta("hello");
+        live.finish(
+            None,
+            &ServerFrame::Done {
+                conversation_id: c.clone(),
+                message_id: "m".into(),
+                finish_reason: FinishReason::Stop,
+                usage: None,
+                ttft_ms: None,
+                total_ms: 1.0,
+            },
+        );
+        let next = hub.reserve(&c, &u).expect("free after done");
+        let window = next.conversation().prompt_window().expect("kept");
+        assert_eq!(window.len(), 2);
+        assert_eq!(window[1].content, "hello");
+        assert_eq!(window[1].finish_reason, Some(FinishReason::Stop));
+        next.conversation().forget_prompt_window();
+        assert_eq!(next.conversation().prompt_window(), None);
     }
 
     #[test]

@@ -12,6 +12,7 @@ mod error;
 pub mod hub;
 pub mod limits;
 mod live;
+mod prompt_window;
 mod reply;
 
 pub use self::{
@@ -257,17 +258,13 @@ impl ChatService {
             SendTarget::Ready(target, reservation) => (target, reservation),
             SendTarget::Duplicate(accepted) => return Ok(accepted),
         };
-        let stored = self
-            .store
-            .add_user_message(NewUserMessage {
-                user_id: user.clone(),
-                client_msg_id: client_msg_id.clone(),
-                target,
-                text,
-                history: self.config.limits.history_messages,
-                run: run.clone(),
-            })
-            .await?;
+        let (new_message, window) = self.user_message(
+            (user, &client_msg_id),
+            (target, text),
+            &run,
+            reservation.as_ref(),
+        );
+        let stored = self.store.add_user_message(new_message).await?;
         let (conversation, message, assistant, history) = match stored {
             SendOutcome::Stored {
                 conversation,
@@ -287,6 +284,12 @@ impl ChatService {
         let reservation = self
             .slot(reservation, (&conversation.id, &assistant.id), user, &run)
             .await?;
+        let history = prompt_history(
+            reservation.conversation(),
+            (window, history),
+            &message,
+            self.config.limits.history_messages,
+        );
         let ids = (conversation.id.clone(), message.id.clone());
         let accepted = self
             .accepted(user, client_msg_id.clone(), ids.0, ids.1, false)
@@ -310,6 +313,30 @@ impl ChatService {
         );
         self.metrics.message_accepted();
         Ok(accepted)
+    }
+
+    /// The store job of a `send`. A live conversation's newest messages
+    /// are in memory (its prompt window, returned too): the store reads none.
+    fn user_message(
+        &self,
+        (user, client_msg_id): (&UserId, &ClientMsgId),
+        (target, text): (Target, String),
+        run: &ReplyRun,
+        reservation: Option<&Reservation>,
+    ) -> (NewUserMessage, Option<Vec<Message>>) {
+        let window = reservation.and_then(|r| r.conversation().prompt_window());
+        let message = NewUserMessage {
+            user_id: user.clone(),
+            client_msg_id: client_msg_id.clone(),
+            target,
+            text,
+            history: match window {
+                Some(_) => 0,
+                None => self.config.limits.history_messages,
+            },
+            run: run.clone(),
+        };
+        (message, window)
     }
 
     /// The server accepts replies and the user is within rate.
@@ -439,6 +466,8 @@ impl ChatService {
         self.check_rate(user).await?;
         let run = ReplyRun::new(&self.instance);
         let reservation = self.reserve(conversation_id, user, &run).await?;
+        // It changes the stored messages otherwise than a `send` does.
+        reservation.conversation().forget_prompt_window();
         Ok(Rerun::Admitted(record, reservation, run))
     }
 
@@ -801,6 +830,28 @@ impl ChatService {
 
 /// A short conversation title from its first message: its first line, at
 /// most `max` characters (`AUTO_TITLE_CHARS`).
+/// The history a `send`'s prompt is built from (at most `cap` messages):
+/// the live conversation's prompt window with the new `message`, kept up
+/// to date; or when it had none, what the store read (`stored`, the new
+/// message last), which becomes the window.
+fn prompt_history(
+    live: &hub::LiveConversation,
+    (window, stored): (Option<Vec<Message>>, Vec<Message>),
+    message: &Message,
+    cap: usize,
+) -> Vec<Message> {
+    let Some(mut window) = window else {
+        live.keep_prompt_window(&stored, cap);
+        return stored;
+    };
+    live.extend_prompt_window(message.clone());
+    window.push(message.clone());
+    if window.len() > cap {
+        window.remove(0);
+    }
+    window
+}
+
 fn title_from(text: &str, max: usize) -> String {
     let line = text
         .lines()

@@ -205,6 +205,8 @@ impl ReplyJob {
         let content = self.live.streamed_text();
         let error = match self.store_final(&content, &outcome).await {
             Some(not_stored) => {
+                // The store holds the last checkpoint, not this text.
+                self.live.forget_prompt_window();
                 outcome.finish_reason = FinishReason::Error;
                 Some(not_stored)
             }
@@ -313,7 +315,7 @@ impl ReplyJob {
             }
             None => build_prompt(
                 &self.system_prompt,
-                self.history.iter().cloned(),
+                self.history.iter(),
                 self.limits.history_messages,
                 self.limits.context_chars,
             ),
@@ -355,10 +357,11 @@ fn round2(v: f64) -> f64 {
 
 /// The system prompt, then the newest messages (at most `max_messages`, at most
 /// `max_chars` in total, always at least the newest one), oldest first.
-/// Empty assistant messages (failed replies) are left out.
-pub(super) fn build_prompt(
+/// Empty assistant messages (failed replies) are left out. Borrows the
+/// history: only the picked messages' text is copied.
+pub(super) fn build_prompt<'a>(
     system_prompt: &str,
-    history: impl DoubleEndedIterator<Item = Message>,
+    history: impl DoubleEndedIterator<Item = &'a Message>,
     max_messages: usize,
     max_chars: usize,
 ) -> Vec<PromptTurn> {
@@ -370,7 +373,7 @@ pub(super) fn build_prompt(
             break;
         }
         chars += len;
-        picked.push(PromptTurn::Said(message.role, message.content));
+        picked.push(PromptTurn::Said(message.role, message.content.clone()));
     }
     let mut prompt = Vec::with_capacity(picked.len() + 1);
     if !system_prompt.is_empty() {
@@ -397,13 +400,13 @@ mod tests {
 
     #[test]
     fn prompt_keeps_newest_within_budget() {
-        let history = vec![
+        let history = [
             msg(Role::User, "aaaa"),
             msg(Role::Assistant, "bbbb"),
             msg(Role::Assistant, ""),
             msg(Role::User, "cc"),
         ];
-        let prompt = build_prompt("sys", history.clone().into_iter(), 10, 6);
+        let prompt = build_prompt("sys", history.iter(), 10, 6);
         assert_eq!(
             prompt,
             vec![
@@ -412,7 +415,7 @@ mod tests {
                 PromptTurn::Said(Role::User, "cc".into()),
             ]
         );
-        let prompt = build_prompt("sys", history.into_iter(), 1, 1);
+        let prompt = build_prompt("sys", history.iter(), 1, 1);
         assert_eq!(prompt.len(), 2, "the newest message is always sent");
     }
 }

@@ -157,7 +157,8 @@ pub struct NewUserMessage {
     pub client_msg_id: ClientMsgId,
     pub target: Target,
     pub text: String,
-    /// How many of the newest non-empty messages to return as `history`.
+    /// How many of the newest non-empty messages to return as `history`
+    /// (`0` when the caller has them already: nothing is read).
     pub history: usize,
     /// The run of the reply whose empty message is stored with it.
     pub run: ReplyRun,

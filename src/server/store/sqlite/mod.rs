@@ -210,18 +210,22 @@ fn conversation_from_row(row: &Row<'_>) -> rusqlite::Result<ConversationRecord> 
     })
 }
 
+/// The columns [`message_from_row`] reads, in its order (read by index:
+/// a lookup by name compares every column's name per value).
+const MESSAGE_COLUMNS: &str = "id, role, content, finish_reason, created_at";
+
 fn message_from_row(row: &Row<'_>) -> rusqlite::Result<Message> {
-    let role: String = row.get("role")?;
-    let finish: Option<String> = row.get("finish_reason")?;
+    let role: String = row.get(1)?;
+    let finish: Option<String> = row.get(3)?;
     Ok(Message {
-        id: MessageId(row.get("id")?),
+        id: MessageId(row.get(0)?),
         role: if role == "user" {
             Role::User
         } else {
             Role::Assistant
         },
-        content: row.get("content")?,
-        created_at: row.get("created_at")?,
+        content: row.get(2)?,
+        created_at: row.get(4)?,
         finish_reason: finish.as_deref().and_then(FinishReason::parse),
     })
 }
@@ -295,7 +299,10 @@ fn add_user_message(conn: &Connection, msg: NewUserMessage) -> Result<SendOutcom
         &message.content,
         &message.created_at,
     ])?;
-    let history = recent_messages(conn, &conversation.id, msg.history)?;
+    let history = match msg.history {
+        0 => Vec::new(),
+        limit => recent_messages(conn, &conversation.id, limit)?,
+    };
     let reply = replies::insert_assistant(conn, &conversation.id, &msg.run)?;
     Ok(SendOutcome::Stored {
         conversation,
@@ -360,16 +367,17 @@ fn recent_messages(
     conversation: &ConversationId,
     limit: usize,
 ) -> Result<Vec<Message>, StoreError> {
-    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+    // The limit is written into the SQL, not bound: SQLite reads a bound
+    // `LIMIT ?` while planning and so prepares the statement again each
+    // time a value is bound to it (a parse and a plan on every send).
+    // The limit is a setting, so the cache holds one statement.
+    let sql = format!(
+        "SELECT {MESSAGE_COLUMNS} FROM messages \
+         WHERE conversation_id = ? AND content != '' ORDER BY seq DESC LIMIT {limit}"
+    );
     let mut newest_first: Vec<Message> = conn
-        .prepare_cached(
-            "SELECT id, role, content, finish_reason, created_at FROM messages \
-             WHERE conversation_id = ? AND content != '' ORDER BY seq DESC LIMIT ?",
-        )?
-        .query_map(
-            rusqlite::params![conversation.as_str(), limit],
-            message_from_row,
-        )?
+        .prepare_cached(&sql)?
+        .query_map([conversation.as_str()], message_from_row)?
         .collect::<Result<_, _>>()?;
     newest_first.reverse();
     Ok(newest_first)
@@ -517,10 +525,10 @@ impl Store for SqliteStore {
         self.readers
             .run(move |conn| {
                 Ok(conn
-                    .prepare_cached(
-                        "SELECT id, role, content, finish_reason, created_at FROM messages \
-                         WHERE conversation_id = ? ORDER BY seq",
-                    )?
+                    .prepare_cached(&format!(
+                        "SELECT {MESSAGE_COLUMNS} FROM messages \
+                         WHERE conversation_id = ? ORDER BY seq"
+                    ))?
                     .query_map([conversation.as_str()], message_from_row)?
                     .collect::<Result<_, _>>()?)
             })

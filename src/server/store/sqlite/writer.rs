@@ -231,7 +231,7 @@ fn refuse_all(jobs: impl Iterator<Item = Job>, err: &StoreError) -> Vec<(Ack, Co
 /// One transaction for the whole batch; every job gets its answer.
 fn commit_batch(conn: &Connection, batch: &mut Vec<Job>) -> Settled {
     let size = batch.len();
-    if let Err(err) = conn.execute_batch("BEGIN IMMEDIATE") {
+    if let Err(err) = control(conn, "BEGIN IMMEDIATE") {
         let err = StoreError::from(err);
         tracing::debug!(error = %err, size, "could not open a write transaction");
         return Settled {
@@ -264,7 +264,7 @@ fn commit_batch(conn: &Connection, batch: &mut Vec<Job>) -> Settled {
         }
     }
     drop(jobs);
-    let committed = conn.execute_batch("COMMIT").map_err(|err| {
+    let committed = control(conn, "COMMIT").map_err(|err| {
         let err = StoreError::from(err);
         tracing::debug!(error = %err, size, "write transaction failed to commit");
         let _ = conn.execute_batch("ROLLBACK");
@@ -279,16 +279,24 @@ fn commit_batch(conn: &Connection, batch: &mut Vec<Job>) -> Settled {
     }
 }
 
+/// Runs a transaction-control statement from the statement cache: parsed
+/// once per connection, not once per job (a `SAVEPOINT` and a `RELEASE`
+/// per job, a `BEGIN` and a `COMMIT` per batch).
+fn control(conn: &Connection, sql: &'static str) -> rusqlite::Result<()> {
+    conn.prepare_cached(sql)?.execute([])?;
+    Ok(())
+}
+
 /// Runs `work` inside a savepoint: kept on success, undone on error or panic.
 fn in_savepoint<T>(
     conn: &Connection,
     work: impl FnOnce(&Connection) -> Result<T, StoreError>,
 ) -> Result<T, StoreError> {
-    conn.execute_batch("SAVEPOINT job")?;
+    control(conn, "SAVEPOINT job")?;
     let result = catch_unwind(AssertUnwindSafe(|| work(conn)));
     match result {
         Ok(Ok(value)) => {
-            conn.execute_batch("RELEASE job")?;
+            control(conn, "RELEASE job")?;
             Ok(value)
         }
         Ok(Err(err)) => {
