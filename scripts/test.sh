@@ -100,6 +100,11 @@ cargo test --no-default-features --features embed-site --lib server::assets
   npx playwright test tests/streaming.spec.ts)
 rm -rf "$PACKAGED_DIR"
 
+step "The load generator's own tests (bench/: its report and plot code)"
+# In the bench's own target dir, where bench/run.sh builds it.
+CARGO_TARGET_DIR="${BENCH_TARGET_DIR:-$HOME/.cache/tether/bench-target}" \
+  cargo test --release --quiet --manifest-path bench/Cargo.toml
+
 step "Load generator smoke run (bench/run.sh --smoke: a few users, seconds)"
 bash bench/run.sh --smoke
 
