@@ -129,3 +129,14 @@ pub fn new_client_msg_id() -> ClientMsgId {
 pub fn now_rfc3339() -> String {
     js_sys::Date::new_0().to_iso_string().into()
 }
+
+/// The `offsetTop` of the message `id` inside `list`, if it is rendered:
+/// where it sits, to keep it in place while older messages are prepended.
+pub fn message_top(list: &leptos::web_sys::HtmlElement, id: &str) -> Option<i32> {
+    list.query_selector(&format!("[data-message-id=\"{id}\"]"))
+        .ok()
+        .flatten()?
+        .dyn_into::<web_sys::HtmlElement>()
+        .ok()
+        .map(|element| element.offset_top())
+}

@@ -58,3 +58,8 @@ pub fn new_client_msg_id() -> ClientMsgId {
 pub fn now_rfc3339() -> String {
     String::new()
 }
+
+/// Nothing is rendered: no position.
+pub fn message_top(_list: &leptos::web_sys::HtmlElement, _id: &str) -> Option<i32> {
+    None
+}

@@ -1,11 +1,12 @@
 //! The conversation sidebar: new chat, search, list by last activity,
 //! rename and delete (with confirmation). Collapses behind a button on
-//! narrow screens.
+//! narrow screens. The first page of the list comes with the page
+//! (`listing`), so it paints before the WASM and its socket are there.
 
 use leptos::{ev, prelude::*};
 use leptos_router::{components::A, hooks::use_navigate};
 
-use super::session::ChatSession;
+use super::{listing::first_page_resource, session::ChatSession};
 use crate::{
     client::browser,
     protocol::{ClientFrame, ConversationId, ConversationSummary},
@@ -15,6 +16,7 @@ use crate::{
 #[component]
 pub fn Sidebar(open: RwSignal<bool>, active: Signal<Option<String>>) -> impl IntoView {
     let session = ChatSession::get();
+    let first_page = first_page_resource();
     let on_search = move |ev: ev::Event| {
         session.search.set(event_target_value(&ev));
         session.refresh_list();
@@ -35,22 +37,41 @@ pub fn Sidebar(open: RwSignal<bool>, active: Signal<Option<String>>) -> impl Int
                     on:input=on_search
                 />
             </div>
-            <ul class="conversation-list">
-                <For
-                    each=move || session.conversations.get()
-                    key=|c| (c.id.clone(), c.title.clone(), c.updated_at.clone())
-                    children=move |c| view! { <ConversationItem conversation=c active open/> }
-                />
-            </ul>
-            <Show when=move || session.conversations.with(|c| c.is_empty())>
-                <p class="list-empty">
-                    {move || if session.search.with(|s| s.trim().is_empty()) {
-                        "No conversations yet."
-                    } else {
-                        "Nothing matches your search."
-                    }}
-                </p>
-            </Show>
+            <Suspense>
+                {move || Suspend::new(async move {
+                    // The list rendered with the page until the socket's answer.
+                    let first_page = first_page.await;
+                    let shown = move || {
+                        if session.listed.get() {
+                            session.conversations.get()
+                        } else {
+                            first_page.clone()
+                        }
+                    };
+                    let empty = {
+                        let shown = shown.clone();
+                        move || shown().is_empty()
+                    };
+                    view! {
+                        <ul class="conversation-list">
+                            <For
+                                each=shown
+                                key=|c| (c.id.clone(), c.title.clone(), c.updated_at.clone())
+                                children=move |c| view! { <ConversationItem conversation=c active open/> }
+                            />
+                        </ul>
+                        <Show when=empty>
+                            <p class="list-empty">
+                                {move || if session.search.with(|s| s.trim().is_empty()) {
+                                    "No conversations yet."
+                                } else {
+                                    "Nothing matches your search."
+                                }}
+                            </p>
+                        </Show>
+                    }
+                })}
+            </Suspense>
         </nav>
     }
 }
