@@ -117,6 +117,12 @@ pub fn before_next_paint(f: impl Fn() + Clone + 'static) {
     set_timeout(f, Duration::from_millis(100));
 }
 
+/// Runs `f` once the reactive updates queued now have reached the DOM (a
+/// microtask after the executor's queue), still before the next paint.
+pub fn after_render(f: impl FnOnce() + 'static) {
+    leptos::prelude::queue_microtask(f);
+}
+
 /// A fresh idempotency key for `send` / `regenerate`.
 pub fn new_client_msg_id() -> ClientMsgId {
     let now = js_sys::Date::now() as u64;

@@ -47,6 +47,11 @@ pub fn before_next_paint(f: impl Fn() + Clone + 'static) {
     f();
 }
 
+/// Nothing to wait for: runs `f` now.
+pub fn after_render(f: impl FnOnce() + 'static) {
+    f();
+}
+
 /// A key unique within this process (native tests).
 pub fn new_client_msg_id() -> ClientMsgId {
     use std::sync::atomic::{AtomicU64, Ordering};

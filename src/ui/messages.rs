@@ -109,8 +109,9 @@ pub fn MessageList(route_id: Signal<Option<String>>) -> impl IntoView {
             distance >= 48 && top < last_top.get_value()
         })
     };
-    Effect::new(move |_| {
-        chat.track();
+    // Measured once the render has reached the DOM (effects may run before
+    // the list's own update), before the frame is painted.
+    let settle = move || {
         let Some(list) = list_ref.get_untracked() else {
             return;
         };
@@ -129,6 +130,10 @@ pub fn MessageList(route_id: Signal<Option<String>>) -> impl IntoView {
         if list.scroll_top() < EARLIER_MARGIN {
             session.load_earlier();
         }
+    };
+    Effect::new(move |_| {
+        chat.track();
+        browser::after_render(settle);
     });
     // Shown while older messages exist (reaching it loads them), so it
     // takes its place before any page is asked for and nothing moves then.

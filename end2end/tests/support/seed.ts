@@ -73,5 +73,5 @@ INSERT INTO messages (id, conversation_id, role, content, finish_reason, created
          CASE i % 2 WHEN 1 THEN NULL ELSE 'stop' END, ${ts(`${conversations} + i`)} FROM n;
 COMMIT;
 `;
-  execFileSync("sqlite3", [join(dataDir, "tether.db")], { input: sql, stdio: ["pipe", "inherit", "inherit"] });
+  execFileSync("sqlite3", [join(dataDir, "tether.db")], { input: sql, stdio: ["pipe", "ignore", "inherit"] });
 }
