@@ -8,7 +8,8 @@ use leptos::prelude::*;
 
 use crate::protocol::ConversationSummary;
 
-/// The newest conversations of the page's user (what `list_conversations`
+/// The newest conversations of the page's user (the first
+/// [`LIST_PAGE`](super::sidebar::LIST_PAGE) of what `list_conversations`
 /// answers without a search); empty for a new visitor or after hydration.
 pub fn first_page_resource() -> Resource<Vec<ConversationSummary>> {
     #[cfg(feature = "ssr")]
@@ -23,7 +24,10 @@ pub fn first_page_resource() -> Resource<Vec<ConversationSummary>> {
                     let (state, parts) = (state?, parts?);
                     let user = state.identity.user_from_headers(&parts.headers)?;
                     match state.chat.conversations(&user, None).await.ok()? {
-                        crate::protocol::ServerFrame::Conversations { items, .. } => Some(items),
+                        crate::protocol::ServerFrame::Conversations { mut items, .. } => {
+                            items.truncate(super::sidebar::LIST_PAGE);
+                            Some(items)
+                        }
                         _ => None,
                     }
                 };

@@ -12,13 +12,19 @@ use crate::{
     protocol::{ClientFrame, ConversationId, ConversationSummary},
 };
 
+/// Conversations the list renders at first (and after each search);
+/// "Show more" renders as many more of those the server sent.
+pub const LIST_PAGE: usize = 50;
+
 /// The sidebar.
 #[component]
 pub fn Sidebar(open: RwSignal<bool>, active: Signal<Option<String>>) -> impl IntoView {
     let session = ChatSession::get();
     let first_page = first_page_resource();
+    let rendered = RwSignal::new(LIST_PAGE);
     let on_search = move |ev: ev::Event| {
         session.search.set(event_target_value(&ev));
+        rendered.set(LIST_PAGE);
         session.refresh_list();
     };
     view! {
@@ -41,17 +47,29 @@ pub fn Sidebar(open: RwSignal<bool>, active: Signal<Option<String>>) -> impl Int
                 {move || Suspend::new(async move {
                     // The list rendered with the page until the socket's answer.
                     let first_page = first_page.await;
+                    let total = {
+                        let first_page = first_page.clone();
+                        move || {
+                            if session.listed.get() {
+                                session.conversations.with(Vec::len)
+                            } else {
+                                first_page.len()
+                            }
+                        }
+                    };
                     let shown = move || {
+                        let take = rendered.get();
                         if session.listed.get() {
-                            session.conversations.get()
+                            session.conversations.with(|c| c.iter().take(take).cloned().collect())
                         } else {
-                            first_page.clone()
+                            first_page.iter().take(take).cloned().collect::<Vec<_>>()
                         }
                     };
                     let empty = {
-                        let shown = shown.clone();
-                        move || shown().is_empty()
+                        let total = total.clone();
+                        move || total() == 0
                     };
+                    let more = move || total() > rendered.get();
                     view! {
                         <ul class="conversation-list">
                             <For
@@ -60,6 +78,15 @@ pub fn Sidebar(open: RwSignal<bool>, active: Signal<Option<String>>) -> impl Int
                                 children=move |c| view! { <ConversationItem conversation=c active open/> }
                             />
                         </ul>
+                        <Show when=more>
+                            <button
+                                type="button"
+                                class="ghost small show-more"
+                                on:click=move |_| rendered.update(|n| *n += LIST_PAGE)
+                            >
+                                "Show more"
+                            </button>
+                        </Show>
                         <Show when=empty>
                             <p class="list-empty">
                                 {move || if session.search.with(|s| s.trim().is_empty()) {
