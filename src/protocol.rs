@@ -255,8 +255,14 @@ pub enum ServerFrame {
     /// Answer to `subscribe`: replaces the client's view of the conversation.
     Snapshot {
         conversation_id: ConversationId,
+        /// The newest stored messages (at most `HISTORY_WINDOW`), oldest first.
         messages: Vec<Message>,
         streaming: Option<StreamingMessage>,
+        /// Extension: older messages exist than the first of `messages`; ask
+        /// for them with `history` (`before`: that message's id). Absent
+        /// means `false`.
+        #[serde(default, skip_serializing_if = "is_false")]
+        has_more: bool,
     },
     /// A complete message appeared.
     Message {
@@ -301,6 +307,21 @@ pub enum ServerFrame {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         query: Option<String>,
     },
+    /// Extension (long conversations): answer to `history`, the stored
+    /// messages just before `before` (or the newest), oldest first.
+    HistoryPage {
+        conversation_id: ConversationId,
+        /// The cursor this page answers (`null`: the newest page).
+        before: Option<MessageId>,
+        messages: Vec<Message>,
+        /// Older messages exist than the first of `messages`.
+        has_more: bool,
+    },
+}
+
+/// `skip_serializing_if` of flags that default to `false`.
+fn is_false(value: &bool) -> bool {
+    !*value
 }
 
 impl ServerFrame {
@@ -331,6 +352,9 @@ impl ServerFrame {
                 conversation_id, ..
             }
             | ServerFrame::Done {
+                conversation_id, ..
+            }
+            | ServerFrame::HistoryPage {
                 conversation_id, ..
             } => Some(conversation_id),
             ServerFrame::Error {
@@ -392,6 +416,17 @@ pub enum ClientFrame {
     },
     /// Extension: delete a conversation and its messages (a running reply is stopped).
     DeleteConversation { conversation_id: ConversationId },
+    /// Extension (long conversations): the stored messages before the
+    /// message `before` (absent: the newest), at most `limit` (absent: the
+    /// server's `HISTORY_WINDOW`; capped at `HISTORY_PAGE_MAX`). Answered by
+    /// `history_page`.
+    History {
+        conversation_id: ConversationId,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        before: Option<MessageId>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        limit: Option<u32>,
+    },
 }
 
 /// The body of `POST /api/chat` (HTTP streaming transport): the fields of a
@@ -432,7 +467,8 @@ impl ClientFrame {
             | ClientFrame::Ping { .. }
             | ClientFrame::ListConversations { .. }
             | ClientFrame::RenameConversation { .. }
-            | ClientFrame::DeleteConversation { .. } => None,
+            | ClientFrame::DeleteConversation { .. }
+            | ClientFrame::History { .. } => None,
         }
     }
 
@@ -454,7 +490,10 @@ impl ClientFrame {
             | ClientFrame::RenameConversation {
                 conversation_id, ..
             }
-            | ClientFrame::DeleteConversation { conversation_id } => Some(conversation_id),
+            | ClientFrame::DeleteConversation { conversation_id }
+            | ClientFrame::History {
+                conversation_id, ..
+            } => Some(conversation_id),
             ClientFrame::Ping { .. } | ClientFrame::ListConversations { .. } => None,
         }
     }
@@ -626,6 +665,43 @@ mod tests {
                        "updated_at": "2026-11-24T10:00:00Z"}]
         }));
         round_trip_server(json!({"type": "conversations", "items": [], "query": "sea"}));
+    }
+
+    #[test]
+    fn history_frames_round_trip() {
+        round_trip_client(json!({
+            "type": "history", "conversation_id": "conv", "before": "m51", "limit": 50
+        }));
+        round_trip_client(json!({"type": "history", "conversation_id": "conv"}));
+        round_trip_server(json!({
+            "type": "history_page", "conversation_id": "conv", "before": "m51",
+            "messages": [{"id": "m50", "role": "assistant", "content": "ok",
+                          "created_at": "2026-11-24T10:00:00Z", "finish_reason": "stop"}],
+            "has_more": true
+        }));
+        round_trip_server(json!({
+            "type": "history_page", "conversation_id": "conv", "before": null,
+            "messages": [], "has_more": false
+        }));
+    }
+
+    #[test]
+    fn a_windowed_snapshot_says_so_and_an_old_one_parses() {
+        round_trip_server(json!({
+            "type": "snapshot", "conversation_id": "conv", "messages": [], "streaming": null,
+            "has_more": true
+        }));
+        let old: ServerFrame = serde_json::from_value(json!({
+            "type": "snapshot", "conversation_id": "conv", "messages": [], "streaming": null
+        }))
+        .expect("parses");
+        assert!(matches!(
+            old,
+            ServerFrame::Snapshot {
+                has_more: false,
+                ..
+            }
+        ));
     }
 
     #[test]

@@ -113,4 +113,6 @@ conformance! {
     the_first_shared_setting_wins,
     two_instances_proposing_a_shared_setting_at_once_agree,
     ping_answers,
+    pages_before_a_cursor_walk_back_to_the_start_without_gaps,
+    a_cursor_of_another_conversation_is_no_cursor,
 }

@@ -135,6 +135,12 @@ pub fn before_next_paint(f: impl Fn() + Clone + 'static) {
     set_timeout(f, Duration::from_millis(100));
 }
 
+/// Runs `f` once the reactive updates queued now have reached the DOM (a
+/// microtask after the executor's queue), still before the next paint.
+pub fn after_render(f: impl FnOnce() + 'static) {
+    leptos::prelude::queue_microtask(f);
+}
+
 /// A fresh idempotency key for `send` / `regenerate`.
 pub fn new_client_msg_id() -> ClientMsgId {
     let now = js_sys::Date::now() as u64;
@@ -146,4 +152,15 @@ pub fn new_client_msg_id() -> ClientMsgId {
 /// Now, as RFC 3339 (browser clock), for messages not yet stored.
 pub fn now_rfc3339() -> String {
     js_sys::Date::new_0().to_iso_string().into()
+}
+
+/// The `offsetTop` of the message `id` inside `list`, if it is rendered:
+/// where it sits, to keep it in place while older messages are prepended.
+pub fn message_top(list: &leptos::web_sys::HtmlElement, id: &str) -> Option<i32> {
+    list.query_selector(&format!("[data-message-id=\"{id}\"]"))
+        .ok()
+        .flatten()?
+        .dyn_into::<web_sys::HtmlElement>()
+        .ok()
+        .map(|element| element.offset_top())
 }

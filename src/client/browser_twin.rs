@@ -50,6 +50,11 @@ pub fn before_next_paint(f: impl Fn() + Clone + 'static) {
     f();
 }
 
+/// Nothing to wait for: runs `f` now.
+pub fn after_render(f: impl FnOnce() + 'static) {
+    f();
+}
+
 /// A key unique within this process (native tests).
 pub fn new_client_msg_id() -> ClientMsgId {
     use std::sync::atomic::{AtomicU64, Ordering};
@@ -60,4 +65,9 @@ pub fn new_client_msg_id() -> ClientMsgId {
 /// No browser clock: empty (the server stamps stored messages).
 pub fn now_rfc3339() -> String {
     String::new()
+}
+
+/// Nothing is rendered: no position.
+pub fn message_top(_list: &leptos::web_sys::HtmlElement, _id: &str) -> Option<i32> {
+    None
 }

@@ -7,6 +7,7 @@
 //! The `ui/` components call [`browser`] and carry no `cfg` of their own, so
 //! the server renders exactly what the browser hydrates.
 
+pub mod earlier;
 pub mod highlight;
 pub mod markdown;
 pub mod state;

@@ -80,6 +80,10 @@ pub struct ChatView {
     pub notice: Option<Notice>,
     /// A refused message's text, for the composer to take back.
     pub returned_draft: Option<String>,
+    /// Older messages exist than the first one shown (`client::earlier`).
+    pub has_more: bool,
+    /// A page of older messages was asked for and has not arrived yet.
+    pub loading_earlier: bool,
 }
 
 impl ChatView {
@@ -120,7 +124,18 @@ impl ChatView {
                 conversation_id,
                 messages,
                 streaming,
-            } => self.apply_snapshot(conversation_id, messages, streaming.as_ref()),
+                has_more,
+            } => {
+                let kept = self.older_than(messages);
+                self.apply_snapshot(conversation_id, messages, streaming.as_ref());
+                self.keep_older(kept, *has_more);
+            }
+            ServerFrame::HistoryPage {
+                before,
+                messages,
+                has_more,
+                ..
+            } => self.apply_history_page(before.as_ref(), messages, *has_more),
             ServerFrame::Message { message, .. } => self.apply_message(message.clone()),
             ServerFrame::Delta {
                 message_id,
@@ -149,7 +164,11 @@ impl ChatView {
                 message,
                 client_msg_id,
                 ..
-            } => self.apply_error(*code, message, client_msg_id.as_ref()),
+            } => {
+                // A refused page (a cursor gone with its message) may be asked again.
+                self.loading_earlier = false;
+                self.apply_error(*code, message, client_msg_id.as_ref());
+            }
             ServerFrame::Hello { .. }
             | ServerFrame::Pong { .. }
             | ServerFrame::Conversations { .. } => {}
@@ -426,6 +445,7 @@ mod tests {
                 },
                 next_index: 2,
             }),
+            has_more: false,
         });
         view.apply(&delta(1, "lo"));
         view.apply(&delta(2, " you"));
@@ -517,6 +537,7 @@ mod tests {
             conversation_id: "c".into(),
             messages,
             streaming: None,
+            has_more: false,
         }
     }
 
@@ -566,6 +587,7 @@ mod tests {
                 message: reply("Hel", None),
                 next_index: 3,
             }),
+            has_more: false,
         });
         assert!(view.is_streaming());
         assert_eq!(view.continuable(), None, "not while it streams");

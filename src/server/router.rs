@@ -33,6 +33,7 @@ pub fn app(state: AppState) -> Router {
     let api = Router::new()
         .route("/api/chat", post(sse::chat))
         .route("/api/conversations/{id}/events", get(sse::events))
+        .route("/api/conversations/{id}/messages", get(sse::messages))
         .route("/api/hello", get(sse::hello))
         .route("/api/frame", post(sse::frame))
         .layer(middleware::map_response_with_state(

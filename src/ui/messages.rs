@@ -2,6 +2,12 @@
 //! socket's snapshot is on its way, the live view after), Continue (for a
 //! reply that ended early) and Regenerate, the notice of a refusal or
 //! failure, and "Jump to latest" when the user has scrolled up.
+//!
+//! A long conversation shows its newest messages (the snapshot's window)
+//! under a "Loading earlier messages…" row while older ones exist;
+//! scrolling near the top asks for the page before them, which is
+//! prepended with the message that was first kept where it was on screen
+//! (no jump). The row goes when the first message is reached.
 
 use leptos::{html, prelude::*};
 
@@ -13,8 +19,47 @@ use crate::{
         browser,
         state::{ChatView, Retry, ViewMessage},
     },
-    protocol::{FinishReason, Role, ServerFrame},
+    protocol::{FinishReason, MessageId, Role, ServerFrame},
 };
+
+/// How close to the top (px) the list asks for earlier messages.
+const EARLIER_MARGIN: i32 = 400;
+
+/// The first message shown, where it was (`offsetTop`) and the list's
+/// `scrollTop` then: what keeps it in place when a page is prepended.
+#[derive(Clone, Debug, Default)]
+struct Anchor {
+    first: Option<MessageId>,
+    top: i32,
+    scroll_top: i32,
+}
+
+impl Anchor {
+    /// After a render: when what is above the anchored message grew (a
+    /// page prepended) or shrank, scrolls by as much as it moved.
+    fn restore(&self, list: &leptos::web_sys::HtmlDivElement) {
+        let Some(first) = &self.first else {
+            return;
+        };
+        match browser::message_top(list, first.as_str()) {
+            Some(top) if top != self.top => list.set_scroll_top(self.scroll_top + top - self.top),
+            _ => {}
+        }
+    }
+
+    /// The first message shown now, and where it is.
+    fn take(list: &leptos::web_sys::HtmlDivElement, first: Option<MessageId>) -> Self {
+        let top = first
+            .as_ref()
+            .and_then(|id| browser::message_top(list, id.as_str()))
+            .unwrap_or_default();
+        Self {
+            first,
+            top,
+            scroll_top: list.scroll_top(),
+        }
+    }
+}
 
 /// The message list and its "Jump to latest" button, for the conversation
 /// in the URL (`route_id`, `None` for a new chat).
@@ -30,6 +75,7 @@ pub fn MessageList(route_id: Signal<Option<String>>) -> impl IntoView {
     // Only the user scrolling *up* lets go of the bottom: a render that makes
     // the list taller between a jump and its scroll event must not.
     let last_top = StoredValue::new(0);
+    let anchor = StoredValue::new(Anchor::default());
     let on_scroll = move |_| {
         if let Some(list) = list_ref.get_untracked() {
             let top = list.scroll_top();
@@ -40,6 +86,10 @@ pub fn MessageList(route_id: Signal<Option<String>>) -> impl IntoView {
                 at_bottom.set(false);
             }
             last_top.set_value(top);
+            anchor.update_value(|a| a.scroll_top = top);
+            if top < EARLIER_MARGIN {
+                session.load_earlier();
+            }
         }
     };
     let jump_to_latest = move || {
@@ -59,17 +109,35 @@ pub fn MessageList(route_id: Signal<Option<String>>) -> impl IntoView {
             distance >= 48 && top < last_top.get_value()
         })
     };
+    // Measured once the render has reached the DOM (effects may run before
+    // the list's own update), before the frame is painted.
+    let settle = move || {
+        let Some(list) = list_ref.get_untracked() else {
+            return;
+        };
+        let first = chat.with_untracked(|c| c.messages.first().map(|m| m.message.id.clone()));
+        if at_bottom.get_untracked() && scrolled_up() {
+            at_bottom.set(false);
+        }
+        if at_bottom.get_untracked() {
+            jump_to_latest();
+        } else {
+            anchor.with_value(|a| a.restore(&list));
+            last_top.set_value(list.scroll_top());
+        }
+        anchor.set_value(Anchor::take(&list, first));
+        // A window shorter than the screen cannot be scrolled up: ask now.
+        if list.scroll_top() < EARLIER_MARGIN {
+            session.load_earlier();
+        }
+    };
     Effect::new(move |_| {
         chat.track();
-        if !at_bottom.get_untracked() {
-            return;
-        }
-        if scrolled_up() {
-            at_bottom.set(false);
-        } else {
-            jump_to_latest();
-        }
+        browser::after_render(settle);
     });
+    // Shown while older messages exist (reaching it loads them), so it
+    // takes its place before any page is asked for and nothing moves then.
+    let has_earlier = move || chat.with(|c| c.has_more);
     let show_jump = move || !at_bottom.get() && chat.with(|c| !c.messages.is_empty());
     let history = history_resource(route_id);
 
@@ -95,6 +163,9 @@ pub fn MessageList(route_id: Signal<Option<String>>) -> impl IntoView {
         >
             <Show when=move || route_id.with(|r| r.is_none()) && chat.with(|c| c.messages.is_empty())>
                 <EmptyState/>
+            </Show>
+            <Show when=has_earlier>
+                <div class="loading-earlier" role="status">"Loading earlier messages…"</div>
             </Show>
             <Suspense>
                 {move || Suspend::new(async move {

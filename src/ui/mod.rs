@@ -4,6 +4,7 @@ pub mod chat;
 pub mod composer;
 pub mod empty;
 pub mod history;
+pub mod listing;
 pub mod message;
 pub mod messages;
 pub mod session;

@@ -23,6 +23,9 @@ pub struct ChatSession {
     pub status: RwSignal<ConnStatus>,
     pub draft: RwSignal<String>,
     pub conversations: RwSignal<Vec<ConversationSummary>>,
+    /// `conversations` holds the server's answer (until then the sidebar
+    /// shows the list rendered with the page).
+    pub listed: RwSignal<bool>,
     /// The search the list shows, if any.
     pub search: RwSignal<String>,
     pub personas: RwSignal<Vec<PersonaInfo>>,
@@ -45,6 +48,7 @@ impl ChatSession {
             status: RwSignal::new(ConnStatus::Connecting),
             draft: RwSignal::new(String::new()),
             conversations: RwSignal::new(Vec::new()),
+            listed: RwSignal::new(false),
             search: RwSignal::new(String::new()),
             personas: RwSignal::new(Vec::new()),
             persona: RwSignal::new(None),
@@ -101,6 +105,7 @@ impl ChatSession {
                 // A late answer to an older search is dropped.
                 if *query == current {
                     self.conversations.set(items.clone());
+                    self.listed.set(true);
                 }
                 return;
             }
@@ -177,6 +182,28 @@ impl ChatSession {
             text,
             persona,
         });
+    }
+
+    /// Asks for the page of messages before the first one shown, when
+    /// older ones exist and none is on its way (`client::earlier`).
+    pub fn load_earlier(&self) {
+        let ask = self
+            .chat
+            .try_update_untracked(|c| {
+                let conversation_id = c.conversation_id.clone()?;
+                let before = c.earlier_cursor()?;
+                c.mark_loading_earlier();
+                Some((conversation_id, before))
+            })
+            .flatten();
+        if let Some((conversation_id, before)) = ask {
+            self.chat.notify();
+            self.send(ClientFrame::History {
+                conversation_id,
+                before: Some(before),
+                limit: None,
+            });
+        }
     }
 
     /// Asks for the last reply of the open conversation again.

@@ -1,22 +1,30 @@
 //! The conversation sidebar: new chat, search, list by last activity,
 //! rename and delete (with confirmation). Collapses behind a button on
-//! narrow screens.
+//! narrow screens. The first page of the list comes with the page
+//! (`listing`), so it paints before the WASM and its socket are there.
 
 use leptos::{ev, prelude::*};
 use leptos_router::{components::A, hooks::use_navigate};
 
-use super::session::ChatSession;
+use super::{listing::first_page_resource, session::ChatSession};
 use crate::{
     client::browser,
     protocol::{ClientFrame, ConversationId, ConversationSummary},
 };
 
+/// Conversations the list renders at first (and after each search);
+/// "Show more" renders as many more of those the server sent.
+pub const LIST_PAGE: usize = 50;
+
 /// The sidebar.
 #[component]
 pub fn Sidebar(open: RwSignal<bool>, active: Signal<Option<String>>) -> impl IntoView {
     let session = ChatSession::get();
+    let first_page = first_page_resource();
+    let rendered = RwSignal::new(LIST_PAGE);
     let on_search = move |ev: ev::Event| {
         session.search.set(event_target_value(&ev));
+        rendered.set(LIST_PAGE);
         session.refresh_list();
     };
     view! {
@@ -35,22 +43,62 @@ pub fn Sidebar(open: RwSignal<bool>, active: Signal<Option<String>>) -> impl Int
                     on:input=on_search
                 />
             </div>
-            <ul class="conversation-list">
-                <For
-                    each=move || session.conversations.get()
-                    key=|c| (c.id.clone(), c.title.clone(), c.updated_at.clone())
-                    children=move |c| view! { <ConversationItem conversation=c active open/> }
-                />
-            </ul>
-            <Show when=move || session.conversations.with(|c| c.is_empty())>
-                <p class="list-empty">
-                    {move || if session.search.with(|s| s.trim().is_empty()) {
-                        "No conversations yet."
-                    } else {
-                        "Nothing matches your search."
-                    }}
-                </p>
-            </Show>
+            <Suspense>
+                {move || Suspend::new(async move {
+                    // The list rendered with the page until the socket's answer.
+                    let first_page = first_page.await;
+                    let total = {
+                        let first_page = first_page.clone();
+                        move || {
+                            if session.listed.get() {
+                                session.conversations.with(Vec::len)
+                            } else {
+                                first_page.len()
+                            }
+                        }
+                    };
+                    let shown = move || {
+                        let take = rendered.get();
+                        if session.listed.get() {
+                            session.conversations.with(|c| c.iter().take(take).cloned().collect())
+                        } else {
+                            first_page.iter().take(take).cloned().collect::<Vec<_>>()
+                        }
+                    };
+                    let empty = {
+                        let total = total.clone();
+                        move || total() == 0
+                    };
+                    let more = move || total() > rendered.get();
+                    view! {
+                        <ul class="conversation-list">
+                            <For
+                                each=shown
+                                key=|c| (c.id.clone(), c.title.clone(), c.updated_at.clone())
+                                children=move |c| view! { <ConversationItem conversation=c active open/> }
+                            />
+                        </ul>
+                        <Show when=more>
+                            <button
+                                type="button"
+                                class="ghost small show-more"
+                                on:click=move |_| rendered.update(|n| *n += LIST_PAGE)
+                            >
+                                "Show more"
+                            </button>
+                        </Show>
+                        <Show when=empty>
+                            <p class="list-empty">
+                                {move || if session.search.with(|s| s.trim().is_empty()) {
+                                    "No conversations yet."
+                                } else {
+                                    "Nothing matches your search."
+                                }}
+                            </p>
+                        </Show>
+                    }
+                })}
+            </Suspense>
         </nav>
     }
 }

@@ -4,9 +4,10 @@
 use std::{sync::Arc, time::Duration};
 
 use tether::{
-    protocol::{ConversationId, FinishReason, Message, Role, Usage, UserId},
+    protocol::{ConversationId, FinishReason, Message, MessageId, Role, Usage, UserId},
     server::store::{
-        ConversationRecord, NewUserMessage, ReplyRun, SendOutcome, Store, StoreError, Target,
+        ConversationRecord, MessagePage, NewUserMessage, ReplyRun, SendOutcome, Store, StoreError,
+        Target,
     },
 };
 
@@ -740,4 +741,111 @@ pub async fn two_instances_proposing_a_shared_setting_at_once_agree(subject: Sub
 
 pub async fn ping_answers(subject: Subject) {
     subject.store.ping().await.expect("the database answers");
+}
+
+/// A conversation of `u` with `pairs` exchanges (user, then its finished
+/// reply), sent with the keys `<key>-<n>`; its message ids, oldest first.
+async fn long_conversation(
+    s: &dyn Store,
+    key: &str,
+    pairs: usize,
+) -> (ConversationId, Vec<MessageId>) {
+    let mut target = new_conversation();
+    let mut ids = Vec::new();
+    for n in 0..pairs {
+        let mut msg = new_msg("u", &format!("{key}-{n}"), target.clone());
+        msg.text = format!("m{n}");
+        let (conversation, message, reply) = stored(s.add_user_message(msg).await.expect("stored"));
+        s.finish_assistant(&reply.id, "r", &format!("r{n}"), FinishReason::Stop, None)
+            .await
+            .expect("finish");
+        ids.extend([message.id, reply.id]);
+        target = Target::Existing(conversation.id);
+    }
+    let Target::Existing(id) = target else {
+        unreachable!("at least one exchange")
+    };
+    (id, ids)
+}
+
+fn ids_of(page: &MessagePage) -> Vec<MessageId> {
+    page.messages.iter().map(|m| m.id.clone()).collect()
+}
+
+pub async fn pages_before_a_cursor_walk_back_to_the_start_without_gaps(subject: Subject) {
+    let s = &*subject.store;
+    let (conversation, all) = long_conversation(s, "long", 12).await;
+    let newest = s
+        .messages_before(&conversation, None, 5)
+        .await
+        .expect("read")
+        .expect("no cursor: the newest page");
+    assert_eq!(ids_of(&newest), all[19..], "the newest five, oldest first");
+    assert!(newest.has_more);
+    let texts: Vec<_> = newest.messages.iter().map(|m| m.content.as_str()).collect();
+    assert_eq!(texts, ["r9", "m10", "r10", "m11", "r11"]);
+    // Walk back to the start, five at a time: every message once, in order.
+    let mut seen = ids_of(&newest);
+    let mut page = newest;
+    while page.has_more {
+        let before = page.messages[0].id.clone();
+        page = s
+            .messages_before(&conversation, Some(&before), 5)
+            .await
+            .expect("read")
+            .expect("a cursor of this conversation");
+        assert!(!page.messages.is_empty());
+        let mut ids = ids_of(&page);
+        ids.extend(seen);
+        seen = ids;
+    }
+    assert_eq!(seen, all, "no gap, no repeat, back to the first message");
+    // Idempotent: the same cursor, the same page.
+    let again = s
+        .messages_before(&conversation, Some(&all[4]), 3)
+        .await
+        .expect("read")
+        .expect("page");
+    assert_eq!(ids_of(&again), all[1..4]);
+    assert!(again.has_more);
+    let first = s
+        .messages_before(&conversation, Some(&all[3]), 3)
+        .await
+        .expect("read")
+        .expect("page");
+    assert_eq!(ids_of(&first), all[0..3]);
+    assert!(!first.has_more, "exactly the rest: nothing older");
+    let nothing = s
+        .messages_before(&conversation, Some(&all[0]), 3)
+        .await
+        .expect("read")
+        .expect("page");
+    assert!(nothing.messages.is_empty() && !nothing.has_more);
+    let whole = s
+        .messages_before(&conversation, None, 100)
+        .await
+        .expect("read")
+        .expect("page");
+    assert_eq!(ids_of(&whole), all);
+    assert!(!whole.has_more);
+}
+
+pub async fn a_cursor_of_another_conversation_is_no_cursor(subject: Subject) {
+    let s = &*subject.store;
+    let (conversation, _) = long_conversation(s, "one", 2).await;
+    let (other, other_ids) = long_conversation(s, "two", 2).await;
+    assert_ne!(conversation, other);
+    for cursor in [other_ids[2].clone(), MessageId::from("no-such-message")] {
+        let page = s
+            .messages_before(&conversation, Some(&cursor), 10)
+            .await
+            .expect("read");
+        assert_eq!(page, None, "{cursor}");
+    }
+    let unknown = s
+        .messages_before(&ConversationId::from("no-such-conversation"), None, 10)
+        .await
+        .expect("read")
+        .expect("no cursor to check");
+    assert!(unknown.messages.is_empty() && !unknown.has_more);
 }

@@ -17,6 +17,8 @@ export class OwnServer {
   constructor(
     readonly port: number,
     private readonly extraEnv: Record<string, string> = {},
+    /** The server binary (default: the one `cargo leptos build` made). */
+    private readonly bin: string = `${TARGET}/debug/tether`,
   ) {}
 
   get url(): string {
@@ -25,7 +27,7 @@ export class OwnServer {
 
   /** Starts the binary and resolves once `/healthz` answers. */
   async start(): Promise<void> {
-    this.child = spawn(`${TARGET}/debug/tether`, [], {
+    this.child = spawn(this.bin, [], {
       env: {
         ...process.env,
         LISTEN_ADDR: `127.0.0.1:${this.port}`,

@@ -134,6 +134,14 @@ impl ChatService {
                     then: Some(list),
                 }
             }
+            ClientFrame::History {
+                conversation_id,
+                before,
+                limit,
+            } => Answer::Frame(
+                self.history_page(user, &conversation_id, before, limit)
+                    .await?,
+            ),
         })
     }
 }

@@ -130,6 +130,9 @@ impl EventFacts {
             ),
             ServerFrame::Pong { .. } => ("pong", None, None),
             ServerFrame::Conversations { .. } => ("conversations", None, None),
+            ServerFrame::HistoryPage {
+                conversation_id, ..
+            } => ("history_page", Some(conversation_id.as_str()), None),
         };
         Self {
             frame_type,

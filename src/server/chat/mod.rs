@@ -14,6 +14,7 @@ pub mod limits;
 mod live;
 mod prompt_window;
 mod reply;
+mod window;
 
 pub use self::{
     continuation::CONTINUE_INSTRUCTION,
@@ -631,10 +632,10 @@ impl ChatService {
         conversation_id: &ConversationId,
         streaming: Option<StreamingMessage>,
     ) -> Result<ServerFrame, ChatError> {
-        let mut messages = self.store.messages(conversation_id).await?;
-        if let Some(s) = &streaming {
-            messages.retain(|m| m.id != s.message.id);
-        }
+        let window::Window {
+            mut messages,
+            has_more,
+        } = self.window(conversation_id, streaming.as_ref()).await?;
         let live = streaming.is_some()
             || self
                 .hub
@@ -653,6 +654,7 @@ impl ChatService {
             conversation_id: conversation_id.clone(),
             messages,
             streaming,
+            has_more,
         })
     }
 
@@ -741,13 +743,15 @@ impl ChatService {
         let continues = (start == ReplyStart::Continue).then(|| assistant.clone());
         let live = reservation.begin(assistant.clone(), cancel.clone());
         if start != ReplyStart::Answer {
+            let window = window::Window::of(history.clone(), self.config.limits.history_window);
             live.publish(&ServerFrame::Snapshot {
                 conversation_id: live.id.clone(),
-                messages: history.clone(),
+                messages: window.messages,
                 streaming: Some(StreamingMessage {
                     next_index: hub::first_delta_index(&assistant.content),
                     message: assistant,
                 }),
+                has_more: window.has_more,
             });
         }
         let job = ReplyJob {

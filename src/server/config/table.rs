@@ -219,5 +219,12 @@ settings! {
         /// PostgreSQL connections kept open (`postgres://` only); more queries wait for one.
         database_pool_size: usize = 16, Positive,
             env "DATABASE_POOL_SIZE", flag "database-pool-size", value "N";
+        /// Newest messages a `snapshot` (and the page of `/c/:id`) carries; older ones are
+        /// asked for page by page (`history`).
+        history_window: usize = 50, Positive,
+            env "HISTORY_WINDOW", flag "history-window", value "N";
+        /// Most messages one `history` page returns (a larger `limit` is lowered to it).
+        history_page_max: usize = 200, Positive,
+            env "HISTORY_PAGE_MAX", flag "history-page-max", value "N";
     }
 }

@@ -5,6 +5,8 @@
 //!   the reply's frames until its `done`.
 //! * `GET /api/conversations/{id}/events` is the WebSocket `subscribe`: a
 //!   `snapshot`, then the live events until the running reply's `done`.
+//! * `GET /api/conversations/{id}/messages` is the `history` frame: a page
+//!   of older messages as JSON (`history`).
 //! * `GET /api/hello` and `POST /api/frame` (any client frame) are the
 //!   browser's fallback when its WebSocket cannot be opened: the whole
 //!   protocol over plain requests, the streaming frames as above.
@@ -31,6 +33,9 @@ use axum::{
 };
 
 mod follow;
+mod history;
+
+pub use self::history::messages;
 
 use self::follow::{behind_snapshot, is_streaming, respond, Follow, FollowFrom};
 use super::{
@@ -325,6 +330,7 @@ mod tests {
                 },
                 next_index,
             }),
+            has_more: false,
         };
         let seen = (MessageId::from("m"), 4);
         assert!(behind_snapshot(&snapshot(5), &seen));
@@ -340,6 +346,7 @@ mod tests {
             conversation_id: "c".into(),
             messages: vec![],
             streaming: None,
+            has_more: false,
         };
         assert!(behind_snapshot(&idle, &seen));
     }

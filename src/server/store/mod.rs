@@ -186,6 +186,15 @@ pub enum SendOutcome {
     },
 }
 
+/// A page of a conversation's messages ([`Store::messages_before`]).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct MessagePage {
+    /// Oldest first.
+    pub messages: Vec<Message>,
+    /// Older messages exist than the first of `messages`.
+    pub has_more: bool,
+}
+
 /// Storage used by the chat core.
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
@@ -335,6 +344,32 @@ pub trait Store: Send + Sync + 'static {
     /// Cheap check that the database answers; while writes are failing,
     /// also that a write gets through (so readiness sees a fault end).
     async fn ping(&self) -> Result<(), StoreError>;
+
+    /// The newest `limit` messages of a conversation stored before the
+    /// message `before` (`None`: the newest of all), oldest first: one
+    /// keyset read on the `(conversation_id, seq)` index, whatever the
+    /// conversation's length. `Ok(None)` when `before` is not a message of
+    /// this conversation. The caller has checked the owner.
+    async fn messages_before(
+        &self,
+        conversation: &ConversationId,
+        before: Option<&MessageId>,
+        limit: usize,
+    ) -> Result<Option<MessagePage>, StoreError>;
+}
+
+impl MessagePage {
+    /// A page from up to `limit + 1` rows read newest first: the extra row
+    /// only says that older ones exist.
+    pub(crate) fn from_newest_first(mut newest_first: Vec<Message>, limit: usize) -> Self {
+        let has_more = newest_first.len() > limit;
+        newest_first.truncate(limit);
+        newest_first.reverse();
+        Self {
+            messages: newest_first,
+            has_more,
+        }
+    }
 }
 
 /// Now, as RFC 3339 UTC with exactly three fraction digits

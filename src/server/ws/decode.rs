@@ -175,7 +175,7 @@ mod proptests {
     use serde_json::Value;
 
     use super::{decode_client_frame, properties::MAX};
-    use crate::protocol::{ClientFrame, ClientMsgId, ConversationId};
+    use crate::protocol::{ClientFrame, ClientMsgId, ConversationId, MessageId};
 
     /// The decoder's contract for one input ([`super::properties::check`]).
     fn check(input: &str, max: usize) -> Result<(), TestCaseError> {
@@ -257,6 +257,16 @@ mod proptests {
             }),
             conversation()
                 .prop_map(|conversation_id| ClientFrame::DeleteConversation { conversation_id }),
+            (
+                conversation(),
+                prop::option::of(text()),
+                prop::option::of(any::<u32>())
+            )
+                .prop_map(|(conversation_id, before, limit)| ClientFrame::History {
+                    conversation_id,
+                    before: before.map(MessageId),
+                    limit,
+                }),
         ]
     }
 

@@ -16,6 +16,7 @@
 //! supervisor than serving errors.
 
 mod classify;
+mod pages;
 mod replies;
 mod rows;
 mod schema;
@@ -30,8 +31,8 @@ use tokio_postgres::{types::ToSql, NoTls, Row};
 use self::rows::{CONVERSATION_COLUMNS, MESSAGE_COLUMNS};
 use super::{
     fault::{FaultCounts, FaultWatch},
-    like_escape, now_rfc3339, ConversationRecord, NewUserMessage, OrphanedReply, ReplyRun,
-    SendOutcome, Store, StoreError,
+    like_escape, now_rfc3339, ConversationRecord, MessagePage, NewUserMessage, OrphanedReply,
+    ReplyRun, SendOutcome, Store, StoreError,
 };
 use crate::protocol::{
     ClientMsgId, ConversationId, FinishReason, Message, MessageId, Usage, UserId,
@@ -411,5 +412,17 @@ impl Store for PgStore {
             .await?;
         }
         Ok(())
+    }
+
+    async fn messages_before(
+        &self,
+        conversation: &ConversationId,
+        before: Option<&MessageId>,
+        limit: usize,
+    ) -> Result<Option<MessagePage>, StoreError> {
+        self.reading(|client| async move {
+            pages::messages_before(&client, conversation, before, limit).await
+        })
+        .await
     }
 }

@@ -12,6 +12,7 @@
 //! the fault, and the writer opens it as soon as it can (see [`writer`]).
 
 mod diagnose;
+mod pages;
 mod readers;
 mod replies;
 mod schema;
@@ -32,8 +33,8 @@ use self::{
 };
 use super::{
     fault::{Fault, FaultCounts, FaultKind, FaultWatch},
-    like_escape, new_id, now_rfc3339, ConversationRecord, NewUserMessage, OrphanedReply, ReplyRun,
-    SendOutcome, Store, StoreError, Target,
+    like_escape, new_id, now_rfc3339, ConversationRecord, MessagePage, NewUserMessage,
+    OrphanedReply, ReplyRun, SendOutcome, Store, StoreError, Target,
 };
 use crate::protocol::{
     ClientMsgId, ConversationId, FinishReason, Message, MessageId, Role, Usage, UserId,
@@ -664,6 +665,18 @@ impl Store for SqliteStore {
                 .await?;
         }
         Ok(())
+    }
+
+    async fn messages_before(
+        &self,
+        conversation: &ConversationId,
+        before: Option<&MessageId>,
+        limit: usize,
+    ) -> Result<Option<MessagePage>, StoreError> {
+        let (conversation, before) = (conversation.clone(), before.cloned());
+        self.readers
+            .run(move |conn| pages::messages_before(conn, &conversation, before.as_ref(), limit))
+            .await
     }
 }
 
