@@ -10,8 +10,9 @@
 #                                (scripts/cluster.sh)
 #   scripts/setup.sh --test      everything the test command needs: the above,
 #                                trunk, cargo-fuzz, wasm-opt (npm binaryen),
-#                                Debian's Chromium, the Playwright packages and
-#                                the local model (scripts/local-model.sh)
+#                                Debian's Chromium and sqlite3, the Playwright
+#                                packages and the local model
+#                                (scripts/local-model.sh)
 #
 # The local model is not installed here for start.sh: it runs
 # `scripts/local-model.sh serve` beside Tether instead, so the app is usable
@@ -67,7 +68,10 @@ collect() {
 
 debian_packages() {
   local missing=()
-  if [ "$WITH_TEST" = 1 ]; then have chromium || missing+=(chromium); fi
+  if [ "$WITH_TEST" = 1 ]; then
+    have chromium || missing+=(chromium)
+    have sqlite3 || missing+=(sqlite3) # bench/long.sh seeds a database with it
+  fi
   if [ "$WITH_SERVICES" = 1 ]; then
     have redis-server || missing+=(redis-server)
     have haproxy || missing+=(haproxy)
@@ -97,7 +101,7 @@ npm_tools_present() {
 }
 
 if [ "$WITH_SERVICES" = 1 ]; then
-  step "Debian packages$([ "$WITH_TEST" = 1 ] && echo ": Chromium (Playwright)," || echo ":") Redis and HAProxy (cluster tests)"
+  step "Debian packages$([ "$WITH_TEST" = 1 ] && echo ": Chromium (Playwright), sqlite3," || echo ":") Redis and HAProxy (cluster tests)"
   mapfile -t missing < <(debian_packages)
   if [ ${#missing[@]} -eq 0 ]; then
     echo "present"

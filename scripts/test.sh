@@ -69,6 +69,9 @@ export TETHER_DATA_DIR="$E2E_DATA"
 export LEPTOS_SITE_ROOT="$ROOT/target/site"
 (cd end2end && npx playwright test)
 
+step "Long conversations, small (bench/long.sh 300: window, pages, sidebar of 200)"
+CONVERSATIONS=200 RUNS=2 bash bench/long.sh 300
+
 step "Playwright through HAProxy (scripts/cluster.sh: PostgreSQL, Redis, two instances, the fake model)"
 CLUSTER_E2E_PORT="${CLUSTER_E2E_PORT:-3200}"
 CLUSTER_DIR=$(mktemp -d)
