@@ -60,37 +60,6 @@ async fn provider_check_names_what_is_wrong() {
     assert!(matches!(err, ProviderProblem::Unreachable { .. }), "{err}");
 }
 
-/// reqwest is built with no TLS crypto of its own (rustls with ring's,
-/// installed by `LlmClient::new`): an `https` provider gets a real TLS
-/// handshake, which here meets a peer that answers plain HTTP, and fails
-/// as unreachable instead of panicking for want of a crypto provider.
-#[tokio::test]
-async fn an_https_provider_gets_a_tls_client() {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let port = listener.local_addr().expect("addr").port();
-    let peer = tokio::spawn(async move {
-        let (mut socket, _) = listener.accept().await.expect("accept");
-        let mut hello = [0u8; 5];
-        socket.read_exact(&mut hello).await.expect("client hello");
-        socket
-            .write_all(b"HTTP/1.1 400 Bad Request\r\n\r\n")
-            .await
-            .expect("write");
-        hello
-    });
-    let err = client_for(&format!("https://127.0.0.1:{port}/v1"), "fake", "")
-        .check()
-        .await
-        .expect_err("not TLS");
-    assert!(matches!(err, ProviderProblem::Unreachable { .. }), "{err}");
-    // A TLS record header: handshake (22), TLS 1.x.
-    let hello = peer.await.expect("peer");
-    assert_eq!((hello[0], hello[1]), (22, 3), "{hello:?}");
-}
-
 #[tokio::test]
 async fn readyz_reports_database_and_provider() {
     let server = TestServer::start(|_| {}).await;

@@ -79,10 +79,6 @@ impl std::fmt::Debug for LlmClient {
 
 impl LlmClient {
     pub fn new(config: UpstreamConfig) -> Self {
-        // reqwest is built without a crypto provider (Cargo.toml): ring's is
-        // the process default, installed by the first client (later calls
-        // find it there).
-        let _ = rustls::crypto::ring::default_provider().install_default();
         let http = reqwest::Client::builder()
             .connect_timeout(config.timeout)
             .pool_max_idle_per_host(4096)
