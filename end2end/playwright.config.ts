@@ -26,6 +26,8 @@ const CLUSTER_URL = process.env.TETHER_CLUSTER_URL;
  */
 const TETHER_BIN = process.env.TETHER_BIN ?? `${TARGET}/debug/tether`;
 const CLUSTER_SPEC = /cluster\.spec\.ts$/;
+/** Bench rows written as specs (bench/long.sh): only run when asked for. */
+const BENCH_SPEC = /\.bench\.spec\.ts$/;
 /**
  * The status file of a model "installing" in the background, which the
  * server follows (MODEL_SETUP_FILE) and tests/model-setup.spec.ts writes; it
@@ -63,7 +65,11 @@ export default defineConfig({
   },
   projects: CLUSTER_URL
     ? [{ name: "cluster", testMatch: CLUSTER_SPEC, use: { ...devices["Desktop Chrome"], baseURL: CLUSTER_URL } }]
-    : [{ name: "chromium", testIgnore: CLUSTER_SPEC, use: { ...devices["Desktop Chrome"] } }],
+    : [{
+        name: "chromium",
+        testIgnore: process.env.TETHER_LONG ? [CLUSTER_SPEC] : [CLUSTER_SPEC, BENCH_SPEC],
+        use: { ...devices["Desktop Chrome"] },
+      }],
   webServer: CLUSTER_URL ? undefined : [
     {
       // The fake is a workspace member of its own (crates/fake-upstream) that
