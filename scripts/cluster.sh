@@ -139,8 +139,7 @@ elif [ -z "${OPENAI_BASE_URL:-}" ]; then
   # Every instance follows the installer's status file: replies wait until
   # the model is ready.
   export MODEL_SETUP_FILE="$CLUSTER_DIR/model-setup.json"
-  printf '{"state":"installing","step":1,"steps":3,"label":"Checking the local model","started_at":%d}\n' \
-    "$(date +%s)" >"$MODEL_SETUP_FILE"
+  local_model_pending "$MODEL_SETUP_FILE"
   LOCAL_MODEL_LOG="$LOGS/local-model-install.log" LOCAL_MODEL_SERVER_LOG="$LOGS/local-model.log" \
     bash scripts/local-model.sh serve "$MODEL_SETUP_FILE" >"$LOGS/local-model.out" 2>&1 </dev/null &
   pids+=($!)

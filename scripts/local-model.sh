@@ -21,7 +21,8 @@
 # any other GGUF file instead. docs/performance.md compares the two.
 #
 # Sourced (start.sh, cluster.sh), it only defines `local_model_env`, which
-# exports the OPENAI_* settings for this model on this port.
+# exports the OPENAI_* settings for this model on this port, and
+# `local_model_pending FILE`, the status to start from.
 set -euo pipefail
 
 LOCAL_MODEL=${LOCAL_MODEL:-smollm2}
@@ -72,6 +73,14 @@ local_model_env() {
     export OPENAI_MAX_TOKENS="${OPENAI_MAX_TOKENS:-128}"
     export OPENAI_STOP="${OPENAI_STOP:-<|im_end|>|<|im_start|>}"
   fi
+}
+
+# What start.sh and cluster.sh write to FILE before they start the installer:
+# until its first word Tether holds replies (a file left by an earlier run
+# must not say "ready" or "failed").
+local_model_pending() {
+  printf '{"state":"installing","step":1,"steps":3,"label":"Checking the local model","started_at":%d}\n' \
+    "$(date +%s)" >"$1"
 }
 
 # Writes the status file whole and renames it into place (Tether never reads

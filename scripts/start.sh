@@ -31,10 +31,7 @@ if [ -z "${OPENAI_BASE_URL:-}" ]; then
   step "The local model, in the background (log: $DATA_DIR/local-model.out)"
   source scripts/local-model.sh
   export MODEL_SETUP_FILE="$DATA_DIR/model-setup.json"
-  # Until the installer's first word, Tether holds replies (a file left by
-  # an earlier run must not say "ready" or "failed").
-  printf '{"state":"installing","step":1,"steps":3,"label":"Checking the local model","started_at":%d}\n' \
-    "$(date +%s)" >"$MODEL_SETUP_FILE"
+  local_model_pending "$MODEL_SETUP_FILE"
   # Niced: building llama.cpp yields the cores to Tether's own build, so the
   # app comes up first; its page says how far the model has got.
   LOCAL_MODEL_LOG="$DATA_DIR/local-model-install.log" LOCAL_MODEL_SERVER_LOG="$DATA_DIR/local-model.log" \

@@ -80,12 +80,8 @@ impl ChatView {
         let older: Vec<ViewMessage> = page
             .iter()
             .filter(|m| !self.messages.iter().any(|v| v.message.id == m.id))
-            .map(|m| ViewMessage {
-                message: m.clone(),
-                streaming: false,
-                stats: None,
-                pending: false,
-            })
+            .cloned()
+            .map(ViewMessage::stored)
             .collect();
         self.messages.splice(0..0, older);
         self.has_more = has_more;

@@ -33,6 +33,26 @@ pub struct ViewMessage {
     pub pending: bool,
 }
 
+impl ViewMessage {
+    /// A message as the server stored it.
+    pub fn stored(message: Message) -> Self {
+        Self {
+            message,
+            streaming: false,
+            stats: None,
+            pending: false,
+        }
+    }
+
+    /// The reply the assistant is still writing.
+    fn streaming(message: Message) -> Self {
+        Self {
+            streaming: true,
+            ..Self::stored(message)
+        }
+    }
+}
+
 /// What "Retry" does for a notice.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Retry {
@@ -229,24 +249,12 @@ impl ChatView {
             .cloned()
             .collect();
         self.conversation_id = Some(conversation_id.clone());
-        self.messages = messages
-            .iter()
-            .map(|m| ViewMessage {
-                message: m.clone(),
-                streaming: false,
-                stats: None,
-                pending: false,
-            })
-            .collect();
+        self.messages = messages.iter().cloned().map(ViewMessage::stored).collect();
         self.messages.extend(pending);
         self.expected = None;
         if let Some(s) = streaming {
-            self.messages.push(ViewMessage {
-                message: s.message.clone(),
-                streaming: true,
-                stats: None,
-                pending: false,
-            });
+            self.messages
+                .push(ViewMessage::streaming(s.message.clone()));
             self.expected = Some((s.message.id.clone(), s.next_index));
         }
     }
@@ -255,12 +263,7 @@ impl ChatView {
     fn apply_message(&mut self, message: Message) {
         match self.find_mut(&message.id) {
             Some(m) => m.message = message,
-            None => self.messages.push(ViewMessage {
-                message,
-                streaming: false,
-                stats: None,
-                pending: false,
-            }),
+            None => self.messages.push(ViewMessage::stored(message)),
         }
     }
 
@@ -283,18 +286,13 @@ impl ChatView {
         }
         match self.find_mut(message_id) {
             Some(m) => m.message.content.push_str(text),
-            None => self.messages.push(ViewMessage {
-                message: Message {
-                    id: message_id.clone(),
-                    role: Role::Assistant,
-                    content: text.to_owned(),
-                    created_at: String::new(),
-                    finish_reason: None,
-                },
-                streaming: true,
-                stats: None,
-                pending: false,
-            }),
+            None => self.messages.push(ViewMessage::streaming(Message {
+                id: message_id.clone(),
+                role: Role::Assistant,
+                content: text.to_owned(),
+                created_at: String::new(),
+                finish_reason: None,
+            })),
         }
     }
 
