@@ -153,7 +153,8 @@ serve() {
   [ -n "${LOCAL_MODEL_GGUF:-}" ] && chat_format=${LOCAL_MODEL_CHAT_FORMAT:-}
   [ -n "$chat_format" ] && format=(--chat_format "$chat_format")
   "$VENV/bin/python" -m llama_cpp.server --model "$gguf" --host 127.0.0.1 --port "$LOCAL_MODEL_PORT" \
-    --n_ctx 2048 "${format[@]}" --model_alias local-model >"$log" 2>&1 &
+    --n_ctx 2048 "${format[@]}" --model_alias local-model \
+    --interrupt_requests False >"$log" 2>&1 &
   local server=$!
   trap 'kill "$server" 2>/dev/null; wait "$server" 2>/dev/null; exit 143' TERM INT
   local deadline=$((SECONDS + 120))

@@ -105,7 +105,10 @@ async fn a_real_local_model_answers_a_message_sent_while_it_loads() {
     );
     let frames = client.until_done(&conversation).await;
     let text = delta_text(&frames);
-    assert!(!text.trim().is_empty(), "the model said something");
+    assert!(
+        !text.trim().is_empty(),
+        "the model said something: {frames:?}"
+    );
     let ServerFrame::Done {
         finish_reason,
         usage,

@@ -141,3 +141,24 @@ async fn unreachable_upstream_is_upstream_error() {
     ));
     assert_eq!(stored, "");
 }
+
+#[tokio::test]
+async fn a_reply_that_ends_without_a_word_is_upstream_error_not_an_empty_bubble() {
+    // `[[tokens:0]]`: a well-formed stream with a finish reason and `[DONE]`
+    // but no text, as llama-cpp-python sends when another request cuts in.
+    let server = TestServer::start(|_| {}).await;
+    let (error, done, stored) = fail_with(&server, "[[tokens:0]] hello?").await;
+    let ServerFrame::Error { code, message, .. } = error else {
+        unreachable!()
+    };
+    assert_eq!(code, ErrorCode::UpstreamError);
+    assert!(message.contains("without saying anything"), "{message}");
+    assert!(matches!(
+        done,
+        ServerFrame::Done {
+            finish_reason: FinishReason::Error,
+            ..
+        }
+    ));
+    assert_eq!(stored, "");
+}

@@ -171,6 +171,12 @@ impl ReplyJob {
             };
             let failed = match next {
                 Err(_) => LlmError::Timeout,
+                // A new reply that ends without a word is a failure to show
+                // (with Retry), not an empty bubble; a continuation may end
+                // at once (the model had nothing to add).
+                Ok(None) if outcome.first_token.is_none() && self.continues.is_none() => {
+                    LlmError::Empty
+                }
                 Ok(None) => return,
                 Ok(Some(Ok(LlmEvent::Text(mut text)))) => {
                     outcome.first_token.get_or_insert_with(Instant::now);
@@ -291,7 +297,7 @@ impl ReplyJob {
             ),
             LlmError::Timeout => (ErrorCode::UpstreamTimeout, None),
             LlmError::NotSetUp(_) => (ErrorCode::Unavailable, None),
-            LlmError::Unauthorized { .. } | LlmError::Upstream(_) => {
+            LlmError::Unauthorized { .. } | LlmError::Upstream(_) | LlmError::Empty => {
                 (ErrorCode::UpstreamError, None)
             }
         };

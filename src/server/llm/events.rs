@@ -41,6 +41,11 @@ pub enum LlmError {
          OpenAI-compatible provider: set OPENAI_BASE_URL, OPENAI_API_KEY and OPENAI_MODEL"
     )]
     NotSetUp(String),
+    /// The stream ended without a word: a model that ended at once, or a
+    /// server that cut the stream (llama-cpp-python ends a stream with
+    /// `[DONE]` when another request arrives unless told not to).
+    #[error("the model ended its reply without saying anything; try again")]
+    Empty,
 }
 
 /// A body that cannot fail (the fuzz targets' and the tests' byte streams).
