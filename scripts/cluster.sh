@@ -70,16 +70,21 @@ done
 mkdir -p "$CLUSTER_DIR/logs"
 LOGS="$CLUSTER_DIR/logs"
 
-step "Set-up (scripts/setup.sh --services)"
+step "Set-up (scripts/setup.sh --services: Redis, HAProxy)"
 bash scripts/setup.sh --services
 
-if [ "${CLUSTER_RELEASE:-0}" = 1 ]; then PROFILE=release; BUILD_FLAGS=(--release); else PROFILE=debug; BUILD_FLAGS=(); fi
+if [ "${CLUSTER_RELEASE:-0}" = 1 ]; then PROFILE=release; else PROFILE=debug; fi
 BIN="$CARGO_TARGET_DIR/$PROFILE/tether"
 if [ "${CLUSTER_SKIP_BUILD:-0}" = 1 ]; then
   [ -x "$BIN" ] && [ -d target/site/pkg ] || fail "CLUSTER_SKIP_BUILD=1 but $BIN or target/site is missing"
+elif [ "$PROFILE" = release ]; then
+  step "Building Tether (release) and its site (cargo leptos build --release)"
+  # cargo-leptos makes the release site (wasm-opt and all).
+  cargo leptos --version >/dev/null 2>&1 || bash scripts/setup.sh --dev
+  cargo leptos build --release
 else
-  step "Building Tether ($PROFILE) and its site (cargo leptos build)"
-  cargo leptos build "${BUILD_FLAGS[@]}"
+  step "Building Tether (debug) and its site (scripts/build-site.sh)"
+  bash scripts/build-site.sh
 fi
 
 step "PostgreSQL on 127.0.0.1:$PG_PORT"

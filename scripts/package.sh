@@ -15,22 +15,32 @@ source "$(dirname "$0")/env.sh"
 cd "$ROOT"
 
 PROFILE=release
-LEPTOS_ARGS=(--release)
 if [[ "${1:-}" == "--debug" ]]; then
   PROFILE=debug
-  LEPTOS_ARGS=()
 fi
 
 step() { printf '\n\033[1m==> %s\033[0m\n' "$*"; }
 started=$SECONDS
 
-step "The site (cargo leptos build ${LEPTOS_ARGS[*]:-}), which the binary embeds"
-cargo leptos build "${LEPTOS_ARGS[@]}"
+if [ "$PROFILE" = release ]; then
+  # cargo-leptos builds the release site (wasm-opt and all); start.sh does
+  # not install it.
+  cargo leptos --version >/dev/null 2>&1 || bash scripts/setup.sh --dev
 
-step "The server with the site inside (--bin-features embed-site)"
-# Built by cargo-leptos too, so the server renders exactly the markup the
-# site's WASM hydrates; the site is unchanged from the step before.
-cargo leptos build "${LEPTOS_ARGS[@]}" --bin-features embed-site
+  step "The site (cargo leptos build --release), which the binary embeds"
+  cargo leptos build --release
+
+  step "The server with the site inside (--bin-features embed-site)"
+  # Built by cargo-leptos too, so the server renders exactly the markup the
+  # site's WASM hydrates; the site is unchanged from the step before.
+  cargo leptos build --release --bin-features embed-site
+else
+  step "The site (scripts/build-site.sh: debug, what cargo leptos build makes), which the binary embeds"
+  bash scripts/build-site.sh
+
+  step "The server with the site inside (--features embed-site)"
+  cargo build --bin tether --no-default-features --features embed-site
+fi
 
 mkdir -p dist
 cp "$CARGO_TARGET_DIR/$PROFILE/tether" dist/tether

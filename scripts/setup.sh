@@ -3,12 +3,15 @@
 # installs nothing and takes seconds. Everything comes from crates.io, npm,
 # PyPI and Debian's archive.
 #
-#   scripts/setup.sh             to build and run (start.sh): the wasm32
-#                                target, cargo-leptos (no_downloads), the
-#                                wasm-bindgen CLI matching Cargo.lock
+#   scripts/setup.sh             to build and run (start.sh, through
+#                                scripts/build-site.sh): the wasm32 target and
+#                                the wasm-bindgen CLI matching Cargo.lock
+#   scripts/setup.sh --dev       also cargo-leptos (no_downloads), for
+#                                `cargo leptos watch` / `build`
 #   scripts/setup.sh --services  also Debian's redis-server and haproxy
 #                                (scripts/cluster.sh)
-#   scripts/setup.sh --test      everything the test command needs: the above,
+#   scripts/setup.sh --test      everything the test command needs (not
+#                                cargo-leptos: it builds with build-site.sh): the above,
 #                                trunk, cargo-fuzz, wasm-opt (npm binaryen),
 #                                Debian's Chromium and sqlite3, the Playwright
 #                                packages and the local model
@@ -29,11 +32,13 @@ TRUNK_VERSION=0.21.14
 CARGO_FUZZ_VERSION=0.13.2
 WITH_SERVICES=0
 WITH_TEST=0
+WITH_DEV=0
 for arg in "$@"; do
   case "$arg" in
+    --dev) WITH_DEV=1 ;;
     --services) WITH_SERVICES=1 ;;
     --test) WITH_SERVICES=1; WITH_TEST=1 ;;
-    *) echo "usage: $0 [--services] [--test]" >&2; exit 2 ;;
+    *) echo "usage: $0 [--dev] [--services] [--test]" >&2; exit 2 ;;
   esac
 done
 export PATH="$HOME/.cargo/bin:$ROOT/.tools/node_modules/.bin:$PATH"
@@ -128,12 +133,16 @@ else
   rustup target add wasm32-unknown-unknown
 fi
 
-step "cargo-leptos $CARGO_LEPTOS_VERSION (no_downloads)"
-if cargo leptos --version 2>/dev/null | grep -q "$CARGO_LEPTOS_VERSION"; then
-  echo "present"
-else
-  long "building cargo-leptos from crates.io" "12 min" "$LOGS/cargo-leptos.log" \
-    cargo install cargo-leptos --version "$CARGO_LEPTOS_VERSION" --locked --features no_downloads
+# Not needed to run (start.sh builds with scripts/build-site.sh): the
+# largest compile of all, left to development and the test command.
+if [ "$WITH_DEV" = 1 ]; then
+  step "cargo-leptos $CARGO_LEPTOS_VERSION (no_downloads)"
+  if cargo leptos --version 2>/dev/null | grep -q "$CARGO_LEPTOS_VERSION"; then
+    echo "present"
+  else
+    long "building cargo-leptos from crates.io" "12 min" "$LOGS/cargo-leptos.log" \
+      cargo install cargo-leptos --version "$CARGO_LEPTOS_VERSION" --locked --features no_downloads
+  fi
 fi
 
 WB_VERSION=$(awk '/^name = "wasm-bindgen"$/{getline; gsub(/version = |"/,""); print; exit}' Cargo.lock)

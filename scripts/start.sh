@@ -43,9 +43,9 @@ fi
 
 bash scripts/setup.sh
 
-step "Building Tether (cargo leptos build)"
-long "compiling the server and the WASM page" "6 min the first time, seconds after" \
-  "$HOME/.cache/tether/build.log" cargo leptos build
+step "Building Tether (scripts/build-site.sh: the WASM page, then the server)"
+long "compiling the WASM page and the server" "10 min the first time, seconds after" \
+  "$HOME/.cache/tether/build.log" bash scripts/build-site.sh
 
 export LEPTOS_SITE_ROOT="$ROOT/target/site"
 ADDR=${LISTEN_ADDR:-127.0.0.1:3000}

@@ -2,7 +2,7 @@
 # Runs every check and test of Tether: formatting, clippy on both halves, the
 # Rust unit and integration tests (real sockets, fake upstream over HTTP, real
 # SQLite files; the cluster tests on real PostgreSQL, Redis and HAProxy), the
-# fuzz targets on a short budget, then the Playwright suite in Debian's
+# fuzz targets on a short budget (beside the browser suites), then the Playwright suite in Debian's
 # Chromium against the real server and, through HAProxy, against a cluster
 # (scripts/cluster.sh). Installs what is missing first (scripts/setup.sh
 # --test). Ends with the time each step took.
@@ -40,10 +40,15 @@ stop_cluster() {
   CLUSTER_PID=""
   if [ -n "$CLUSTER_DIR" ]; then rm -rf "$CLUSTER_DIR"; fi
 }
+FUZZ_PID=""
+SOAK_PID=""
 cleanup() {
   bash scripts/test-postgres.sh stop "$PG_RUN"
   stop_cluster
-  rm -rf "${E2E_DATA:-}"
+  for job in "$FUZZ_PID" "$SOAK_PID"; do
+    if [ -n "$job" ]; then kill -TERM "$job" 2>/dev/null && wait "$job" || true; fi
+  done
+  rm -rf "${E2E_DATA:-}" "${FUZZ_LOG:-}"
 }
 trap cleanup EXIT
 TETHER_TEST_POSTGRES=$(bash scripts/test-postgres.sh start "$PG_RUN")
@@ -53,12 +58,18 @@ step "Rust tests (the local-model smoke test must run, not skip; the store confo
 TETHER_REQUIRE_LOCAL_MODEL=1 cargo test -p tether -p tether-fake-upstream --features ssr
 bash scripts/test-postgres.sh stop "$PG_RUN"
 
-step "Fuzzing, short budget (scripts/fuzz.sh 15: five libFuzzer targets, 15 s each, nightly)"
-# The long run is `scripts/fuzz.sh` (5 minutes per target); see the README.
-bash scripts/fuzz.sh 15
+step "Fuzzing, short budget, in the background (scripts/fuzz.sh 15: five libFuzzer targets, 15 s each, nightly)"
+# One core for 75 s while the browser suites below mostly wait on the
+# page; its result is collected after them. The long run is
+# `scripts/fuzz.sh` (5 minutes per target); see the README.
+FUZZ_LOG=$(mktemp -t tether-fuzz.XXXXXX)
+# Niced: its budget is wall-clock time; the browsers come first.
+nice -n 10 bash scripts/fuzz.sh 15 >"$FUZZ_LOG" 2>&1 &
+FUZZ_PID=$!
+echo "PID $FUZZ_PID, log $FUZZ_LOG"
 
-step "Build the site (cargo leptos build)"
-cargo leptos build
+step "Build the site (scripts/build-site.sh: what cargo leptos build makes, as start.sh builds it)"
+bash scripts/build-site.sh
 
 step "Build the client-only bundle (trunk build, offline)"
 trunk build
@@ -68,6 +79,15 @@ E2E_DATA=$(mktemp -d) # removed on exit (cleanup)
 export TETHER_DATA_DIR="$E2E_DATA"
 export LEPTOS_SITE_ROOT="$ROOT/target/site"
 (cd end2end && npx playwright test)
+
+step "Soak smoke, in the background (bench/run.sh --soak 30: mixed traffic on both transports, zero errors)"
+# 30 s of mixed traffic at half a core, beside the steps up to the
+# packaged binary (which rebuilds target/debug/tether: the soak runs a copy).
+SOAK_OUT=$(mktemp -d)
+cp "$CARGO_TARGET_DIR/debug/tether" "$SOAK_OUT/tether"
+SOAK_OUT="$SOAK_OUT" TETHER_BIN="$SOAK_OUT/tether" bash bench/run.sh --soak 30 >"$SOAK_OUT/soak.log" 2>&1 &
+SOAK_PID=$!
+echo "PID $SOAK_PID, log $SOAK_OUT/soak.log"
 
 step "Long conversations, small (bench/long.sh 300: window, pages, sidebar of 200)"
 CONVERSATIONS=200 RUNS=2 bash bench/long.sh 300
@@ -93,6 +113,21 @@ done
 (cd end2end && TETHER_CLUSTER_URL="http://127.0.0.1:$CLUSTER_E2E_PORT" npx playwright test)
 stop_cluster
 
+step "Soak smoke, the result (it ran beside the two steps above)"
+soak_status=0
+wait "$SOAK_PID" || soak_status=$?
+SOAK_PID=""
+cat "$SOAK_OUT/soak.log"
+[ "$soak_status" = 0 ] || { echo "soak failed (exit $soak_status); samples and plot kept in $SOAK_OUT" >&2; exit 1; }
+rm -rf "$SOAK_OUT"
+
+step "Fuzzing, the result (it ran beside the browser suites)"
+fuzz_status=0
+wait "$FUZZ_PID" || fuzz_status=$?
+FUZZ_PID=""
+cat "$FUZZ_LOG"
+[ "$fuzz_status" = 0 ] || { echo "fuzzing failed (exit $fuzz_status)" >&2; exit 1; }
+
 step "The one-file binary (scripts/package.sh --debug: the site embedded) from an empty directory"
 PACKAGED_DIR=$(mktemp -d)
 bash scripts/package.sh --debug
@@ -110,13 +145,6 @@ CARGO_TARGET_DIR="${BENCH_TARGET_DIR:-$HOME/.cache/tether/bench-target}" \
 
 step "Load generator smoke run (bench/run.sh --smoke: a few users, seconds)"
 bash bench/run.sh --smoke
-
-step "Soak smoke (bench/run.sh --soak 30: mixed traffic on both transports, zero errors)"
-SOAK_OUT=$(mktemp -d)
-export SOAK_OUT
-bash bench/run.sh --soak 30 || { echo "soak samples and plot kept in $SOAK_OUT" >&2; exit 1; }
-rm -rf "$SOAK_OUT"
-unset SOAK_OUT
 
 step "All checks passed"
 step_summary

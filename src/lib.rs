@@ -19,6 +19,7 @@ macro_rules! fail_unless {
 }
 
 pub mod app;
+pub mod card_text;
 pub mod client;
 pub mod event_stream;
 pub mod protocol;

@@ -201,6 +201,53 @@ pub struct PersonaInfo {
     pub description: String,
 }
 
+/// A companion (extension, docs "Companions"): a built-in preset (the
+/// server's personas) or one the user made or imported from a character
+/// card. Its `id` is what `send.persona` names for a new conversation.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct CompanionInfo {
+    pub id: String,
+    /// A built-in preset: read-only, the same for everyone.
+    #[serde(default)]
+    pub preset: bool,
+    #[serde(flatten)]
+    pub fields: CompanionDraft,
+    /// Where its picture is (`GET`), if it has one; changes with the picture.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub avatar_url: Option<String>,
+    /// Entries of its lorebook (from an imported card; kept on export).
+    #[serde(default)]
+    pub lore_entries: u32,
+    /// RFC 3339; empty for presets.
+    #[serde(default)]
+    pub updated_at: String,
+}
+
+/// The fields of a companion a person edits (`POST /api/companions`,
+/// `PUT /api/companions/:id`); the names of a character card's fields where
+/// they differ are in the docs.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct CompanionDraft {
+    pub name: String,
+    /// Shown in the gallery and put into the prompt.
+    pub description: String,
+    pub personality: String,
+    pub scenario: String,
+    /// The first message of a new chat (`first_mes`).
+    pub greeting: String,
+    /// Other first messages to swipe between (`alternate_greetings`).
+    pub alternate_greetings: Vec<String>,
+    /// How the companion writes (`mes_example`).
+    pub example_dialogue: String,
+    /// Replaces the server's default system prompt when not empty;
+    /// `{{original}}` stands for the default.
+    pub system_prompt: String,
+    /// Shown when there is no picture (one emoji).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub emoji: Option<String>,
+}
+
 /// Whether the model can answer yet (extension): a local model that
 /// `scripts/start.sh` installs in the background is not ready for the first
 /// minutes. Messages sent meanwhile are held, then answered.
@@ -380,6 +427,10 @@ pub enum ClientFrame {
         /// Persona id, only for a new conversation.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         persona: Option<String>,
+        /// Extension (companions): which greeting of the companion the new
+        /// conversation starts with (0: its greeting, 1…: its alternates).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        greeting: Option<u32>,
     },
     /// Get a `snapshot` and then every later event of the conversation.
     Subscribe { conversation_id: ConversationId },
@@ -441,6 +492,9 @@ pub struct SendRequest {
     /// Persona id, only for a new conversation.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub persona: Option<String>,
+    /// Which greeting a new conversation with a companion starts with.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub greeting: Option<u32>,
 }
 
 impl From<SendRequest> for ClientFrame {
@@ -450,6 +504,7 @@ impl From<SendRequest> for ClientFrame {
             conversation_id: request.conversation_id,
             text: request.text,
             persona: request.persona,
+            greeting: request.greeting,
         }
     }
 }
@@ -650,6 +705,7 @@ mod tests {
             conversation_id: Some("conv".into()),
             text: "again".into(),
             persona: Some("companion".into()),
+            greeting: None,
         };
         let request: SendRequest =
             serde_json::from_str(&frame.to_json()).expect("a send frame is a request");

@@ -35,6 +35,7 @@ fn send(text: &str) -> ClientFrame {
         conversation_id: None,
         text: text.into(),
         persona: None,
+        greeting: None,
     }
 }
 

@@ -57,6 +57,7 @@ async fn empty_text_is_bad_request() {
             conversation_id: None,
             text: "   \n ".into(),
             persona: None,
+            greeting: None,
         })
         .await;
     expect_error(&mut client, ErrorCode::BadRequest).await;
@@ -73,6 +74,7 @@ async fn text_with_a_nul_character_is_bad_request() {
             conversation_id: None,
             text: "hi\u{0}there".into(),
             persona: None,
+            greeting: None,
         })
         .await;
     let message = expect_error(&mut client, ErrorCode::BadRequest).await;
@@ -90,6 +92,7 @@ async fn frame_over_the_limit_is_too_large_and_never_reaches_the_model() {
         conversation_id: None,
         text: "x".repeat(2000),
         persona: None,
+        greeting: None,
     };
     client.send(&frame).await;
     expect_error(&mut client, ErrorCode::TooLarge).await;
@@ -118,6 +121,7 @@ async fn message_over_the_char_limit_is_too_large() {
             conversation_id: None,
             text: "ééééééééééé".into(), // 11 characters, 22 bytes
             persona: None,
+            greeting: None,
         })
         .await;
     match client.next().await {
@@ -156,6 +160,7 @@ async fn sends_over_the_rate_are_rate_limited_with_retry_after() {
             conversation_id: None,
             text: "one more".into(),
             persona: None,
+            greeting: None,
         })
         .await;
     match client.next().await {

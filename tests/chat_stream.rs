@@ -19,6 +19,7 @@ fn send(
         conversation_id: conversation.cloned(),
         text: text.into(),
         persona: None,
+        greeting: None,
     }
 }
 
@@ -563,6 +564,7 @@ async fn a_persona_can_be_chosen_for_a_new_conversation_and_unknown_ones_are_ref
             conversation_id: None,
             text: "hi coach".into(),
             persona: Some("coach".into()),
+            greeting: None,
         })
         .await;
     let ServerFrame::Accepted {
@@ -589,6 +591,7 @@ async fn a_persona_can_be_chosen_for_a_new_conversation_and_unknown_ones_are_ref
             conversation_id: None,
             text: "hi".into(),
             persona: Some("nobody".into()),
+            greeting: None,
         })
         .await;
     assert!(matches!(
@@ -776,6 +779,7 @@ async fn a_socket_follows_at_most_the_cap_dropping_the_least_recently_used() {
                 conversation_id: Some(conversation.clone()),
                 text: "more".into(),
                 persona: None,
+                greeting: None,
             })
             .await;
         other.until_done(conversation).await;
@@ -797,6 +801,7 @@ async fn a_socket_follows_at_most_the_cap_dropping_the_least_recently_used() {
                 conversation_id: Some(conversation.clone()),
                 text: "and more".into(),
                 persona: None,
+                greeting: None,
             })
             .await;
         other.until_done(conversation).await;

@@ -22,6 +22,7 @@ fn send(conversation: Option<&ConversationId>, client_msg_id: &str, text: &str) 
         conversation_id: conversation.cloned(),
         text: text.into(),
         persona: None,
+        greeting: None,
     }
 }
 

@@ -36,6 +36,7 @@ async fn long_conversation(client: &mut WsClient, exchanges: usize) -> Conversat
                 conversation_id: Some(id.clone()),
                 text: format!("m{n}"),
                 persona: None,
+                greeting: None,
             })
             .await;
         client.until_done(&id).await;
@@ -386,6 +387,7 @@ async fn a_reply_streaming_while_paging_stays_exact_and_out_of_the_pages() {
             conversation_id: Some(id.clone()),
             text: prompt.into(),
             persona: None,
+            greeting: None,
         })
         .await;
     // The reply has begun streaming once its first delta is out.

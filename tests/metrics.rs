@@ -92,6 +92,7 @@ async fn chat_twice(mut client: WsClient, n: usize) -> WsClient {
             conversation_id: Some(conversation.clone()),
             text: format!("more private words {n}"),
             persona: None,
+            greeting: None,
         })
         .await;
     client.until_done(&conversation).await;
@@ -155,6 +156,7 @@ async fn scripted_load_moves_counters_histograms_and_the_socket_gauge() {
                 conversation_id: None,
                 text: "said once".into(),
                 persona: None,
+                greeting: None,
             })
             .await;
         let accepted = first
@@ -260,6 +262,7 @@ async fn own_rate_limit_refusals_are_counted() {
             conversation_id: None,
             text: "too soon".into(),
             persona: None,
+            greeting: None,
         })
         .await;
     assert!(matches!(

@@ -145,6 +145,7 @@ fn request(conversation: Option<&ConversationId>, text: &str, id: &str) -> SendR
         conversation_id: conversation.cloned(),
         text: text.into(),
         persona: None,
+        greeting: None,
     }
 }
 
@@ -894,6 +895,7 @@ async fn the_whole_protocol_works_over_plain_requests() {
         conversation_id: None,
         text: "over plain HTTP".into(),
         persona: None,
+        greeting: None,
     };
     let streamed = frames(
         &SseStream::new(post_frame(&server, &cookie, &send).await)

@@ -108,6 +108,7 @@ async fn refused_send(
             conversation_id: conversation.cloned(),
             text: text.into(),
             persona: None,
+            greeting: None,
         })
         .await;
     match client
@@ -140,6 +141,7 @@ async fn chat(
             conversation_id: Some(conversation.clone()),
             text: text.into(),
             persona: None,
+            greeting: None,
         })
         .await;
     let accepted = client

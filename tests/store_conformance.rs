@@ -12,6 +12,8 @@ mod common;
 
 #[path = "store_conformance/behaviour.rs"]
 mod behaviour;
+#[path = "store_conformance/companions.rs"]
+mod companions;
 #[path = "store_conformance/postgres_only.rs"]
 mod postgres_only;
 
@@ -70,12 +72,12 @@ pub async fn open(url: &DatabaseUrl) -> Arc<dyn Store> {
 
 /// One test per backend and behaviour: `sqlite::name` and `postgres::name`.
 macro_rules! conformance {
-    ($($behaviour:ident),+ $(,)?) => {
+    ($($module:ident :: $behaviour:ident),+ $(,)?) => {
         mod sqlite {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $behaviour() {
-                    crate::behaviour::$behaviour(crate::Subject::sqlite().await).await;
+                    crate::$module::$behaviour(crate::Subject::sqlite().await).await;
                 }
             )+
         }
@@ -83,7 +85,7 @@ macro_rules! conformance {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $behaviour() {
-                    crate::behaviour::$behaviour(crate::Subject::postgres().await).await;
+                    crate::$module::$behaviour(crate::Subject::postgres().await).await;
                 }
             )+
         }
@@ -91,28 +93,32 @@ macro_rules! conformance {
 }
 
 conformance! {
-    same_client_msg_id_is_stored_once,
-    concurrent_duplicates_from_two_instances_store_one_message,
-    a_send_to_another_users_conversation_is_not_found,
-    a_refused_send_stores_nothing,
-    messages_are_listed_oldest_first,
-    conversations_are_listed_most_recently_active_first_at_most_200,
-    search_finds_titles_and_message_text_of_the_user_only,
-    a_send_returns_the_newest_history_with_text_oldest_first,
-    renaming_and_deleting_take_the_owner,
-    deleting_a_conversation_deletes_its_messages_and_keys,
-    a_regenerate_key_is_recorded_once,
-    checkpoints_keep_partial_text_and_never_overwrite_a_finished_reply,
-    a_finished_reply_keeps_its_usage_and_touches_its_conversation,
-    a_reopened_reply_keeps_its_text_and_takes_checkpoints_again,
-    interrupted_assistant_messages_are_recovered_as_errors,
-    one_unfinished_reply_per_conversation_and_only_its_run_writes_it,
-    two_instances_starting_replies_at_once_get_one_busy,
-    orphans_are_the_replies_of_silent_instances_and_are_recovered_once,
-    writes_of_a_recovered_run_are_fenced,
-    the_first_shared_setting_wins,
-    two_instances_proposing_a_shared_setting_at_once_agree,
-    ping_answers,
-    pages_before_a_cursor_walk_back_to_the_start_without_gaps,
-    a_cursor_of_another_conversation_is_no_cursor,
+    behaviour::same_client_msg_id_is_stored_once,
+    behaviour::concurrent_duplicates_from_two_instances_store_one_message,
+    behaviour::a_send_to_another_users_conversation_is_not_found,
+    behaviour::a_refused_send_stores_nothing,
+    behaviour::messages_are_listed_oldest_first,
+    behaviour::conversations_are_listed_most_recently_active_first_at_most_200,
+    behaviour::search_finds_titles_and_message_text_of_the_user_only,
+    behaviour::a_send_returns_the_newest_history_with_text_oldest_first,
+    behaviour::renaming_and_deleting_take_the_owner,
+    behaviour::deleting_a_conversation_deletes_its_messages_and_keys,
+    behaviour::a_regenerate_key_is_recorded_once,
+    behaviour::checkpoints_keep_partial_text_and_never_overwrite_a_finished_reply,
+    behaviour::a_finished_reply_keeps_its_usage_and_touches_its_conversation,
+    behaviour::a_reopened_reply_keeps_its_text_and_takes_checkpoints_again,
+    behaviour::interrupted_assistant_messages_are_recovered_as_errors,
+    behaviour::one_unfinished_reply_per_conversation_and_only_its_run_writes_it,
+    behaviour::two_instances_starting_replies_at_once_get_one_busy,
+    behaviour::orphans_are_the_replies_of_silent_instances_and_are_recovered_once,
+    behaviour::writes_of_a_recovered_run_are_fenced,
+    behaviour::the_first_shared_setting_wins,
+    behaviour::two_instances_proposing_a_shared_setting_at_once_agree,
+    behaviour::ping_answers,
+    behaviour::pages_before_a_cursor_walk_back_to_the_start_without_gaps,
+    behaviour::a_cursor_of_another_conversation_is_no_cursor,
+    companions::companions_belong_to_their_owner_newest_change_first,
+    companions::a_user_keeps_at_most_the_limit_of_companions,
+    companions::a_picture_is_stored_replaced_and_removed_with_its_companion,
+    companions::a_new_conversation_starts_with_its_greeting,
 }

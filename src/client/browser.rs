@@ -1,6 +1,6 @@
 //! Thin wrappers over the browser APIs the UI uses (feature `browser`): the
 //! clipboard, the persisted colour theme, `confirm`, the page's socket, the
-//! model's set-up, paint timing, ids and the clock, and copy buttons inside rendered markdown (one
+//! model's set-up, the companion endpoints ([`super::api`]), paint timing, ids and the clock, and copy buttons inside rendered markdown (one
 //! delegated click handler instead of one per code block).
 //!
 //! Other builds compile `browser_twin.rs` in its place (chosen in
@@ -17,7 +17,9 @@ use leptos::{
 use wasm_bindgen::JsCast;
 
 use super::{ConnStatus, Theme, THEME_KEY};
-use crate::protocol::{ClientFrame, ClientMsgId, ModelSetup, ServerFrame};
+use crate::protocol::{
+    ClientFrame, ClientMsgId, CompanionDraft, CompanionInfo, ModelSetup, ServerFrame,
+};
 
 /// Copies `text` to the clipboard; `true` when the browser accepted it.
 pub async fn copy(text: &str) -> bool {
@@ -163,4 +165,35 @@ pub fn message_top(list: &leptos::web_sys::HtmlElement, id: &str) -> Option<i32>
         .dyn_into::<web_sys::HtmlElement>()
         .ok()
         .map(|element| element.offset_top())
+}
+
+/// The presets and the user's own companions (`None`: not reachable now).
+pub async fn companions() -> Option<Vec<CompanionInfo>> {
+    super::api::companions().await
+}
+
+/// Makes (`id` `None`) or changes a companion; `Err` is the reason to show.
+pub async fn save_companion(
+    id: Option<String>,
+    draft: CompanionDraft,
+) -> Result<CompanionInfo, String> {
+    super::api::save(id, &draft).await
+}
+
+pub async fn delete_companion(id: String) -> Result<(), String> {
+    super::api::delete(&id).await
+}
+
+/// Imports the character card chosen in the file input of `event`.
+pub async fn import_card(event: Event) -> Result<CompanionInfo, String> {
+    super::api::import(&event).await
+}
+
+/// Sets the picture chosen in the file input of `event`.
+pub async fn set_avatar(id: String, event: Event) -> Result<CompanionInfo, String> {
+    super::api::set_avatar(&id, &event).await
+}
+
+pub async fn remove_avatar(id: String) -> Result<CompanionInfo, String> {
+    super::api::remove_avatar(&id).await
 }

@@ -11,7 +11,9 @@ use futures::channel::mpsc::UnboundedReceiver;
 use leptos::ev::Event;
 
 use super::{ConnStatus, Theme};
-use crate::protocol::{ClientFrame, ClientMsgId, ModelSetup, ServerFrame};
+use crate::protocol::{
+    ClientFrame, ClientMsgId, CompanionDraft, CompanionInfo, ModelSetup, ServerFrame,
+};
 
 /// No clipboard: nothing is copied.
 pub async fn copy(_text: &str) -> bool {
@@ -70,4 +72,35 @@ pub fn now_rfc3339() -> String {
 /// Nothing is rendered: no position.
 pub fn message_top(_list: &leptos::web_sys::HtmlElement, _id: &str) -> Option<i32> {
     None
+}
+
+/// What the companion calls answer outside a browser (never called there).
+const NOT_A_BROWSER: &str = "not in a browser";
+
+/// No server to ask.
+pub async fn companions() -> Option<Vec<CompanionInfo>> {
+    None
+}
+
+pub async fn save_companion(
+    _id: Option<String>,
+    _draft: CompanionDraft,
+) -> Result<CompanionInfo, String> {
+    Err(NOT_A_BROWSER.into())
+}
+
+pub async fn delete_companion(_id: String) -> Result<(), String> {
+    Err(NOT_A_BROWSER.into())
+}
+
+pub async fn import_card(_event: Event) -> Result<CompanionInfo, String> {
+    Err(NOT_A_BROWSER.into())
+}
+
+pub async fn set_avatar(_id: String, _event: Event) -> Result<CompanionInfo, String> {
+    Err(NOT_A_BROWSER.into())
+}
+
+pub async fn remove_avatar(_id: String) -> Result<CompanionInfo, String> {
+    Err(NOT_A_BROWSER.into())
 }

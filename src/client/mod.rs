@@ -13,6 +13,8 @@ pub mod markdown;
 pub mod state;
 
 #[cfg(feature = "browser")]
+pub mod api;
+#[cfg(feature = "browser")]
 pub mod browser;
 #[cfg(not(feature = "browser"))]
 #[path = "browser_twin.rs"]

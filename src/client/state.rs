@@ -77,6 +77,9 @@ fn pending_id(client_msg_id: &ClientMsgId) -> MessageId {
     MessageId(format!("pending:{client_msg_id}"))
 }
 
+/// The id a new conversation's greeting has until the server stores it.
+const PENDING_GREETING: &str = "pending:greeting";
+
 /// Whether trying the same thing again later can succeed.
 fn transient(code: ErrorCode) -> bool {
     matches!(
@@ -121,6 +124,23 @@ impl ChatView {
                 content: text.to_owned(),
                 created_at: now,
                 finish_reason: None,
+            },
+            streaming: false,
+            stats: None,
+            pending: true,
+        });
+    }
+
+    /// Shows a new conversation's greeting (a companion's first message)
+    /// before the user's first message, until the server's copy arrives.
+    pub fn add_pending_greeting(&mut self, text: &str, now: String) {
+        self.messages.push(ViewMessage {
+            message: Message {
+                id: MessageId(PENDING_GREETING.into()),
+                role: Role::Assistant,
+                content: text.to_owned(),
+                created_at: now,
+                finish_reason: Some(FinishReason::Stop),
             },
             streaming: false,
             stats: None,
@@ -261,8 +281,16 @@ impl ChatView {
 
     /// A complete message: replaces the one with its id, else is added.
     fn apply_message(&mut self, message: Message) {
-        match self.find_mut(&message.id) {
-            Some(m) => m.message = message,
+        if let Some(m) = self.find_mut(&message.id) {
+            m.message = message;
+            return;
+        }
+        // The stored greeting takes the place of the one shown while sending.
+        let greeting = self.messages.iter_mut().find(|m| {
+            m.message.id.as_str() == PENDING_GREETING && m.message.content == message.content
+        });
+        match greeting {
+            Some(m) => *m = ViewMessage::stored(message),
             None => self.messages.push(ViewMessage::stored(message)),
         }
     }
@@ -347,7 +375,11 @@ impl ChatView {
             .messages
             .iter()
             .position(|m| m.pending && m.message.id == pending_id)?;
-        Some(self.messages.remove(pos).message.content)
+        let text = self.messages.remove(pos).message.content;
+        // A refused first message takes the greeting shown before it along.
+        self.messages
+            .retain(|m| m.message.id.as_str() != PENDING_GREETING);
+        Some(text)
     }
 
     fn find_mut(&mut self, id: &MessageId) -> Option<&mut ViewMessage> {
@@ -458,6 +490,43 @@ mod tests {
         assert_eq!(view.messages[0].message.content, "Hello you");
         assert!(!view.is_streaming());
         assert_eq!(view.last_finish(), Some(FinishReason::Stop));
+    }
+
+    #[test]
+    fn a_greeting_shown_while_sending_takes_the_stored_ones_place() {
+        let mut view = ChatView::default();
+        view.add_pending_greeting("Hello, User.", String::new());
+        accepted(&mut view);
+        view.apply(&ServerFrame::Message {
+            conversation_id: "c".into(),
+            message: Message {
+                id: "g1".into(),
+                role: Role::Assistant,
+                content: "Hello, User.".into(),
+                created_at: String::new(),
+                finish_reason: Some(FinishReason::Stop),
+            },
+        });
+        let ids: Vec<&str> = view
+            .messages
+            .iter()
+            .map(|m| m.message.id.as_str())
+            .collect();
+        assert_eq!(ids, ["g1", "u1"], "the greeting stays first");
+        assert!(!view.messages[0].pending);
+
+        // A refused first message takes the shown greeting with it.
+        let mut refused = ChatView::default();
+        refused.add_pending_greeting("Hello", String::new());
+        refused.add_pending(&"k".into(), "hi", String::new());
+        refused.apply(&ServerFrame::Error {
+            code: ErrorCode::BadRequest,
+            message: "no".into(),
+            client_msg_id: Some("k".into()),
+            retry_after_ms: None,
+            conversation_id: None,
+        });
+        assert!(refused.messages.is_empty());
     }
 
     #[test]

@@ -13,6 +13,7 @@ pub mod access;
 pub mod assets;
 pub mod chat;
 pub mod cluster;
+pub mod companions;
 pub mod config;
 pub mod error;
 pub mod http;

@@ -1,6 +1,7 @@
 //! Components of the chat page, one concern a file.
 
 pub mod chat;
+pub mod companions;
 pub mod composer;
 pub mod empty;
 pub mod history;

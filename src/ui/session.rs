@@ -8,12 +8,16 @@ use futures::channel::mpsc::{unbounded, UnboundedReceiver, UnboundedSender};
 use leptos::prelude::*;
 
 use crate::{
+    card_text::{substitute, USER_NAME},
     client::{
         browser, new_client_msg_id, now_rfc3339,
         state::{ChatView, Retry},
         ConnStatus,
     },
-    protocol::{ClientFrame, ConversationSummary, ModelSetup, PersonaInfo, ServerFrame},
+    protocol::{
+        ClientFrame, CompanionDraft, CompanionInfo, ConversationSummary, ModelSetup, PersonaInfo,
+        ServerFrame,
+    },
 };
 
 /// Signals and the outbox of the page's one connection.
@@ -29,8 +33,17 @@ pub struct ChatSession {
     /// The search the list shows, if any.
     pub search: RwSignal<String>,
     pub personas: RwSignal<Vec<PersonaInfo>>,
-    /// Persona for the next new conversation (`None`: the server's default).
+    /// Persona (companion id) for the next new conversation (`None`: the
+    /// server's default).
     pub persona: RwSignal<Option<String>>,
+    /// The presets and the user's own companions (`GET /api/companions`).
+    pub companions: RwSignal<Vec<CompanionInfo>>,
+    /// Which greeting of the chosen companion a new conversation starts with.
+    pub greeting: RwSignal<u32>,
+    /// The companion editor, when open.
+    pub editor: RwSignal<Option<Editor>>,
+    /// Why the last companion action failed, until the next one.
+    pub companion_error: RwSignal<Option<String>>,
     /// The model's set-up while it is not ready (`None`: ready).
     pub model_setup: RwSignal<Option<ModelSetup>>,
     outbox: StoredValue<UnboundedSender<ClientFrame>>,
@@ -52,6 +65,10 @@ impl ChatSession {
             search: RwSignal::new(String::new()),
             personas: RwSignal::new(Vec::new()),
             persona: RwSignal::new(None),
+            companions: RwSignal::new(Vec::new()),
+            greeting: RwSignal::new(0),
+            editor: RwSignal::new(None),
+            companion_error: RwSignal::new(None),
             model_setup: RwSignal::new(None),
             outbox: StoredValue::new(tx),
             render_pending: StoredValue::new(false),
@@ -91,6 +108,7 @@ impl ChatSession {
             } => {
                 self.personas.set(personas.clone());
                 self.follow_model_setup(model_setup.clone());
+                self.load_companions();
                 // (Re)connected: follow the open conversation again from a snapshot.
                 if let Some(conversation_id) =
                     self.chat.with_untracked(|c| c.conversation_id.clone())
@@ -163,17 +181,26 @@ impl ChatSession {
         }
     }
 
-    /// Sends `text` as a new message of the open conversation (or a new one).
+    /// Sends `text` as a new message of the open conversation (or a new
+    /// one, with the chosen companion and its chosen greeting).
     pub fn send_text(&self, text: String) {
         let client_msg_id = new_client_msg_id();
         let conversation_id = self.chat.with_untracked(|c| c.conversation_id.clone());
-        let persona = if conversation_id.is_none() {
-            self.persona.get_untracked()
+        let (persona, greeting) = if conversation_id.is_none() {
+            let index = self.greeting.get_untracked();
+            let greeting = self.chosen_greeting_untracked(index);
+            (
+                self.persona.get_untracked(),
+                greeting.map(|text| (index, text)),
+            )
         } else {
-            None
+            (None, None)
         };
         self.chat.update(|c| {
             c.notice = None;
+            if let Some((_, greeting)) = &greeting {
+                c.add_pending_greeting(greeting, now_rfc3339());
+            }
             c.add_pending(&client_msg_id, &text, now_rfc3339());
         });
         self.send(ClientFrame::Send {
@@ -181,7 +208,108 @@ impl ChatSession {
             conversation_id,
             text,
             persona,
+            greeting: greeting.map(|(index, _)| index),
         });
+    }
+
+    /// Fetches the companions (after each `hello`: a new tab, a reconnect).
+    pub fn load_companions(&self) {
+        let companions = self.companions;
+        leptos::task::spawn_local(async move {
+            if let Some(list) = browser::companions().await {
+                companions.set(list);
+            }
+        });
+    }
+
+    /// The companion a new conversation starts with: the chosen one, else
+    /// the first (the server's default preset).
+    pub fn chosen_companion(&self) -> Option<CompanionInfo> {
+        let chosen = self.persona.get();
+        self.companions.with(|all| {
+            chosen
+                .and_then(|id| all.iter().find(|c| c.id == id))
+                .or_else(|| all.first())
+                .cloned()
+        })
+    }
+
+    /// Chooses the companion for the next new conversation; another
+    /// companion starts at its first greeting.
+    pub fn choose_companion(&self, id: String) {
+        if self.persona.get_untracked().as_deref() != Some(id.as_str()) {
+            self.persona.set(Some(id));
+            self.greeting.set(0);
+        }
+    }
+
+    /// The greetings of the chosen companion, macros filled in.
+    pub fn greetings(&self) -> Vec<String> {
+        self.chosen_companion()
+            .map(|c| greetings_of(&c))
+            .unwrap_or_default()
+    }
+
+    fn chosen_greeting_untracked(&self, index: u32) -> Option<String> {
+        let chosen = self.persona.get_untracked();
+        self.companions.with_untracked(|all| {
+            let companion = chosen
+                .and_then(|id| all.iter().find(|c| c.id == id))
+                .or_else(|| all.first())?;
+            let greetings = greetings_of(companion);
+            greetings
+                .get(index as usize)
+                .or_else(|| greetings.first())
+                .cloned()
+        })
+    }
+
+    /// Opens the editor on a new companion (`None`) or a copy of one.
+    pub fn edit_companion(&self, companion: Option<&CompanionInfo>) {
+        self.companion_error.set(None);
+        self.editor.set(Some(match companion {
+            Some(c) if !c.preset => Editor {
+                id: Some(c.id.clone()),
+                draft: c.fields.clone(),
+                alternates: c.fields.alternate_greetings.join(GREETING_SEPARATOR),
+                avatar_url: c.avatar_url.clone(),
+            },
+            Some(c) => Editor {
+                id: None,
+                draft: CompanionDraft {
+                    name: format!("{} (copy)", c.fields.name),
+                    ..c.fields.clone()
+                },
+                alternates: c.fields.alternate_greetings.join(GREETING_SEPARATOR),
+                avatar_url: None,
+            },
+            None => Editor::default(),
+        }));
+    }
+
+    /// A companion was made, changed or imported: the list shows it and
+    /// it is the one a new conversation starts with.
+    pub fn companion_saved(&self, saved: CompanionInfo) {
+        self.companion_error.set(None);
+        let id = saved.id.clone();
+        self.companions
+            .update(|all| match all.iter_mut().find(|c| c.id == id) {
+                Some(c) => *c = saved,
+                None => {
+                    let at = all.iter().take_while(|c| c.preset).count();
+                    all.insert(at, saved);
+                }
+            });
+        self.choose_companion(id);
+    }
+
+    /// A companion was deleted: the list drops it; the default is chosen.
+    pub fn companion_deleted(&self, id: &str) {
+        self.companions.update(|all| all.retain(|c| c.id != id));
+        if self.persona.get_untracked().as_deref() == Some(id) {
+            self.persona.set(None);
+            self.greeting.set(0);
+        }
     }
 
     /// Asks for the page of messages before the first one shown, when
@@ -255,4 +383,55 @@ impl ChatSession {
             );
         });
     }
+}
+
+/// The companion editor's state: which companion (`None`: a new one) and
+/// the fields as typed so far.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Editor {
+    pub id: Option<String>,
+    pub draft: CompanionDraft,
+    /// The alternate greetings as typed (split when saved).
+    pub alternates: String,
+    pub avatar_url: Option<String>,
+}
+
+/// Between two alternate greetings in the editor: a line of `---`.
+pub const GREETING_SEPARATOR: &str = "\n---\n";
+
+/// The alternate greetings typed in the editor, one per part between
+/// separator lines.
+pub fn split_greetings(text: &str) -> Vec<String> {
+    let mut greetings = Vec::new();
+    let mut current = String::new();
+    let mut finish = |current: &mut String| {
+        let greeting = current.trim();
+        if !greeting.is_empty() {
+            greetings.push(greeting.to_owned());
+        }
+        current.clear();
+    };
+    for line in text.lines() {
+        if line.trim() == "---" {
+            finish(&mut current);
+        } else {
+            if !current.is_empty() {
+                current.push('\n');
+            }
+            current.push_str(line);
+        }
+    }
+    finish(&mut current);
+    greetings
+}
+
+/// A companion's greetings (its greeting, then its alternates; empty ones
+/// left out), with `{{char}}` and `{{user}}` filled in as the server does.
+pub fn greetings_of(companion: &CompanionInfo) -> Vec<String> {
+    let fields = &companion.fields;
+    std::iter::once(&fields.greeting)
+        .chain(&fields.alternate_greetings)
+        .filter(|g| !g.trim().is_empty())
+        .map(|g| substitute(g, fields.name.trim(), USER_NAME))
+        .collect()
 }

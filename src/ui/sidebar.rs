@@ -22,6 +22,11 @@ pub fn Sidebar(open: RwSignal<bool>, active: Signal<Option<String>>) -> impl Int
     let session = ChatSession::get();
     let first_page = first_page_resource();
     let rendered = RwSignal::new(LIST_PAGE);
+    // Only the conversations with this companion (`None`: all).
+    let companion_filter = RwSignal::new(None::<String>);
+    let keep = move |c: &ConversationSummary| {
+        companion_filter.with(|f| f.as_ref().is_none_or(|id| *id == c.persona))
+    };
     let on_search = move |ev: ev::Event| {
         session.search.set(event_target_value(&ev));
         rendered.set(LIST_PAGE);
@@ -42,6 +47,32 @@ pub fn Sidebar(open: RwSignal<bool>, active: Signal<Option<String>>) -> impl Int
                     prop:value=move || session.search.get()
                     on:input=on_search
                 />
+                <Show when=move || session.companions.with(|c| c.len() > 1)>
+                    <label for="companion-filter" class="visually-hidden">"Show conversations with"</label>
+                    <select
+                        id="companion-filter"
+                        class="companion-filter"
+                        on:change=move |ev| {
+                            let id = event_target_value(&ev);
+                            companion_filter.set(Some(id).filter(|id| !id.is_empty()));
+                            rendered.set(LIST_PAGE);
+                        }
+                    >
+                        <option value="" selected=move || companion_filter.with(Option::is_none)>"All companions"</option>
+                        <For
+                            each=move || session.companions.get()
+                            key=|c| (c.id.clone(), c.fields.name.clone())
+                            children=move |c| {
+                                let id = c.id.clone();
+                                let chosen = {
+                                    let id = id.clone();
+                                    move || companion_filter.with(|f| f.as_deref() == Some(id.as_str()))
+                                };
+                                view! { <option value=id selected=chosen>{c.fields.name.clone()}</option> }
+                            }
+                        />
+                    </select>
+                </Show>
             </div>
             <Suspense>
                 {move || Suspend::new(async move {
@@ -51,18 +82,20 @@ pub fn Sidebar(open: RwSignal<bool>, active: Signal<Option<String>>) -> impl Int
                         let first_page = first_page.clone();
                         move || {
                             if session.listed.get() {
-                                session.conversations.with(Vec::len)
+                                session.conversations.with(|c| c.iter().filter(|c| keep(c)).count())
                             } else {
-                                first_page.len()
+                                first_page.iter().filter(|c| keep(c)).count()
                             }
                         }
                     };
                     let shown = move || {
                         let take = rendered.get();
                         if session.listed.get() {
-                            session.conversations.with(|c| c.iter().take(take).cloned().collect())
+                            session.conversations.with(|c| {
+                                c.iter().filter(|c| keep(c)).take(take).cloned().collect()
+                            })
                         } else {
-                            first_page.iter().take(take).cloned().collect::<Vec<_>>()
+                            first_page.iter().filter(|c| keep(c)).take(take).cloned().collect::<Vec<_>>()
                         }
                     };
                     let empty = {

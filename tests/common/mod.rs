@@ -283,6 +283,7 @@ impl WsClient {
             conversation_id: None,
             text: text.into(),
             persona: None,
+            greeting: None,
         })
         .await;
         match self

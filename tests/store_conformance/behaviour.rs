@@ -18,6 +18,7 @@ fn new_conversation() -> Target {
     Target::New {
         persona: "p".into(),
         title: "t".into(),
+        greeting: None,
     }
 }
 
@@ -289,6 +290,7 @@ pub async fn search_finds_titles_and_message_text_of_the_user_only(subject: Subj
     let new = |title: &str| Target::New {
         persona: "p".into(),
         title: title.into(),
+        greeting: None,
     };
     let mut msg = new_msg("alice", "k1", new("Beach trip"));
     msg.text = "let's plan".into();

@@ -59,6 +59,7 @@ fn send(key: &str, instance: &str) -> NewUserMessage {
         target: Target::New {
             persona: "p".into(),
             title: "t".into(),
+            greeting: None,
         },
         text: "hello".into(),
         history: 40,
@@ -73,7 +74,7 @@ async fn two_instances_starting_at_once_migrate_once() {
     let (a, b) = (a.expect("a opens"), b.expect("b opens"));
     assert_eq!(
         select_i64(&url, "SELECT count(*) FROM tether_schema_migrations").await,
-        2,
+        3,
         "every migration applied once"
     );
     let SendOutcome::Stored { conversation, .. } = a

@@ -150,7 +150,8 @@ impl ChatService {
             },
             history,
         };
-        self.start_reply(reservation, &record.persona, reply, ReplyStart::Continue);
+        let prompt = self.companions.prompt_source(user, &record.persona).await;
+        self.start_reply(reservation, prompt, reply, ReplyStart::Continue);
         Ok(accepted)
     }
 }

@@ -79,13 +79,14 @@ impl ChatService {
                 conversation_id,
                 text,
                 persona,
+                greeting,
             } => Answer::Accepted(
                 self.send(
                     user,
                     client_msg_id,
                     conversation_id,
                     text,
-                    persona,
+                    (persona, greeting),
                     received,
                 )
                 .await?,

@@ -41,6 +41,7 @@ use self::{
 use super::{
     access::address::AddrKey,
     cluster::{Cluster, Connecting},
+    companions::{Companions, PromptSource},
     config::Config,
     llm::LlmClient,
     metrics::{AddressLimit, Metrics},
@@ -125,6 +126,8 @@ pub struct ChatService {
     instance: String,
     /// The live state shared with other instances (cluster mode).
     cluster: Option<Arc<Cluster>>,
+    /// Presets and the users' own companions: the prompt of each reply.
+    companions: Companions,
 }
 
 impl std::fmt::Debug for ChatService {
@@ -154,6 +157,7 @@ impl ChatService {
             shutting_down: AtomicBool::new(false),
             instance: crate::server::store::new_id(),
             cluster: None,
+            companions: Companions::new(store.clone(), &config.personas, limits),
             config,
             store,
             llm,
@@ -200,6 +204,11 @@ impl ChatService {
         &self.llm
     }
 
+    /// Presets and the users' own companions (the companion endpoints).
+    pub fn companions(&self) -> &Companions {
+        &self.companions
+    }
+
     /// The greeting of a new connection (WebSocket, or the HTTP fallback's
     /// `GET /api/hello`): protocol version, the user, limits and personas.
     pub fn hello(&self, user: &UserId) -> ServerFrame {
@@ -241,7 +250,7 @@ impl ChatService {
         client_msg_id: ClientMsgId,
         conversation_id: Option<ConversationId>,
         text: String,
-        persona: Option<String>,
+        (persona, greeting): (Option<String>, Option<u32>),
         received: Instant,
     ) -> Result<Accepted, ChatError> {
         let text = self.validate_text(text)?;
@@ -253,7 +262,14 @@ impl ChatService {
         }
         let run = ReplyRun::new(&self.instance);
         let (target, reservation) = match self
-            .send_target(user, &client_msg_id, conversation_id, persona, &text, &run)
+            .send_target(
+                user,
+                &client_msg_id,
+                conversation_id,
+                (persona, greeting.unwrap_or(0)),
+                &text,
+                &run,
+            )
             .await?
         {
             SendTarget::Ready(target, reservation) => (target, reservation),
@@ -266,13 +282,14 @@ impl ChatService {
             reservation.as_ref(),
         );
         let stored = self.store.add_user_message(new_message).await?;
-        let (conversation, message, assistant, history) = match stored {
+        let (conversation, message, assistant, history, greeting) = match stored {
             SendOutcome::Stored {
                 conversation,
                 message,
                 reply,
                 history,
-            } => (conversation, message, reply, history),
+                greeting,
+            } => (conversation, message, reply, history, greeting),
             SendOutcome::Duplicate {
                 conversation_id,
                 message_id,
@@ -295,6 +312,12 @@ impl ChatService {
         let accepted = self
             .accepted(user, client_msg_id.clone(), ids.0, ids.1, false)
             .await?;
+        if let Some(greeting) = greeting {
+            reservation.conversation().publish(&ServerFrame::Message {
+                conversation_id: conversation.id.clone(),
+                message: greeting,
+            });
+        }
         reservation.conversation().publish(&ServerFrame::Message {
             conversation_id: conversation.id.clone(),
             message,
@@ -306,12 +329,11 @@ impl ChatService {
             assistant,
             history,
         };
-        self.start_reply(
-            reservation,
-            &conversation.persona,
-            reply,
-            ReplyStart::Answer,
-        );
+        let prompt = self
+            .companions
+            .prompt_source(user, &conversation.persona)
+            .await;
+        self.start_reply(reservation, prompt, reply, ReplyStart::Answer);
         self.metrics.message_accepted();
         Ok(accepted)
     }
@@ -381,7 +403,7 @@ impl ChatService {
         user: &UserId,
         client_msg_id: &ClientMsgId,
         conversation_id: Option<ConversationId>,
-        persona: Option<String>,
+        (persona, greeting): (Option<String>, u32),
         text: &str,
         run: &ReplyRun,
     ) -> Result<SendTarget, ChatError> {
@@ -396,15 +418,26 @@ impl ChatService {
                 Err(err) => Err(err),
             };
         }
-        let persona = self.config.persona(persona.as_deref()).ok_or_else(|| {
-            ChatError::BadRequest(format!(
-                "unknown persona {:?}",
-                persona.as_deref().unwrap_or_default()
-            ))
-        })?;
-        let target = Target::New {
-            persona: persona.id.clone(),
-            title: title_from(text, self.config.limits.auto_title_chars),
+        let title = title_from(text, self.config.limits.auto_title_chars);
+        let target = match self.config.persona(persona.as_deref()) {
+            Some(preset) => Target::New {
+                persona: preset.id.clone(),
+                title,
+                greeting: None,
+            },
+            // One of the user's own companions: its greeting comes first.
+            None => {
+                let id = persona.unwrap_or_default();
+                let greeting = self.companions.greeting(user, &id, greeting).await;
+                if greeting.is_none() && self.companions.get(user, &id).await.is_err() {
+                    return Err(ChatError::BadRequest(format!("unknown companion {id:?}")));
+                }
+                Target::New {
+                    persona: id,
+                    title,
+                    greeting,
+                }
+            }
         };
         Ok(SendTarget::Ready(target, None))
     }
@@ -444,7 +477,8 @@ impl ChatService {
             assistant,
             history: remaining,
         };
-        self.start_reply(reservation, &record.persona, reply, ReplyStart::Replace);
+        let prompt = self.companions.prompt_source(user, &record.persona).await;
+        self.start_reply(reservation, prompt, reply, ReplyStart::Replace);
         Ok(accepted)
     }
 
@@ -721,7 +755,7 @@ impl ChatService {
     fn start_reply(
         &self,
         reservation: Reservation,
-        persona_id: &str,
+        prompt: PromptSource,
         reply: NewReply,
         start: ReplyStart,
     ) {
@@ -733,12 +767,7 @@ impl ChatService {
             history,
         } = reply;
         let cancel = self.stop_replies.child_token();
-        let system_prompt = self
-            .config
-            .persona(Some(persona_id))
-            .or_else(|| self.config.persona(None))
-            .map(|p| p.system_prompt.clone())
-            .unwrap_or_default();
+        let system_prompt = prompt.system_prompt(&history);
         let message_id = assistant.id.clone();
         let continues = (start == ReplyStart::Continue).then(|| assistant.clone());
         let live = reservation.begin(assistant.clone(), cancel.clone());

@@ -226,5 +226,17 @@ settings! {
         /// Most messages one `history` page returns (a larger `limit` is lowered to it).
         history_page_max: usize = 200, Positive,
             env "HISTORY_PAGE_MAX", flag "history-page-max", value "N";
+        /// Largest character card a user may import (PNG or JSON), in bytes; larger gets `413`.
+        max_card_bytes: usize = 8 * 1024 * 1024, Positive,
+            env "MAX_CARD_BYTES", flag "max-card-bytes", value "BYTES";
+        /// Largest companion picture (PNG, JPEG, GIF or WebP), in bytes; larger gets `413`.
+        max_avatar_bytes: usize = 2 * 1024 * 1024, Positive,
+            env "MAX_AVATAR_BYTES", flag "max-avatar-bytes", value "BYTES";
+        /// Longest text of one companion field (description, greeting, …), in characters.
+        max_companion_field_chars: usize = 32_000, Positive,
+            env "MAX_COMPANION_FIELD_CHARS", flag "max-companion-field-chars", value "CHARS";
+        /// Companions one user may keep (built-in presets not counted).
+        max_companions_per_user: usize = 500, Positive,
+            env "MAX_COMPANIONS_PER_USER", flag "max-companions-per-user", value "N";
     }
 }

@@ -7,10 +7,12 @@
 //! and answer [`StoreError::NotFound`] for anybody else. Database failures
 //! leave the store classified ([`Fault`], see [`fault`]).
 
+pub mod companions;
 pub mod fault;
 mod postgres;
 mod sqlite;
 
+pub use companions::{Avatar, CompanionRecord, CompanionStore};
 pub use fault::{Fault, FaultCounts, FaultKind};
 pub use postgres::{PgStore, PgTuning};
 pub use sqlite::{SqliteStore, SqliteTuning};
@@ -146,8 +148,13 @@ pub struct OrphanedReply {
 pub enum Target {
     /// An existing conversation of the same user.
     Existing(ConversationId),
-    /// A new conversation with this persona and title.
-    New { persona: String, title: String },
+    /// A new conversation with this persona and title; a companion's
+    /// greeting, when given, is stored as its first (assistant) message.
+    New {
+        persona: String,
+        title: String,
+        greeting: Option<String>,
+    },
 }
 
 /// A user message to store, with its idempotency key.
@@ -178,6 +185,9 @@ pub enum SendOutcome {
         /// The newest non-empty messages (the new user message last), oldest
         /// first: what the reply's prompt is built from.
         history: Vec<Message>,
+        /// The greeting a new conversation starts with, stored just before
+        /// the user message (see [`Target::New`]).
+        greeting: Option<Message>,
     },
     /// That `client_msg_id` was accepted before; nothing was stored.
     Duplicate {
@@ -197,7 +207,7 @@ pub struct MessagePage {
 
 /// Storage used by the chat core.
 #[async_trait]
-pub trait Store: Send + Sync + 'static {
+pub trait Store: CompanionStore + Send + Sync + 'static {
     /// The conversation, if `user` owns it.
     async fn conversation(
         &self,
@@ -408,6 +418,17 @@ fn like_escape(text: &str) -> String {
 /// made close in time sort close together, so the indexes on them grow at
 /// their right edge instead of dirtying a random page per insert (what a
 /// write transaction costs is the pages it writes to the WAL).
+/// The message a new conversation's greeting is stored as.
+pub(crate) fn greeting_message(text: &str, now: &str) -> Message {
+    Message {
+        id: MessageId(new_id()),
+        role: crate::protocol::Role::Assistant,
+        content: text.to_owned(),
+        created_at: now.to_owned(),
+        finish_reason: Some(FinishReason::Stop),
+    }
+}
+
 pub fn new_id() -> String {
     uuid::Uuid::now_v7().simple().to_string()
 }

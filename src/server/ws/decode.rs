@@ -230,6 +230,7 @@ mod proptests {
                         conversation_id,
                         text,
                         persona,
+                        greeting: None,
                     }
                 }),
             conversation().prop_map(|conversation_id| ClientFrame::Subscribe { conversation_id }),

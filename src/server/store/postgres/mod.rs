@@ -16,6 +16,7 @@
 //! supervisor than serving errors.
 
 mod classify;
+mod companions;
 mod pages;
 mod replies;
 mod rows;

@@ -15,6 +15,7 @@ use crate::server::store::StoreError;
 const MIGRATIONS: &[&str] = &[
     include_str!("../../../../migrations/postgres/0001_init.sql"),
     include_str!("../../../../migrations/postgres/0002_reply_runs.sql"),
+    include_str!("../../../../migrations/postgres/0003_companions.sql"),
 ];
 
 /// The advisory lock key migrations hold (`tether` in ASCII).

@@ -69,7 +69,7 @@ pub(super) async fn add_user_message(
             message_id,
         });
     }
-    let conversation =
+    let (conversation, greeting) =
         target_conversation(&tx, &msg.user_id, &msg.target, conversation_id, &now).await?;
     let (history, reply) =
         add_messages(&tx, &conversation.id, &message, msg.history, &msg.run).await?;
@@ -79,6 +79,7 @@ pub(super) async fn add_user_message(
         message,
         reply,
         history,
+        greeting,
     })
 }
 
@@ -102,15 +103,16 @@ pub(super) async fn find_client_message(
 }
 
 /// The conversation a user message goes into: an existing one of the user
-/// (touched; `NotFound` if it is not theirs), or a new one with id `id`.
+/// (touched; `NotFound` if it is not theirs), or a new one with id `id`
+/// (with its greeting stored, returned too).
 async fn target_conversation(
     tx: &Transaction<'_>,
     user: &UserId,
     target: &Target,
     id: ConversationId,
     now: &str,
-) -> Result<ConversationRecord, StoreError> {
-    let (persona, title) = match target {
+) -> Result<(ConversationRecord, Option<Message>), StoreError> {
+    let (persona, title, greeting) = match target {
         Target::Existing(_) => {
             let touch = tx
                 .prepare_cached(&format!(
@@ -122,9 +124,13 @@ async fn target_conversation(
                 .query_opt(&touch, &[&now, &id.as_str(), &user.as_str()])
                 .await?
                 .ok_or(StoreError::NotFound)?;
-            return rows::conversation(&row);
+            return Ok((rows::conversation(&row)?, None));
         }
-        Target::New { persona, title } => (persona, title),
+        Target::New {
+            persona,
+            title,
+            greeting,
+        } => (persona, title, greeting),
     };
     // A user's first conversation brings the user's row: opening a socket
     // or a page stores nothing.
@@ -158,7 +164,25 @@ async fn target_conversation(
         ],
     )
     .await?;
-    Ok(record)
+    let greeting = match greeting {
+        Some(text) => {
+            let message = crate::server::store::greeting_message(text, now);
+            tx.execute(
+                "INSERT INTO messages (id, conversation_id, role, content, finish_reason, created_at) \
+                 VALUES ($1, $2, 'assistant', $3, 'stop', $4)",
+                &[
+                    &message.id.as_str(),
+                    &record.id.as_str(),
+                    &message.content,
+                    &message.created_at,
+                ],
+            )
+            .await?;
+            Some(message)
+        }
+        None => None,
+    };
+    Ok((record, greeting))
 }
 
 /// Inserts the user message and reads the history (it included) in one

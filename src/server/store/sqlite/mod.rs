@@ -11,6 +11,7 @@
 //! server: the store starts without a write connection, every request gets
 //! the fault, and the writer opens it as soon as it can (see [`writer`]).
 
+mod companions;
 mod diagnose;
 mod pages;
 mod readers;
@@ -271,7 +272,7 @@ fn add_user_message(conn: &Connection, msg: NewUserMessage) -> Result<SendOutcom
         });
     }
     let now = now_rfc3339();
-    let conversation = target_conversation(conn, &msg.user_id, &msg.target, &now)?;
+    let (conversation, greeting) = target_conversation(conn, &msg.user_id, &msg.target, &now)?;
     let message = Message {
         id: MessageId(new_id()),
         role: Role::User,
@@ -310,17 +311,19 @@ fn add_user_message(conn: &Connection, msg: NewUserMessage) -> Result<SendOutcom
         message,
         reply,
         history,
+        greeting,
     })
 }
 
 /// The conversation a user message goes into: an existing one of the user
-/// (touched, `NotFound` if it is not theirs), or a new one.
+/// (touched, `NotFound` if it is not theirs), or a new one (with its
+/// greeting stored, returned too).
 fn target_conversation(
     conn: &Connection,
     user: &UserId,
     target: &Target,
     now: &str,
-) -> Result<ConversationRecord, StoreError> {
+) -> Result<(ConversationRecord, Option<Message>), StoreError> {
     Ok(match target {
         Target::Existing(id) => {
             // Ownership check, touch and read in one statement.
@@ -330,9 +333,14 @@ fn target_conversation(
             ))?
             .query_row([now, id.as_str(), user.as_str()], conversation_from_row)
             .optional()?
-            .ok_or(StoreError::NotFound)?
+            .ok_or(StoreError::NotFound)
+            .map(|record| (record, None))?
         }
-        Target::New { persona, title } => {
+        Target::New {
+            persona,
+            title,
+            greeting,
+        } => {
             // A user's first conversation brings the user's row: opening a
             // socket or a page stores nothing.
             conn.prepare_cached("INSERT OR IGNORE INTO users (id, created_at) VALUES (?, ?)")?
@@ -357,7 +365,24 @@ fn target_conversation(
                 &record.created_at,
                 &record.updated_at,
             ])?;
-            record
+            let greeting = match greeting {
+                Some(text) => {
+                    let message = super::greeting_message(text, now);
+                    conn.prepare_cached(
+                        "INSERT INTO messages (id, conversation_id, role, content, finish_reason, created_at) \
+                         VALUES (?, ?, 'assistant', ?, 'stop', ?)",
+                    )?
+                    .execute([
+                        message.id.as_str(),
+                        record.id.as_str(),
+                        &message.content,
+                        &message.created_at,
+                    ])?;
+                    Some(message)
+                }
+                None => None,
+            };
+            (record, greeting)
         }
     })
 }
@@ -699,6 +724,7 @@ mod tests {
         Target::New {
             persona: "p".into(),
             title: "t".into(),
+            greeting: None,
         }
     }
 

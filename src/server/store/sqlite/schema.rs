@@ -14,6 +14,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../../../migrations/sqlite/0001_init.sql"),
     include_str!("../../../../migrations/sqlite/0002_reply_runs.sql"),
     include_str!("../../../../migrations/sqlite/0003_finish_reason_check.sql"),
+    include_str!("../../../../migrations/sqlite/0004_companions.sql"),
 ];
 
 /// Brings the database to the newest schema; returns how many were applied.
@@ -80,7 +81,10 @@ mod tests {
              DELETE FROM messages WHERE id = 'm3';",
         )
         .expect("rows at v2");
-        assert_eq!(migrate(&mut conn).expect("to v3"), 1);
+        assert_eq!(
+            migrate(&mut conn).expect("to v3 and on"),
+            MIGRATIONS.len() - 2
+        );
         let rows: Vec<(i64, String, Option<String>)> = conn
             .prepare("SELECT seq, id, finish_reason FROM messages ORDER BY seq")
             .expect("select")
