@@ -113,20 +113,22 @@ done
 (cd end2end && TETHER_CLUSTER_URL="http://127.0.0.1:$CLUSTER_E2E_PORT" npx playwright test)
 stop_cluster
 
+# The result of a background job: its output, and the run fails with it.
+collect_job() { # NAME PID LOG
+  local status=0
+  wait "$2" || status=$?
+  cat "$3"
+  [ "$status" = 0 ] || { echo "$1 failed (exit $status; output above, in $3)" >&2; exit 1; }
+}
+
 step "Soak smoke, the result (it ran beside the two steps above)"
-soak_status=0
-wait "$SOAK_PID" || soak_status=$?
+collect_job "the soak (samples and plot kept in $SOAK_OUT)" "$SOAK_PID" "$SOAK_OUT/soak.log"
 SOAK_PID=""
-cat "$SOAK_OUT/soak.log"
-[ "$soak_status" = 0 ] || { echo "soak failed (exit $soak_status); samples and plot kept in $SOAK_OUT" >&2; exit 1; }
 rm -rf "$SOAK_OUT"
 
 step "Fuzzing, the result (it ran beside the browser suites)"
-fuzz_status=0
-wait "$FUZZ_PID" || fuzz_status=$?
+collect_job "fuzzing" "$FUZZ_PID" "$FUZZ_LOG"
 FUZZ_PID=""
-cat "$FUZZ_LOG"
-[ "$fuzz_status" = 0 ] || { echo "fuzzing failed (exit $fuzz_status)" >&2; exit 1; }
 
 step "The one-file binary (scripts/package.sh --debug: the site embedded) from an empty directory"
 PACKAGED_DIR=$(mktemp -d)

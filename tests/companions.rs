@@ -9,7 +9,7 @@ mod common;
 use base64::Engine as _;
 use common::{TestServer, STEP};
 use serde_json::{json, Value};
-use tether::protocol::{ClientFrame, ConversationId, Role, ServerFrame};
+use tether::protocol::{ClientFrame, Role, ServerFrame};
 
 /// A browser-like client of one user: its cookie and the server's origin.
 struct Browser {
@@ -661,8 +661,8 @@ async fn a_chat_with_a_companion_starts_with_its_greeting_and_follows_its_card()
     let id = card["id"].as_str().expect("id").to_owned();
 
     let mut client = server.connect(&me.cookie).await;
-    client
-        .send(&ClientFrame::Send {
+    let conversation = client
+        .start_with(&ClientFrame::Send {
             client_msg_id: "c-1".into(),
             conversation_id: None,
             text: "Is a storm coming?".into(),
@@ -670,15 +670,6 @@ async fn a_chat_with_a_companion_starts_with_its_greeting_and_follows_its_card()
             greeting: Some(1),
         })
         .await;
-    let conversation: ConversationId = match client
-        .until(|f| matches!(f, ServerFrame::Accepted { .. } | ServerFrame::Error { .. }))
-        .await
-    {
-        ServerFrame::Accepted {
-            conversation_id, ..
-        } => conversation_id,
-        other => panic!("expected accepted, got {other:?}"),
-    };
     client.until_done(&conversation).await;
     let messages = client.snapshot(&conversation).await;
     let shown: Vec<(Role, &str)> = messages

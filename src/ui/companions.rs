@@ -161,6 +161,38 @@ fn GreetingPreview() -> impl IntoView {
     }
 }
 
+/// One text area of the editor, bound to a field of the draft.
+#[component]
+fn DraftText(
+    label: &'static str,
+    name: &'static str,
+    rows: u32,
+    #[prop(optional)] placeholder: &'static str,
+    get: fn(&CompanionDraft) -> &String,
+    put: fn(&mut CompanionDraft, String),
+) -> impl IntoView {
+    let editor = ChatSession::get().editor;
+    view! {
+        <label>
+            {label}
+            <textarea
+                name=name
+                rows=rows
+                placeholder=placeholder
+                prop:value=move || editor.with(|e| e.as_ref().map(|e| get(&e.draft).clone()).unwrap_or_default())
+                on:input=move |ev| {
+                    let text = event_target_value(&ev);
+                    editor.update(|e| {
+                        if let Some(e) = e {
+                            put(&mut e.draft, text);
+                        }
+                    });
+                }
+            ></textarea>
+        </label>
+    }
+}
+
 /// The editor dialog of a new or existing companion.
 #[component]
 fn CompanionEditor() -> impl IntoView {
@@ -302,42 +334,10 @@ fn CompanionEditor() -> impl IntoView {
                             />
                         </label>
                     </div>
-                    <label>
-                        "Description"
-                        <textarea
-                            name="description"
-                            rows="2"
-                            prop:value=value(|d| d.description.clone())
-                            on:input=set(|d, v| d.description = v)
-                        ></textarea>
-                    </label>
-                    <label>
-                        "Personality"
-                        <textarea
-                            name="personality"
-                            rows="2"
-                            prop:value=value(|d| d.personality.clone())
-                            on:input=set(|d, v| d.personality = v)
-                        ></textarea>
-                    </label>
-                    <label>
-                        "Scenario"
-                        <textarea
-                            name="scenario"
-                            rows="2"
-                            prop:value=value(|d| d.scenario.clone())
-                            on:input=set(|d, v| d.scenario = v)
-                        ></textarea>
-                    </label>
-                    <label>
-                        "Greeting (the first message of a new chat)"
-                        <textarea
-                            name="greeting"
-                            rows="2"
-                            prop:value=value(|d| d.greeting.clone())
-                            on:input=set(|d, v| d.greeting = v)
-                        ></textarea>
-                    </label>
+                    <DraftText label="Description" name="description" rows=2 get={|d| &d.description} put={|d, v| d.description = v}/>
+                    <DraftText label="Personality" name="personality" rows=2 get={|d| &d.personality} put={|d, v| d.personality = v}/>
+                    <DraftText label="Scenario" name="scenario" rows=2 get={|d| &d.scenario} put={|d, v| d.scenario = v}/>
+                    <DraftText label="Greeting (the first message of a new chat)" name="greeting" rows=2 get={|d| &d.greeting} put={|d, v| d.greeting = v}/>
                     <label>
                         "Other greetings (separated by a line of ---)"
                         <textarea
@@ -354,25 +354,8 @@ fn CompanionEditor() -> impl IntoView {
                             }
                         ></textarea>
                     </label>
-                    <label>
-                        "Example dialogue"
-                        <textarea
-                            name="example_dialogue"
-                            rows="3"
-                            placeholder="<START>\n{{user}}: Hi!\n{{char}}: Hello there."
-                            prop:value=value(|d| d.example_dialogue.clone())
-                            on:input=set(|d, v| d.example_dialogue = v)
-                        ></textarea>
-                    </label>
-                    <label>
-                        "System prompt (optional; {{original}} is the server's default)"
-                        <textarea
-                            name="system_prompt"
-                            rows="3"
-                            prop:value=value(|d| d.system_prompt.clone())
-                            on:input=set(|d, v| d.system_prompt = v)
-                        ></textarea>
-                    </label>
+                    <DraftText label="Example dialogue" name="example_dialogue" rows=3 placeholder="<START>\n{{user}}: Hi!\n{{char}}: Hello there." get={|d| &d.example_dialogue} put={|d, v| d.example_dialogue = v}/>
+                    <DraftText label="System prompt (optional; {{original}} is the server's default)" name="system_prompt" rows=3 get={|d| &d.system_prompt} put={|d, v| d.system_prompt = v}/>
                     <Show when=move || existing().is_some()>
                         <div class="editor-picture">
                             {move || editor.with(|e| e.as_ref().and_then(|e| e.avatar_url.clone())).map(|url| view! {

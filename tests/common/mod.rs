@@ -278,14 +278,20 @@ impl WsClient {
     /// Sends `text` in a new conversation; returns the `accepted` frame's conversation id.
     pub async fn start_conversation(&mut self, text: &str) -> ConversationId {
         let id = uuid();
-        self.send(&ClientFrame::Send {
+        self.start_with(&ClientFrame::Send {
             client_msg_id: id.as_str().into(),
             conversation_id: None,
             text: text.into(),
             persona: None,
             greeting: None,
         })
-        .await;
+        .await
+    }
+
+    /// Sends a `send` frame that starts a conversation; returns the
+    /// `accepted` frame's conversation id.
+    pub async fn start_with(&mut self, send: &ClientFrame) -> ConversationId {
+        self.send(send).await;
         match self
             .until(|f| matches!(f, ServerFrame::Accepted { .. } | ServerFrame::Error { .. }))
             .await
