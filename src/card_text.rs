@@ -6,6 +6,22 @@
 /// What `{{user}}` becomes (Tether has no display names yet).
 pub const USER_NAME: &str = "User";
 
+/// A companion's greetings, in order: its greeting, then its alternates;
+/// empty ones left out.
+pub fn greetings<'a>(first: &'a str, alternates: &'a [String]) -> Vec<&'a str> {
+    std::iter::once(first)
+        .chain(alternates.iter().map(String::as_str))
+        .filter(|g| !g.trim().is_empty())
+        .collect()
+}
+
+/// Greeting `index` of [`greetings`], the first when out of range; `None`
+/// when there is none.
+pub fn greeting<'a>(first: &'a str, alternates: &'a [String], index: u32) -> Option<&'a str> {
+    let all = greetings(first, alternates);
+    all.get(index as usize).or_else(|| all.first()).copied()
+}
+
 /// `text` with `{{char}}` / `<BOT>` as the companion's name and `{{user}}` /
 /// `<USER>` as the user's (the macros are matched without regard to case).
 pub fn substitute(text: &str, char_name: &str, user_name: &str) -> String {
@@ -47,6 +63,15 @@ pub fn substitute(text: &str, char_name: &str, user_name: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn greetings_skip_empty_ones_and_an_index_out_of_range_is_the_first() {
+        let alternates = vec![" ".to_owned(), "Yo".to_owned()];
+        assert_eq!(greetings("Hi", &alternates), ["Hi", "Yo"]);
+        assert_eq!(greeting("Hi", &alternates, 1), Some("Yo"));
+        assert_eq!(greeting("Hi", &alternates, 7), Some("Hi"));
+        assert_eq!(greeting("", &[], 0), None);
+    }
 
     #[test]
     fn macros_are_filled_in_whatever_their_case() {

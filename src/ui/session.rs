@@ -8,7 +8,7 @@ use futures::channel::mpsc::{unbounded, UnboundedReceiver, UnboundedSender};
 use leptos::prelude::*;
 
 use crate::{
-    card_text::{substitute, USER_NAME},
+    card_text::{greetings, substitute, USER_NAME},
     client::{
         browser, new_client_msg_id, now_rfc3339,
         state::{ChatView, Retry},
@@ -251,17 +251,11 @@ impl ChatSession {
     }
 
     fn chosen_greeting_untracked(&self, index: u32) -> Option<String> {
-        let chosen = self.persona.get_untracked();
-        self.companions.with_untracked(|all| {
-            let companion = chosen
-                .and_then(|id| all.iter().find(|c| c.id == id))
-                .or_else(|| all.first())?;
-            let greetings = greetings_of(companion);
-            greetings
-                .get(index as usize)
-                .or_else(|| greetings.first())
-                .cloned()
-        })
+        let greetings = untrack(|| self.greetings());
+        greetings
+            .get(index as usize)
+            .or_else(|| greetings.first())
+            .cloned()
     }
 
     /// Opens the editor on a new companion (`None`) or a copy of one.
@@ -429,9 +423,8 @@ pub fn split_greetings(text: &str) -> Vec<String> {
 /// left out), with `{{char}}` and `{{user}}` filled in as the server does.
 pub fn greetings_of(companion: &CompanionInfo) -> Vec<String> {
     let fields = &companion.fields;
-    std::iter::once(&fields.greeting)
-        .chain(&fields.alternate_greetings)
-        .filter(|g| !g.trim().is_empty())
+    greetings(&fields.greeting, &fields.alternate_greetings)
+        .into_iter()
         .map(|g| substitute(g, fields.name.trim(), USER_NAME))
         .collect()
 }

@@ -41,7 +41,7 @@ use self::{
 use super::{
     access::address::AddrKey,
     cluster::{Cluster, Connecting},
-    companions::{Companions, PromptSource},
+    companions::{CompanionError, Companions, PromptSource},
     config::Config,
     llm::LlmClient,
     metrics::{AddressLimit, Metrics},
@@ -428,10 +428,14 @@ impl ChatService {
             // One of the user's own companions: its greeting comes first.
             None => {
                 let id = persona.unwrap_or_default();
-                let greeting = self.companions.greeting(user, &id, greeting).await;
-                if greeting.is_none() && self.companions.get(user, &id).await.is_err() {
-                    return Err(ChatError::BadRequest(format!("unknown companion {id:?}")));
-                }
+                let greeting = match self.companions.opening(user, &id, greeting).await {
+                    Ok(greeting) => greeting,
+                    Err(CompanionError::NotFound) => {
+                        return Err(ChatError::BadRequest(format!("unknown companion {id:?}")))
+                    }
+                    Err(CompanionError::Store(err)) => return Err(err.into()),
+                    Err(other) => return Err(ChatError::BadRequest(other.to_string())),
+                };
                 Target::New {
                     persona: id,
                     title,

@@ -356,23 +356,22 @@ impl Companions {
         }
     }
 
-    /// The greeting a new conversation with `persona` starts with
-    /// (`index` 0 is the greeting, 1… the alternates), macros filled in;
-    /// `None` for presets and companions without one.
-    pub async fn greeting(&self, user: &UserId, persona: &str, index: u32) -> Option<String> {
-        if self.preset(persona).is_some() {
-            return None;
-        }
-        let card = read_card(&self.store.companion(user, persona).await.ok()?).ok()?;
+    /// The greeting a new conversation with the user's companion `id`
+    /// starts with (`index` 0 is the greeting, 1… the alternates), macros
+    /// filled in; `None` for a companion without one. One read: `NotFound`
+    /// when the user has no such companion.
+    pub async fn opening(
+        &self,
+        user: &UserId,
+        id: &str,
+        index: u32,
+    ) -> Result<Option<String>, CompanionError> {
+        let card = read_card(&self.store.companion(user, id).await?)?;
         let fields = &card.fields;
-        let greetings: Vec<&String> = std::iter::once(&fields.first_mes)
-            .chain(&fields.alternate_greetings)
-            .filter(|g| !g.trim().is_empty())
-            .collect();
-        let chosen = greetings
-            .get(index as usize)
-            .or_else(|| greetings.first())?;
-        Some(prompt::substitute(chosen, fields.name.trim(), USER_NAME))
+        Ok(
+            crate::card_text::greeting(&fields.first_mes, &fields.alternate_greetings, index)
+                .map(|g| prompt::substitute(g, fields.name.trim(), USER_NAME)),
+        )
     }
 
     /// Checks a draft against the limits; returns its emoji, trimmed.
