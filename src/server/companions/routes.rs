@@ -179,13 +179,9 @@ async fn draft(state: &AppState, body: Body) -> Result<CompanionDraft, ApiError>
 
 /// An upload's bytes, refused with `413` past `limit` (not read on).
 async fn upload(body: Body, limit: usize, what: &'static str) -> Result<Bytes, ApiError> {
-    to_bytes(body, limit).await.map_err(|_| {
-        ApiError::from(CompanionError::TooLarge {
-            what,
-            size: limit + 1,
-            limit,
-        })
-    })
+    to_bytes(body, limit)
+        .await
+        .map_err(|_| ApiError::from(CompanionError::OverLimit { what, limit }))
 }
 
 /// A download: its type, and a file name (ASCII, plus the UTF-8 one).
@@ -229,6 +225,7 @@ impl From<CompanionError> for ApiError {
         let (status, code) = match &err {
             CompanionError::BadRequest(_) => (StatusCode::BAD_REQUEST, ErrorCode::BadRequest),
             CompanionError::TooLarge { .. }
+            | CompanionError::OverLimit { .. }
             | CompanionError::Card(super::card::CardError::TooLarge { .. }) => {
                 (StatusCode::PAYLOAD_TOO_LARGE, ErrorCode::TooLarge)
             }

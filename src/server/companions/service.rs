@@ -37,6 +37,9 @@ pub enum CompanionError {
         size: usize,
         limit: usize,
     },
+    /// An upload cut off at the limit while it was read (its size unknown).
+    #[error("{what} is over the limit: the limit is {limit} bytes")]
+    OverLimit { what: &'static str, limit: usize },
     #[error("companion not found")]
     NotFound,
     #[error("built-in companions cannot be changed; make a copy instead")]
