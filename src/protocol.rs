@@ -121,6 +121,27 @@ pub struct Message {
     /// Assistant only; `null` while streaming.
     #[serde(default)]
     pub finish_reason: Option<FinishReason>,
+    /// Extension (swipes and branches): where this message stands among
+    /// the alternatives of its turn (the other replies to the same message,
+    /// the other edits of the same message). Absent when it has none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alternatives: Option<Alternatives>,
+}
+
+/// A message's place among the alternatives of its turn: `index` (from 0)
+/// of `count`, oldest first. `select_alternative` with another index shows
+/// that alternative and the branch that follows it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Alternatives {
+    pub index: u32,
+    pub count: u32,
+}
+
+impl Alternatives {
+    /// `index` of `count`, or `None` for a message that has no others.
+    pub fn of(index: u32, count: u32) -> Option<Self> {
+        (count > 1 && index < count).then_some(Self { index, count })
+    }
 }
 
 /// The assistant message being generated, as carried in `snapshot`.
@@ -438,7 +459,8 @@ pub enum ClientFrame {
     Unsubscribe { conversation_id: ConversationId },
     /// Cancel the running reply, keeping the partial text.
     Stop { conversation_id: ConversationId },
-    /// Replace the last assistant message with a new reply.
+    /// A new reply to the last user message. The reply it replaces is kept
+    /// as an alternative of that turn (extension: swipes).
     Regenerate {
         conversation_id: ConversationId,
         client_msg_id: ClientMsgId,
@@ -449,6 +471,26 @@ pub enum ClientFrame {
     Continue {
         conversation_id: ConversationId,
         client_msg_id: ClientMsgId,
+    },
+    /// Extension (branches): a new version of a message shown in the
+    /// conversation, as a new branch from that point; the earlier one and
+    /// everything after it stay reachable as an alternative. A user
+    /// message's edit is answered by a new reply (like `send`); an
+    /// assistant message's edit is stored as it is (`accepted`, then a
+    /// `snapshot` to every view).
+    Edit {
+        conversation_id: ConversationId,
+        client_msg_id: ClientMsgId,
+        message_id: MessageId,
+        text: String,
+    },
+    /// Extension (swipes and branches): continue the conversation from
+    /// alternative `index` of the turn `message_id` belongs to. Every view
+    /// of the conversation gets a `snapshot` of the path now shown.
+    SelectAlternative {
+        conversation_id: ConversationId,
+        message_id: MessageId,
+        index: u32,
     },
     /// Application-level keep-alive, answered by `pong`.
     Ping {
@@ -515,8 +557,10 @@ impl ClientFrame {
         match self {
             ClientFrame::Send { client_msg_id, .. }
             | ClientFrame::Regenerate { client_msg_id, .. }
-            | ClientFrame::Continue { client_msg_id, .. } => Some(client_msg_id),
+            | ClientFrame::Continue { client_msg_id, .. }
+            | ClientFrame::Edit { client_msg_id, .. } => Some(client_msg_id),
             ClientFrame::Subscribe { .. }
+            | ClientFrame::SelectAlternative { .. }
             | ClientFrame::Unsubscribe { .. }
             | ClientFrame::Stop { .. }
             | ClientFrame::Ping { .. }
@@ -547,6 +591,12 @@ impl ClientFrame {
             }
             | ClientFrame::DeleteConversation { conversation_id }
             | ClientFrame::History {
+                conversation_id, ..
+            }
+            | ClientFrame::Edit {
+                conversation_id, ..
+            }
+            | ClientFrame::SelectAlternative {
                 conversation_id, ..
             } => Some(conversation_id),
             ClientFrame::Ping { .. } | ClientFrame::ListConversations { .. } => None,

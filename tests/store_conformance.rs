@@ -12,6 +12,8 @@ mod common;
 
 #[path = "store_conformance/behaviour.rs"]
 mod behaviour;
+#[path = "store_conformance/branches.rs"]
+mod branches;
 #[path = "store_conformance/companions.rs"]
 mod companions;
 #[path = "store_conformance/postgres_only.rs"]
@@ -121,4 +123,9 @@ conformance! {
     companions::a_user_keeps_at_most_the_limit_of_companions,
     companions::a_picture_is_stored_replaced_and_removed_with_its_companion,
     companions::a_new_conversation_starts_with_its_greeting,
+    branches::a_regenerated_reply_keeps_the_one_it_replaces,
+    branches::an_edit_branches_and_the_earlier_branch_stays_whole,
+    branches::a_choice_inside_a_branch_is_remembered,
+    branches::an_edited_reply_is_an_alternative_stored_once,
+    branches::choosing_what_does_not_exist_changes_nothing,
 }

@@ -107,6 +107,7 @@ mod tests {
             content: format!("text {n}"),
             created_at: String::new(),
             finish_reason: None,
+            alternatives: None,
         }
     }
 

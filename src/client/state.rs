@@ -124,6 +124,7 @@ impl ChatView {
                 content: text.to_owned(),
                 created_at: now,
                 finish_reason: None,
+                alternatives: None,
             },
             streaming: false,
             stats: None,
@@ -141,6 +142,7 @@ impl ChatView {
                 content: text.to_owned(),
                 created_at: now,
                 finish_reason: Some(FinishReason::Stop),
+                alternatives: None,
             },
             streaming: false,
             stats: None,
@@ -320,6 +322,7 @@ impl ChatView {
                 content: text.to_owned(),
                 created_at: String::new(),
                 finish_reason: None,
+                alternatives: None,
             })),
         }
     }
@@ -472,6 +475,7 @@ mod tests {
                     content: "Hello".into(),
                     created_at: String::new(),
                     finish_reason: None,
+                    alternatives: None,
                 },
                 next_index: 2,
             }),
@@ -505,6 +509,7 @@ mod tests {
                 content: "Hello, User.".into(),
                 created_at: String::new(),
                 finish_reason: Some(FinishReason::Stop),
+                alternatives: None,
             },
         });
         let ids: Vec<&str> = view
@@ -596,6 +601,7 @@ mod tests {
             content: content.into(),
             created_at: String::new(),
             finish_reason,
+            alternatives: None,
         }
     }
 
@@ -616,6 +622,7 @@ mod tests {
             content: "hi".into(),
             created_at: String::new(),
             finish_reason: None,
+            alternatives: None,
         };
         let mut view = ChatView::default();
         for (last, expected) in [

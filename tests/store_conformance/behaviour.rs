@@ -30,6 +30,7 @@ fn new_msg(user: &str, key: &str, target: Target) -> NewUserMessage {
         text: "hello".into(),
         history: 40,
         run: run("r"),
+        replaces: None,
     }
 }
 
@@ -438,21 +439,6 @@ pub async fn a_regenerate_key_is_recorded_once(subject: Subject) {
             .expect("lookup"),
         Some((conversation.id.clone(), reply.id.clone()))
     );
-    // Single messages can be deleted, within their conversation only.
-    let listed = messages(s, &conversation.id).await;
-    let (other, _, _) = stored(
-        s.add_user_message(new_msg("u", "k2", new_conversation()))
-            .await
-            .expect("stored"),
-    );
-    s.delete_message(&other.id, &listed[0].id)
-        .await
-        .expect("nothing to delete is fine");
-    assert_eq!(messages(s, &conversation.id).await.len(), 2);
-    s.delete_message(&conversation.id, &listed[0].id)
-        .await
-        .expect("deleted");
-    assert_eq!(messages(s, &conversation.id).await, listed[1..]);
 }
 
 pub async fn checkpoints_keep_partial_text_and_never_overwrite_a_finished_reply(subject: Subject) {
@@ -579,7 +565,7 @@ pub async fn one_unfinished_reply_per_conversation_and_only_its_run_writes_it(su
     };
     assert!(
         matches!(
-            s.start_assistant(&conversation.id, &other).await,
+            s.start_assistant(&conversation.id, &other, None).await,
             Err(StoreError::Busy)
         ),
         "another instance's reply is unfinished"
@@ -591,7 +577,7 @@ pub async fn one_unfinished_reply_per_conversation_and_only_its_run_writes_it(su
     ));
     // The same instance's leftover (its final write failed) is closed.
     let again = s
-        .start_assistant(&conversation.id, &run("r4"))
+        .start_assistant(&conversation.id, &run("r4"), None)
         .await
         .expect("own leftover closed");
     let listed = messages(s, &conversation.id).await;
@@ -615,7 +601,7 @@ pub async fn two_instances_starting_replies_at_once_get_one_busy(subject: Subjec
     let conversation = idle_conversation(&*subject.store).await;
     let start = |s: Arc<dyn Store>, instance: &str| {
         let (id, run) = (conversation.id.clone(), ReplyRun::new(instance));
-        tokio::spawn(async move { s.start_assistant(&id, &run).await })
+        tokio::spawn(async move { s.start_assistant(&id, &run, None).await })
     };
     let a = start(subject.store.clone(), "a");
     let b = start(other, "b");
@@ -706,7 +692,7 @@ pub async fn writes_of_a_recovered_run_are_fenced(subject: Subject) {
     assert_eq!(kept.content, "Hel", "exactly what was recovered");
     assert_eq!(kept.finish_reason, Some(FinishReason::Error));
     // Regenerating at once: the conversation is free for a new reply.
-    s.start_assistant(&conversation.id, &ReplyRun::new("other"))
+    s.start_assistant(&conversation.id, &ReplyRun::new("other"), None)
         .await
         .expect("not busy");
 }

@@ -161,6 +161,7 @@ pub async fn a_new_conversation_starts_with_its_greeting(s: Subject) {
                 instance: "i".into(),
                 token: "r".into(),
             },
+            replaces: None,
         })
         .await
         .expect("stored");

@@ -64,6 +64,7 @@ fn send(key: &str, instance: &str) -> NewUserMessage {
         text: "hello".into(),
         history: 40,
         run: ReplyRun::new(instance),
+        replaces: None,
     }
 }
 

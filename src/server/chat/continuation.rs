@@ -149,6 +149,7 @@ impl ChatService {
                 ..reply
             },
             history,
+            shown: None,
         };
         let prompt = self.companions.prompt_source(user, &record.persona).await;
         self.start_reply(reservation, prompt, reply, ReplyStart::Continue);
@@ -178,6 +179,7 @@ mod tests {
             content: content.into(),
             created_at: String::new(),
             finish_reason: finish,
+            alternatives: None,
         }
     }
 

@@ -17,12 +17,14 @@ use crate::{
 /// What the transport does with a frame the chat core took.
 #[derive(Debug)]
 pub enum Answer {
-    /// Nothing to write (`stop`).
+    /// Nothing to write (`stop`, `select_alternative`: its `snapshot`
+    /// reaches the views that follow the conversation).
     Nothing,
-    /// One frame for this client only (`pong`, `conversations`).
+    /// One frame for this client only (`pong`, `conversations`, the
+    /// `accepted` of an assistant message's `edit`).
     Frame(ServerFrame),
     /// `accepted`, then the reply's events (`send`, `regenerate`,
-    /// `continue`). A stream
+    /// `continue`, a user message's `edit`). A stream
     /// of this conversation the transport already follows is kept: it
     /// holds every event not yet written.
     Accepted(Accepted),
@@ -105,6 +107,29 @@ impl ChatService {
                 self.continue_reply(user, conversation_id, client_msg_id, received)
                     .await?,
             ),
+            ClientFrame::Edit {
+                conversation_id,
+                client_msg_id,
+                message_id,
+                text,
+            } => {
+                let request = super::branches::EditRequest {
+                    conversation_id,
+                    client_msg_id,
+                    message_id,
+                    text,
+                };
+                self.edit(user, request, received).await?
+            }
+            ClientFrame::SelectAlternative {
+                conversation_id,
+                message_id,
+                index,
+            } => {
+                self.select_alternative(user, &conversation_id, &message_id, index)
+                    .await?;
+                Answer::Nothing
+            }
             ClientFrame::Subscribe { conversation_id } => {
                 let (snapshot, subscription) = self.subscribe(user, &conversation_id).await?;
                 Answer::Subscribed {

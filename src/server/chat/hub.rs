@@ -885,6 +885,7 @@ mod tests {
             content: String::new(),
             created_at: "2026-11-24T00:00:00Z".into(),
             finish_reason: None,
+            alternatives: None,
         }
     }
 

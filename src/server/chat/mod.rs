@@ -5,6 +5,7 @@
 //! and subscriptions; it never touches a socket (that is `ws/`), and it never
 //! talks HTTP to the model (that is `llm/`).
 
+mod branches;
 mod checkpoint;
 mod continuation;
 mod dispatch;
@@ -76,6 +77,9 @@ struct NewReply {
     received: Instant,
     assistant: Message,
     history: Vec<Message>,
+    /// What the open views are shown before the reply streams (not for
+    /// [`ReplyStart::Answer`]); `None`: the newest of `history`.
+    shown: Option<window::Window>,
 }
 
 /// How a reply begins, for the open views and for the model.
@@ -328,6 +332,7 @@ impl ChatService {
             received,
             assistant,
             history,
+            shown: None,
         };
         let prompt = self
             .companions
@@ -358,6 +363,7 @@ impl ChatService {
                 None => self.config.limits.history_messages,
             },
             run: run.clone(),
+            replaces: None,
         };
         (message, window)
     }
@@ -446,7 +452,8 @@ impl ChatService {
         Ok(SendTarget::Ready(target, None))
     }
 
-    /// `regenerate`: drop the last assistant message and answer the last user message again.
+    /// `regenerate`: answer the last user message again; the last reply,
+    /// if any, stays as an alternative of the new one (a swipe).
     pub async fn regenerate(
         &self,
         user: &UserId,
@@ -461,10 +468,13 @@ impl ChatService {
             Rerun::Duplicate(accepted) => return Ok(accepted),
             Rerun::Admitted(record, reservation, run) => (record, reservation, run),
         };
-        let (user_message, remaining) = self
+        let (user_message, replaced, remaining) = self
             .prepare_regenerate(user, &conversation_id, &client_msg_id)
             .await?;
-        let assistant = self.store.start_assistant(&conversation_id, &run).await?;
+        let assistant = self
+            .store
+            .start_assistant(&conversation_id, &run, replaced.as_ref())
+            .await?;
         let accepted = self
             .accepted(
                 user,
@@ -480,6 +490,7 @@ impl ChatService {
             received,
             assistant,
             history: remaining,
+            shown: None,
         };
         let prompt = self.companions.prompt_source(user, &record.persona).await;
         self.start_reply(reservation, prompt, reply, ReplyStart::Replace);
@@ -515,13 +526,12 @@ impl ChatService {
         user: &UserId,
         conversation_id: &ConversationId,
         client_msg_id: &ClientMsgId,
-    ) -> Result<(Message, Vec<Message>), ChatError> {
+    ) -> Result<(Message, Option<MessageId>, Vec<Message>), ChatError> {
         let mut messages = self.store.messages(conversation_id).await?;
-        if messages.last().is_some_and(|m| m.role == Role::Assistant) {
-            if let Some(last) = messages.pop() {
-                self.store.delete_message(conversation_id, &last.id).await?;
-            }
-        }
+        let replaced = match messages.last() {
+            Some(last) if last.role == Role::Assistant => messages.pop().map(|m| m.id),
+            _ => None,
+        };
         let user_message = messages
             .last()
             .filter(|m| m.role == Role::User)
@@ -530,7 +540,7 @@ impl ChatService {
         self.store
             .record_client_message(user, client_msg_id, conversation_id, &user_message.id)
             .await?;
-        Ok((user_message, messages))
+        Ok((user_message, replaced, messages))
     }
 
     /// `subscribe`: a snapshot, and the events after it.
@@ -769,6 +779,7 @@ impl ChatService {
             received,
             assistant,
             history,
+            shown,
         } = reply;
         let cancel = self.stop_replies.child_token();
         let system_prompt = prompt.system_prompt(&history);
@@ -776,7 +787,9 @@ impl ChatService {
         let continues = (start == ReplyStart::Continue).then(|| assistant.clone());
         let live = reservation.begin(assistant.clone(), cancel.clone());
         if start != ReplyStart::Answer {
-            let window = window::Window::of(history.clone(), self.config.limits.history_window);
+            let window = shown.unwrap_or_else(|| {
+                window::Window::of(history.clone(), self.config.limits.history_window)
+            });
             live.publish(&ServerFrame::Snapshot {
                 conversation_id: live.id.clone(),
                 messages: window.messages,
@@ -865,8 +878,6 @@ impl ChatService {
     }
 }
 
-/// A short conversation title from its first message: its first line, at
-/// most `max` characters (`AUTO_TITLE_CHARS`).
 /// The history a `send`'s prompt is built from (at most `cap` messages):
 /// the live conversation's prompt window with the new `message`, kept up
 /// to date; or when it had none, what the store read (`stored`, the new
@@ -889,6 +900,8 @@ fn prompt_history(
     window
 }
 
+/// A short conversation title from its first message: its first line, at
+/// most `max` characters (`AUTO_TITLE_CHARS`).
 fn title_from(text: &str, max: usize) -> String {
     let line = text
         .lines()

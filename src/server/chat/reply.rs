@@ -401,6 +401,7 @@ mod tests {
             content: content.into(),
             created_at: String::new(),
             finish_reason: None,
+            alternatives: None,
         }
     }
 

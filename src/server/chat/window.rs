@@ -119,6 +119,7 @@ mod tests {
             content: String::new(),
             created_at: String::new(),
             finish_reason: None,
+            alternatives: None,
         }
     }
 

@@ -135,6 +135,7 @@ mod tests {
                 content: content.into(),
                 created_at: "2026-12-01T00:00:00.000Z".into(),
                 finish_reason: None,
+                alternatives: None,
             },
             next_index: content.len() as u64,
         }))

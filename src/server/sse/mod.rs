@@ -327,6 +327,7 @@ mod tests {
                     content: "Hello".into(),
                     created_at: String::new(),
                     finish_reason: None,
+                    alternatives: None,
                 },
                 next_index,
             }),

@@ -169,6 +169,35 @@ pub struct NewUserMessage {
     pub history: usize,
     /// The run of the reply whose empty message is stored with it.
     pub run: ReplyRun,
+    /// An edit: the new message becomes the chosen alternative of this
+    /// user message of the same conversation (same parent), which is kept
+    /// with everything after it, set aside. Only with [`Target::Existing`];
+    /// `NotFound` when it is no user message of that conversation.
+    pub replaces: Option<MessageId>,
+}
+
+/// A new version of an assistant message's text (`edit`), with its
+/// idempotency key: stored beside it as the chosen alternative of its turn.
+#[derive(Clone, Debug)]
+pub struct ReplyEdit {
+    pub user_id: UserId,
+    pub client_msg_id: ClientMsgId,
+    pub conversation: ConversationId,
+    /// The assistant message edited.
+    pub of: MessageId,
+    pub text: String,
+}
+
+/// Result of [`Store::edit_reply`].
+#[derive(Clone, Debug)]
+pub enum EditOutcome {
+    /// Stored now: the new message (finish reason `stop`).
+    Stored(Message),
+    /// That `client_msg_id` was accepted before; nothing was stored.
+    Duplicate {
+        conversation_id: ConversationId,
+        message_id: MessageId,
+    },
 }
 
 /// Result of storing a user message.
@@ -260,11 +289,14 @@ pub trait Store: CompanionStore + Send + Sync + 'static {
         message: &MessageId,
     ) -> Result<bool, StoreError>;
 
-    /// All messages of a conversation, oldest first.
+    /// The messages of the path the conversation shows (its chosen
+    /// alternatives), oldest first, each with its [`Message::alternatives`].
     async fn messages(&self, conversation: &ConversationId) -> Result<Vec<Message>, StoreError>;
 
     /// Creates an empty assistant message (finish reason unset) to stream
-    /// into, written by `run`.
+    /// into, written by `run`: after the last message shown, or with
+    /// `replacing` (an assistant message of the conversation, `NotFound` otherwise) as
+    /// a new alternative of that reply, chosen in its place (`regenerate`).
     ///
     /// At most one assistant message per conversation is unfinished: when
     /// another run's is, [`StoreError::Busy`]. An unfinished one of an
@@ -276,7 +308,27 @@ pub trait Store: CompanionStore + Send + Sync + 'static {
         &self,
         conversation: &ConversationId,
         run: &ReplyRun,
+        replacing: Option<&MessageId>,
     ) -> Result<Message, StoreError>;
+
+    /// Stores an edited assistant message beside the one it edits, as the
+    /// chosen alternative (the edited one and what follows it are kept, set
+    /// aside); an idempotency key seen before stores nothing. `NotFound`
+    /// unless `of` is an assistant message of a conversation of
+    /// the user.
+    async fn edit_reply(&self, edit: ReplyEdit) -> Result<EditOutcome, StoreError>;
+
+    /// Chooses alternative `index` (oldest first) of the turn `message`
+    /// belongs to: the conversation now shows that alternative and the
+    /// branch after it (as it was last shown). `NotFound` when `message` is
+    /// not of `conversation` or `index` is past its alternatives. Choosing
+    /// the one already chosen changes nothing.
+    async fn select_alternative(
+        &self,
+        conversation: &ConversationId,
+        message: &MessageId,
+        index: u32,
+    ) -> Result<(), StoreError>;
 
     /// Stores the text streamed so far into a reply that has not finished,
     /// so a crash loses at most what came after it. Only while the reply is
@@ -314,13 +366,6 @@ pub trait Store: CompanionStore + Send + Sync + 'static {
         run: &ReplyRun,
     ) -> Result<(), StoreError>;
 
-    /// Deletes one message of a conversation.
-    async fn delete_message(
-        &self,
-        conversation: &ConversationId,
-        id: &MessageId,
-    ) -> Result<(), StoreError>;
-
     /// Marks assistant messages left unfinished by a crash as `error`; returns how many.
     /// For one instance alone on its database (at its start); instances
     /// sharing a database use [`Store::orphaned_replies`] instead.
@@ -355,10 +400,10 @@ pub trait Store: CompanionStore + Send + Sync + 'static {
     /// also that a write gets through (so readiness sees a fault end).
     async fn ping(&self) -> Result<(), StoreError>;
 
-    /// The newest `limit` messages of a conversation stored before the
-    /// message `before` (`None`: the newest of all), oldest first: one
-    /// keyset read on the `(conversation_id, seq)` index, whatever the
-    /// conversation's length. `Ok(None)` when `before` is not a message of
+    /// The newest `limit` messages of the path a conversation shows before
+    /// the message `before` (`None`: the newest of all), oldest first, with
+    /// their alternatives: one keyset read on the `(conversation_id, seq)`
+    /// index, whatever the conversation's length. `Ok(None)` when `before` is not a message of
     /// this conversation. The caller has checked the owner.
     async fn messages_before(
         &self,
@@ -414,10 +459,6 @@ fn like_escape(text: &str) -> String {
     out
 }
 
-/// A fresh id: UUID v7, a millisecond timestamp then 74 random bits. Ids
-/// made close in time sort close together, so the indexes on them grow at
-/// their right edge instead of dirtying a random page per insert (what a
-/// write transaction costs is the pages it writes to the WAL).
 /// The message a new conversation's greeting is stored as.
 pub(crate) fn greeting_message(text: &str, now: &str) -> Message {
     Message {
@@ -426,9 +467,14 @@ pub(crate) fn greeting_message(text: &str, now: &str) -> Message {
         content: text.to_owned(),
         created_at: now.to_owned(),
         finish_reason: Some(FinishReason::Stop),
+        alternatives: None,
     }
 }
 
+/// A fresh id: UUID v7, a millisecond timestamp then 74 random bits. Ids
+/// made close in time sort close together, so the indexes on them grow at
+/// their right edge instead of dirtying a random page per insert (what a
+/// write transaction costs is the pages it writes to the WAL).
 pub fn new_id() -> String {
     uuid::Uuid::now_v7().simple().to_string()
 }

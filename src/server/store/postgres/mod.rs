@@ -15,6 +15,7 @@
 //! a cluster that cannot reach the database is better restarted by its
 //! supervisor than serving errors.
 
+mod branches;
 mod classify;
 mod companions;
 mod pages;
@@ -29,11 +30,11 @@ use async_trait::async_trait;
 use deadpool_postgres::{Client, Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use tokio_postgres::{types::ToSql, NoTls, Row};
 
-use self::rows::{CONVERSATION_COLUMNS, MESSAGE_COLUMNS};
+use self::rows::CONVERSATION_COLUMNS;
 use super::{
     fault::{FaultCounts, FaultWatch},
-    like_escape, now_rfc3339, ConversationRecord, MessagePage, NewUserMessage, OrphanedReply,
-    ReplyRun, SendOutcome, Store, StoreError,
+    like_escape, now_rfc3339, ConversationRecord, EditOutcome, MessagePage, NewUserMessage,
+    OrphanedReply, ReplyEdit, ReplyRun, SendOutcome, Store, StoreError,
 };
 use crate::protocol::{
     ClientMsgId, ConversationId, FinishReason, Message, MessageId, Usage, UserId,
@@ -300,7 +301,8 @@ impl Store for PgStore {
 
     async fn messages(&self, conversation: &ConversationId) -> Result<Vec<Message>, StoreError> {
         let sql = format!(
-            "SELECT {MESSAGE_COLUMNS} FROM messages WHERE conversation_id = $1 ORDER BY seq"
+            "SELECT {} FROM messages m WHERE m.conversation_id = $1 AND m.active ORDER BY m.seq",
+            branches::VIEW_COLUMNS
         );
         let rows = self.query(&sql, &[&conversation.as_str()]).await?;
         rows::messages(&rows)
@@ -310,10 +312,28 @@ impl Store for PgStore {
         &self,
         conversation: &ConversationId,
         run: &ReplyRun,
+        replacing: Option<&MessageId>,
     ) -> Result<Message, StoreError> {
-        self.writing(
-            |mut client| async move { replies::start(&mut client, conversation, run).await },
-        )
+        self.writing(|mut client| async move {
+            replies::start(&mut client, conversation, run, replacing).await
+        })
+        .await
+    }
+
+    async fn edit_reply(&self, edit: ReplyEdit) -> Result<EditOutcome, StoreError> {
+        self.writing(|mut client| async move { branches::edit_reply(&mut client, edit).await })
+            .await
+    }
+
+    async fn select_alternative(
+        &self,
+        conversation: &ConversationId,
+        message: &MessageId,
+        index: u32,
+    ) -> Result<(), StoreError> {
+        self.writing(|mut client| async move {
+            branches::select(&mut client, conversation, message, index).await
+        })
         .await
     }
 
@@ -349,19 +369,6 @@ impl Store for PgStore {
     ) -> Result<(), StoreError> {
         self.writing(|mut client| async move { replies::reopen(&mut client, id, was, run).await })
             .await
-    }
-
-    async fn delete_message(
-        &self,
-        conversation: &ConversationId,
-        id: &MessageId,
-    ) -> Result<(), StoreError> {
-        self.execute(
-            "DELETE FROM messages WHERE id = $1 AND conversation_id = $2",
-            &[&id.as_str(), &conversation.as_str()],
-        )
-        .await?;
-        Ok(())
     }
 
     async fn recover_interrupted(&self) -> Result<u64, StoreError> {

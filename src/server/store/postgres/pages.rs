@@ -5,7 +5,7 @@
 
 use deadpool_postgres::Client;
 
-use super::rows::{self, MESSAGE_COLUMNS};
+use super::{branches::VIEW_COLUMNS, rows};
 use crate::protocol::{ConversationId, MessageId};
 use crate::server::store::{MessagePage, StoreError};
 
@@ -21,7 +21,9 @@ pub(super) async fn messages_before(
         None => i64::MAX,
         Some(id) => {
             let stmt = client
-                .prepare_cached("SELECT seq FROM messages WHERE id = $1 AND conversation_id = $2")
+                .prepare_cached(
+                    "SELECT seq FROM messages WHERE id = $1 AND conversation_id = $2 AND active",
+                )
                 .await?;
             match client
                 .query_opt(&stmt, &[&id.as_str(), &conversation.as_str()])
@@ -35,8 +37,8 @@ pub(super) async fn messages_before(
     // One row more than asked: it only says that older ones exist.
     let rows = i64::try_from(limit.saturating_add(1)).unwrap_or(i64::MAX);
     let sql = format!(
-        "SELECT {MESSAGE_COLUMNS} FROM messages WHERE conversation_id = $1 AND seq < $2 \
-         ORDER BY seq DESC LIMIT $3"
+        "SELECT {VIEW_COLUMNS} FROM messages m \
+         WHERE m.conversation_id = $1 AND m.active AND m.seq < $2 ORDER BY m.seq DESC LIMIT $3"
     );
     let stmt = client.prepare_cached(&sql).await?;
     let found = client

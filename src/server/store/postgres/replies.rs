@@ -17,15 +17,17 @@ use tokio_postgres::{error::SqlState, types::ToSql};
 
 use super::send::new_reply;
 use crate::{
-    protocol::{ConversationId, FinishReason, Message, MessageId, Usage},
+    protocol::{ConversationId, FinishReason, Message, MessageId, Role, Usage},
     server::store::{new_id, now_rfc3339, OrphanedReply, ReplyRun, StoreError},
 };
 
 /// A new empty assistant message: `$1` id, `$2` conversation, `$3` time,
-/// `$4` instance, `$5` run token.
+/// `$4` instance, `$5` run token, after `$6` (`NULL`: after the last
+/// message shown).
 const INSERT_ASSISTANT: &str =
-    "INSERT INTO messages (id, conversation_id, role, content, created_at, owner, run) \
-     VALUES ($1, $2, 'assistant', '', $3, $4, $5)";
+    "INSERT INTO messages (id, conversation_id, role, content, created_at, owner, run, parent_id) \
+     VALUES ($1, $2, 'assistant', '', $3, $4, $5, COALESCE($6::text, \
+         (SELECT id FROM messages WHERE conversation_id = $2 AND active ORDER BY seq DESC LIMIT 1), $2))";
 
 /// Marks `error` the unfinished reply an earlier run of instance `$2` left
 /// in conversation `$1` (its final write failed): the caller holds the
@@ -52,18 +54,21 @@ pub(super) async fn insert_assistant(
     tx: &Transaction<'_>,
     conversation: &ConversationId,
     run: &ReplyRun,
+    parent: Option<&MessageId>,
 ) -> Result<Message, StoreError> {
     let close = tx.prepare_cached(CLOSE_OWN_LEFTOVER).await?;
     let insert = tx.prepare_cached(INSERT_ASSISTANT).await?;
     let reply = new_reply();
     let (conversation, id) = (conversation.as_str(), reply.id.as_str());
     let close_params: [&(dyn ToSql + Sync); 2] = [&conversation, &run.instance];
-    let insert_params: [&(dyn ToSql + Sync); 5] = [
+    let parent = parent.map(MessageId::as_str);
+    let insert_params: [&(dyn ToSql + Sync); 6] = [
         &id,
         &conversation,
         &reply.created_at,
         &run.instance,
         &run.token,
+        &parent,
     ];
     futures::try_join!(
         tx.execute(&close, &close_params).map_err(StoreError::from),
@@ -72,14 +77,26 @@ pub(super) async fn insert_assistant(
     Ok(reply)
 }
 
-/// [`insert_assistant`] in a transaction of its own.
+/// [`insert_assistant`] in a transaction of its own: after the last
+/// message shown, or in place of `replacing` (an alternative of it).
 pub(super) async fn start(
     client: &mut Client,
     conversation: &ConversationId,
     run: &ReplyRun,
+    replacing: Option<&MessageId>,
 ) -> Result<Message, StoreError> {
     let tx = client.transaction().await?;
-    let reply = insert_assistant(&tx, conversation, run).await?;
+    let reply = match replacing {
+        None => insert_assistant(&tx, conversation, run, None).await?,
+        Some(replaced) => {
+            let parent =
+                super::branches::set_aside(&tx, conversation, replaced, Role::Assistant).await?;
+            let mut reply =
+                insert_assistant(&tx, conversation, run, Some(&MessageId(parent.clone()))).await?;
+            reply.alternatives = super::branches::alternatives_of(&tx, &parent, &reply.id).await?;
+            reply
+        }
+    };
     tx.commit().await?;
     Ok(reply)
 }

@@ -8,9 +8,6 @@ use crate::server::store::{ConversationRecord, StoreError};
 /// The columns [`conversation`] reads, in a `SELECT` or `RETURNING`.
 pub(super) const CONVERSATION_COLUMNS: &str = "id, user_id, title, persona, created_at, updated_at";
 
-/// The columns [`message`] reads.
-pub(super) const MESSAGE_COLUMNS: &str = "id, role, content, finish_reason, created_at";
-
 pub(super) fn conversation(row: &Row) -> Result<ConversationRecord, StoreError> {
     Ok(ConversationRecord {
         id: ConversationId(row.try_get("id")?),
@@ -35,6 +32,11 @@ pub(super) fn message(row: &Row) -> Result<Message, StoreError> {
         content: row.try_get("content")?,
         created_at: row.try_get("created_at")?,
         finish_reason: finish.and_then(FinishReason::parse),
+        // Read with `branches::VIEW_COLUMNS` only.
+        alternatives: match (row.try_get("alt_index"), row.try_get("alt_count")) {
+            (Ok(index), Ok(count)) => super::branches::alternatives(index, count),
+            _ => None,
+        },
     })
 }
 

@@ -16,6 +16,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../../../migrations/postgres/0001_init.sql"),
     include_str!("../../../../migrations/postgres/0002_reply_runs.sql"),
     include_str!("../../../../migrations/postgres/0003_companions.sql"),
+    include_str!("../../../../migrations/postgres/0004_branches.sql"),
 ];
 
 /// The advisory lock key migrations hold (`tether` in ASCII).

@@ -13,10 +13,10 @@ use deadpool_postgres::{Client, Transaction};
 use tokio_postgres::types::ToSql;
 
 use super::{
-    replies,
+    branches, replies,
     rows::{self, CONVERSATION_COLUMNS},
 };
-use crate::protocol::{ConversationId, Message, MessageId, Role, UserId};
+use crate::protocol::{ClientMsgId, ConversationId, Message, MessageId, Role, UserId};
 use crate::server::store::{
     new_id, now_rfc3339, ConversationRecord, NewUserMessage, ReplyRun, SendOutcome, StoreError,
     Target,
@@ -32,34 +32,25 @@ pub(super) async fn add_user_message(
         Target::Existing(id) => id.clone(),
         Target::New { .. } => ConversationId(new_id()),
     };
-    let message = Message {
+    let mut message = Message {
         id: MessageId(new_id()),
         role: Role::User,
         content: msg.text,
         created_at: now.clone(),
         finish_reason: None,
+        alternatives: None,
     };
     let tx = client.transaction().await?;
-    let claim = tx
-        .prepare_cached(
-            "INSERT INTO client_messages \
-             (user_id, client_msg_id, conversation_id, message_id, created_at) \
-             VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
-        )
-        .await?;
-    let claimed = tx
-        .execute(
-            &claim,
-            &[
-                &msg.user_id.as_str(),
-                &msg.client_msg_id.as_str(),
-                &conversation_id.as_str(),
-                &message.id.as_str(),
-                &now,
-            ],
-        )
-        .await?;
-    if claimed == 0 {
+    let claimed = claim_key(
+        &tx,
+        &msg.user_id,
+        &msg.client_msg_id,
+        &conversation_id,
+        &message.id,
+        &now,
+    )
+    .await?;
+    if !claimed {
         tx.rollback().await?;
         let earlier = find_client_message(client, &msg.user_id, msg.client_msg_id.as_str()).await?;
         // Gone already: its conversation was deleted in between.
@@ -71,8 +62,21 @@ pub(super) async fn add_user_message(
     }
     let (conversation, greeting) =
         target_conversation(&tx, &msg.user_id, &msg.target, conversation_id, &now).await?;
-    let (history, reply) =
-        add_messages(&tx, &conversation.id, &message, msg.history, &msg.run).await?;
+    // An edit's message takes the place of the one it edits.
+    let parent = match &msg.replaces {
+        Some(edited) => {
+            Some(branches::set_aside(&tx, &conversation.id, edited, Role::User).await?)
+        }
+        None => None,
+    };
+    let (history, reply) = add_messages(
+        &tx,
+        &conversation.id,
+        (&mut message, parent.as_deref()),
+        msg.history,
+        &msg.run,
+    )
+    .await?;
     tx.commit().await?;
     Ok(SendOutcome::Stored {
         conversation,
@@ -81,6 +85,38 @@ pub(super) async fn add_user_message(
         history,
         greeting,
     })
+}
+
+/// Claims idempotency key `client_msg_id` for `message` (`false`: it was
+/// taken before; a concurrent claim waits for this transaction to end).
+pub(super) async fn claim_key(
+    tx: &Transaction<'_>,
+    user: &UserId,
+    client_msg_id: &ClientMsgId,
+    conversation: &ConversationId,
+    message: &MessageId,
+    now: &str,
+) -> Result<bool, StoreError> {
+    let claim = tx
+        .prepare_cached(
+            "INSERT INTO client_messages \
+             (user_id, client_msg_id, conversation_id, message_id, created_at) \
+             VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
+        )
+        .await?;
+    let claimed = tx
+        .execute(
+            &claim,
+            &[
+                &user.as_str(),
+                &client_msg_id.as_str(),
+                &conversation.as_str(),
+                &message.as_str(),
+                &now,
+            ],
+        )
+        .await?;
+    Ok(claimed == 1)
 }
 
 /// The conversation and message an earlier `client_msg_id` produced.
@@ -168,8 +204,8 @@ async fn target_conversation(
         Some(text) => {
             let message = crate::server::store::greeting_message(text, now);
             tx.execute(
-                "INSERT INTO messages (id, conversation_id, role, content, finish_reason, created_at) \
-                 VALUES ($1, $2, 'assistant', $3, 'stop', $4)",
+                "INSERT INTO messages (id, conversation_id, role, content, finish_reason, created_at, parent_id) \
+                 VALUES ($1, $2, 'assistant', $3, 'stop', $4, $2)",
                 &[
                     &message.id.as_str(),
                     &record.id.as_str(),
@@ -185,29 +221,40 @@ async fn target_conversation(
     Ok((record, greeting))
 }
 
-/// Inserts the user message and reads the history (it included) in one
-/// round trip, then inserts the reply's empty message for `run`.
+/// Inserts the user message (after `parent`, else after the last message
+/// shown) and reads the history (it included) in one round trip, then
+/// inserts the reply's empty message for `run`.
 async fn add_messages(
     tx: &Transaction<'_>,
     conversation: &ConversationId,
-    message: &Message,
+    (message, parent): (&mut Message, Option<&str>),
     history: usize,
     run: &ReplyRun,
 ) -> Result<(Vec<Message>, Message), StoreError> {
-    let insert = tx
-        .prepare_cached(
-            "INSERT INTO messages (id, conversation_id, role, content, created_at) \
-             VALUES ($1, $2, 'user', $3, $4)",
-        )
-        .await?;
+    if let Some(parent) = parent {
+        // An edit: its message is inserted alone, then the path is redrawn.
+        insert_user(tx, conversation, message, Some(parent)).await?;
+        branches::refresh_path(tx, conversation).await?;
+        message.alternatives = branches::alternatives_of(tx, parent, &message.id).await?;
+        let recent = tx.prepare_cached(RECENT_MESSAGES).await?;
+        let limit = i64::try_from(history).unwrap_or(i64::MAX);
+        let newest_first = tx.query(&recent, &[&conversation.as_str(), &limit]).await?;
+        let mut history = rows::messages(&newest_first)?;
+        history.reverse();
+        let reply = replies::insert_assistant(tx, conversation, run, Some(&message.id)).await?;
+        return Ok((history, reply));
+    }
+    let insert = tx.prepare_cached(INSERT_USER).await?;
     let recent = tx.prepare_cached(RECENT_MESSAGES).await?;
     let limit = i64::try_from(history).unwrap_or(i64::MAX);
     let (id, id_of_conversation) = (message.id.as_str(), conversation.as_str());
-    let user_params: [&(dyn ToSql + Sync); 4] = [
+    let no_parent: Option<&str> = None;
+    let user_params: [&(dyn ToSql + Sync); 5] = [
         &id,
         &id_of_conversation,
         &message.content,
         &message.created_at,
+        &no_parent,
     ];
     let recent_params: [&(dyn ToSql + Sync); 2] = [&id_of_conversation, &limit];
     let (_, newest_first) = futures::try_join!(
@@ -216,13 +263,41 @@ async fn add_messages(
     )?;
     let mut history = rows::messages(&newest_first)?;
     history.reverse();
-    let reply = replies::insert_assistant(tx, conversation, run).await?;
+    let reply = replies::insert_assistant(tx, conversation, run, Some(&message.id)).await?;
     Ok((history, reply))
 }
 
-/// The newest `$2` messages with text, newest first.
+/// Inserts a user message `$1` into conversation `$2` with text `$3` at
+/// `$4`, after message `$5` (`NULL`: after the last message shown, or
+/// first).
+const INSERT_USER: &str = "INSERT INTO messages (id, conversation_id, role, content, created_at, parent_id) \
+     VALUES ($1, $2, 'user', $3, $4, COALESCE($5::text, \
+         (SELECT id FROM messages WHERE conversation_id = $2 AND active ORDER BY seq DESC LIMIT 1), $2))";
+
+async fn insert_user(
+    tx: &Transaction<'_>,
+    conversation: &ConversationId,
+    message: &Message,
+    parent: Option<&str>,
+) -> Result<(), StoreError> {
+    let insert = tx.prepare_cached(INSERT_USER).await?;
+    tx.execute(
+        &insert,
+        &[
+            &message.id.as_str(),
+            &conversation.as_str(),
+            &message.content,
+            &message.created_at,
+            &parent,
+        ],
+    )
+    .await?;
+    Ok(())
+}
+
+/// The newest `$2` messages with text of the path shown, newest first.
 const RECENT_MESSAGES: &str = "SELECT id, role, content, finish_reason, created_at \
-     FROM messages WHERE conversation_id = $1 AND content <> '' ORDER BY seq DESC LIMIT $2";
+     FROM messages WHERE conversation_id = $1 AND active AND content <> '' ORDER BY seq DESC LIMIT $2";
 
 /// The empty assistant message a reply streams into, before it is inserted.
 pub(super) fn new_reply() -> Message {
@@ -232,5 +307,6 @@ pub(super) fn new_reply() -> Message {
         content: String::new(),
         created_at: now_rfc3339(),
         finish_reason: None,
+        alternatives: None,
     }
 }

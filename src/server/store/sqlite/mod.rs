@@ -11,6 +11,7 @@
 //! server: the store starts without a write connection, every request gets
 //! the fault, and the writer opens it as soon as it can (see [`writer`]).
 
+mod branches;
 mod companions;
 mod diagnose;
 mod pages;
@@ -34,8 +35,8 @@ use self::{
 };
 use super::{
     fault::{Fault, FaultCounts, FaultKind, FaultWatch},
-    like_escape, new_id, now_rfc3339, ConversationRecord, MessagePage, NewUserMessage,
-    OrphanedReply, ReplyRun, SendOutcome, Store, StoreError, Target,
+    like_escape, new_id, now_rfc3339, ConversationRecord, EditOutcome, MessagePage,
+    NewUserMessage, OrphanedReply, ReplyEdit, ReplyRun, SendOutcome, Store, StoreError, Target,
 };
 use crate::protocol::{
     ClientMsgId, ConversationId, FinishReason, Message, MessageId, Role, Usage, UserId,
@@ -216,6 +217,8 @@ fn conversation_from_row(row: &Row<'_>) -> rusqlite::Result<ConversationRecord> 
 /// a lookup by name compares every column's name per value).
 const MESSAGE_COLUMNS: &str = "id, role, content, finish_reason, created_at";
 
+/// A message read with [`MESSAGE_COLUMNS`], or with
+/// [`branches::VIEW_COLUMNS`] (its alternatives too).
 fn message_from_row(row: &Row<'_>) -> rusqlite::Result<Message> {
     let role: String = row.get(1)?;
     let finish: Option<String> = row.get(3)?;
@@ -229,6 +232,7 @@ fn message_from_row(row: &Row<'_>) -> rusqlite::Result<Message> {
         content: row.get(2)?,
         created_at: row.get(4)?,
         finish_reason: finish.as_deref().and_then(FinishReason::parse),
+        alternatives: branches::alternatives_from_row(row)?,
     })
 }
 
@@ -273,12 +277,18 @@ fn add_user_message(conn: &Connection, msg: NewUserMessage) -> Result<SendOutcom
     }
     let now = now_rfc3339();
     let (conversation, greeting) = target_conversation(conn, &msg.user_id, &msg.target, &now)?;
-    let message = Message {
+    // An edit's message takes the place of the one it edits.
+    let parent = match &msg.replaces {
+        Some(edited) => Some(branches::set_aside(conn, &conversation.id, edited, Role::User)?),
+        None => None,
+    };
+    let mut message = Message {
         id: MessageId(new_id()),
         role: Role::User,
         content: msg.text,
         created_at: now.clone(),
         finish_reason: None,
+        alternatives: None,
     };
     conn.prepare_cached(
         "INSERT INTO client_messages (user_id, client_msg_id, conversation_id, message_id, created_at) \
@@ -291,21 +301,30 @@ fn add_user_message(conn: &Connection, msg: NewUserMessage) -> Result<SendOutcom
         message.id.as_str(),
         &now,
     ])?;
+    // Without an edit, it follows the last message shown (the greeting's
+    // conversation has one; a new one without a greeting starts here).
     conn.prepare_cached(
-        "INSERT INTO messages (id, conversation_id, role, content, created_at) \
-         VALUES (?, ?, 'user', ?, ?)",
+        "INSERT INTO messages (id, conversation_id, role, content, created_at, parent_id) \
+         VALUES (?1, ?2, 'user', ?3, ?4, COALESCE(?5, \
+             (SELECT id FROM messages WHERE conversation_id = ?2 AND active = 1 \
+              ORDER BY seq DESC LIMIT 1), ?2))",
     )?
-    .execute([
+    .execute(rusqlite::params![
         message.id.as_str(),
         conversation.id.as_str(),
         &message.content,
         &message.created_at,
+        parent.as_deref(),
     ])?;
+    if let Some(parent) = &parent {
+        branches::refresh_path(conn, &conversation.id)?;
+        message.alternatives = branches::alternatives_of(conn, parent, &message.id)?;
+    }
     let history = match msg.history {
         0 => Vec::new(),
         limit => recent_messages(conn, &conversation.id, limit)?,
     };
-    let reply = replies::insert_assistant(conn, &conversation.id, &msg.run)?;
+    let reply = replies::insert_assistant(conn, &conversation.id, &msg.run, Some(&message.id))?;
     Ok(SendOutcome::Stored {
         conversation,
         message,
@@ -369,8 +388,8 @@ fn target_conversation(
                 Some(text) => {
                     let message = super::greeting_message(text, now);
                     conn.prepare_cached(
-                        "INSERT INTO messages (id, conversation_id, role, content, finish_reason, created_at) \
-                         VALUES (?, ?, 'assistant', ?, 'stop', ?)",
+                        "INSERT INTO messages (id, conversation_id, role, content, finish_reason, created_at, parent_id) \
+                         VALUES (?1, ?2, 'assistant', ?3, 'stop', ?4, ?2)",
                     )?
                     .execute([
                         message.id.as_str(),
@@ -387,7 +406,7 @@ fn target_conversation(
     })
 }
 
-/// The newest `limit` messages with text, oldest first.
+/// The newest `limit` messages with text of the path shown, oldest first.
 fn recent_messages(
     conn: &Connection,
     conversation: &ConversationId,
@@ -399,7 +418,7 @@ fn recent_messages(
     // The limit is a setting, so the cache holds one statement.
     let sql = format!(
         "SELECT {MESSAGE_COLUMNS} FROM messages \
-         WHERE conversation_id = ? AND content != '' ORDER BY seq DESC LIMIT {limit}"
+         WHERE conversation_id = ? AND active = 1 AND content != '' ORDER BY seq DESC LIMIT {limit}"
     );
     let mut newest_first: Vec<Message> = conn
         .prepare_cached(&sql)?
@@ -552,8 +571,9 @@ impl Store for SqliteStore {
             .run(move |conn| {
                 Ok(conn
                     .prepare_cached(&format!(
-                        "SELECT {MESSAGE_COLUMNS} FROM messages \
-                         WHERE conversation_id = ? ORDER BY seq"
+                        "SELECT {} FROM messages m \
+                         WHERE m.conversation_id = ? AND m.active = 1 ORDER BY m.seq",
+                        branches::VIEW_COLUMNS
                     ))?
                     .query_map([conversation.as_str()], message_from_row)?
                     .collect::<Result<_, _>>()?)
@@ -565,10 +585,38 @@ impl Store for SqliteStore {
         &self,
         conversation: &ConversationId,
         run: &ReplyRun,
+        replacing: Option<&MessageId>,
     ) -> Result<Message, StoreError> {
-        let (conversation, run) = (conversation.clone(), run.clone());
+        let (conversation, run, replacing) = (conversation.clone(), run.clone(), replacing.cloned());
         self.writer
-            .run(move |conn| replies::insert_assistant(conn, &conversation, &run))
+            .run(move |conn| {
+                let Some(replaced) = replacing else {
+                    return replies::insert_assistant(conn, &conversation, &run, None);
+                };
+                let parent = branches::set_aside(conn, &conversation, &replaced, Role::Assistant)?;
+                let mut reply =
+                    replies::insert_assistant(conn, &conversation, &run, Some(&MessageId(parent.clone())))?;
+                reply.alternatives = branches::alternatives_of(conn, &parent, &reply.id)?;
+                Ok(reply)
+            })
+            .await
+    }
+
+    async fn edit_reply(&self, edit: ReplyEdit) -> Result<EditOutcome, StoreError> {
+        self.writer
+            .run(move |conn| branches::edit_reply(conn, edit))
+            .await
+    }
+
+    async fn select_alternative(
+        &self,
+        conversation: &ConversationId,
+        message: &MessageId,
+        index: u32,
+    ) -> Result<(), StoreError> {
+        let (conversation, message) = (conversation.clone(), message.clone());
+        self.writer
+            .run(move |conn| branches::select(conn, &conversation, &message, index))
             .await
     }
 
@@ -608,20 +656,6 @@ impl Store for SqliteStore {
         self.writer
             .run(move |conn| replies::reopen(conn, &id, was, &run))
             .await
-    }
-
-    async fn delete_message(
-        &self,
-        conversation: &ConversationId,
-        id: &MessageId,
-    ) -> Result<(), StoreError> {
-        let params = [id.to_string(), conversation.to_string()];
-        self.execute(
-            "DELETE FROM messages WHERE id = ? AND conversation_id = ?",
-            params,
-        )
-        .await?;
-        Ok(())
     }
 
     async fn recover_interrupted(&self) -> Result<u64, StoreError> {
@@ -736,6 +770,7 @@ mod tests {
             text: "hello".into(),
             history: 40,
             run: run("r"),
+            replaces: None,
         }
     }
 

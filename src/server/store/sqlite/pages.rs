@@ -6,7 +6,7 @@
 
 use rusqlite::{Connection, OptionalExtension};
 
-use super::message_from_row;
+use super::{branches::VIEW_COLUMNS, message_from_row};
 use crate::protocol::{ConversationId, Message, MessageId};
 use crate::server::store::{MessagePage, StoreError};
 
@@ -22,7 +22,9 @@ pub(super) fn messages_before(
         None => i64::MAX,
         Some(id) => {
             let seq: Option<i64> = conn
-                .prepare_cached("SELECT seq FROM messages WHERE id = ? AND conversation_id = ?")?
+                .prepare_cached(
+                    "SELECT seq FROM messages WHERE id = ? AND conversation_id = ? AND active = 1",
+                )?
                 .query_row([id.as_str(), conversation.as_str()], |row| row.get(0))
                 .optional()?;
             match seq {
@@ -34,16 +36,21 @@ pub(super) fn messages_before(
     // One row more than asked: it only says that older ones exist.
     let rows = i64::try_from(limit.saturating_add(1)).unwrap_or(i64::MAX);
     let newest_first: Vec<Message> = conn
-        .prepare_cached(
-            "SELECT id, role, content, finish_reason, created_at FROM messages \
-             WHERE conversation_id = ? AND seq < ? ORDER BY seq DESC LIMIT ?",
-        )?
+        .prepare_cached(&page_sql())?
         .query_map(
             rusqlite::params![conversation.as_str(), below, rows],
             message_from_row,
         )?
         .collect::<Result<_, _>>()?;
     Ok(Some(MessagePage::from_newest_first(newest_first, limit)))
+}
+
+/// The newest `?3` messages of the path shown of conversation `?1` below `seq` `?2`.
+fn page_sql() -> String {
+    format!(
+        "SELECT {VIEW_COLUMNS} FROM messages m \
+         WHERE m.conversation_id = ? AND m.active = 1 AND m.seq < ? ORDER BY m.seq DESC LIMIT ?"
+    )
 }
 
 #[cfg(test)]
@@ -53,14 +60,10 @@ mod tests {
     /// The page query reads the conversation's index, never the whole table.
     #[test]
     fn the_page_query_is_a_keyset_read_on_the_conversation_index() {
-        let conn = Connection::open_in_memory().expect("in-memory database");
-        conn.execute_batch(include_str!("../../../../migrations/sqlite/0001_init.sql"))
-            .expect("schema");
+        let mut conn = Connection::open_in_memory().expect("in-memory database");
+        super::super::schema::migrate(&mut conn).expect("schema");
         let plan: Vec<String> = conn
-            .prepare(
-                "EXPLAIN QUERY PLAN SELECT id, role, content, finish_reason, created_at \
-                 FROM messages WHERE conversation_id = ? AND seq < ? ORDER BY seq DESC LIMIT ?",
-            )
+            .prepare(&format!("EXPLAIN QUERY PLAN {}", page_sql()))
             .expect("plan")
             .query_map(rusqlite::params!["c", 10, 5], |row| row.get::<_, String>(3))
             .expect("rows")
@@ -73,5 +76,8 @@ mod tests {
             "{plan}"
         );
         assert!(!plan.contains("TEMP B-TREE"), "no sort: {plan}");
+        // The alternatives are two lookups on the parent index, not scans.
+        assert!(plan.contains("messages_by_parent"), "{plan}");
+        assert!(!plan.contains("SCAN"), "no scan: {plan}");
     }
 }

@@ -39,11 +39,13 @@ fn close_own_leftover(
     Ok(())
 }
 
-/// A new empty assistant message (finish reason unset) of `run` to stream into.
+/// A new empty assistant message (finish reason unset) of `run` to stream
+/// into, after `parent` (`None`: after the last message shown).
 pub(super) fn insert_assistant(
     conn: &Connection,
     conversation: &ConversationId,
     run: &ReplyRun,
+    parent: Option<&MessageId>,
 ) -> Result<Message, StoreError> {
     close_own_leftover(conn, conversation, &run.instance)?;
     let message = Message {
@@ -52,17 +54,21 @@ pub(super) fn insert_assistant(
         content: String::new(),
         created_at: now_rfc3339(),
         finish_reason: None,
+        alternatives: None,
     };
     conn.prepare_cached(
-        "INSERT INTO messages (id, conversation_id, role, content, created_at, owner, run) \
-         VALUES (?, ?, 'assistant', '', ?, ?, ?)",
+        "INSERT INTO messages (id, conversation_id, role, content, created_at, owner, run, parent_id) \
+         VALUES (?1, ?2, 'assistant', '', ?3, ?4, ?5, COALESCE(?6, \
+             (SELECT id FROM messages WHERE conversation_id = ?2 AND active = 1 \
+              ORDER BY seq DESC LIMIT 1), ?2))",
     )?
-    .execute([
+    .execute(rusqlite::params![
         message.id.as_str(),
         conversation.as_str(),
         &message.created_at,
         &run.instance,
         &run.token,
+        parent.map(MessageId::as_str),
     ])
     .map_err(busy_or)?;
     Ok(message)

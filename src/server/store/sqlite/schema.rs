@@ -15,6 +15,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../../../migrations/sqlite/0002_reply_runs.sql"),
     include_str!("../../../../migrations/sqlite/0003_finish_reason_check.sql"),
     include_str!("../../../../migrations/sqlite/0004_companions.sql"),
+    include_str!("../../../../migrations/sqlite/0005_branches.sql"),
 ];
 
 /// Brings the database to the newest schema; returns how many were applied.
