@@ -275,6 +275,18 @@ impl WsClient {
         }
     }
 
+    /// Sends `text` to an existing conversation (a fresh `client_msg_id`).
+    pub async fn send_text_to(&mut self, conversation: &ConversationId, text: &str) {
+        self.send(&ClientFrame::Send {
+            client_msg_id: uuid().as_str().into(),
+            conversation_id: Some(conversation.clone()),
+            text: text.into(),
+            persona: None,
+            greeting: None,
+        })
+        .await;
+    }
+
     /// Sends `text` in a new conversation; returns the `accepted` frame's conversation id.
     pub async fn start_conversation(&mut self, text: &str) -> ConversationId {
         let id = uuid();
