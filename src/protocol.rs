@@ -131,7 +131,7 @@ pub struct Message {
 /// A message's place among the alternatives of its turn: `index` (from 0)
 /// of `count`, oldest first. `select_alternative` with another index shows
 /// that alternative and the branch that follows it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Alternatives {
     pub index: u32,
     pub count: u32,

@@ -180,7 +180,7 @@ pub fn MessageList(route_id: Signal<Option<String>>) -> impl IntoView {
                                 let live = chat.with(|c| c.messages.clone());
                                 if live.is_empty() { initial.clone() } else { live }
                             }
-                            key=|m| (m.message.id.clone(), m.message.content.len(), m.streaming, m.message.finish_reason, m.pending)
+                            key=|m| (m.message.id.clone(), m.message.content.len(), m.streaming, m.message.finish_reason, m.pending, m.message.alternatives)
                             children=|m| view! { <MessageBubble message=m/> }
                         />
                     }

@@ -15,8 +15,8 @@ use crate::{
         ConnStatus,
     },
     protocol::{
-        ClientFrame, CompanionDraft, CompanionInfo, ConversationSummary, ModelSetup, PersonaInfo,
-        ServerFrame,
+        ClientFrame, CompanionDraft, CompanionInfo, ConversationSummary, MessageId, ModelSetup,
+        PersonaInfo, ServerFrame,
     },
 };
 
@@ -335,6 +335,33 @@ impl ChatSession {
             self.send(ClientFrame::Regenerate {
                 conversation_id,
                 client_msg_id: new_client_msg_id(),
+            });
+        }
+    }
+
+    /// Shows alternative `index` of the turn of `message_id` (a swipe, or
+    /// another branch); every tab is shown the path by a `snapshot`.
+    pub fn select_alternative(&self, message_id: MessageId, index: u32) {
+        if let Some(conversation_id) = self.chat.with_untracked(|c| c.conversation_id.clone()) {
+            self.chat.update(|c| c.notice = None);
+            self.send(ClientFrame::SelectAlternative {
+                conversation_id,
+                message_id,
+                index,
+            });
+        }
+    }
+
+    /// Stores `text` as a new version of message `message_id` (a branch
+    /// from there); a user message's edit gets a new reply.
+    pub fn edit_message(&self, message_id: MessageId, text: String) {
+        if let Some(conversation_id) = self.chat.with_untracked(|c| c.conversation_id.clone()) {
+            self.chat.update(|c| c.notice = None);
+            self.send(ClientFrame::Edit {
+                conversation_id,
+                client_msg_id: new_client_msg_id(),
+                message_id,
+                text,
             });
         }
     }

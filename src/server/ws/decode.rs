@@ -248,6 +248,21 @@ mod proptests {
                     client_msg_id,
                 }
             }),
+            (conversation(), client_msg(), text(), text()).prop_map(
+                |(conversation_id, client_msg_id, message_id, text)| ClientFrame::Edit {
+                    conversation_id,
+                    client_msg_id,
+                    message_id: MessageId(message_id),
+                    text,
+                }
+            ),
+            (conversation(), text(), any::<u32>()).prop_map(|(conversation_id, message_id, index)| {
+                ClientFrame::SelectAlternative {
+                    conversation_id,
+                    message_id: MessageId(message_id),
+                    index,
+                }
+            }),
             json_value().prop_map(|nonce| ClientFrame::Ping { nonce }),
             prop::option::of(text()).prop_map(|query| ClientFrame::ListConversations { query }),
             (conversation(), text()).prop_map(|(conversation_id, title)| {
@@ -289,6 +304,10 @@ mod proptests {
                 "\"subscribe\"",
                 "\"stop\"",
                 "\"regenerate\"",
+                "\"edit\"",
+                "\"select_alternative\"",
+                "\"message_id\"",
+                "\"index\"",
                 "\"continue\"",
                 "\"list_conversations\"",
                 "\"rename_conversation\"",
