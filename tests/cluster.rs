@@ -591,6 +591,44 @@ async fn regenerate_on_another_instance_streams_into_every_tab() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_swipe_chosen_on_one_instance_is_shown_on_the_other() {
+    let cluster = cluster_with(&[]).await;
+    let (_, mut a, mut b) = two_tabs(&cluster).await;
+    let id = conversation(&mut a).await;
+    let first = last_stored(&mut a, &id).await;
+    a.send(&ClientFrame::Regenerate {
+        conversation_id: id.clone(),
+        client_msg_id: uuid().as_str().into(),
+    })
+    .await;
+    a.until_done(&id).await;
+    b.snapshot(&id).await;
+    a.send(&ClientFrame::SelectAlternative {
+        conversation_id: id.clone(),
+        message_id: first.id.clone(),
+        index: 0,
+    })
+    .await;
+    // B's tab, on the other instance, is shown the chosen reply.
+    let shown = b
+        .until(|f| {
+            matches!(f, ServerFrame::Snapshot { messages, streaming: None, .. }
+                if messages.last().is_some_and(|m| m.id == first.id))
+        })
+        .await;
+    let ServerFrame::Snapshot { messages, .. } = shown else {
+        unreachable!()
+    };
+    assert_eq!(
+        messages[1].alternatives,
+        Some(tether::protocol::Alternatives { index: 0, count: 2 })
+    );
+    // And the slot it took is free again on both: a send goes through.
+    b.send_text_to(&id, "next").await;
+    b.until_done(&id).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_instance_starting_leaves_the_replies_of_the_others_alone() {
     let mut cluster = cluster_with(&[]).await;
     let cookie = cluster.instance(0).cookie().await;

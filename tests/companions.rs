@@ -7,67 +7,11 @@
 mod common;
 
 use base64::Engine as _;
-use common::{TestServer, STEP};
+use common::{browser::{refusal, Browser}, TestServer};
 use serde_json::{json, Value};
 use tether::protocol::{ClientFrame, Role, ServerFrame};
 
-/// A browser-like client of one user: its cookie and the server's origin.
-struct Browser {
-    base: String,
-    origin: String,
-    cookie: String,
-    http: reqwest::Client,
-}
-
 impl Browser {
-    async fn new(server: &TestServer) -> Self {
-        Self {
-            base: format!("http://{}", server.addr),
-            origin: server.origin(),
-            cookie: server.cookie().await,
-            http: reqwest::Client::builder()
-                .timeout(STEP)
-                .build()
-                .expect("client"),
-        }
-    }
-
-    fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
-        self.http
-            .request(method, format!("{}{path}", self.base))
-            .header("origin", &self.origin)
-            .header("cookie", &self.cookie)
-    }
-
-    async fn get(&self, path: &str) -> reqwest::Response {
-        self.request(reqwest::Method::GET, path)
-            .send()
-            .await
-            .expect("GET")
-    }
-
-    async fn json(&self, method: reqwest::Method, path: &str, body: &Value) -> reqwest::Response {
-        self.request(method, path)
-            .header("content-type", "application/json")
-            .body(body.to_string())
-            .send()
-            .await
-            .expect("request")
-    }
-
-    async fn upload(
-        &self,
-        method: reqwest::Method,
-        path: &str,
-        bytes: Vec<u8>,
-    ) -> reqwest::Response {
-        self.request(method, path)
-            .body(bytes)
-            .send()
-            .await
-            .expect("upload")
-    }
-
     async fn list(&self) -> Vec<Value> {
         let response = self.get("/api/companions").await;
         assert_eq!(response.status(), 200);
@@ -82,17 +26,6 @@ impl Browser {
             .filter(|c| c["preset"] == false)
             .collect()
     }
-}
-
-/// The `error` frame of a refusal: its code and message.
-async fn refusal(response: reqwest::Response, status: u16) -> (String, String) {
-    assert_eq!(response.status(), status);
-    let body: Value = response.json().await.expect("error frame");
-    assert_eq!(body["type"], "error");
-    (
-        body["code"].as_str().expect("code").to_owned(),
-        body["message"].as_str().expect("message").to_owned(),
-    )
 }
 
 // --- Cards made here, by the specs (PNG chunks written by hand). ---

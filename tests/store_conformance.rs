@@ -128,4 +128,5 @@ conformance! {
     branches::a_choice_inside_a_branch_is_remembered,
     branches::an_edited_reply_is_an_alternative_stored_once,
     branches::choosing_what_does_not_exist_changes_nothing,
+    branches::a_tree_imported_reads_back_the_same,
 }

@@ -9,6 +9,7 @@
 //! and closes every socket with 1001.
 
 pub mod access;
+pub mod archive;
 #[cfg(feature = "embed-site")]
 pub mod assets;
 pub mod chat;

@@ -37,6 +37,7 @@ pub fn app(state: AppState) -> Router {
         .route("/api/hello", get(sse::hello))
         .route("/api/frame", post(sse::frame))
         .merge(super::companions::routes::routes())
+        .merge(super::archive::routes::routes())
         .layer(middleware::map_response_with_state(
             state.clone(),
             error::count_refusals,

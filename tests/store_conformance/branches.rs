@@ -246,3 +246,52 @@ pub async fn choosing_what_does_not_exist_changes_nothing(subject: Subject) {
     ));
     assert_eq!(shown(s, &a.conversation).await, before);
 }
+
+/// A conversation's whole tree reads back as it was stored by an import
+/// (with the ids it was given), and the import shows its chosen path;
+/// only the owner's conversations are listed and read.
+pub async fn a_tree_imported_reads_back_the_same(subject: Subject) {
+    let s = &*subject.store;
+    let a = exchange(s, send("k1", new_conversation(), "u1", None), "a1").await;
+    let swipe = s
+        .start_assistant(&a.conversation, &run("r2"), Some(&a.reply.id))
+        .await
+        .expect("started");
+    s.finish_assistant(&swipe.id, "r2", "a1 again", FinishReason::Stop, None)
+        .await
+        .expect("finished");
+    let user = "u".into();
+    let mut tree = s.conversation_tree(&user, &a.conversation).await.expect("tree");
+    assert_eq!(tree.messages.len(), 3);
+    assert_eq!(tree.messages[0].parent, None);
+    assert_eq!(tree.messages[2].parent.as_ref(), Some(&a.message.id));
+    assert!(!tree.messages[1].selected && tree.messages[2].selected);
+    assert!(matches!(
+        s.conversation_tree(&"mallory".into(), &a.conversation).await,
+        Err(StoreError::NotFound)
+    ));
+
+    // The same tree under fresh ids, as an import stores it.
+    let fresh = |id: &MessageId| MessageId(format!("copy-{id}"));
+    tree.conversation.id = ConversationId("copy".into());
+    for m in &mut tree.messages {
+        m.message.id = fresh(&m.message.id);
+        m.parent = m.parent.as_ref().map(fresh);
+    }
+    let record = s
+        .import_conversation(&"v".into(), tree.clone())
+        .await
+        .expect("imported");
+    assert_eq!(record.user_id.as_str(), "v");
+    let back = s
+        .conversation_tree(&"v".into(), &record.id)
+        .await
+        .expect("read back");
+    assert_eq!(back.messages, tree.messages);
+    assert_eq!(
+        shown(s, &record.id).await,
+        vec![("u1".into(), None), ("a1 again".into(), at(1, 2))]
+    );
+    assert_eq!(s.conversation_ids(&"v".into()).await.expect("ids"), [record.id]);
+    assert_eq!(s.conversation_ids(&user).await.expect("ids"), [a.conversation]);
+}

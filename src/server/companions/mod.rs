@@ -14,4 +14,5 @@ pub mod prompt;
 pub mod routes;
 pub mod service;
 
+pub(crate) use service::file_name;
 pub use service::{CompanionError, Companions, PromptSource};

@@ -185,7 +185,7 @@ async fn upload(body: Body, limit: usize, what: &'static str) -> Result<Bytes, A
 }
 
 /// A download: its type, and a file name (ASCII, plus the UTF-8 one).
-fn attachment(content_type: &'static str, name: &str, bytes: Vec<u8>) -> Response {
+pub(crate) fn attachment(content_type: &'static str, name: &str, bytes: Vec<u8>) -> Response {
     let ascii: String = name
         .chars()
         .map(|c| {

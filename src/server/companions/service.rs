@@ -235,7 +235,7 @@ impl Companions {
         id: &str,
     ) -> Result<(serde_json::Value, String), CompanionError> {
         let card = self.card(user, id).await?;
-        let name = file_name(&card.fields.name);
+        let name = file_name(&card.fields.name, "companion");
         Ok((card.to_json(), name))
     }
 
@@ -256,7 +256,7 @@ impl Companions {
             .as_ref()
             .filter(|a| a.content_type == "image/png")
             .map(|a| a.bytes.as_slice());
-        Ok((card.to_png(image), file_name(&card.fields.name)))
+        Ok((card.to_png(image), file_name(&card.fields.name, "companion")))
     }
 
     /// The card of a preset (made on the fly) or of the user's companion.
@@ -270,6 +270,37 @@ impl Companions {
             }));
         }
         read_card(&self.store.companion(user, id).await?)
+    }
+
+    /// Every companion the user made or imported, for the download of
+    /// everything: its card (every field kept), emoji and picture.
+    pub async fn export_all(
+        &self,
+        user: &UserId,
+    ) -> Result<Vec<crate::server::archive::ExportedCompanion>, CompanionError> {
+        use base64::Engine as _;
+        let mut out = Vec::new();
+        for record in self.store.list_companions(user).await? {
+            let card = read_card(&record)?;
+            let avatar = match record.avatar_type {
+                Some(_) => self
+                    .store
+                    .companion_avatar(user, &record.id)
+                    .await?
+                    .map(|a| {
+                        let data = base64::engine::general_purpose::STANDARD.encode(&a.bytes);
+                        format!("data:{};base64,{data}", a.content_type)
+                    }),
+                None => None,
+            };
+            out.push(crate::server::archive::ExportedCompanion {
+                id: record.id,
+                card: card.to_json(),
+                emoji: record.emoji,
+                avatar,
+            });
+        }
+        Ok(out)
     }
 
     pub async fn avatar(&self, user: &UserId, id: &str) -> Result<Avatar, CompanionError> {
@@ -517,9 +548,9 @@ fn info(record: &CompanionRecord) -> Result<CompanionInfo, CompanionError> {
     })
 }
 
-/// A file name for an exported card: the name's letters, digits, `-` and
-/// `_`, spaces as `_`; `companion` when nothing is left.
-fn file_name(name: &str) -> String {
+/// A file name for a download (a card, a conversation): the name's
+/// letters, digits, `-` and `_`, spaces as `_`; `fallback` when nothing is left.
+pub(crate) fn file_name(name: &str, fallback: &str) -> String {
     let clean: String = name
         .trim()
         .chars()
@@ -528,7 +559,7 @@ fn file_name(name: &str) -> String {
         .take(64)
         .collect();
     if clean.is_empty() {
-        "companion".into()
+        fallback.into()
     } else {
         clean
     }
@@ -540,11 +571,11 @@ mod tests {
 
     #[test]
     fn file_names_keep_letters_digits_and_dashes() {
-        assert_eq!(file_name("Aria the Keeper"), "Aria_the_Keeper");
-        assert_eq!(file_name("../../etc/passwd"), "etcpasswd");
-        assert_eq!(file_name("\"; rm -rf"), "_rm_-rf");
-        assert_eq!(file_name("…"), "companion");
-        assert_eq!(file_name("Zoë"), "Zoë");
+        assert_eq!(file_name("Aria the Keeper", "companion"), "Aria_the_Keeper");
+        assert_eq!(file_name("../../etc/passwd", "companion"), "etcpasswd");
+        assert_eq!(file_name("\"; rm -rf", "companion"), "_rm_-rf");
+        assert_eq!(file_name("…", "companion"), "companion");
+        assert_eq!(file_name("Zoë", "companion"), "Zoë");
     }
 
     #[test]

@@ -238,5 +238,8 @@ settings! {
         /// Companions one user may keep (built-in presets not counted).
         max_companions_per_user: usize = 500, Positive,
             env "MAX_COMPANIONS_PER_USER", flag "max-companions-per-user", value "N";
+        /// Largest conversation export a user may import (JSON), in bytes; larger gets `413`.
+        max_import_bytes: usize = 32 * 1024 * 1024, Positive,
+            env "MAX_IMPORT_BYTES", flag "max-import-bytes", value "BYTES";
     }
 }

@@ -7,11 +7,13 @@
 //! and answer [`StoreError::NotFound`] for anybody else. Database failures
 //! leave the store classified ([`Fault`], see [`fault`]).
 
+pub mod archive;
 pub mod companions;
 pub mod fault;
 mod postgres;
 mod sqlite;
 
+pub use archive::{ArchiveStore, ConversationTree, TreeMessage};
 pub use companions::{Avatar, CompanionRecord, CompanionStore};
 pub use fault::{Fault, FaultCounts, FaultKind};
 pub use postgres::{PgStore, PgTuning};
@@ -236,7 +238,7 @@ pub struct MessagePage {
 
 /// Storage used by the chat core.
 #[async_trait]
-pub trait Store: CompanionStore + Send + Sync + 'static {
+pub trait Store: CompanionStore + ArchiveStore + Send + Sync + 'static {
     /// The conversation, if `user` owns it.
     async fn conversation(
         &self,

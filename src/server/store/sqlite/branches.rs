@@ -16,12 +16,12 @@ use crate::{
 /// of `messages m`, then its alternatives' count and its place among them
 /// (two lookups on `messages_by_parent`).
 pub(super) const VIEW_COLUMNS: &str = "m.id, m.role, m.content, m.finish_reason, m.created_at, \
-     (SELECT count(*) FROM messages s WHERE s.parent_id = m.parent_id), \
-     (SELECT count(*) FROM messages s WHERE s.parent_id = m.parent_id AND s.seq < m.seq)";
+     (SELECT count(*) FROM messages s WHERE s.parent_id = m.parent_id) AS alt_count, \
+     (SELECT count(*) FROM messages s WHERE s.parent_id = m.parent_id AND s.seq < m.seq) AS alt_index";
 
 /// The alternatives read by [`VIEW_COLUMNS`] (columns 5 and 6), if the row has them.
 pub(super) fn alternatives_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Option<Alternatives>> {
-    if row.as_ref().column_count() < 7 {
+    if row.as_ref().column_name(5).ok() != Some("alt_count") {
         return Ok(None);
     }
     let count: i64 = row.get(5)?;
