@@ -1,4 +1,4 @@
-//! The companion endpoints from the page (feature `browser`): JSON in and
+//! The companion and import endpoints from the page (feature `browser`): JSON in and
 //! out, card files and pictures sent as they are (the `File` is the
 //! request body; its bytes never pass through WASM memory). A refusal comes
 //! back as the server's sentence, for the page to show.
@@ -7,7 +7,7 @@ use wasm_bindgen::{JsCast, JsValue};
 use wasm_bindgen_futures::JsFuture;
 use web_sys::{File, Headers, HtmlInputElement, Request, RequestInit, Response};
 
-use crate::protocol::{CompanionDraft, CompanionInfo};
+use crate::protocol::{CompanionDraft, CompanionInfo, ConversationSummary};
 
 /// What the page shows when a request could not be made at all.
 const OFFLINE: &str = "the server cannot be reached; try again in a moment";
@@ -42,6 +42,14 @@ pub async fn delete(id: &str) -> Result<(), String> {
 pub async fn import(event: &leptos::ev::Event) -> Result<CompanionInfo, String> {
     let file = chosen_file(event).ok_or("choose a card file (PNG or JSON)")?;
     parse(request("POST", "/api/companions/import", Body::File(&file)).await?)
+}
+
+/// Imports the conversation export chosen in the `<input type=file>` of
+/// `event` as a new conversation.
+pub async fn import_conversation(event: &leptos::ev::Event) -> Result<ConversationSummary, String> {
+    let file = chosen_file(event).ok_or("choose a conversation export (JSON)")?;
+    let body = request("POST", "/api/conversations/import", Body::File(&file)).await?;
+    serde_json::from_str(&body).map_err(|e| format!("unexpected answer: {e}"))
 }
 
 /// Sets the picture chosen in the `<input type=file>` of `event`.

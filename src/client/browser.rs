@@ -18,7 +18,8 @@ use wasm_bindgen::JsCast;
 
 use super::{ConnStatus, Theme, THEME_KEY};
 use crate::protocol::{
-    ClientFrame, ClientMsgId, CompanionDraft, CompanionInfo, ModelSetup, ServerFrame,
+    ClientFrame, ClientMsgId, CompanionDraft, CompanionInfo, ConversationSummary, ModelSetup,
+    ServerFrame,
 };
 
 /// Copies `text` to the clipboard; `true` when the browser accepted it.
@@ -187,6 +188,11 @@ pub async fn delete_companion(id: String) -> Result<(), String> {
 /// Imports the character card chosen in the file input of `event`.
 pub async fn import_card(event: Event) -> Result<CompanionInfo, String> {
     super::api::import(&event).await
+}
+
+/// Imports the conversation export chosen in the file input of `event`.
+pub async fn import_conversation(event: Event) -> Result<ConversationSummary, String> {
+    super::api::import_conversation(&event).await
 }
 
 /// Sets the picture chosen in the file input of `event`.

@@ -12,7 +12,8 @@ use leptos::ev::Event;
 
 use super::{ConnStatus, Theme};
 use crate::protocol::{
-    ClientFrame, ClientMsgId, CompanionDraft, CompanionInfo, ModelSetup, ServerFrame,
+    ClientFrame, ClientMsgId, CompanionDraft, CompanionInfo, ConversationSummary, ModelSetup,
+    ServerFrame,
 };
 
 /// No clipboard: nothing is copied.
@@ -94,6 +95,10 @@ pub async fn delete_companion(_id: String) -> Result<(), String> {
 }
 
 pub async fn import_card(_event: Event) -> Result<CompanionInfo, String> {
+    Err(NOT_A_BROWSER.into())
+}
+
+pub async fn import_conversation(_event: Event) -> Result<ConversationSummary, String> {
     Err(NOT_A_BROWSER.into())
 }
 

@@ -132,7 +132,45 @@ pub fn Sidebar(open: RwSignal<bool>, active: Signal<Option<String>>) -> impl Int
                     }
                 })}
             </Suspense>
+            <YourData open/>
         </nav>
+    }
+}
+
+/// Bringing a conversation in (a JSON export) and taking everything out.
+#[component]
+fn YourData(open: RwSignal<bool>) -> impl IntoView {
+    let session = ChatSession::get();
+    let navigate = use_navigate();
+    let importing = RwSignal::new(false);
+    let problem = RwSignal::new(None::<String>);
+    let on_import = move |ev: leptos::ev::Event| {
+        importing.set(true);
+        problem.set(None);
+        let navigate = navigate.clone();
+        leptos::task::spawn_local(async move {
+            match browser::import_conversation(ev).await {
+                Ok(made) => {
+                    session.refresh_list();
+                    open.set(false);
+                    navigate(&format!("/c/{}", made.id), Default::default());
+                }
+                Err(reason) => problem.set(Some(format!("Could not import the chat: {reason}"))),
+            }
+            importing.set(false);
+        });
+    };
+    view! {
+        <div class="your-data">
+            <label class="ghost small file-button" class:busy=move || importing.get()>
+                "Import a chat (JSON)"
+                <input type="file" class="visually-hidden" accept=".json,application/json" on:change=on_import/>
+            </label>
+            <a class="ghost small" href="/api/export" download="">"Download all my data"</a>
+            <Show when=move || problem.with(Option::is_some)>
+                <p class="import-error" role="alert">{move || problem.get()}</p>
+            </Show>
+        </div>
     }
 }
 

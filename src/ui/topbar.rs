@@ -1,6 +1,6 @@
 //! The bar above the conversation: the sidebar button (narrow screens), the
-//! name, the open conversation's title, the connection status and the theme
-//! toggle.
+//! name, the open conversation's title, its export (Markdown, JSON), the
+//! connection status and the theme toggle.
 
 use leptos::prelude::*;
 
@@ -12,6 +12,7 @@ use super::{session::ChatSession, status::StatusBadge, theme::ThemeToggle};
 pub fn TopBar(sidebar_open: RwSignal<bool>) -> impl IntoView {
     let session = ChatSession::get();
     let ChatSession { chat, status, .. } = session;
+    let export_menu = NodeRef::<leptos::html::Details>::new();
     let title = move || {
         let id = chat.with(|c| c.conversation_id.clone())?;
         session
@@ -35,6 +36,21 @@ pub fn TopBar(sidebar_open: RwSignal<bool>) -> impl IntoView {
                 <span class="conversation-title">{title}</span>
             </div>
             <div class="topbar-actions">
+                {move || chat.with(|c| c.conversation_id.clone()).map(|id| view! {
+                    // Plain links: the browser saves what the server sends as an attachment.
+                    <details class="export-menu" node_ref=export_menu>
+                        <summary class="ghost small">"Export"</summary>
+                        // Choosing one closes the menu.
+                        <div class="export-options" on:click=move |_| {
+                            if let Some(menu) = export_menu.get_untracked() {
+                                let _ = menu.remove_attribute("open");
+                            }
+                        }>
+                            <a href=format!("/api/conversations/{id}/export.md") download="">"Markdown"</a>
+                            <a href=format!("/api/conversations/{id}/export.json") download="">"JSON (all branches)"</a>
+                        </div>
+                    </details>
+                })}
                 <StatusBadge status/>
                 <ThemeToggle/>
             </div>
