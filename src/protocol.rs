@@ -126,6 +126,10 @@ pub struct Message {
     /// the other edits of the same message). Absent when it has none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub alternatives: Option<Alternatives>,
+    /// Extension (model choice): the model that wrote this reply, when it
+    /// was not the server's default one (assistant messages only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
 }
 
 /// A message's place among the alternatives of its turn: `index` (from 0)
@@ -212,6 +216,10 @@ pub struct ConversationSummary {
     pub persona: String,
     /// RFC 3339; the list is ordered by it, newest first.
     pub updated_at: String,
+    /// Extension (model choice): the model its replies are asked of
+    /// (absent: the server's default).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
 }
 
 /// A persona the server offers for new conversations (extension, see docs).
@@ -308,6 +316,13 @@ pub enum ServerFrame {
         /// Extension: personas selectable for a new conversation.
         #[serde(default)]
         personas: Vec<PersonaInfo>,
+        /// Extension (model choice): the models a conversation may pick
+        /// (what the provider lists; absent or one: no choice) and the
+        /// default one.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        models: Vec<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        model: Option<String>,
         /// Extension: the model is still being set up (absent: it is ready).
         /// `GET /api/model-setup` answers the same, for following it.
         #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -452,6 +467,10 @@ pub enum ClientFrame {
         /// conversation starts with (0: its greeting, 1…: its alternates).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         greeting: Option<u32>,
+        /// Extension (model choice): the model of a new conversation (one
+        /// of `hello.models`; absent: the default).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        model: Option<String>,
     },
     /// Get a `snapshot` and then every later event of the conversation.
     Subscribe { conversation_id: ConversationId },
@@ -507,6 +526,12 @@ pub enum ClientFrame {
         conversation_id: ConversationId,
         title: String,
     },
+    /// Extension (model choice): the model a conversation's next replies
+    /// are asked of (one of `hello.models`). Answered by `conversations`.
+    SetModel {
+        conversation_id: ConversationId,
+        model: String,
+    },
     /// Extension: delete a conversation and its messages (a running reply is stopped).
     DeleteConversation { conversation_id: ConversationId },
     /// Extension (long conversations): the stored messages before the
@@ -537,6 +562,9 @@ pub struct SendRequest {
     /// Which greeting a new conversation with a companion starts with.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub greeting: Option<u32>,
+    /// The model of a new conversation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
 }
 
 impl From<SendRequest> for ClientFrame {
@@ -547,6 +575,7 @@ impl From<SendRequest> for ClientFrame {
             text: request.text,
             persona: request.persona,
             greeting: request.greeting,
+            model: request.model,
         }
     }
 }
@@ -561,6 +590,7 @@ impl ClientFrame {
             | ClientFrame::Edit { client_msg_id, .. } => Some(client_msg_id),
             ClientFrame::Subscribe { .. }
             | ClientFrame::SelectAlternative { .. }
+            | ClientFrame::SetModel { .. }
             | ClientFrame::Unsubscribe { .. }
             | ClientFrame::Stop { .. }
             | ClientFrame::Ping { .. }
@@ -597,6 +627,9 @@ impl ClientFrame {
                 conversation_id, ..
             }
             | ClientFrame::SelectAlternative {
+                conversation_id, ..
+            }
+            | ClientFrame::SetModel {
                 conversation_id, ..
             } => Some(conversation_id),
             ClientFrame::Ping { .. } | ClientFrame::ListConversations { .. } => None,
@@ -756,6 +789,7 @@ mod tests {
             text: "again".into(),
             persona: Some("companion".into()),
             greeting: None,
+            model: None,
         };
         let request: SendRequest =
             serde_json::from_str(&frame.to_json()).expect("a send frame is a request");

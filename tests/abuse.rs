@@ -36,6 +36,7 @@ fn send(text: &str) -> ClientFrame {
         text: text.into(),
         persona: None,
         greeting: None,
+        model: None,
     }
 }
 

@@ -58,6 +58,7 @@ async fn empty_text_is_bad_request() {
             text: "   \n ".into(),
             persona: None,
             greeting: None,
+            model: None,
         })
         .await;
     expect_error(&mut client, ErrorCode::BadRequest).await;
@@ -75,6 +76,7 @@ async fn text_with_a_nul_character_is_bad_request() {
             text: "hi\u{0}there".into(),
             persona: None,
             greeting: None,
+            model: None,
         })
         .await;
     let message = expect_error(&mut client, ErrorCode::BadRequest).await;
@@ -93,6 +95,7 @@ async fn frame_over_the_limit_is_too_large_and_never_reaches_the_model() {
         text: "x".repeat(2000),
         persona: None,
         greeting: None,
+        model: None,
     };
     client.send(&frame).await;
     expect_error(&mut client, ErrorCode::TooLarge).await;
@@ -122,6 +125,7 @@ async fn message_over_the_char_limit_is_too_large() {
             text: "ééééééééééé".into(), // 11 characters, 22 bytes
             persona: None,
             greeting: None,
+            model: None,
         })
         .await;
     match client.next().await {
@@ -161,6 +165,7 @@ async fn sends_over_the_rate_are_rate_limited_with_retry_after() {
             text: "one more".into(),
             persona: None,
             greeting: None,
+            model: None,
         })
         .await;
     match client.next().await {

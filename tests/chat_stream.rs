@@ -20,6 +20,7 @@ fn send(
         text: text.into(),
         persona: None,
         greeting: None,
+        model: None,
     }
 }
 
@@ -565,6 +566,7 @@ async fn a_persona_can_be_chosen_for_a_new_conversation_and_unknown_ones_are_ref
             text: "hi coach".into(),
             persona: Some("coach".into()),
             greeting: None,
+            model: None,
         })
         .await;
     let ServerFrame::Accepted {
@@ -592,6 +594,7 @@ async fn a_persona_can_be_chosen_for_a_new_conversation_and_unknown_ones_are_ref
             text: "hi".into(),
             persona: Some("nobody".into()),
             greeting: None,
+            model: None,
         })
         .await;
     assert!(matches!(
@@ -780,6 +783,7 @@ async fn a_socket_follows_at_most_the_cap_dropping_the_least_recently_used() {
                 text: "more".into(),
                 persona: None,
                 greeting: None,
+                model: None,
             })
             .await;
         other.until_done(conversation).await;
@@ -802,6 +806,7 @@ async fn a_socket_follows_at_most_the_cap_dropping_the_least_recently_used() {
                 text: "and more".into(),
                 persona: None,
                 greeting: None,
+                model: None,
             })
             .await;
         other.until_done(conversation).await;

@@ -23,6 +23,7 @@ fn send(conversation: Option<&ConversationId>, client_msg_id: &str, text: &str) 
         text: text.into(),
         persona: None,
         greeting: None,
+        model: None,
     }
 }
 

@@ -601,6 +601,7 @@ async fn a_chat_with_a_companion_starts_with_its_greeting_and_follows_its_card()
             text: "Is a storm coming?".into(),
             persona: Some(id.clone()),
             greeting: Some(1),
+            model: None,
         })
         .await;
     client.until_done(&conversation).await;
@@ -672,6 +673,7 @@ async fn a_chat_with_a_companion_starts_with_its_greeting_and_follows_its_card()
             text: "Still there?".into(),
             persona: None,
             greeting: None,
+            model: None,
         })
         .await;
     client.until_done(&conversation).await;
@@ -694,6 +696,7 @@ async fn a_chat_with_a_companion_starts_with_its_greeting_and_follows_its_card()
             text: "hello".into(),
             persona: Some("nobody".into()),
             greeting: None,
+            model: None,
         })
         .await;
     match client

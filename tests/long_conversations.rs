@@ -37,6 +37,7 @@ async fn long_conversation(client: &mut WsClient, exchanges: usize) -> Conversat
                 text: format!("m{n}"),
                 persona: None,
                 greeting: None,
+                model: None,
             })
             .await;
         client.until_done(&id).await;
@@ -388,6 +389,7 @@ async fn a_reply_streaming_while_paging_stays_exact_and_out_of_the_pages() {
             text: prompt.into(),
             persona: None,
             greeting: None,
+            model: None,
         })
         .await;
     // The reply has begun streaming once its first delta is out.

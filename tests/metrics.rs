@@ -93,6 +93,7 @@ async fn chat_twice(mut client: WsClient, n: usize) -> WsClient {
             text: format!("more private words {n}"),
             persona: None,
             greeting: None,
+            model: None,
         })
         .await;
     client.until_done(&conversation).await;
@@ -157,6 +158,7 @@ async fn scripted_load_moves_counters_histograms_and_the_socket_gauge() {
                 text: "said once".into(),
                 persona: None,
                 greeting: None,
+                model: None,
             })
             .await;
         let accepted = first
@@ -263,6 +265,7 @@ async fn own_rate_limit_refusals_are_counted() {
             text: "too soon".into(),
             persona: None,
             greeting: None,
+            model: None,
         })
         .await;
     assert!(matches!(

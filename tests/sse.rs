@@ -146,6 +146,7 @@ fn request(conversation: Option<&ConversationId>, text: &str, id: &str) -> SendR
         text: text.into(),
         persona: None,
         greeting: None,
+        model: None,
     }
 }
 
@@ -896,6 +897,7 @@ async fn the_whole_protocol_works_over_plain_requests() {
         text: "over plain HTTP".into(),
         persona: None,
         greeting: None,
+        model: None,
     };
     let streamed = frames(
         &SseStream::new(post_frame(&server, &cookie, &send).await)

@@ -109,6 +109,7 @@ async fn refused_send(
             text: text.into(),
             persona: None,
             greeting: None,
+            model: None,
         })
         .await;
     match client
@@ -142,6 +143,7 @@ async fn chat(
             text: text.into(),
             persona: None,
             greeting: None,
+            model: None,
         })
         .await;
     let accepted = client

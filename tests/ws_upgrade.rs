@@ -148,8 +148,12 @@ async fn allowed_origin_gets_hello_first_with_limits() {
             server,
             personas,
             model_setup,
+            models,
+            model,
         } => {
             assert_eq!(protocol, 1);
+            assert_eq!(model.as_deref(), Some("fake"), "the default model");
+            assert!(models.is_empty(), "one model: no choice to offer");
             assert_eq!(model_setup, None, "no set-up file: the model is ready");
             assert_eq!(limits.max_frame_bytes, 4096);
             assert!(

@@ -125,6 +125,7 @@ impl ChatView {
                 created_at: now,
                 finish_reason: None,
                 alternatives: None,
+                model: None,
             },
             streaming: false,
             stats: None,
@@ -143,6 +144,7 @@ impl ChatView {
                 created_at: now,
                 finish_reason: Some(FinishReason::Stop),
                 alternatives: None,
+                model: None,
             },
             streaming: false,
             stats: None,
@@ -323,6 +325,7 @@ impl ChatView {
                 created_at: String::new(),
                 finish_reason: None,
                 alternatives: None,
+                model: None,
             })),
         }
     }
@@ -476,6 +479,7 @@ mod tests {
                     created_at: String::new(),
                     finish_reason: None,
                     alternatives: None,
+                    model: None,
                 },
                 next_index: 2,
             }),
@@ -510,6 +514,7 @@ mod tests {
                 created_at: String::new(),
                 finish_reason: Some(FinishReason::Stop),
                 alternatives: None,
+                model: None,
             },
         });
         let ids: Vec<&str> = view
@@ -602,6 +607,7 @@ mod tests {
             created_at: String::new(),
             finish_reason,
             alternatives: None,
+            model: None,
         }
     }
 
@@ -623,6 +629,7 @@ mod tests {
             created_at: String::new(),
             finish_reason: None,
             alternatives: None,
+            model: None,
         };
         let mut view = ChatView::default();
         for (last, expected) in [

@@ -209,6 +209,7 @@ impl ChatSession {
             text,
             persona,
             greeting: greeting.map(|(index, _)| index),
+            model: None,
         });
     }
 

@@ -284,6 +284,7 @@ impl WsClient {
             text: text.into(),
             persona: None,
             greeting: None,
+            model: None,
         })
         .await;
     }
@@ -297,6 +298,7 @@ impl WsClient {
             text: text.into(),
             persona: None,
             greeting: None,
+            model: None,
         })
         .await
     }

@@ -19,6 +19,7 @@ fn new_conversation() -> Target {
         persona: "p".into(),
         title: "t".into(),
         greeting: None,
+        model: "m".into(),
     }
 }
 
@@ -292,6 +293,7 @@ pub async fn search_finds_titles_and_message_text_of_the_user_only(subject: Subj
         persona: "p".into(),
         title: title.into(),
         greeting: None,
+        model: "m".into(),
     };
     let mut msg = new_msg("alice", "k1", new("Beach trip"));
     msg.text = "let's plan".into();

@@ -80,6 +80,7 @@ fn new_conversation() -> Target {
         persona: "p".into(),
         title: "t".into(),
         greeting: None,
+        model: "m".into(),
     }
 }
 

@@ -154,6 +154,7 @@ pub async fn a_new_conversation_starts_with_its_greeting(s: Subject) {
                 persona: "aria".into(),
                 title: "t".into(),
                 greeting: Some("Hello, User.".into()),
+                model: "m".into(),
             },
             text: "hi".into(),
             history: 40,

@@ -60,6 +60,7 @@ fn send(key: &str, instance: &str) -> NewUserMessage {
             persona: "p".into(),
             title: "t".into(),
             greeting: None,
+            model: "m".into(),
         },
         text: "hello".into(),
         history: 40,

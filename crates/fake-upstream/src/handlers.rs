@@ -11,22 +11,22 @@ use serde_json::{json, Value};
 
 use crate::{
     continuation::Continuation,
-    reply::{directive_number, reply_tokens},
+    reply::{directive_number, has_directive, reply_tokens},
     stats::AbortGuard,
     stream::{self, StreamPlan},
     FakeState,
 };
 
-/// `GET /v1/models`: the one configured model.
+/// `GET /v1/models`: the configured model, then the others.
 pub(crate) async fn models(State(state): State<FakeState>, headers: HeaderMap) -> Response {
     if !key_ok(&state, &headers) {
         return unauthorized();
     }
-    Json(json!({
-        "object": "list",
-        "data": [{"id": state.config.model, "object": "model", "created": 0, "owned_by": "tether-fake"}]
-    }))
-    .into_response()
+    let data: Vec<Value> = std::iter::once(&state.config.model)
+        .chain(&state.config.more_models)
+        .map(|id| json!({"id": id, "object": "model", "created": 0, "owned_by": "tether-fake"}))
+        .collect();
+    Json(json!({"object": "list", "data": data})).into_response()
 }
 
 /// `POST /v1/chat/completions`: counted and its messages kept, then refused,
@@ -55,9 +55,17 @@ pub(crate) async fn completions(
     if let Some(status) = directive_number(&last_user, "status") {
         return failure(status);
     }
-    let tokens = reply_tokens(&last_user);
+    let model = body
+        .get("model")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    let tokens = if has_directive(&last_user, "model") {
+        vec!["model ".to_owned(), model.to_owned()]
+    } else {
+        reply_tokens(&last_user)
+    };
     if !streaming {
-        return whole_reply(&state.config.model, &tokens);
+        return whole_reply(model, &tokens);
     }
     let plan = StreamPlan::new(&state.config, &body, &last_user, tokens);
     stream::respond(plan, AbortGuard::open(state.stats.clone()))
@@ -73,7 +81,8 @@ fn refusal(state: &FakeState, headers: &HeaderMap, body: &Value) -> Option<Respo
         .get("model")
         .and_then(Value::as_str)
         .unwrap_or_default();
-    (model != state.config.model).then(|| {
+    let known = model == state.config.model || state.config.more_models.iter().any(|m| m == model);
+    (!known).then(|| {
         api_error(
             StatusCode::NOT_FOUND,
             &format!("The model `{model}` does not exist"),

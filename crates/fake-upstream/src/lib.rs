@@ -21,6 +21,7 @@
 //! | `[[cut:N]]` | N tokens, then the connection is closed without `[DONE]` |
 //! | `[[delay:MS]]` | MS between tokens for this request |
 //! | `[[burst]]` | every token in one write (as a fast model's burst arrives) |
+//! | `[[model]]` | the reply is `model <the request's model>` |
 //!
 //! A **continuation** (Tether's `continue`: the messages end with a user
 //! message, then the partial assistant reply, then a user message starting
@@ -61,6 +62,8 @@ pub struct FakeConfig {
     pub first_token_delay: Duration,
     pub token_delay: Duration,
     pub model: String,
+    /// More models it lists and answers as (`FAKE_MODELS`, comma-separated).
+    pub more_models: Vec<String>,
     /// When set, requests must carry `Authorization: Bearer <key>` (else 401).
     pub required_key: Option<String>,
 }
@@ -71,6 +74,7 @@ impl Default for FakeConfig {
             first_token_delay: Duration::from_millis(20),
             token_delay: Duration::from_millis(15),
             model: "fake".into(),
+            more_models: Vec::new(),
             required_key: None,
         }
     }

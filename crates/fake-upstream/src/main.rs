@@ -27,6 +27,13 @@ async fn main() -> std::io::Result<()> {
         first_token_delay: env_ms("FAKE_FIRST_MS", 20),
         token_delay: env_ms("FAKE_DELAY_MS", 15),
         model: std::env::var("FAKE_MODEL").unwrap_or_else(|_| "fake".into()),
+        more_models: std::env::var("FAKE_MODELS")
+            .unwrap_or_default()
+            .split(',')
+            .map(str::trim)
+            .filter(|m| !m.is_empty())
+            .map(str::to_owned)
+            .collect(),
         required_key: std::env::var("FAKE_REQUIRED_KEY").ok(),
     };
     eprintln!(

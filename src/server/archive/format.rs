@@ -26,6 +26,9 @@ pub struct ConversationExport {
     pub companion: String,
     pub created_at: String,
     pub updated_at: String,
+    /// The model its replies are asked of (absent: the server's default).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
     /// Oldest first; each message after the one it follows.
     pub messages: Vec<ExportedMessage>,
 }
@@ -47,6 +50,9 @@ pub struct ExportedMessage {
     pub chosen: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub usage: Option<Usage>,
+    /// The model that wrote a reply, when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
 }
 
 /// A companion in the download of everything.
@@ -90,6 +96,7 @@ impl ConversationExport {
             companion: conversation.persona,
             created_at: conversation.created_at,
             updated_at: conversation.updated_at,
+            model: conversation.model,
             messages: messages
                 .into_iter()
                 .map(|m| ExportedMessage {
@@ -101,6 +108,7 @@ impl ConversationExport {
                     finish_reason: m.message.finish_reason,
                     chosen: m.selected,
                     usage: m.usage,
+                    model: m.message.model,
                 })
                 .collect(),
         }

@@ -84,6 +84,7 @@ mod tests {
                 created_at: "2026-12-01T10:00:00.000Z".into(),
                 finish_reason: (role == Role::Assistant).then_some(FinishReason::Stop),
                 alternatives: None,
+                model: None,
             },
             parent: parent.map(|p| MessageId(p.into())),
             selected,
@@ -101,6 +102,7 @@ mod tests {
                 persona: "aria".into(),
                 created_at: "2026-12-01T10:00:00.000Z".into(),
                 updated_at: "2026-12-01T10:00:00.000Z".into(),
+                model: None,
             },
             messages: vec![
                 message("u1", None, Role::User, true),

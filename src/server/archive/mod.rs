@@ -114,6 +114,7 @@ fn summary(record: ConversationRecord) -> ConversationSummary {
         title: record.title,
         persona: record.persona,
         updated_at: record.updated_at,
+        model: record.model,
     }
 }
 
@@ -157,6 +158,7 @@ fn checked_tree(export: ConversationExport, max_title_chars: usize) -> Result<Co
         persona: export.companion.clone(),
         created_at: export.created_at.clone(),
         updated_at: export.updated_at.clone(),
+        model: export.model.clone(),
     };
     let mut fresh: HashMap<&str, MessageId> = HashMap::new();
     let mut chosen: HashSet<Option<&str>> = HashSet::new();
@@ -197,6 +199,7 @@ fn checked_tree(export: ConversationExport, max_title_chars: usize) -> Result<Co
                     Role::Assistant => m.finish_reason,
                 },
                 alternatives: None,
+                model: m.model.clone().filter(|_| m.role == Role::Assistant),
             },
             parent,
             selected: m.chosen,
@@ -238,6 +241,7 @@ mod tests {
             finish_reason: (role == Role::Assistant).then_some(FinishReason::Stop),
             chosen,
             usage: None,
+            model: None,
         }
     }
 
@@ -250,6 +254,7 @@ mod tests {
             created_at: "2026-12-01T10:00:00.000Z".into(),
             updated_at: "2026-12-01T10:05:00.000Z".into(),
             messages,
+            model: None,
         }
     }
 

@@ -114,6 +114,7 @@ impl ChatService {
             received,
             assistant: reply,
             history,
+            model: self.model_of(&record),
             shown: Some(shown),
         };
         let prompt = self.companions.prompt_source(user, &record.persona).await;

@@ -149,6 +149,7 @@ impl ChatService {
                 ..reply
             },
             history,
+            model: self.model_of(&record),
             shown: None,
         };
         let prompt = self.companions.prompt_source(user, &record.persona).await;
@@ -180,6 +181,7 @@ mod tests {
             created_at: String::new(),
             finish_reason: finish,
             alternatives: None,
+            model: None,
         }
     }
 

@@ -82,13 +82,14 @@ impl ChatService {
                 text,
                 persona,
                 greeting,
+                model,
             } => Answer::Accepted(
                 self.send(
                     user,
                     client_msg_id,
                     conversation_id,
                     text,
-                    (persona, greeting),
+                    (persona, greeting, model),
                     received,
                 )
                 .await?,
@@ -153,6 +154,10 @@ impl ChatService {
                 conversation_id,
                 title,
             } => Answer::Frame(self.rename(user, &conversation_id, &title).await?),
+            ClientFrame::SetModel {
+                conversation_id,
+                model,
+            } => Answer::Frame(self.set_model(user, &conversation_id, model).await?),
             ClientFrame::DeleteConversation { conversation_id } => {
                 let list = self.delete(user, &conversation_id).await?;
                 Answer::Unfollow {

@@ -886,6 +886,7 @@ mod tests {
             created_at: "2026-11-24T00:00:00Z".into(),
             finish_reason: None,
             alternatives: None,
+            model: None,
         }
     }
 

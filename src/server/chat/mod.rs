@@ -77,6 +77,8 @@ struct NewReply {
     received: Instant,
     assistant: Message,
     history: Vec<Message>,
+    /// The model asked (the conversation's).
+    model: String,
     /// What the open views are shown before the reply streams (not for
     /// [`ReplyStart::Answer`]); `None`: the newest of `history`.
     shown: Option<window::Window>,
@@ -235,7 +237,49 @@ impl ChatService {
                 })
                 .collect(),
             model_setup: Some(self.llm.setup().now()).filter(|setup| !setup.is_ready()),
+            models: Some(self.llm.models())
+                .filter(|models| models.len() > 1)
+                .unwrap_or_default(),
+            model: Some(self.llm.model().to_owned()),
         }
+    }
+
+    /// `model`, if the provider offers it (see [`LlmClient::models`]).
+    fn check_model(&self, model: String) -> Result<String, ChatError> {
+        if self.llm.offers(&model) {
+            Ok(model)
+        } else {
+            Err(ChatError::BadRequest(format!(
+                "unknown model {model:?}; this server offers: {}",
+                self.llm.models().join(", ")
+            )))
+        }
+    }
+
+    /// The model a conversation's replies are asked of: its own while the
+    /// provider offers it (an imported conversation may name one it does
+    /// not), else the default.
+    fn model_of(&self, conversation: &ConversationRecord) -> String {
+        conversation
+            .model
+            .clone()
+            .filter(|model| self.llm.offers(model))
+            .unwrap_or_else(|| self.llm.model().to_owned())
+    }
+
+    /// `set_model`: the model a conversation's next replies are asked of;
+    /// answers with the fresh list (which carries it).
+    pub async fn set_model(
+        &self,
+        user: &UserId,
+        conversation_id: &ConversationId,
+        model: String,
+    ) -> Result<ServerFrame, ChatError> {
+        let model = self.check_model(model)?;
+        self.store
+            .set_conversation_model(user, conversation_id, &model)
+            .await?;
+        self.conversations(user, None).await
     }
 
     /// Number of replies running now.
@@ -254,10 +298,11 @@ impl ChatService {
         client_msg_id: ClientMsgId,
         conversation_id: Option<ConversationId>,
         text: String,
-        (persona, greeting): (Option<String>, Option<u32>),
+        (persona, greeting, model): (Option<String>, Option<u32>, Option<String>),
         received: Instant,
     ) -> Result<Accepted, ChatError> {
         let text = self.validate_text(text)?;
+        let model = model.map(|m| self.check_model(m)).transpose()?;
         continuation::check_client_msg_id(&client_msg_id)?;
         if let Err(refusal) = self.check_accepting_and_rate(user).await {
             // A resend of an accepted message is answered as a duplicate,
@@ -270,7 +315,7 @@ impl ChatService {
                 user,
                 &client_msg_id,
                 conversation_id,
-                (persona, greeting.unwrap_or(0)),
+                (persona, greeting.unwrap_or(0), model),
                 &text,
                 &run,
             )
@@ -332,6 +377,7 @@ impl ChatService {
             received,
             assistant,
             history,
+            model: self.model_of(&conversation),
             shown: None,
         };
         let prompt = self
@@ -409,10 +455,11 @@ impl ChatService {
         user: &UserId,
         client_msg_id: &ClientMsgId,
         conversation_id: Option<ConversationId>,
-        (persona, greeting): (Option<String>, u32),
+        (persona, greeting, model): (Option<String>, u32, Option<String>),
         text: &str,
         run: &ReplyRun,
     ) -> Result<SendTarget, ChatError> {
+        let model = model.unwrap_or_else(|| self.llm.model().to_owned());
         if let Some(id) = conversation_id {
             self.owned(user, &id).await?;
             return match self.reserve(&id, user, run).await {
@@ -430,6 +477,7 @@ impl ChatService {
                 persona: preset.id.clone(),
                 title,
                 greeting: None,
+                model,
             },
             // One of the user's own companions: its greeting comes first.
             None => {
@@ -446,6 +494,7 @@ impl ChatService {
                     persona: id,
                     title,
                     greeting,
+                    model,
                 }
             }
         };
@@ -490,6 +539,7 @@ impl ChatService {
             received,
             assistant,
             history: remaining,
+            model: self.model_of(&record),
             shown: None,
         };
         let prompt = self.companions.prompt_source(user, &record.persona).await;
@@ -619,6 +669,7 @@ impl ChatService {
                     title: c.title,
                     persona: c.persona,
                     updated_at: c.updated_at,
+                    model: c.model,
                 })
                 .collect(),
             query,
@@ -779,6 +830,7 @@ impl ChatService {
             received,
             assistant,
             history,
+            model,
             shown,
         } = reply;
         let cancel = self.stop_replies.child_token();
@@ -806,6 +858,7 @@ impl ChatService {
             llm: self.llm.clone(),
             upstream_slots: self.upstream_slots.clone(),
             system_prompt,
+            model,
             history,
             continues,
             limits: self.config.limits,

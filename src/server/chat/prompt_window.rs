@@ -72,6 +72,7 @@ mod tests {
             created_at: String::new(),
             finish_reason: None,
             alternatives: None,
+            model: None,
         }
     }
 

@@ -44,6 +44,8 @@ pub(super) struct ReplyJob {
     pub llm: LlmClient,
     pub upstream_slots: Arc<Semaphore>,
     pub system_prompt: String,
+    /// The model asked (the conversation's).
+    pub model: String,
     /// The conversation before this reply (what the prompt is built from;
     /// it never holds the reply's own message).
     pub history: Vec<Message>,
@@ -121,7 +123,7 @@ impl ReplyJob {
         let timeout = self.llm.timeout();
         let asked = Instant::now();
         let mut stream = tokio::select! {
-            started = self.llm.stream(&prompt) => match started {
+            started = self.llm.stream(&self.model, &prompt) => match started {
                 Ok(stream) => stream,
                 Err(err) => {
                     outcome.finish_reason = FinishReason::Error;
@@ -402,6 +404,7 @@ mod tests {
             created_at: String::new(),
             finish_reason: None,
             alternatives: None,
+            model: None,
         }
     }
 

@@ -120,6 +120,7 @@ mod tests {
             created_at: String::new(),
             finish_reason: None,
             alternatives: None,
+            model: None,
         }
     }
 

@@ -136,6 +136,7 @@ mod tests {
                 created_at: "2026-12-01T00:00:00.000Z".into(),
                 finish_reason: None,
                 alternatives: None,
+                model: None,
             },
             next_index: content.len() as u64,
         }))

@@ -117,8 +117,32 @@ impl LlmClient {
         }
     }
 
+    /// The default model (`OPENAI_MODEL`).
     pub fn model(&self) -> &str {
         &self.config.model
+    }
+
+    /// The models a conversation may be asked of: what the provider listed
+    /// at its last successful check (the default first), or the default
+    /// alone before any check or when it lists none.
+    pub fn models(&self) -> Vec<String> {
+        let listed = self
+            .lock_checked()
+            .as_ref()
+            .map(|(_, models)| models.clone())
+            .unwrap_or_default();
+        let mut models = vec![self.config.model.clone()];
+        models.extend(listed.into_iter().filter(|m| *m != self.config.model));
+        models
+    }
+
+    /// Whether `model` is one of [`LlmClient::models`] (nothing copied).
+    pub fn offers(&self, model: &str) -> bool {
+        model == self.config.model
+            || self
+                .lock_checked()
+                .as_ref()
+                .is_some_and(|(_, models)| models.iter().any(|m| m == model))
     }
 
     /// Deadline for the first byte and for each later chunk.
@@ -158,10 +182,10 @@ impl LlmClient {
         self.checked.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Starts a streaming completion. Waits at most the configured timeout for
+    /// Starts a streaming completion by `model`. Waits at most the configured timeout for
     /// the response headers; the caller applies the same timeout to each chunk.
-    pub async fn stream(&self, prompt: &[PromptTurn]) -> Result<LlmStream, LlmError> {
-        let body = serde_json::to_vec(&request::body(&self.config, prompt))
+    pub async fn stream(&self, model: &str, prompt: &[PromptTurn]) -> Result<LlmStream, LlmError> {
+        let body = serde_json::to_vec(&request::body(&self.config, model, prompt))
             .map_err(|e| LlmError::Upstream(format!("could not encode the request: {e}")))?;
         let request = self
             .authorized(self.http.post(&self.completions_url))

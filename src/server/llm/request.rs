@@ -14,12 +14,16 @@ use async_openai::types::chat::{
 use super::{events::provider_message, LlmError, PromptTurn};
 use crate::{protocol::Role, server::config::UpstreamConfig};
 
-/// The streaming completion request for `prompt` (usage asked for).
-pub(super) fn body(config: &UpstreamConfig, prompt: &[PromptTurn]) -> CreateChatCompletionRequest {
+/// The streaming completion request for `prompt` to `model` (usage asked for).
+pub(super) fn body(
+    config: &UpstreamConfig,
+    model: &str,
+    prompt: &[PromptTurn],
+) -> CreateChatCompletionRequest {
     let messages = prompt.iter().map(message).collect();
     #[allow(deprecated)]
     CreateChatCompletionRequest {
-        model: config.model.clone(),
+        model: model.to_owned(),
         messages,
         stream: Some(true),
         stream_options: Some(ChatCompletionStreamOptions {

@@ -328,6 +328,7 @@ mod tests {
                     created_at: String::new(),
                     finish_reason: None,
                     alternatives: None,
+                    model: None,
                 },
                 next_index,
             }),

@@ -113,6 +113,9 @@ pub struct ConversationRecord {
     pub persona: String,
     pub created_at: String,
     pub updated_at: String,
+    /// The model its replies are asked of; `None`: the server's default
+    /// (conversations made before models could be chosen).
+    pub model: Option<String>,
 }
 
 /// Who runs a reply: the server instance, and a token unique to this run.
@@ -156,6 +159,8 @@ pub enum Target {
         persona: String,
         title: String,
         greeting: Option<String>,
+        /// The model its replies are asked of.
+        model: String,
     },
 }
 
@@ -253,6 +258,14 @@ pub trait Store: CompanionStore + ArchiveStore + Send + Sync + 'static {
         user: &UserId,
         query: Option<&str>,
     ) -> Result<Vec<ConversationRecord>, StoreError>;
+
+    /// Sets the model a conversation the user owns asks its next replies of.
+    async fn set_conversation_model(
+        &self,
+        user: &UserId,
+        id: &ConversationId,
+        model: &str,
+    ) -> Result<(), StoreError>;
 
     /// Renames a conversation the user owns.
     async fn rename_conversation(
@@ -470,6 +483,7 @@ pub(crate) fn greeting_message(text: &str, now: &str) -> Message {
         created_at: now.to_owned(),
         finish_reason: Some(FinishReason::Stop),
         alternatives: None,
+        model: None,
     }
 }
 

@@ -231,6 +231,7 @@ mod proptests {
                         text,
                         persona,
                         greeting: None,
+                        model: None,
                     }
                 }),
             conversation().prop_map(|conversation_id| ClientFrame::Subscribe { conversation_id }),

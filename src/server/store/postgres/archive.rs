@@ -2,7 +2,7 @@
 
 use async_trait::async_trait;
 
-use super::{branches, rows, PgStore};
+use super::{branches, rows, send, PgStore};
 use crate::{
     protocol::{ConversationId, FinishReason, MessageId, Role, Usage, UserId},
     server::store::{
@@ -42,7 +42,7 @@ impl ArchiveStore for PgStore {
         let conversation = rows::conversation(found.first().ok_or(StoreError::NotFound)?)?;
         let found = self
             .query(
-                "SELECT id, role, content, finish_reason, created_at, parent_id, selected, \
+                "SELECT id, role, content, finish_reason, created_at, model, parent_id, selected, \
                         prompt_tokens, completion_tokens \
                  FROM messages WHERE conversation_id = $1 ORDER BY seq",
                 &[&id.as_str()],
@@ -86,29 +86,13 @@ impl ArchiveStore for PgStore {
                 ..conversation
             };
             let tx = client.transaction().await?;
-            tx.execute(
-                "INSERT INTO users (id, created_at) VALUES ($1, $2) ON CONFLICT DO NOTHING",
-                &[&user.as_str(), &record.created_at],
-            )
-            .await?;
-            tx.execute(
-                "INSERT INTO conversations (id, user_id, title, persona, created_at, updated_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6)",
-                &[
-                    &record.id.as_str(),
-                    &record.user_id.as_str(),
-                    &record.title,
-                    &record.persona,
-                    &record.created_at,
-                    &record.updated_at,
-                ],
-            )
-            .await?;
+            send::insert_conversation(&tx, &record).await?;
             let insert = tx
                 .prepare(
                     "INSERT INTO messages (id, conversation_id, role, content, finish_reason, \
-                         created_at, parent_id, selected, active, prompt_tokens, completion_tokens) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, FALSE, $9, $10)",
+                         created_at, parent_id, selected, active, prompt_tokens, completion_tokens, \
+                         model) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, FALSE, $9, $10, $11)",
                 )
                 .await?;
             for m in &messages {
@@ -135,6 +119,7 @@ impl ArchiveStore for PgStore {
                         &m.selected,
                         &prompt,
                         &completion,
+                        &m.message.model,
                     ],
                 )
                 .await?;

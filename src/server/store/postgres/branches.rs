@@ -11,7 +11,7 @@ use crate::{
 };
 
 /// The columns a shown message is read with (see [`super::rows::message`]).
-pub(super) const VIEW_COLUMNS: &str = "m.id, m.role, m.content, m.finish_reason, m.created_at, \
+pub(super) const VIEW_COLUMNS: &str = "m.id, m.role, m.content, m.finish_reason, m.created_at, m.model, \
      (SELECT count(*) FROM messages s WHERE s.parent_id = m.parent_id) AS alt_count, \
      (SELECT count(*) FROM messages s WHERE s.parent_id = m.parent_id AND s.seq < m.seq) AS alt_index";
 
@@ -156,6 +156,7 @@ pub(super) async fn edit_reply(
         created_at: now,
         finish_reason: Some(FinishReason::Stop),
         alternatives,
+        model: None,
     }))
 }
 

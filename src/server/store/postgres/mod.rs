@@ -219,7 +219,7 @@ impl Store for PgStore {
                 self.query(&sql, &[&user.as_str()]).await?
             }
             Some(pattern) => {
-                let sql = "SELECT c.id, c.user_id, c.title, c.persona, c.created_at, c.updated_at \
+                let sql = "SELECT c.id, c.user_id, c.title, c.persona, c.created_at, c.updated_at, c.model \
                      FROM conversations c WHERE c.user_id = $1 \
                      AND (c.title ILIKE $2 ESCAPE '\\' \
                           OR EXISTS (SELECT 1 FROM messages m WHERE m.conversation_id = c.id \
@@ -241,6 +241,21 @@ impl Store for PgStore {
             self.execute(
                 "UPDATE conversations SET title = $1 WHERE id = $2 AND user_id = $3",
                 &[&title, &id.as_str(), &user.as_str()],
+            )
+            .await?,
+        )
+    }
+
+    async fn set_conversation_model(
+        &self,
+        user: &UserId,
+        id: &ConversationId,
+        model: &str,
+    ) -> Result<(), StoreError> {
+        require_row(
+            self.execute(
+                "UPDATE conversations SET model = $1 WHERE id = $2 AND user_id = $3",
+                &[&model, &id.as_str(), &user.as_str()],
             )
             .await?,
         )

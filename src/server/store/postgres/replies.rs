@@ -25,9 +25,11 @@ use crate::{
 /// `$4` instance, `$5` run token, after `$6` (`NULL`: after the last
 /// message shown).
 const INSERT_ASSISTANT: &str =
-    "INSERT INTO messages (id, conversation_id, role, content, created_at, owner, run, parent_id) \
+    "INSERT INTO messages (id, conversation_id, role, content, created_at, owner, run, parent_id, model) \
      VALUES ($1, $2, 'assistant', '', $3, $4, $5, COALESCE($6::text, \
-         (SELECT id FROM messages WHERE conversation_id = $2 AND active ORDER BY seq DESC LIMIT 1), $2))";
+         (SELECT id FROM messages WHERE conversation_id = $2 AND active ORDER BY seq DESC LIMIT 1), $2), \
+         (SELECT model FROM conversations WHERE id = $2)) \
+     RETURNING model";
 
 /// Marks `error` the unfinished reply an earlier run of instance `$2` left
 /// in conversation `$1` (its final write failed): the caller holds the
@@ -70,11 +72,12 @@ pub(super) async fn insert_assistant(
         &run.token,
         &parent,
     ];
-    futures::try_join!(
+    let (_, inserted) = futures::try_join!(
         tx.execute(&close, &close_params).map_err(StoreError::from),
-        tx.execute(&insert, &insert_params).map_err(busy_or),
+        tx.query_one(&insert, &insert_params).map_err(busy_or),
     )?;
-    Ok(reply)
+    let model: Option<String> = inserted.try_get(0)?;
+    Ok(Message { model, ..reply })
 }
 
 /// [`insert_assistant`] in a transaction of its own: after the last

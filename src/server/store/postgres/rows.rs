@@ -6,7 +6,8 @@ use crate::protocol::{ConversationId, FinishReason, Message, MessageId, Role, Us
 use crate::server::store::{ConversationRecord, StoreError};
 
 /// The columns [`conversation`] reads, in a `SELECT` or `RETURNING`.
-pub(super) const CONVERSATION_COLUMNS: &str = "id, user_id, title, persona, created_at, updated_at";
+pub(super) const CONVERSATION_COLUMNS: &str =
+    "id, user_id, title, persona, created_at, updated_at, model";
 
 pub(super) fn conversation(row: &Row) -> Result<ConversationRecord, StoreError> {
     Ok(ConversationRecord {
@@ -16,6 +17,7 @@ pub(super) fn conversation(row: &Row) -> Result<ConversationRecord, StoreError> 
         persona: row.try_get("persona")?,
         created_at: row.try_get("created_at")?,
         updated_at: row.try_get("updated_at")?,
+        model: row.try_get("model")?,
     })
 }
 
@@ -37,6 +39,7 @@ pub(super) fn message(row: &Row) -> Result<Message, StoreError> {
             (Ok(index), Ok(count)) => super::branches::alternatives(index, count),
             _ => None,
         },
+        model: row.try_get("model")?,
     })
 }
 

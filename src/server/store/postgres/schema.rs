@@ -17,6 +17,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../../../migrations/postgres/0002_reply_runs.sql"),
     include_str!("../../../../migrations/postgres/0003_companions.sql"),
     include_str!("../../../../migrations/postgres/0004_branches.sql"),
+    include_str!("../../../../migrations/postgres/0005_models.sql"),
 ];
 
 /// The advisory lock key migrations hold (`tether` in ASCII).

@@ -39,6 +39,7 @@ pub(super) async fn add_user_message(
         created_at: now.clone(),
         finish_reason: None,
         alternatives: None,
+        model: None,
     };
     let tx = client.transaction().await?;
     let claimed = claim_key(
@@ -85,6 +86,39 @@ pub(super) async fn add_user_message(
         history,
         greeting,
     })
+}
+
+/// Inserts a conversation row, and its user's row when missing (a user's
+/// first conversation brings it: opening a socket or a page stores nothing).
+pub(super) async fn insert_conversation(
+    tx: &Transaction<'_>,
+    record: &ConversationRecord,
+) -> Result<(), StoreError> {
+    let add_user = tx
+        .prepare_cached("INSERT INTO users (id, created_at) VALUES ($1, $2) ON CONFLICT DO NOTHING")
+        .await?;
+    let insert = tx
+        .prepare_cached(
+            "INSERT INTO conversations (id, user_id, title, persona, created_at, updated_at, model) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .await?;
+    tx.execute(&add_user, &[&record.user_id.as_str(), &record.created_at])
+        .await?;
+    tx.execute(
+        &insert,
+        &[
+            &record.id.as_str(),
+            &record.user_id.as_str(),
+            &record.title,
+            &record.persona,
+            &record.created_at,
+            &record.updated_at,
+            &record.model,
+        ],
+    )
+    .await?;
+    Ok(())
 }
 
 /// Claims idempotency key `client_msg_id` for `message` (`false`: it was
@@ -148,7 +182,7 @@ async fn target_conversation(
     id: ConversationId,
     now: &str,
 ) -> Result<(ConversationRecord, Option<Message>), StoreError> {
-    let (persona, title, greeting) = match target {
+    let new = match target {
         Target::Existing(_) => {
             let touch = tx
                 .prepare_cached(&format!(
@@ -166,14 +200,10 @@ async fn target_conversation(
             persona,
             title,
             greeting,
-        } => (persona, title, greeting),
+            model,
+        } => (persona, title, greeting, model),
     };
-    // A user's first conversation brings the user's row: opening a socket
-    // or a page stores nothing.
-    let add_user = tx
-        .prepare_cached("INSERT INTO users (id, created_at) VALUES ($1, $2) ON CONFLICT DO NOTHING")
-        .await?;
-    tx.execute(&add_user, &[&user.as_str(), &now]).await?;
+    let (persona, title, greeting, model) = new;
     let record = ConversationRecord {
         id,
         user_id: user.clone(),
@@ -181,25 +211,9 @@ async fn target_conversation(
         persona: persona.clone(),
         created_at: now.to_owned(),
         updated_at: now.to_owned(),
+        model: Some(model.clone()),
     };
-    let insert = tx
-        .prepare_cached(
-            "INSERT INTO conversations (id, user_id, title, persona, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6)",
-        )
-        .await?;
-    tx.execute(
-        &insert,
-        &[
-            &record.id.as_str(),
-            &record.user_id.as_str(),
-            &record.title,
-            &record.persona,
-            &record.created_at,
-            &record.updated_at,
-        ],
-    )
-    .await?;
+    insert_conversation(tx, &record).await?;
     let greeting = match greeting {
         Some(text) => {
             let message = crate::server::store::greeting_message(text, now);
@@ -296,7 +310,7 @@ async fn insert_user(
 }
 
 /// The newest `$2` messages with text of the path shown, newest first.
-const RECENT_MESSAGES: &str = "SELECT id, role, content, finish_reason, created_at \
+const RECENT_MESSAGES: &str = "SELECT id, role, content, finish_reason, created_at, model \
      FROM messages WHERE conversation_id = $1 AND active AND content <> '' ORDER BY seq DESC LIMIT $2";
 
 /// The empty assistant message a reply streams into, before it is inserted.
@@ -308,5 +322,6 @@ pub(super) fn new_reply() -> Message {
         created_at: now_rfc3339(),
         finish_reason: None,
         alternatives: None,
+        model: None,
     }
 }

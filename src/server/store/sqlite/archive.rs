@@ -3,7 +3,10 @@
 use async_trait::async_trait;
 use rusqlite::{Connection, OptionalExtension};
 
-use super::{branches, conversation_from_row, message_from_row, SqliteStore, CONVERSATION_COLUMNS};
+use super::{
+    branches, conversation_from_row, ensure_user, insert_conversation, message_from_row,
+    SqliteStore, CONVERSATION_COLUMNS,
+};
 use crate::{
     protocol::{ConversationId, MessageId, Usage, UserId},
     server::store::{
@@ -61,18 +64,18 @@ fn tree(conn: &Connection, user: &UserId, id: &ConversationId) -> Result<Convers
         .ok_or(StoreError::NotFound)?;
     let messages = conn
         .prepare_cached(
-            "SELECT id, role, content, finish_reason, created_at, parent_id, selected, \
+            "SELECT id, role, content, finish_reason, created_at, model, parent_id, selected, \
                     prompt_tokens, completion_tokens \
              FROM messages WHERE conversation_id = ? ORDER BY seq",
         )?
         .query_map([id.as_str()], |row| {
-            let parent: String = row.get(5)?;
-            let prompt: Option<u32> = row.get(7)?;
-            let completion: Option<u32> = row.get(8)?;
+            let parent: String = row.get(6)?;
+            let prompt: Option<u32> = row.get(8)?;
+            let completion: Option<u32> = row.get(9)?;
             Ok(TreeMessage {
                 message: message_from_row(row)?,
                 parent: (parent != id.as_str()).then_some(MessageId(parent)),
-                selected: row.get(6)?,
+                selected: row.get(7)?,
                 usage: prompt.zip(completion).map(|(prompt_tokens, completion_tokens)| Usage {
                     prompt_tokens,
                     completion_tokens,
@@ -91,28 +94,16 @@ fn import(conn: &Connection, user: &UserId, tree: ConversationTree) -> Result<Co
         conversation,
         messages,
     } = tree;
-    conn.prepare_cached("INSERT OR IGNORE INTO users (id, created_at) VALUES (?, ?)")?
-        .execute([user.as_str(), &conversation.created_at])?;
+    ensure_user(conn, user, &conversation.created_at)?;
     let record = ConversationRecord {
         user_id: user.clone(),
         ..conversation
     };
-    conn.prepare_cached(
-        "INSERT INTO conversations (id, user_id, title, persona, created_at, updated_at) \
-         VALUES (?, ?, ?, ?, ?, ?)",
-    )?
-    .execute([
-        record.id.as_str(),
-        record.user_id.as_str(),
-        &record.title,
-        &record.persona,
-        &record.created_at,
-        &record.updated_at,
-    ])?;
+    insert_conversation(conn, &record)?;
     let mut insert = conn.prepare_cached(
         "INSERT INTO messages (id, conversation_id, role, content, finish_reason, created_at, \
-                               parent_id, selected, active, prompt_tokens, completion_tokens) \
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?)",
+                               parent_id, selected, active, prompt_tokens, completion_tokens, model) \
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?, ?)",
     )?;
     for m in &messages {
         let role = match m.message.role {
@@ -140,6 +131,7 @@ fn import(conn: &Connection, user: &UserId, tree: ConversationTree) -> Result<Co
             m.selected,
             m.usage.map(|u| u.prompt_tokens),
             m.usage.map(|u| u.completion_tokens),
+            &m.message.model,
         ])?;
     }
     branches::refresh_path(conn, &record.id)?;

@@ -15,17 +15,17 @@ use crate::{
 /// The columns a shown message is read with: [`super::MESSAGE_COLUMNS`]
 /// of `messages m`, then its alternatives' count and its place among them
 /// (two lookups on `messages_by_parent`).
-pub(super) const VIEW_COLUMNS: &str = "m.id, m.role, m.content, m.finish_reason, m.created_at, \
+pub(super) const VIEW_COLUMNS: &str = "m.id, m.role, m.content, m.finish_reason, m.created_at, m.model, \
      (SELECT count(*) FROM messages s WHERE s.parent_id = m.parent_id) AS alt_count, \
      (SELECT count(*) FROM messages s WHERE s.parent_id = m.parent_id AND s.seq < m.seq) AS alt_index";
 
-/// The alternatives read by [`VIEW_COLUMNS`] (columns 5 and 6), if the row has them.
+/// The alternatives read by [`VIEW_COLUMNS`] (columns 6 and 7), if the row has them.
 pub(super) fn alternatives_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Option<Alternatives>> {
-    if row.as_ref().column_name(5).ok() != Some("alt_count") {
+    if row.as_ref().column_name(6).ok() != Some("alt_count") {
         return Ok(None);
     }
-    let count: i64 = row.get(5)?;
-    let index: i64 = row.get(6)?;
+    let count: i64 = row.get(6)?;
+    let index: i64 = row.get(7)?;
     Ok(Alternatives::of(
         u32::try_from(index).unwrap_or(u32::MAX),
         u32::try_from(count).unwrap_or(u32::MAX),
@@ -169,5 +169,6 @@ pub(super) fn edit_reply(conn: &Connection, edit: ReplyEdit) -> Result<EditOutco
         created_at: now,
         finish_reason: Some(FinishReason::Stop),
         alternatives,
+        model: None,
     }))
 }

@@ -211,12 +211,13 @@ fn conversation_from_row(row: &Row<'_>) -> rusqlite::Result<ConversationRecord> 
         persona: row.get("persona")?,
         created_at: row.get("created_at")?,
         updated_at: row.get("updated_at")?,
+        model: row.get("model")?,
     })
 }
 
 /// The columns [`message_from_row`] reads, in its order (read by index:
 /// a lookup by name compares every column's name per value).
-const MESSAGE_COLUMNS: &str = "id, role, content, finish_reason, created_at";
+const MESSAGE_COLUMNS: &str = "id, role, content, finish_reason, created_at, model";
 
 /// A message read with [`MESSAGE_COLUMNS`], or with
 /// [`branches::VIEW_COLUMNS`] (its alternatives too).
@@ -234,6 +235,7 @@ fn message_from_row(row: &Row<'_>) -> rusqlite::Result<Message> {
         created_at: row.get(4)?,
         finish_reason: finish.as_deref().and_then(FinishReason::parse),
         alternatives: branches::alternatives_from_row(row)?,
+        model: row.get(5)?,
     })
 }
 
@@ -246,7 +248,33 @@ fn require_row(changed: usize) -> Result<(), StoreError> {
     }
 }
 
-const CONVERSATION_COLUMNS: &str = "id, user_id, title, persona, created_at, updated_at";
+const CONVERSATION_COLUMNS: &str = "id, user_id, title, persona, created_at, updated_at, model";
+
+/// Inserts a conversation row (its user's row exists).
+fn insert_conversation(conn: &Connection, record: &ConversationRecord) -> Result<(), StoreError> {
+    conn.prepare_cached(
+        "INSERT INTO conversations (id, user_id, title, persona, created_at, updated_at, model) \
+         VALUES (?, ?, ?, ?, ?, ?, ?)",
+    )?
+    .execute(rusqlite::params![
+        record.id.as_str(),
+        record.user_id.as_str(),
+        &record.title,
+        &record.persona,
+        &record.created_at,
+        &record.updated_at,
+        &record.model,
+    ])?;
+    Ok(())
+}
+
+/// A user's first conversation brings the user's row: opening a socket or
+/// a page stores nothing.
+fn ensure_user(conn: &Connection, user: &UserId, now: &str) -> Result<(), StoreError> {
+    conn.prepare_cached("INSERT OR IGNORE INTO users (id, created_at) VALUES (?, ?)")?
+        .execute([user.as_str(), now])?;
+    Ok(())
+}
 
 fn find_client_message(
     conn: &Connection,
@@ -290,6 +318,7 @@ fn add_user_message(conn: &Connection, msg: NewUserMessage) -> Result<SendOutcom
         created_at: now.clone(),
         finish_reason: None,
         alternatives: None,
+        model: None,
     };
     conn.prepare_cached(
         "INSERT INTO client_messages (user_id, client_msg_id, conversation_id, message_id, created_at) \
@@ -360,11 +389,9 @@ fn target_conversation(
             persona,
             title,
             greeting,
+            model,
         } => {
-            // A user's first conversation brings the user's row: opening a
-            // socket or a page stores nothing.
-            conn.prepare_cached("INSERT OR IGNORE INTO users (id, created_at) VALUES (?, ?)")?
-                .execute([user.as_str(), now])?;
+            ensure_user(conn, user, now)?;
             let record = ConversationRecord {
                 id: ConversationId(new_id()),
                 user_id: user.clone(),
@@ -372,19 +399,9 @@ fn target_conversation(
                 persona: persona.clone(),
                 created_at: now.to_owned(),
                 updated_at: now.to_owned(),
+                model: Some(model.clone()),
             };
-            conn.prepare_cached(
-                "INSERT INTO conversations (id, user_id, title, persona, created_at, updated_at) \
-                 VALUES (?, ?, ?, ?, ?, ?)",
-            )?
-            .execute([
-                record.id.as_str(),
-                record.user_id.as_str(),
-                &record.title,
-                &record.persona,
-                &record.created_at,
-                &record.updated_at,
-            ])?;
+            insert_conversation(conn, &record)?;
             let greeting = match greeting {
                 Some(text) => {
                     let message = super::greeting_message(text, now);
@@ -471,7 +488,7 @@ impl Store for SqliteStore {
                         .collect::<Result<_, _>>()?,
                     Some(pattern) => conn
                         .prepare_cached(
-                            "SELECT c.id, c.user_id, c.title, c.persona, c.created_at, c.updated_at \
+                            "SELECT c.id, c.user_id, c.title, c.persona, c.created_at, c.updated_at, c.model \
                              FROM conversations c WHERE c.user_id = :user \
                              AND (c.title LIKE :pattern ESCAPE '\\' \
                                   OR EXISTS (SELECT 1 FROM messages m WHERE m.conversation_id = c.id \
@@ -499,6 +516,22 @@ impl Store for SqliteStore {
         require_row(
             self.execute(
                 "UPDATE conversations SET title = ? WHERE id = ? AND user_id = ?",
+                params,
+            )
+            .await?,
+        )
+    }
+
+    async fn set_conversation_model(
+        &self,
+        user: &UserId,
+        id: &ConversationId,
+        model: &str,
+    ) -> Result<(), StoreError> {
+        let params = [model.to_owned(), id.to_string(), user.to_string()];
+        require_row(
+            self.execute(
+                "UPDATE conversations SET model = ? WHERE id = ? AND user_id = ?",
                 params,
             )
             .await?,
@@ -760,6 +793,7 @@ mod tests {
             persona: "p".into(),
             title: "t".into(),
             greeting: None,
+            model: "m".into(),
         }
     }
 
