@@ -78,7 +78,8 @@ export default defineConfig({
       command:
         "cargo build --quiet -p tether -p tether-fake-upstream --features ssr --bin fake-upstream" +
         ` && exec ${TARGET}/debug/fake-upstream`,
-      env: { FAKE_ADDR: `127.0.0.1:${FAKE_PORT}`, FAKE_FIRST_MS: "150", FAKE_DELAY_MS: "60" },
+      // Two models, so that the model picker shows (tests/models.spec.ts).
+      env: { FAKE_ADDR: `127.0.0.1:${FAKE_PORT}`, FAKE_FIRST_MS: "150", FAKE_DELAY_MS: "60", FAKE_MODELS: "fake-large" },
       url: `http://127.0.0.1:${FAKE_PORT}/v1/models`,
       reuseExistingServer: false,
       timeout: 180_000,

@@ -367,6 +367,9 @@ pub enum ServerFrame {
         usage: Option<Usage>,
         ttft_ms: Option<f64>,
         total_ms: f64,
+        /// Extension (model choice): the model that wrote the reply.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        model: Option<String>,
     },
     /// Something was refused or failed.
     Error {

@@ -193,10 +193,11 @@ impl ChatView {
                 usage,
                 ttft_ms,
                 total_ms,
+                model,
                 ..
             } => self.apply_done(
                 message_id,
-                *finish_reason,
+                (*finish_reason, model.as_deref()),
                 ReplyStats {
                     ttft_ms: *ttft_ms,
                     total_ms: *total_ms,
@@ -334,12 +335,15 @@ impl ChatView {
     fn apply_done(
         &mut self,
         message_id: &MessageId,
-        finish_reason: FinishReason,
+        (finish_reason, model): (FinishReason, Option<&str>),
         stats: ReplyStats,
     ) {
         if let Some(m) = self.find_mut(message_id) {
             m.streaming = false;
             m.message.finish_reason = Some(finish_reason);
+            if let Some(model) = model {
+                m.message.model = Some(model.to_owned());
+            }
             m.stats = Some(stats);
         }
         if self
@@ -494,6 +498,7 @@ mod tests {
             usage: None,
             ttft_ms: Some(10.0),
             total_ms: 20.0,
+            model: None,
         });
         assert_eq!(view.messages[0].message.content, "Hello you");
         assert!(!view.is_streaming());
@@ -682,6 +687,7 @@ mod tests {
             usage: None,
             ttft_ms: Some(5.0),
             total_ms: 9.0,
+            model: None,
         });
         assert_eq!(view.messages.len(), 1, "the same message");
         assert_eq!(view.messages[0].message.content, "Hello you");

@@ -87,6 +87,15 @@ pub fn MessageBubble(message: ViewMessage) -> impl IntoView {
             <div class="meta">
                 {alternatives.map(|alternatives| view! { <Pager id=id.clone() alternatives=alternatives/> })}
                 {stats.map(|s| view! { <span class="stats">{s}</span> })}
+                {message.message.model.clone().map(|model| {
+                    let session = ChatSession::get();
+                    // Named only where there is a choice of models.
+                    view! {
+                        <Show when=move || session.models.with(|m| m.len() > 1)>
+                            <span class="reply-model">{model.clone()}</span>
+                        </Show>
+                    }
+                })}
                 {stored.then(|| view! {
                     <button type="button" class="copy-message" aria-label="Copy message" on:click=copy>
                         {move || if copied.get() { "Copied" } else { "Copy" }}

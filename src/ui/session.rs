@@ -33,6 +33,12 @@ pub struct ChatSession {
     /// The search the list shows, if any.
     pub search: RwSignal<String>,
     pub personas: RwSignal<Vec<PersonaInfo>>,
+    /// The models a conversation may pick (`hello.models`; empty: no choice).
+    pub models: RwSignal<Vec<String>>,
+    /// The server's default model (`hello.model`).
+    pub default_model: RwSignal<Option<String>>,
+    /// The model picked for the next new conversation (`None`: the default).
+    pub model: RwSignal<Option<String>>,
     /// Persona (companion id) for the next new conversation (`None`: the
     /// server's default).
     pub persona: RwSignal<Option<String>>,
@@ -64,6 +70,9 @@ impl ChatSession {
             listed: RwSignal::new(false),
             search: RwSignal::new(String::new()),
             personas: RwSignal::new(Vec::new()),
+            models: RwSignal::new(Vec::new()),
+            default_model: RwSignal::new(None),
+            model: RwSignal::new(None),
             persona: RwSignal::new(None),
             companions: RwSignal::new(Vec::new()),
             greeting: RwSignal::new(0),
@@ -104,9 +113,13 @@ impl ChatSession {
             ServerFrame::Hello {
                 personas,
                 model_setup,
+                models,
+                model,
                 ..
             } => {
                 self.personas.set(personas.clone());
+                self.models.set(models.clone());
+                self.default_model.set(model.clone());
                 self.follow_model_setup(model_setup.clone());
                 self.load_companions();
                 // (Re)connected: follow the open conversation again from a snapshot.
@@ -186,7 +199,8 @@ impl ChatSession {
     pub fn send_text(&self, text: String) {
         let client_msg_id = new_client_msg_id();
         let conversation_id = self.chat.with_untracked(|c| c.conversation_id.clone());
-        let (persona, greeting) = if conversation_id.is_none() {
+        let new_chat = conversation_id.is_none();
+        let (persona, greeting) = if new_chat {
             let index = self.greeting.get_untracked();
             let greeting = self.chosen_greeting_untracked(index);
             (
@@ -209,8 +223,37 @@ impl ChatSession {
             text,
             persona,
             greeting: greeting.map(|(index, _)| index),
-            model: None,
+            model: new_chat.then(|| self.model.get_untracked()).flatten(),
         });
+    }
+
+    /// The model of the open conversation (the one picked for a new chat),
+    /// if the server offers a choice.
+    pub fn current_model(&self) -> Option<String> {
+        let conversation = self.chat.with(|c| c.conversation_id.clone());
+        // A conversation made a moment ago may not be listed yet: it is on
+        // the model picked for it.
+        let listed = conversation.and_then(|id| {
+            self.conversations
+                .with(|list| list.iter().find(|c| c.id == id).map(|c| c.model.clone()))
+        });
+        let picked = match listed {
+            Some(model) => model,
+            None => self.model.get(),
+        };
+        picked.or_else(|| self.default_model.get())
+    }
+
+    /// Picks `model` for the open conversation's next replies (stored at
+    /// once), or for the next new conversation.
+    pub fn pick_model(&self, model: String) {
+        match self.chat.with_untracked(|c| c.conversation_id.clone()) {
+            Some(conversation_id) => self.send(ClientFrame::SetModel {
+                conversation_id,
+                model,
+            }),
+            None => self.model.set(Some(model)),
+        }
     }
 
     /// Fetches the companions (after each `hello`: a new tab, a reconnect).

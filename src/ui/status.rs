@@ -15,7 +15,7 @@ pub fn StatusBadge(status: RwSignal<ConnStatus>) -> impl IntoView {
             data-status=move || status.get().as_str()
         >
             <span class="status-dot" aria-hidden="true"></span>
-            {move || status.get().label()}
+            <span class="status-label">{move || status.get().label()}</span>
         </span>
     }
 }

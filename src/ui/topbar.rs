@@ -1,6 +1,7 @@
 //! The bar above the conversation: the sidebar button (narrow screens), the
-//! name, the open conversation's title, its export (Markdown, JSON), the
-//! connection status and the theme toggle.
+//! name, the open conversation's title, its export (Markdown, JSON), its
+//! model (when there is a choice), the connection status and the theme
+//! toggle.
 
 use leptos::prelude::*;
 
@@ -51,9 +52,42 @@ pub fn TopBar(sidebar_open: RwSignal<bool>) -> impl IntoView {
                         </div>
                     </details>
                 })}
+                <ModelPicker/>
                 <StatusBadge status/>
                 <ThemeToggle/>
             </div>
         </header>
+    }
+}
+
+/// Which model the open conversation (or the next new one) is asked of,
+/// when the server offers more than one.
+#[component]
+fn ModelPicker() -> impl IntoView {
+    let session = ChatSession::get();
+    view! {
+        <Show when=move || session.models.with(|m| m.len() > 1)>
+            <label for="model-picker" class="visually-hidden">"Model"</label>
+            <select
+                id="model-picker"
+                class="model-picker"
+                // The property, not the options' attributes: those no longer
+                // move the selection once the person has used the list.
+                prop:value=move || session.current_model().unwrap_or_default()
+                on:change=move |ev| session.pick_model(event_target_value(&ev))
+            >
+                <For
+                    each=move || session.models.get()
+                    key=|m| m.clone()
+                    children=move |m| {
+                        let chosen = {
+                            let m = m.clone();
+                            move || session.current_model().as_deref() == Some(m.as_str())
+                        };
+                        view! { <option value=m.clone() selected=chosen>{m.clone()}</option> }
+                    }
+                />
+            </select>
+        </Show>
     }
 }

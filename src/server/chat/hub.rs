@@ -946,6 +946,7 @@ mod tests {
                 usage: None,
                 ttft_ms: None,
                 total_ms: 1.0,
+                model: None,
             },
         );
         let next = hub.reserve(&c, &u).expect("free after done");

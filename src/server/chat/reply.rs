@@ -229,6 +229,7 @@ impl ReplyJob {
             usage: outcome.usage,
             ttft_ms: outcome.first_token.map(|t| round2(ms(self.received, t))),
             total_ms: round2(ms(self.received, now)),
+            model: Some(self.model.clone()),
         };
         tracing::info!(
             finish_reason = outcome.finish_reason.as_str(),

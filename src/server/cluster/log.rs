@@ -186,6 +186,7 @@ mod tests {
             usage: None,
             ttft_ms: None,
             total_ms: 1.0,
+            model: None,
         }))
         .expect("logged");
         let log = [("1-0".to_owned(), begin("")), ("1-1".to_owned(), done)];

@@ -189,6 +189,7 @@ async fn recover(cluster: &Cluster, orphan: &OrphanedReply) -> Result<(), Recove
             usage: None,
             ttft_ms: None,
             total_ms: 0.0,
+            model: None,
         };
         announce.push(Record::Frame(done));
     }

@@ -311,6 +311,7 @@ mod tests {
             usage: None,
             ttft_ms: None,
             total_ms: 1.0,
+            model: None,
         };
         assert!(!already_seen(Some(&seen), &EventFacts::of(&done)));
     }
