@@ -514,6 +514,13 @@ pub enum ClientFrame {
         message_id: MessageId,
         index: u32,
     },
+    /// Extension (swipes and branches): delete a message and everything
+    /// after it, on every branch (a swipe, a branch point). Every view of
+    /// the conversation gets a `snapshot`.
+    DeleteMessage {
+        conversation_id: ConversationId,
+        message_id: MessageId,
+    },
     /// Application-level keep-alive, answered by `pong`.
     Ping {
         #[serde(default)]
@@ -594,6 +601,7 @@ impl ClientFrame {
             ClientFrame::Subscribe { .. }
             | ClientFrame::SelectAlternative { .. }
             | ClientFrame::SetModel { .. }
+            | ClientFrame::DeleteMessage { .. }
             | ClientFrame::Unsubscribe { .. }
             | ClientFrame::Stop { .. }
             | ClientFrame::Ping { .. }
@@ -633,6 +641,9 @@ impl ClientFrame {
                 conversation_id, ..
             }
             | ClientFrame::SetModel {
+                conversation_id, ..
+            }
+            | ClientFrame::DeleteMessage {
                 conversation_id, ..
             } => Some(conversation_id),
             ClientFrame::Ping { .. } | ClientFrame::ListConversations { .. } => None,

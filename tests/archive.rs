@@ -15,7 +15,10 @@ use tether::protocol::{Alternatives, ClientFrame, ConversationId, ServerFrame};
 
 /// A conversation of the browser's user with a swipe and an edited branch:
 /// "first" → (2 replies) and "first, edited" → reply; "second" on the old branch.
-async fn branched_conversation(server: &TestServer, browser: &Browser) -> (WsClient, ConversationId) {
+async fn branched_conversation(
+    server: &TestServer,
+    browser: &Browser,
+) -> (WsClient, ConversationId) {
     let mut ws = server.connect(&browser.cookie).await;
     let id = ws.start_conversation("first").await;
     ws.until_done(&id).await;
@@ -65,7 +68,9 @@ async fn a_conversation_exported_and_imported_is_the_same_but_for_its_ids() {
     let browser = Browser::new(&server).await;
     let (mut ws, id) = branched_conversation(&server, &browser).await;
 
-    let response = browser.get(&format!("/api/conversations/{id}/export.json")).await;
+    let response = browser
+        .get(&format!("/api/conversations/{id}/export.json"))
+        .await;
     assert_eq!(response.status(), 200);
     assert!(response.headers()["content-disposition"]
         .to_str()
@@ -106,12 +111,18 @@ async fn a_conversation_exported_and_imported_is_the_same_but_for_its_ids() {
     let original = ws.snapshot(&id).await;
     let imported = ws.snapshot(&ConversationId(copy.clone())).await;
     let shape = |ms: &[tether::protocol::Message]| -> Vec<(String, Option<Alternatives>)> {
-        ms.iter().map(|m| (m.content.clone(), m.alternatives)).collect()
+        ms.iter()
+            .map(|m| (m.content.clone(), m.alternatives))
+            .collect()
     };
     assert_eq!(shape(&imported), shape(&original));
-    assert_eq!(imported[0].alternatives, Some(Alternatives { index: 1, count: 2 }));
+    assert_eq!(
+        imported[0].alternatives,
+        Some(Alternatives { index: 1, count: 2 })
+    );
     // And goes on like any other.
-    ws.send_text_to(&ConversationId(copy.clone()), "after import").await;
+    ws.send_text_to(&ConversationId(copy.clone()), "after import")
+        .await;
     ws.until_done(&ConversationId(copy)).await;
 }
 
@@ -120,7 +131,9 @@ async fn markdown_is_the_path_shown() {
     let server = TestServer::start(|_| {}).await;
     let browser = Browser::new(&server).await;
     let (_ws, id) = branched_conversation(&server, &browser).await;
-    let response = browser.get(&format!("/api/conversations/{id}/export.md")).await;
+    let response = browser
+        .get(&format!("/api/conversations/{id}/export.md"))
+        .await;
     assert_eq!(response.status(), 200);
     assert_eq!(
         response.headers()["content-type"],
@@ -130,7 +143,10 @@ async fn markdown_is_the_path_shown() {
     assert!(text.starts_with("# first\n"), "{text}");
     assert!(text.contains("first, edited"), "{text}");
     assert!(text.contains("version 2 of 2"), "{text}");
-    assert!(!text.contains("\n\nsecond\n"), "the other branch is left out: {text}");
+    assert!(
+        !text.contains("\n\nsecond\n"),
+        "the other branch is left out: {text}"
+    );
 }
 
 #[tokio::test]
@@ -161,7 +177,9 @@ async fn everything_of_a_user_comes_as_one_file_and_nothing_of_anybody_else() {
     assert_eq!(companions[0]["emoji"], "🌙");
     assert!(all["settings"].is_object());
     // Somebody else's conversation is not found, not exported.
-    let response = stranger.get(&format!("/api/conversations/{id}/export.json")).await;
+    let response = stranger
+        .get(&format!("/api/conversations/{id}/export.json"))
+        .await;
     assert_eq!(refusal(response, 404).await.0, "not_found");
 }
 
@@ -183,7 +201,11 @@ async fn bad_imports_are_refused_with_the_reason_and_store_nothing() {
     };
     let cases: Vec<(Vec<u8>, u16, &str)> = vec![
         (b"not json".to_vec(), 400, "not a conversation export"),
-        (json!({"format": "tether.export"}).to_string().into_bytes(), 400, "not a conversation export"),
+        (
+            json!({"format": "tether.export"}).to_string().into_bytes(),
+            400,
+            "not a conversation export",
+        ),
         (
             {
                 let mut v = valid(json!([]));
@@ -193,14 +215,35 @@ async fn bad_imports_are_refused_with_the_reason_and_store_nothing() {
             400,
             "format",
         ),
-        (valid(json!([user("a", Some("b"), true)])).to_string().into_bytes(), 400, "not an earlier message"),
-        (valid(json!([user("a", None, true), user("b", None, true)])).to_string().into_bytes(), 400, "two alternatives"),
-        (valid(json!([user("a", None, false)])).to_string().into_bytes(), 400, "none of the first"),
+        (
+            valid(json!([user("a", Some("b"), true)]))
+                .to_string()
+                .into_bytes(),
+            400,
+            "not an earlier message",
+        ),
+        (
+            valid(json!([user("a", None, true), user("b", None, true)]))
+                .to_string()
+                .into_bytes(),
+            400,
+            "two alternatives",
+        ),
+        (
+            valid(json!([user("a", None, false)]))
+                .to_string()
+                .into_bytes(),
+            400,
+            "none of the first",
+        ),
         (vec![b' '; 5000], 413, "limit is 4096 bytes"),
     ];
     for (body, status, reason) in cases {
         let (_, message) = refusal(import(body).await, status).await;
-        assert!(message.contains(reason), "{message:?} should say {reason:?}");
+        assert!(
+            message.contains(reason),
+            "{message:?} should say {reason:?}"
+        );
     }
     // Without an allowed Origin nothing is imported either.
     let response = reqwest::Client::new()

@@ -54,7 +54,12 @@ async fn regenerate(client: &mut WsClient, conversation: &ConversationId) -> Vec
     client.until_done(conversation).await
 }
 
-async fn select(client: &mut WsClient, conversation: &ConversationId, message: &MessageId, index: u32) {
+async fn select(
+    client: &mut WsClient,
+    conversation: &ConversationId,
+    message: &MessageId,
+    index: u32,
+) {
     client
         .send(&ClientFrame::SelectAlternative {
             conversation_id: conversation.clone(),
@@ -86,10 +91,18 @@ async fn swipes_are_kept_chosen_and_shown_in_every_tab() {
     }
     let messages = tab.snapshot(&conversation).await;
     assert_eq!(messages.len(), 2, "one reply shown: {messages:?}");
-    assert_eq!(messages[1].alternatives, at(2, 3), "the newest of three replies");
+    assert_eq!(
+        messages[1].alternatives,
+        at(2, 3),
+        "the newest of three replies"
+    );
     // The other tab followed every swipe as it streamed.
     let shown = next_snapshot(&mut other_tab, &conversation).await;
-    assert_eq!(shown.len(), 1, "a swipe first shows the path without the replaced reply");
+    assert_eq!(
+        shown.len(),
+        1,
+        "a swipe first shows the path without the replaced reply"
+    );
 
     select(&mut tab, &conversation, &messages[1].id, 0).await;
     for client in [&mut tab, &mut other_tab] {
@@ -132,7 +145,10 @@ async fn an_edit_streams_a_new_branch_and_the_old_one_stays_reachable() {
         message_id: edited,
         duplicate: false,
         ..
-    }) = frames.iter().find(|f| matches!(f, ServerFrame::Accepted { .. })).cloned()
+    }) = frames
+        .iter()
+        .find(|f| matches!(f, ServerFrame::Accepted { .. }))
+        .cloned()
     else {
         panic!("an edit is accepted: {frames:?}")
     };
@@ -140,7 +156,9 @@ async fn an_edit_streams_a_new_branch_and_the_old_one_stays_reachable() {
         messages,
         streaming: Some(streaming),
         ..
-    }) = frames.iter().find(|f| matches!(f, ServerFrame::Snapshot { .. }))
+    }) = frames
+        .iter()
+        .find(|f| matches!(f, ServerFrame::Snapshot { .. }))
     else {
         panic!("views are shown the new branch with its reply streaming: {frames:?}")
     };
@@ -150,7 +168,10 @@ async fn an_edit_streams_a_new_branch_and_the_old_one_stays_reachable() {
     let after = client.snapshot(&conversation).await;
     assert_eq!(
         texts(&after),
-        [("first, edited", at(1, 2)), ("You said: first, edited", None)]
+        [
+            ("first, edited", at(1, 2)),
+            ("You said: first, edited", None)
+        ]
     );
 
     // A retried edit is answered as before and stores nothing.
@@ -162,7 +183,10 @@ async fn an_edit_streams_a_new_branch_and_the_old_one_stays_reachable() {
         matches!(&again, ServerFrame::Accepted { duplicate: true, message_id, .. } if *message_id == edited),
         "{again:?}"
     );
-    assert_eq!(client.snapshot(&conversation).await[0].alternatives, at(1, 2));
+    assert_eq!(
+        client.snapshot(&conversation).await[0].alternatives,
+        at(1, 2)
+    );
 
     // The earlier branch comes back whole.
     select(&mut client, &conversation, &edited, 0).await;
@@ -194,7 +218,13 @@ async fn an_edited_reply_is_stored_as_an_alternative_without_asking_the_model() 
     let accepted = tab
         .until(|f| matches!(f, ServerFrame::Accepted { .. }))
         .await;
-    assert!(matches!(accepted, ServerFrame::Accepted { duplicate: false, .. }));
+    assert!(matches!(
+        accepted,
+        ServerFrame::Accepted {
+            duplicate: false,
+            ..
+        }
+    ));
     let shown = next_snapshot(&mut other_tab, &conversation).await;
     assert_eq!(
         texts(&shown),
@@ -210,9 +240,7 @@ async fn nothing_changes_the_path_while_a_reply_streams() {
     let conversation = client.start_conversation("hi").await;
     let first = done_id(&client.until_done(&conversation).await);
     let user_message = client.snapshot(&conversation).await[0].id.clone();
-    client
-        .send_text_to(&conversation, "[[stall:1]] wait")
-        .await;
+    client.send_text_to(&conversation, "[[stall:1]] wait").await;
     client
         .until(|f| matches!(f, ServerFrame::Delta { .. }))
         .await;
@@ -241,7 +269,9 @@ async fn a_swipe_in_progress_survives_a_reconnect() {
     let server = TestServer::start(|_| {}).await;
     let cookie = server.cookie().await;
     let mut client = server.connect(&cookie).await;
-    let conversation = client.start_conversation("[[delay:20]] [[long]] story").await;
+    let conversation = client
+        .start_conversation("[[delay:20]] [[long]] story")
+        .await;
     client.until_done(&conversation).await;
     client
         .send(&ClientFrame::Regenerate {
@@ -276,7 +306,11 @@ async fn a_swipe_in_progress_survives_a_reconnect() {
     again.until_done(&conversation).await;
     let messages = again.snapshot(&conversation).await;
     assert_eq!(messages[1].alternatives, at(1, 2));
-    assert!(messages[1].content.ends_with("word60"), "{}", messages[1].content);
+    assert!(
+        messages[1].content.ends_with("word60"),
+        "{}",
+        messages[1].content
+    );
 }
 
 #[tokio::test]
@@ -302,7 +336,15 @@ async fn two_tabs_swiping_at_once_make_one_new_reply() {
     ];
     let busy = answers
         .iter()
-        .filter(|f| matches!(f, ServerFrame::Error { code: ErrorCode::Busy, .. }))
+        .filter(|f| {
+            matches!(
+                f,
+                ServerFrame::Error {
+                    code: ErrorCode::Busy,
+                    ..
+                }
+            )
+        })
         .count();
     assert_eq!(busy, 1, "one swipe runs, the other is busy: {answers:?}");
     let winner = if matches!(answers[0], ServerFrame::Accepted { .. }) {
@@ -344,4 +386,39 @@ async fn bad_branch_frames_are_refused_with_a_reason() {
     stranger.send(&edit(reply.as_str(), "mine")).await;
     assert_eq!(next_error(&mut stranger).await.0, ErrorCode::NotFound);
     assert_eq!(client.snapshot(&conversation).await[1].id, reply);
+}
+
+#[tokio::test]
+async fn deleting_a_swipe_shows_the_one_before_in_every_tab() {
+    let server = TestServer::start(|_| {}).await;
+    let cookie = server.cookie().await;
+    let mut tab = server.connect(&cookie).await;
+    let mut other_tab = server.connect(&cookie).await;
+    let conversation = tab.start_conversation("delete me").await;
+    let first = done_id(&tab.until_done(&conversation).await);
+    let second = done_id(&regenerate(&mut tab, &conversation).await);
+    other_tab.snapshot(&conversation).await;
+    tab.send(&ClientFrame::DeleteMessage {
+        conversation_id: conversation.clone(),
+        message_id: second.clone(),
+    })
+    .await;
+    for client in [&mut tab, &mut other_tab] {
+        let shown = next_snapshot(client, &conversation).await;
+        assert_eq!(shown.len(), 2);
+        assert_eq!(shown[1].id, first);
+        assert_eq!(shown[1].alternatives, None, "the only reply left");
+    }
+    // Gone for good: deleting it again is refused.
+    tab.send(&ClientFrame::DeleteMessage {
+        conversation_id: conversation.clone(),
+        message_id: second,
+    })
+    .await;
+    let (code, message) = next_error(&mut tab).await;
+    assert_eq!(code, ErrorCode::BadRequest);
+    assert!(
+        message.contains("not a message of this conversation"),
+        "{message}"
+    );
 }

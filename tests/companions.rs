@@ -7,7 +7,10 @@
 mod common;
 
 use base64::Engine as _;
-use common::{browser::{refusal, Browser}, TestServer};
+use common::{
+    browser::{refusal, Browser},
+    TestServer,
+};
 use serde_json::{json, Value};
 use tether::protocol::{ClientFrame, Role, ServerFrame};
 

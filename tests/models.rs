@@ -46,7 +46,10 @@ async fn start_on(client: &mut WsClient, model: Option<&str>, text: &str) -> Con
 }
 
 async fn error_of(client: &mut WsClient) -> (ErrorCode, String) {
-    match client.until(|f| matches!(f, ServerFrame::Error { .. })).await {
+    match client
+        .until(|f| matches!(f, ServerFrame::Error { .. }))
+        .await
+    {
         ServerFrame::Error { code, message, .. } => (code, message),
         _ => unreachable!(),
     }
@@ -69,7 +72,10 @@ async fn hello_offers_the_providers_models_and_a_conversation_keeps_its_pick() {
     }
     let id = start_on(&mut client, Some("fake-large"), "[[model]] which?").await;
     let messages = client.snapshot(&id).await;
-    assert_eq!(messages[1].content, "model fake-large", "the model asked is the one picked");
+    assert_eq!(
+        messages[1].content, "model fake-large",
+        "the model asked is the one picked"
+    );
     assert_eq!(messages[1].model.as_deref(), Some("fake-large"));
     assert_eq!(messages[0].model, None, "a person's message has no model");
 
@@ -90,7 +96,10 @@ async fn hello_offers_the_providers_models_and_a_conversation_keeps_its_pick() {
             model: "fake".into(),
         })
         .await;
-    match client.until(|f| matches!(f, ServerFrame::Conversations { .. })).await {
+    match client
+        .until(|f| matches!(f, ServerFrame::Conversations { .. }))
+        .await
+    {
         ServerFrame::Conversations { items, .. } => {
             assert_eq!(items[0].model.as_deref(), Some("fake"));
         }

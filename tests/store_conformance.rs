@@ -129,4 +129,5 @@ conformance! {
     branches::an_edited_reply_is_an_alternative_stored_once,
     branches::choosing_what_does_not_exist_changes_nothing,
     branches::a_tree_imported_reads_back_the_same,
+    branches::deleting_a_branch_point_takes_what_follows_and_keeps_a_choice,
 }

@@ -77,6 +77,27 @@ for (const phone of [false, true]) {
       other.expectNoErrors();
     });
 
+    test("deleting a swipe shows the one before it", async ({ page }) => {
+      const chat = new ChatPage(page);
+      await chat.open();
+      await chat.send("[[tokens:2]] two takes");
+      await chat.waitForReplyDone();
+      const first = await chat.lastAssistant().getAttribute("data-message-id");
+      await regenerate(page, chat);
+      await expect(pager(chat.lastAssistant()).position).toHaveText("2/2");
+      page.once("dialog", (dialog) => dialog.accept());
+      await chat.lastAssistant().getByRole("button", { name: "Delete message" }).click();
+      await expect(chat.lastAssistant()).toHaveAttribute("data-message-id", first ?? "");
+      await expect(pager(chat.lastAssistant()).position).toHaveCount(0);
+      // Declining the question deletes nothing.
+      page.once("dialog", (dialog) => dialog.dismiss());
+      await chat.lastAssistant().getByRole("button", { name: "Delete message" }).click();
+      await page.reload();
+      await expect(chat.status).toHaveAttribute("data-status", "connected");
+      await expect(chat.lastAssistant()).toHaveAttribute("data-message-id", first ?? "");
+      chat.expectNoErrors();
+    });
+
     test("editing an earlier message starts a branch; the earlier branch comes back whole", async ({ page }) => {
       const chat = new ChatPage(page);
       await chat.open();

@@ -111,6 +111,17 @@ pub fn MessageBubble(message: ViewMessage) -> impl IntoView {
                     >
                         "Edit"
                     </button>
+                    <button
+                        type="button"
+                        class="edit-message delete-message"
+                        aria-label="Delete message"
+                        on:click={
+                            let id = id.clone();
+                            move |_| ChatSession::get().delete_message(id.clone())
+                        }
+                    >
+                        "Delete"
+                    </button>
                 })}
             </div>
         </article>

@@ -396,6 +396,21 @@ impl ChatSession {
         }
     }
 
+    /// Deletes message `message_id` and everything after it, once the
+    /// person confirms.
+    pub fn delete_message(&self, message_id: MessageId) {
+        let Some(conversation_id) = self.chat.with_untracked(|c| c.conversation_id.clone()) else {
+            return;
+        };
+        if browser::confirm("Delete this message and everything after it, on every branch?") {
+            self.chat.update(|c| c.notice = None);
+            self.send(ClientFrame::DeleteMessage {
+                conversation_id,
+                message_id,
+            });
+        }
+    }
+
     /// Stores `text` as a new version of message `message_id` (a branch
     /// from there); a user message's edit gets a new reply.
     pub fn edit_message(&self, message_id: MessageId, text: String) {

@@ -40,7 +40,12 @@ impl Browser {
             .expect("GET")
     }
 
-    pub async fn json(&self, method: reqwest::Method, path: &str, body: &Value) -> reqwest::Response {
+    pub async fn json(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: &Value,
+    ) -> reqwest::Response {
         self.request(method, path)
             .header("content-type", "application/json")
             .body(body.to_string())
@@ -73,4 +78,3 @@ pub async fn refusal(response: reqwest::Response, status: u16) -> (String, Strin
         body["message"].as_str().expect("message").to_owned(),
     )
 }
-

@@ -62,7 +62,10 @@ async fn exchange(s: &dyn Store, msg: NewUserMessage, answer: &str) -> Sent {
 }
 
 /// The path shown: each message's text and alternatives.
-async fn shown(s: &dyn Store, conversation: &ConversationId) -> Vec<(String, Option<Alternatives>)> {
+async fn shown(
+    s: &dyn Store,
+    conversation: &ConversationId,
+) -> Vec<(String, Option<Alternatives>)> {
     s.messages(conversation)
         .await
         .expect("messages")
@@ -95,7 +98,11 @@ pub async fn a_regenerated_reply_keeps_the_one_it_replaces(subject: Subject) {
         .start_assistant(c, &run("r2"), Some(&first.reply.id))
         .await
         .expect("started");
-    assert_eq!(second.alternatives, at(1, 2), "the new reply is the second of two");
+    assert_eq!(
+        second.alternatives,
+        at(1, 2),
+        "the new reply is the second of two"
+    );
     s.finish_assistant(&second.id, "r2", "two", FinishReason::Stop, None)
         .await
         .expect("finished");
@@ -103,16 +110,29 @@ pub async fn a_regenerated_reply_keeps_the_one_it_replaces(subject: Subject) {
         shown(s, c).await,
         vec![("hi".into(), None), ("two".into(), at(1, 2))]
     );
-    s.select_alternative(c, &second.id, 0).await.expect("chosen");
+    s.select_alternative(c, &second.id, 0)
+        .await
+        .expect("chosen");
     assert_eq!(
         shown(s, c).await,
         vec![("hi".into(), None), ("one".into(), at(0, 2))]
     );
     // Choosing what is chosen changes nothing.
-    s.select_alternative(c, &first.reply.id, 0).await.expect("again");
-    let next = exchange(s, send("k3", Target::Existing(c.clone()), "more", None), "three").await;
+    s.select_alternative(c, &first.reply.id, 0)
+        .await
+        .expect("again");
+    let next = exchange(
+        s,
+        send("k3", Target::Existing(c.clone()), "more", None),
+        "three",
+    )
+    .await;
     let prompt: Vec<&str> = next.history.iter().map(|m| m.content.as_str()).collect();
-    assert_eq!(prompt, ["hi", "one", "more"], "the prompt follows the chosen reply");
+    assert_eq!(
+        prompt,
+        ["hi", "one", "more"],
+        "the prompt follows the chosen reply"
+    );
     assert_eq!(
         shown(s, c).await,
         vec![
@@ -132,15 +152,26 @@ pub async fn an_edit_branches_and_the_earlier_branch_stays_whole(subject: Subjec
     let c = a.conversation.clone();
     let existing = || Target::Existing(c.clone());
     exchange(s, send("k2", existing(), "u2", None), "a2").await;
-    let edit = exchange(s, send("k3", existing(), "u1 again", Some(&a.message.id)), "b1").await;
+    let edit = exchange(
+        s,
+        send("k3", existing(), "u1 again", Some(&a.message.id)),
+        "b1",
+    )
+    .await;
     assert_eq!(edit.message.alternatives, at(1, 2));
     let prompt: Vec<&str> = edit.history.iter().map(|m| m.content.as_str()).collect();
-    assert_eq!(prompt, ["u1 again"], "nothing of the other branch reaches the prompt");
+    assert_eq!(
+        prompt,
+        ["u1 again"],
+        "nothing of the other branch reaches the prompt"
+    );
     assert_eq!(
         shown(s, &c).await,
         vec![("u1 again".into(), at(1, 2)), ("b1".into(), None)]
     );
-    s.select_alternative(&c, &edit.message.id, 0).await.expect("back");
+    s.select_alternative(&c, &edit.message.id, 0)
+        .await
+        .expect("back");
     assert_eq!(
         shown(s, &c).await,
         vec![
@@ -158,7 +189,9 @@ pub async fn an_edit_branches_and_the_earlier_branch_stays_whole(subject: Subjec
         .expect("a page");
     let texts: Vec<&str> = page.messages.iter().map(|m| m.content.as_str()).collect();
     assert_eq!(texts, ["u1", "a1", "u2", "a2"]);
-    s.select_alternative(&c, &a.message.id, 1).await.expect("forth");
+    s.select_alternative(&c, &a.message.id, 1)
+        .await
+        .expect("forth");
     assert_eq!(
         shown(s, &c).await,
         vec![("u1 again".into(), at(1, 2)), ("b1".into(), None)]
@@ -180,11 +213,18 @@ pub async fn a_choice_inside_a_branch_is_remembered(subject: Subject) {
         .expect("finished");
     let edit = exchange(
         s,
-        send("k3", Target::Existing(c.clone()), "u1 edited", Some(&a.message.id)),
+        send(
+            "k3",
+            Target::Existing(c.clone()),
+            "u1 edited",
+            Some(&a.message.id),
+        ),
         "b1",
     )
     .await;
-    s.select_alternative(&c, &edit.message.id, 0).await.expect("back");
+    s.select_alternative(&c, &edit.message.id, 0)
+        .await
+        .expect("back");
     assert_eq!(
         shown(s, &c).await,
         vec![("u1".into(), at(0, 2)), ("a1 second".into(), at(1, 2))],
@@ -205,14 +245,21 @@ pub async fn an_edited_reply_is_an_alternative_stored_once(subject: Subject) {
         of: a.reply.id.clone(),
         text: text.into(),
     };
-    let EditOutcome::Stored(edited) = s.edit_reply(edit("u", "e1", "a1, better")).await.expect("edit")
+    let EditOutcome::Stored(edited) = s
+        .edit_reply(edit("u", "e1", "a1, better"))
+        .await
+        .expect("edit")
     else {
         panic!("stored");
     };
     assert_eq!(edited.role, Role::Assistant);
     assert_eq!(edited.finish_reason, Some(FinishReason::Stop));
     assert_eq!(edited.alternatives, at(1, 2));
-    match s.edit_reply(edit("u", "e1", "a1, better")).await.expect("again") {
+    match s
+        .edit_reply(edit("u", "e1", "a1, better"))
+        .await
+        .expect("again")
+    {
         EditOutcome::Duplicate { message_id, .. } => assert_eq!(message_id, edited.id),
         EditOutcome::Stored(_) => panic!("a retried edit is stored once"),
     }
@@ -242,7 +289,8 @@ pub async fn choosing_what_does_not_exist_changes_nothing(subject: Subject) {
         Err(StoreError::NotFound)
     ));
     assert!(matches!(
-        s.start_assistant(&a.conversation, &run("r9"), Some(&b.reply.id)).await,
+        s.start_assistant(&a.conversation, &run("r9"), Some(&b.reply.id))
+            .await,
         Err(StoreError::NotFound)
     ));
     assert_eq!(shown(s, &a.conversation).await, before);
@@ -262,13 +310,17 @@ pub async fn a_tree_imported_reads_back_the_same(subject: Subject) {
         .await
         .expect("finished");
     let user = "u".into();
-    let mut tree = s.conversation_tree(&user, &a.conversation).await.expect("tree");
+    let mut tree = s
+        .conversation_tree(&user, &a.conversation)
+        .await
+        .expect("tree");
     assert_eq!(tree.messages.len(), 3);
     assert_eq!(tree.messages[0].parent, None);
     assert_eq!(tree.messages[2].parent.as_ref(), Some(&a.message.id));
     assert!(!tree.messages[1].selected && tree.messages[2].selected);
     assert!(matches!(
-        s.conversation_tree(&"mallory".into(), &a.conversation).await,
+        s.conversation_tree(&"mallory".into(), &a.conversation)
+            .await,
         Err(StoreError::NotFound)
     ));
 
@@ -293,6 +345,73 @@ pub async fn a_tree_imported_reads_back_the_same(subject: Subject) {
         shown(s, &record.id).await,
         vec![("u1".into(), None), ("a1 again".into(), at(1, 2))]
     );
-    assert_eq!(s.conversation_ids(&"v".into()).await.expect("ids"), [record.id]);
-    assert_eq!(s.conversation_ids(&user).await.expect("ids"), [a.conversation]);
+    assert_eq!(
+        s.conversation_ids(&"v".into()).await.expect("ids"),
+        [record.id]
+    );
+    assert_eq!(
+        s.conversation_ids(&user).await.expect("ids"),
+        [a.conversation]
+    );
+}
+
+/// Deleting a branch point takes everything after it on every branch; a
+/// chosen alternative deleted gives its place to the one before it.
+pub async fn deleting_a_branch_point_takes_what_follows_and_keeps_a_choice(subject: Subject) {
+    let s = &*subject.store;
+    let a = exchange(s, send("k1", new_conversation(), "u1", None), "a1").await;
+    let c = a.conversation.clone();
+    let swipe = s
+        .start_assistant(&c, &run("r2"), Some(&a.reply.id))
+        .await
+        .expect("started");
+    s.finish_assistant(&swipe.id, "r2", "a1 again", FinishReason::Stop, None)
+        .await
+        .expect("finished");
+    let third = s
+        .start_assistant(&c, &run("r3"), Some(&swipe.id))
+        .await
+        .expect("started");
+    s.finish_assistant(&third.id, "r3", "a1 third", FinishReason::Stop, None)
+        .await
+        .expect("finished");
+    s.select_alternative(&c, &a.reply.id, 1)
+        .await
+        .expect("the second");
+    exchange(s, send("k4", Target::Existing(c.clone()), "u2", None), "a2").await;
+    assert_eq!(shown(s, &c).await.len(), 4);
+
+    // The chosen one, with the branch after it: the one before is chosen.
+    s.delete_message(&c, &swipe.id).await.expect("deleted");
+    assert_eq!(
+        shown(s, &c).await,
+        vec![("u1".into(), None), ("a1".into(), at(0, 2))]
+    );
+    let tree = s.conversation_tree(&"u".into(), &c).await.expect("tree");
+    assert_eq!(
+        tree.messages.len(),
+        3,
+        "u2 and a2 went with their branch point"
+    );
+    // One not chosen: the choice stays.
+    s.delete_message(&c, &third.id).await.expect("deleted");
+    assert_eq!(
+        shown(s, &c).await,
+        vec![("u1".into(), None), ("a1".into(), None)]
+    );
+    assert!(matches!(
+        s.delete_message(&c, &third.id).await,
+        Err(StoreError::NotFound)
+    ));
+    // The first message: nothing is left to show, and the conversation goes on.
+    s.delete_message(&c, &a.message.id).await.expect("deleted");
+    assert_eq!(shown(s, &c).await, vec![]);
+    let next = exchange(
+        s,
+        send("k5", Target::Existing(c.clone()), "again", None),
+        "b",
+    )
+    .await;
+    assert_eq!(next.history.len(), 1);
+    assert_eq!(shown(s, &c).await.len(), 2);
 }

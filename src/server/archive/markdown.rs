@@ -25,12 +25,11 @@ pub(super) fn render(tree: &ConversationTree, companion: &str) -> String {
             .push(m.message.id.as_str());
     }
     let mut at: Option<&str> = None;
-    loop {
-        let Some(m) = tree.messages.iter().find(|m| {
-            m.selected && m.parent.as_ref().map(|p| p.as_str()) == at
-        }) else {
-            break;
-        };
+    while let Some(m) = tree
+        .messages
+        .iter()
+        .find(|m| m.selected && m.parent.as_ref().map(|p| p.as_str()) == at)
+    {
         let who = match m.message.role {
             Role::User => "You",
             Role::Assistant => companion,
@@ -113,8 +112,17 @@ mod tests {
         };
         let md = render(&tree, "Aria");
         assert!(md.starts_with("# A trip\n"), "{md}");
-        assert!(md.contains("**You** · 2026-12-01T10:00:00.000Z\n\ntext u1"), "{md}");
-        assert!(md.contains("**Aria** · 2026-12-01T10:00:00.000Z · version 2 of 2\n\ntext a2"), "{md}");
-        assert!(!md.contains("text a1") && !md.contains("text u2"), "other branches are left out: {md}");
+        assert!(
+            md.contains("**You** · 2026-12-01T10:00:00.000Z\n\ntext u1"),
+            "{md}"
+        );
+        assert!(
+            md.contains("**Aria** · 2026-12-01T10:00:00.000Z · version 2 of 2\n\ntext a2"),
+            "{md}"
+        );
+        assert!(
+            !md.contains("text a1") && !md.contains("text u2"),
+            "other branches are left out: {md}"
+        );
     }
 }

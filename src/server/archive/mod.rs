@@ -54,7 +54,9 @@ pub async fn export_conversation(
     user: &UserId,
     id: &ConversationId,
 ) -> Result<ConversationExport, ArchiveError> {
-    Ok(ConversationExport::from_tree(store.conversation_tree(user, id).await?))
+    Ok(ConversationExport::from_tree(
+        store.conversation_tree(user, id).await?,
+    ))
 }
 
 /// A conversation's path shown, as Markdown, and the name to save it under.
@@ -128,7 +130,10 @@ async fn companion_name(companions: &Companions, user: &UserId, id: &str) -> Str
 }
 
 /// The export as a tree to store, with fresh ids, or why it cannot be.
-fn checked_tree(export: ConversationExport, max_title_chars: usize) -> Result<ConversationTree, ArchiveError> {
+fn checked_tree(
+    export: ConversationExport,
+    max_title_chars: usize,
+) -> Result<ConversationTree, ArchiveError> {
     let bad = |why: String| ArchiveError::BadRequest(why);
     if export.format != format::CONVERSATION_FORMAT {
         return Err(bad(format!(
@@ -146,7 +151,9 @@ fn checked_tree(export: ConversationExport, max_title_chars: usize) -> Result<Co
     }
     let title = export.title.trim();
     if title.is_empty() || title.chars().count() > max_title_chars || title.contains('\0') {
-        return Err(bad(format!("a title has 1 to {max_title_chars} characters")));
+        return Err(bad(format!(
+            "a title has 1 to {max_title_chars} characters"
+        )));
     }
     for time in [&export.created_at, &export.updated_at] {
         check_time(time)?;
@@ -207,7 +214,11 @@ fn checked_tree(export: ConversationExport, max_title_chars: usize) -> Result<Co
         });
     }
     // Every turn with messages has its chosen one.
-    let turns: HashSet<Option<&str>> = export.messages.iter().map(|m| m.parent.as_deref()).collect();
+    let turns: HashSet<Option<&str>> = export
+        .messages
+        .iter()
+        .map(|m| m.parent.as_deref())
+        .collect();
     if let Some(turn) = turns.difference(&chosen).next() {
         return Err(bad(match turn {
             Some(parent) => format!("none of the messages after {parent:?} is chosen"),
@@ -286,7 +297,10 @@ mod tests {
 
     #[test]
     fn broken_trees_are_refused_with_the_reason() {
-        assert!(refusal(export(vec![message("a", Some("zz"), Role::User, true)])).contains("not an earlier message"));
+        assert!(
+            refusal(export(vec![message("a", Some("zz"), Role::User, true)]))
+                .contains("not an earlier message")
+        );
         assert!(refusal(export(vec![
             message("a", None, Role::User, true),
             message("a", None, Role::User, false),
@@ -297,7 +311,8 @@ mod tests {
             message("b", None, Role::User, true),
         ]))
         .contains("two alternatives"));
-        assert!(refusal(export(vec![message("a", None, Role::User, false)])).contains("none of the first"));
+        assert!(refusal(export(vec![message("a", None, Role::User, false)]))
+            .contains("none of the first"));
         let mut bad_time = export(vec![]);
         bad_time.created_at = "yesterday".into();
         assert!(refusal(bad_time).contains("RFC 3339"));

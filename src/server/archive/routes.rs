@@ -43,7 +43,8 @@ async fn export_json(
     Reader(user): Reader,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    let export = super::export_conversation(&**state.chat.store(), &user, &ConversationId(id)).await?;
+    let export =
+        super::export_conversation(&**state.chat.store(), &user, &ConversationId(id)).await?;
     let name = file_name(&export.title, "conversation");
     Ok(attachment(
         "application/json",

@@ -1,4 +1,4 @@
-//! Swipes and branches: `edit` and `select_alternative`.
+//! Swipes and branches: `edit`, `select_alternative` and `delete_message`.
 //!
 //! A conversation is a tree: `regenerate` adds another reply to the same
 //! user message (a swipe), `edit` another version of a message (a branch
@@ -17,8 +17,12 @@ use super::{
     ReplyStart, Rerun,
 };
 use crate::{
-    protocol::{ClientMsgId, ConversationId, MessageId, Role, ServerFrame, StreamingMessage, UserId},
-    server::store::{EditOutcome, NewUserMessage, ReplyEdit, ReplyRun, SendOutcome, StoreError, Target},
+    protocol::{
+        ClientMsgId, ConversationId, MessageId, Role, ServerFrame, StreamingMessage, UserId,
+    },
+    server::store::{
+        EditOutcome, NewUserMessage, ReplyEdit, ReplyRun, SendOutcome, StoreError, Target,
+    },
 };
 
 /// What an `edit` asks for.
@@ -63,13 +67,17 @@ impl ChatService {
         })?;
         if edited.role == Role::Assistant {
             return self
-                .edit_reply(user, reservation, ReplyEdit {
-                    user_id: user.clone(),
-                    client_msg_id,
-                    conversation: conversation_id,
-                    of: message_id,
-                    text,
-                })
+                .edit_reply(
+                    user,
+                    reservation,
+                    ReplyEdit {
+                        user_id: user.clone(),
+                        client_msg_id,
+                        conversation: conversation_id,
+                        of: message_id,
+                        text,
+                    },
+                )
                 .await;
         }
         let stored = self
@@ -106,7 +114,13 @@ impl ChatService {
         };
         let shown = self.window(&conversation_id, Some(&streaming)).await?;
         let accepted = self
-            .accepted(user, client_msg_id.clone(), conversation_id, message.id, false)
+            .accepted(
+                user,
+                client_msg_id.clone(),
+                conversation_id,
+                message.id,
+                false,
+            )
             .await?;
         let reply = NewReply {
             client_msg_id,
@@ -179,6 +193,31 @@ impl ChatService {
             Err(err) => return Err(err.into()),
         }
         tracing::debug!(conversation_id = %conversation_id, message_id = %message_id, index, "alternative chosen");
+        self.show_path(&reservation, conversation_id).await
+    }
+
+    /// `delete_message`: the message and everything after it go; every
+    /// view is shown the path.
+    pub(super) async fn delete_message(
+        &self,
+        user: &UserId,
+        conversation_id: &ConversationId,
+        message_id: &MessageId,
+    ) -> Result<(), ChatError> {
+        self.owned(user, conversation_id).await?;
+        let run = ReplyRun::new(&self.instance);
+        let reservation = self.reserve(conversation_id, user, &run).await?;
+        reservation.conversation().forget_prompt_window();
+        match self.store.delete_message(conversation_id, message_id).await {
+            Ok(()) => {}
+            Err(StoreError::NotFound) => {
+                return Err(ChatError::BadRequest(format!(
+                    "message {message_id} is not a message of this conversation"
+                )))
+            }
+            Err(err) => return Err(err.into()),
+        }
+        tracing::info!(conversation_id = %conversation_id, message_id = %message_id, "message deleted with what follows it");
         self.show_path(&reservation, conversation_id).await
     }
 

@@ -131,6 +131,14 @@ impl ChatService {
                     .await?;
                 Answer::Nothing
             }
+            ClientFrame::DeleteMessage {
+                conversation_id,
+                message_id,
+            } => {
+                self.delete_message(user, &conversation_id, &message_id)
+                    .await?;
+                Answer::Nothing
+            }
             ClientFrame::Subscribe { conversation_id } => {
                 let (snapshot, subscription) = self.subscribe(user, &conversation_id).await?;
                 Answer::Subscribed {

@@ -256,7 +256,10 @@ impl Companions {
             .as_ref()
             .filter(|a| a.content_type == "image/png")
             .map(|a| a.bytes.as_slice());
-        Ok((card.to_png(image), file_name(&card.fields.name, "companion")))
+        Ok((
+            card.to_png(image),
+            file_name(&card.fields.name, "companion"),
+        ))
     }
 
     /// The card of a preset (made on the fly) or of the user's companion.

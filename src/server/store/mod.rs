@@ -333,6 +333,16 @@ pub trait Store: CompanionStore + ArchiveStore + Send + Sync + 'static {
     /// the user.
     async fn edit_reply(&self, edit: ReplyEdit) -> Result<EditOutcome, StoreError>;
 
+    /// Deletes `message` of `conversation` with everything that follows it
+    /// on every branch. When it was the chosen alternative of its turn, the
+    /// one before it (else the one after) is chosen instead. `NotFound`
+    /// when it is no message of `conversation`.
+    async fn delete_message(
+        &self,
+        conversation: &ConversationId,
+        message: &MessageId,
+    ) -> Result<(), StoreError>;
+
     /// Chooses alternative `index` (oldest first) of the turn `message`
     /// belongs to: the conversation now shows that alternative and the
     /// branch after it (as it was last shown). `NotFound` when `message` is

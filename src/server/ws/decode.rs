@@ -257,13 +257,15 @@ mod proptests {
                     text,
                 }
             ),
-            (conversation(), text(), any::<u32>()).prop_map(|(conversation_id, message_id, index)| {
-                ClientFrame::SelectAlternative {
-                    conversation_id,
-                    message_id: MessageId(message_id),
-                    index,
+            (conversation(), text(), any::<u32>()).prop_map(
+                |(conversation_id, message_id, index)| {
+                    ClientFrame::SelectAlternative {
+                        conversation_id,
+                        message_id: MessageId(message_id),
+                        index,
+                    }
                 }
-            }),
+            ),
             json_value().prop_map(|nonce| ClientFrame::Ping { nonce }),
             prop::option::of(text()).prop_map(|query| ClientFrame::ListConversations { query }),
             (conversation(), text()).prop_map(|(conversation_id, title)| {

@@ -121,6 +121,46 @@ pub(super) async fn select(
     Ok(())
 }
 
+/// Deletes a message and everything after it.
+pub(super) async fn delete(
+    client: &mut Client,
+    conversation: &ConversationId,
+    message: &MessageId,
+) -> Result<(), StoreError> {
+    let tx = client.transaction().await?;
+    let row = tx
+        .query_opt(
+            "SELECT parent_id, seq, selected FROM messages WHERE id = $1 AND conversation_id = $2",
+            &[&message.as_str(), &conversation.as_str()],
+        )
+        .await?
+        .ok_or(StoreError::NotFound)?;
+    let (parent, seq, selected): (String, i64, bool) =
+        (row.try_get(0)?, row.try_get(1)?, row.try_get(2)?);
+    tx.execute(
+        "WITH RECURSIVE doomed(id) AS ( \
+             SELECT $1::text \
+             UNION ALL \
+             SELECT m.id FROM messages m JOIN doomed d ON m.parent_id = d.id \
+         ) \
+         DELETE FROM messages WHERE id IN (SELECT id FROM doomed)",
+        &[&message.as_str()],
+    )
+    .await?;
+    if selected {
+        tx.execute(
+            "UPDATE messages SET selected = TRUE WHERE id = ( \
+                 SELECT id FROM messages WHERE parent_id = $1 \
+                 ORDER BY seq > $2, CASE WHEN seq < $2 THEN -seq ELSE seq END LIMIT 1)",
+            &[&parent, &seq],
+        )
+        .await?;
+    }
+    refresh_path(&tx, conversation).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
 /// Stores an edited assistant message.
 pub(super) async fn edit_reply(
     client: &mut Client,
@@ -129,9 +169,19 @@ pub(super) async fn edit_reply(
     let now = now_rfc3339();
     let id = MessageId(new_id());
     let tx = client.transaction().await?;
-    if !claim_key(&tx, &edit.user_id, &edit.client_msg_id, &edit.conversation, &id, &now).await? {
+    if !claim_key(
+        &tx,
+        &edit.user_id,
+        &edit.client_msg_id,
+        &edit.conversation,
+        &id,
+        &now,
+    )
+    .await?
+    {
         tx.rollback().await?;
-        let earlier = find_client_message(client, &edit.user_id, edit.client_msg_id.as_str()).await?;
+        let earlier =
+            find_client_message(client, &edit.user_id, edit.client_msg_id.as_str()).await?;
         let (conversation_id, message_id) = earlier.ok_or(StoreError::NotFound)?;
         return Ok(EditOutcome::Duplicate {
             conversation_id,

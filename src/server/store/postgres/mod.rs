@@ -341,6 +341,17 @@ impl Store for PgStore {
             .await
     }
 
+    async fn delete_message(
+        &self,
+        conversation: &ConversationId,
+        message: &MessageId,
+    ) -> Result<(), StoreError> {
+        self.writing(|mut client| async move {
+            branches::delete(&mut client, conversation, message).await
+        })
+        .await
+    }
+
     async fn select_alternative(
         &self,
         conversation: &ConversationId,

@@ -65,9 +65,7 @@ pub(super) async fn add_user_message(
         target_conversation(&tx, &msg.user_id, &msg.target, conversation_id, &now).await?;
     // An edit's message takes the place of the one it edits.
     let parent = match &msg.replaces {
-        Some(edited) => {
-            Some(branches::set_aside(&tx, &conversation.id, edited, Role::User).await?)
-        }
+        Some(edited) => Some(branches::set_aside(&tx, &conversation.id, edited, Role::User).await?),
         None => None,
     };
     let (history, reply) = add_messages(

@@ -37,9 +37,7 @@ impl ArchiveStore for SqliteStore {
         id: &ConversationId,
     ) -> Result<ConversationTree, StoreError> {
         let (user, id) = (user.clone(), id.clone());
-        self.readers
-            .run(move |conn| tree(conn, &user, &id))
-            .await
+        self.readers.run(move |conn| tree(conn, &user, &id)).await
     }
 
     async fn import_conversation(
@@ -48,13 +46,15 @@ impl ArchiveStore for SqliteStore {
         tree: ConversationTree,
     ) -> Result<ConversationRecord, StoreError> {
         let user = user.clone();
-        self.writer
-            .run(move |conn| import(conn, &user, tree))
-            .await
+        self.writer.run(move |conn| import(conn, &user, tree)).await
     }
 }
 
-fn tree(conn: &Connection, user: &UserId, id: &ConversationId) -> Result<ConversationTree, StoreError> {
+fn tree(
+    conn: &Connection,
+    user: &UserId,
+    id: &ConversationId,
+) -> Result<ConversationTree, StoreError> {
     let conversation = conn
         .prepare_cached(&format!(
             "SELECT {CONVERSATION_COLUMNS} FROM conversations WHERE id = ? AND user_id = ?"
@@ -76,10 +76,12 @@ fn tree(conn: &Connection, user: &UserId, id: &ConversationId) -> Result<Convers
                 message: message_from_row(row)?,
                 parent: (parent != id.as_str()).then_some(MessageId(parent)),
                 selected: row.get(7)?,
-                usage: prompt.zip(completion).map(|(prompt_tokens, completion_tokens)| Usage {
-                    prompt_tokens,
-                    completion_tokens,
-                }),
+                usage: prompt
+                    .zip(completion)
+                    .map(|(prompt_tokens, completion_tokens)| Usage {
+                        prompt_tokens,
+                        completion_tokens,
+                    }),
             })
         })?
         .collect::<Result<_, _>>()?;
@@ -89,7 +91,11 @@ fn tree(conn: &Connection, user: &UserId, id: &ConversationId) -> Result<Convers
     })
 }
 
-fn import(conn: &Connection, user: &UserId, tree: ConversationTree) -> Result<ConversationRecord, StoreError> {
+fn import(
+    conn: &Connection,
+    user: &UserId,
+    tree: ConversationTree,
+) -> Result<ConversationRecord, StoreError> {
     let ConversationTree {
         conversation,
         messages,
@@ -127,7 +133,9 @@ fn import(conn: &Connection, user: &UserId, tree: ConversationTree) -> Result<Co
             &m.message.content,
             finish,
             &m.message.created_at,
-            m.parent.as_ref().map_or(record.id.as_str(), MessageId::as_str),
+            m.parent
+                .as_ref()
+                .map_or(record.id.as_str(), MessageId::as_str),
             m.selected,
             m.usage.map(|u| u.prompt_tokens),
             m.usage.map(|u| u.completion_tokens),

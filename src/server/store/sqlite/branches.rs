@@ -20,7 +20,9 @@ pub(super) const VIEW_COLUMNS: &str = "m.id, m.role, m.content, m.finish_reason,
      (SELECT count(*) FROM messages s WHERE s.parent_id = m.parent_id AND s.seq < m.seq) AS alt_index";
 
 /// The alternatives read by [`VIEW_COLUMNS`] (columns 6 and 7), if the row has them.
-pub(super) fn alternatives_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Option<Alternatives>> {
+pub(super) fn alternatives_from_row(
+    row: &rusqlite::Row<'_>,
+) -> rusqlite::Result<Option<Alternatives>> {
     if row.as_ref().column_name(6).ok() != Some("alt_count") {
         return Ok(None);
     }
@@ -53,7 +55,10 @@ pub(super) fn alternatives_of(
 /// Marks `active` exactly the messages of the chosen path: from the
 /// conversation's chosen first message, each message's chosen child.
 /// Only rows whose flag changes are written.
-pub(super) fn refresh_path(conn: &Connection, conversation: &ConversationId) -> Result<(), StoreError> {
+pub(super) fn refresh_path(
+    conn: &Connection,
+    conversation: &ConversationId,
+) -> Result<(), StoreError> {
     conn.prepare_cached(
         "WITH RECURSIVE path(id) AS ( \
              SELECT id FROM messages WHERE parent_id = ?1 AND selected = 1 \
@@ -103,8 +108,12 @@ pub(super) fn select(
         .optional()?
         .ok_or(StoreError::NotFound)?;
     let chosen: String = conn
-        .prepare_cached("SELECT id FROM messages WHERE parent_id = ? ORDER BY seq LIMIT 1 OFFSET ?")?
-        .query_row(rusqlite::params![parent, i64::from(index)], |row| row.get(0))
+        .prepare_cached(
+            "SELECT id FROM messages WHERE parent_id = ? ORDER BY seq LIMIT 1 OFFSET ?",
+        )?
+        .query_row(rusqlite::params![parent, i64::from(index)], |row| {
+            row.get(0)
+        })
         .optional()?
         .ok_or(StoreError::NotFound)?;
     let changed = conn
@@ -117,6 +126,43 @@ pub(super) fn select(
         refresh_path(conn, conversation)?;
     }
     Ok(())
+}
+
+/// Deletes a message and everything after it (see
+/// [`Store::delete_message`](crate::server::store::Store::delete_message)).
+pub(super) fn delete(
+    conn: &Connection,
+    conversation: &ConversationId,
+    message: &MessageId,
+) -> Result<(), StoreError> {
+    let (parent, seq, selected): (String, i64, bool) = conn
+        .prepare_cached(
+            "SELECT parent_id, seq, selected FROM messages WHERE id = ? AND conversation_id = ?",
+        )?
+        .query_row([message.as_str(), conversation.as_str()], |row| {
+            Ok((row.get(0)?, row.get(1)?, row.get(2)?))
+        })
+        .optional()?
+        .ok_or(StoreError::NotFound)?;
+    conn.prepare_cached(
+        "WITH RECURSIVE doomed(id) AS ( \
+             SELECT ?1 \
+             UNION ALL \
+             SELECT m.id FROM messages m JOIN doomed d ON m.parent_id = d.id \
+         ) \
+         DELETE FROM messages WHERE id IN (SELECT id FROM doomed)",
+    )?
+    .execute([message.as_str()])?;
+    if selected {
+        // The alternative before it, else the one after, takes its place.
+        conn.prepare_cached(
+            "UPDATE messages SET selected = 1 WHERE id = ( \
+                 SELECT id FROM messages WHERE parent_id = ?1 \
+                 ORDER BY seq > ?2, CASE WHEN seq < ?2 THEN -seq ELSE seq END LIMIT 1)",
+        )?
+        .execute(rusqlite::params![parent, seq])?;
+    }
+    refresh_path(conn, conversation)
 }
 
 /// Stores an edited assistant message (see
@@ -133,8 +179,10 @@ pub(super) fn edit_reply(conn: &Connection, edit: ReplyEdit) -> Result<EditOutco
     let now = now_rfc3339();
     // Ownership check and touch.
     require_row(
-        conn.prepare_cached("UPDATE conversations SET updated_at = ? WHERE id = ? AND user_id = ?")?
-            .execute([&now, edit.conversation.as_str(), edit.user_id.as_str()])?,
+        conn.prepare_cached(
+            "UPDATE conversations SET updated_at = ? WHERE id = ? AND user_id = ?",
+        )?
+        .execute([&now, edit.conversation.as_str(), edit.user_id.as_str()])?,
     )?;
     let parent = set_aside(conn, &edit.conversation, &edit.of, Role::Assistant)?;
     let id = MessageId(new_id());

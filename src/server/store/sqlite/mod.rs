@@ -36,8 +36,8 @@ use self::{
 };
 use super::{
     fault::{Fault, FaultCounts, FaultKind, FaultWatch},
-    like_escape, new_id, now_rfc3339, ConversationRecord, EditOutcome, MessagePage,
-    NewUserMessage, OrphanedReply, ReplyEdit, ReplyRun, SendOutcome, Store, StoreError, Target,
+    like_escape, new_id, now_rfc3339, ConversationRecord, EditOutcome, MessagePage, NewUserMessage,
+    OrphanedReply, ReplyEdit, ReplyRun, SendOutcome, Store, StoreError, Target,
 };
 use crate::protocol::{
     ClientMsgId, ConversationId, FinishReason, Message, MessageId, Role, Usage, UserId,
@@ -308,7 +308,12 @@ fn add_user_message(conn: &Connection, msg: NewUserMessage) -> Result<SendOutcom
     let (conversation, greeting) = target_conversation(conn, &msg.user_id, &msg.target, &now)?;
     // An edit's message takes the place of the one it edits.
     let parent = match &msg.replaces {
-        Some(edited) => Some(branches::set_aside(conn, &conversation.id, edited, Role::User)?),
+        Some(edited) => Some(branches::set_aside(
+            conn,
+            &conversation.id,
+            edited,
+            Role::User,
+        )?),
         None => None,
     };
     let mut message = Message {
@@ -621,15 +626,20 @@ impl Store for SqliteStore {
         run: &ReplyRun,
         replacing: Option<&MessageId>,
     ) -> Result<Message, StoreError> {
-        let (conversation, run, replacing) = (conversation.clone(), run.clone(), replacing.cloned());
+        let (conversation, run, replacing) =
+            (conversation.clone(), run.clone(), replacing.cloned());
         self.writer
             .run(move |conn| {
                 let Some(replaced) = replacing else {
                     return replies::insert_assistant(conn, &conversation, &run, None);
                 };
                 let parent = branches::set_aside(conn, &conversation, &replaced, Role::Assistant)?;
-                let mut reply =
-                    replies::insert_assistant(conn, &conversation, &run, Some(&MessageId(parent.clone())))?;
+                let mut reply = replies::insert_assistant(
+                    conn,
+                    &conversation,
+                    &run,
+                    Some(&MessageId(parent.clone())),
+                )?;
                 reply.alternatives = branches::alternatives_of(conn, &parent, &reply.id)?;
                 Ok(reply)
             })
@@ -639,6 +649,17 @@ impl Store for SqliteStore {
     async fn edit_reply(&self, edit: ReplyEdit) -> Result<EditOutcome, StoreError> {
         self.writer
             .run(move |conn| branches::edit_reply(conn, edit))
+            .await
+    }
+
+    async fn delete_message(
+        &self,
+        conversation: &ConversationId,
+        message: &MessageId,
+    ) -> Result<(), StoreError> {
+        let (conversation, message) = (conversation.clone(), message.clone());
+        self.writer
+            .run(move |conn| branches::delete(conn, &conversation, &message))
             .await
     }
 
