@@ -393,6 +393,9 @@ pub enum ServerFrame {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         query: Option<String>,
     },
+    /// Extension: something of the user's changed outside any one
+    /// conversation (in another tab or device, or this one): refetch it.
+    Changed { what: Changed },
     /// Extension (long conversations): answer to `history`, the stored
     /// messages just before `before` (or the newest), oldest first.
     HistoryPage {
@@ -403,6 +406,16 @@ pub enum ServerFrame {
         /// Older messages exist than the first of `messages`.
         has_more: bool,
     },
+}
+
+/// What a `changed` frame says changed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Changed {
+    /// The user's companions (`GET /api/companions`).
+    Companions,
+    /// The user's list of conversations (`list_conversations`).
+    Conversations,
 }
 
 /// `skip_serializing_if` of flags that default to `false`.
@@ -448,7 +461,8 @@ impl ServerFrame {
             } => conversation_id.as_ref(),
             ServerFrame::Hello { .. }
             | ServerFrame::Pong { .. }
-            | ServerFrame::Conversations { .. } => None,
+            | ServerFrame::Conversations { .. }
+            | ServerFrame::Changed { .. } => None,
         }
     }
 }

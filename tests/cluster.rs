@@ -630,6 +630,20 @@ async fn a_swipe_chosen_on_one_instance_is_shown_on_the_other() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_conversation_made_on_one_instance_is_announced_to_tabs_on_the_other() {
+    let cluster = cluster_with(&[]).await;
+    let (_, mut a, mut b) = two_tabs(&cluster).await;
+    conversation(&mut a).await;
+    let notice = b.until(|f| matches!(f, ServerFrame::Changed { .. })).await;
+    assert_eq!(
+        notice,
+        ServerFrame::Changed {
+            what: tether::protocol::Changed::Conversations
+        }
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_instance_starting_leaves_the_replies_of_the_others_alone() {
     let mut cluster = cluster_with(&[]).await;
     let cookie = cluster.instance(0).cookie().await;

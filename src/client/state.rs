@@ -216,7 +216,8 @@ impl ChatView {
             }
             ServerFrame::Hello { .. }
             | ServerFrame::Pong { .. }
-            | ServerFrame::Conversations { .. } => {}
+            | ServerFrame::Conversations { .. }
+            | ServerFrame::Changed { .. } => {}
         }
     }
 

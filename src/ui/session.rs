@@ -15,8 +15,8 @@ use crate::{
         ConnStatus,
     },
     protocol::{
-        ClientFrame, CompanionDraft, CompanionInfo, ConversationSummary, MessageId, ModelSetup,
-        PersonaInfo, ServerFrame,
+        Changed, ClientFrame, CompanionDraft, CompanionInfo, ConversationSummary, MessageId,
+        ModelSetup, PersonaInfo, ServerFrame,
     },
 };
 
@@ -130,6 +130,10 @@ impl ChatSession {
                 }
                 self.refresh_list();
             }
+            ServerFrame::Changed { what } => match what {
+                Changed::Companions => self.load_companions(),
+                Changed::Conversations => self.refresh_list(),
+            },
             ServerFrame::Conversations { items, query } => {
                 let current = self.search.get_untracked();
                 let current = (!current.trim().is_empty()).then_some(current);

@@ -88,6 +88,9 @@ async fn import(
         state.config.limits.max_title_chars,
     )
     .await?;
+    state
+        .chat
+        .notify(&user, crate::protocol::Changed::Conversations);
     Ok((StatusCode::CREATED, Json(made)).into_response())
 }
 

@@ -130,6 +130,7 @@ impl EventFacts {
             ),
             ServerFrame::Pong { .. } => ("pong", None, None),
             ServerFrame::Conversations { .. } => ("conversations", None, None),
+            ServerFrame::Changed { .. } => ("changed", None, None),
             ServerFrame::HistoryPage {
                 conversation_id, ..
             } => ("history_page", Some(conversation_id.as_str()), None),
@@ -745,6 +746,8 @@ pub struct ConversationHub {
     live: Mutex<HashMap<ConversationId, Arc<LiveConversation>>>,
     buffer: usize,
     relay: Option<Arc<dyn Relay>>,
+    /// The users' notices (changes outside any one conversation).
+    notices: Arc<super::notices::UserNotices>,
 }
 
 impl ConversationHub {
@@ -754,7 +757,13 @@ impl ConversationHub {
             live: Mutex::new(HashMap::new()),
             buffer,
             relay: None,
+            notices: Arc::default(),
         }
+    }
+
+    /// The users' notices, delivered to this instance's sockets.
+    pub fn notices(&self) -> &Arc<super::notices::UserNotices> {
+        &self.notices
     }
 
     /// A hub whose conversations' events go through `relay` (cluster mode).

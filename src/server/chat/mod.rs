@@ -13,6 +13,7 @@ mod error;
 pub mod hub;
 pub mod limits;
 mod live;
+pub mod notices;
 mod prompt_window;
 mod reply;
 mod window;
@@ -279,6 +280,7 @@ impl ChatService {
         self.store
             .set_conversation_model(user, conversation_id, &model)
             .await?;
+        self.notify(user, crate::protocol::Changed::Conversations);
         self.conversations(user, None).await
     }
 
@@ -303,6 +305,7 @@ impl ChatService {
     ) -> Result<Accepted, ChatError> {
         let text = self.validate_text(text)?;
         let model = model.map(|m| self.check_model(m)).transpose()?;
+        let new_conversation = conversation_id.is_none();
         continuation::check_client_msg_id(&client_msg_id)?;
         if let Err(refusal) = self.check_accepting_and_rate(user).await {
             // A resend of an accepted message is answered as a duplicate,
@@ -351,6 +354,10 @@ impl ChatService {
         let reservation = self
             .slot(reservation, (&conversation.id, &assistant.id), user, &run)
             .await?;
+        if new_conversation {
+            // Other tabs list it.
+            self.notify(user, crate::protocol::Changed::Conversations);
+        }
         let history = prompt_history(
             reservation.conversation(),
             (window, history),
@@ -412,6 +419,20 @@ impl ChatService {
             replaces: None,
         };
         (message, window)
+    }
+
+    /// Follows `user`'s notices (one socket of theirs).
+    pub fn notices(&self, user: &UserId) -> notices::NoticeSubscription {
+        self.hub.notices().subscribe(user)
+    }
+
+    /// Tells every socket of `user`, on every instance, that `what` changed.
+    pub fn notify(&self, user: &UserId, what: crate::protocol::Changed) {
+        match &self.cluster {
+            // Through Redis, back to this instance too.
+            Some(cluster) => cluster.notify_user(user, what),
+            None => self.hub.notices().notify(user, what),
+        }
     }
 
     /// The server accepts replies and the user is within rate.
@@ -693,6 +714,7 @@ impl ChatService {
         self.store
             .rename_conversation(user, conversation_id, title)
             .await?;
+        self.notify(user, crate::protocol::Changed::Conversations);
         self.conversations(user, None).await
     }
 
@@ -710,6 +732,7 @@ impl ChatService {
         if let Some(cluster) = &self.cluster {
             cluster.stop_remote(conversation_id).await?;
         }
+        self.notify(user, crate::protocol::Changed::Conversations);
         self.conversations(user, None).await
     }
 

@@ -158,6 +158,9 @@ pub(super) async fn subscriptions(
     {
         tracing::error!(error = %err, "could not listen for stops from other instances");
     }
+    if let Err(err) = bus.subscribe(keys::USERS_CHANNEL).await {
+        tracing::error!(error = %err, "could not listen for the users' notices");
+    }
     loop {
         let command = tokio::select! {
             command = commands.recv() => command,
@@ -244,6 +247,10 @@ fn route(cluster: &Arc<Cluster>, channel: Option<String>, payload: Option<String
                     tracing::warn!(error = %err, "could not reload a live conversation");
                 }
             });
+        }
+    } else if channel == keys::USERS_CHANNEL {
+        if let Some((user, what)) = super::parse_notice(&payload) {
+            cluster.hub.notices().notify(&user, what);
         }
     } else if channel.starts_with(keys::CONTROL_CHANNEL) {
         let Some((conversation, lease)) = payload.split_once(' ') else {

@@ -43,7 +43,7 @@ use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
 use self::bus::{FollowCmd, Out};
 use crate::{
-    protocol::{ConversationId, StreamingMessage, UserId},
+    protocol::{Changed, ConversationId, StreamingMessage, UserId},
     server::{
         chat::hub::{ConversationHub, LiveConversation, Record, Relay},
         metrics::{ClusterEvent, Metrics},
@@ -67,6 +67,8 @@ mod keys {
 
     pub const CONVERSATION_CHANNEL: &str = "tether:c:";
     pub const CONTROL_CHANNEL: &str = "tether:ctl:";
+    /// Every instance listens here for the users' notices: `<what> <user>`.
+    pub const USERS_CHANNEL: &str = "tether:users";
 
     pub fn channel(c: &ConversationId) -> String {
         format!("{CONVERSATION_CHANNEL}{c}")
@@ -435,6 +437,24 @@ impl Cluster {
     }
 
     /// Stops the conversation's reply wherever it runs; `false` if none runs.
+    /// Publishes a user's notice to every instance (this one included),
+    /// without waiting; lost while Redis is away (the next reconnect of a
+    /// tab refetches everything).
+    pub fn notify_user(&self, user: &UserId, what: Changed) {
+        let mut redis = self.redis.clone();
+        let payload = format!("{} {user}", changed_name(what));
+        self.tasks.spawn(async move {
+            let published: Result<(), _> = redis::cmd("PUBLISH")
+                .arg(keys::USERS_CHANNEL)
+                .arg(payload)
+                .query_async(&mut redis)
+                .await;
+            if let Err(err) = published {
+                tracing::warn!(error = %err, "could not publish a user's notice");
+            }
+        });
+    }
+
     pub async fn stop_remote(&self, conversation: &ConversationId) -> Result<bool, ClusterError> {
         let mut redis = self.redis.clone();
         let lease: Option<String> = redis.get(keys::lease(conversation)).await?;
@@ -536,4 +556,23 @@ impl Cluster {
             tracing::warn!("cluster tasks did not stop in time");
         }
     }
+}
+
+/// A notice's name on [`keys::USERS_CHANNEL`].
+fn changed_name(what: Changed) -> &'static str {
+    match what {
+        Changed::Companions => "companions",
+        Changed::Conversations => "conversations",
+    }
+}
+
+/// The notice a [`keys::USERS_CHANNEL`] message carries.
+pub(super) fn parse_notice(payload: &str) -> Option<(UserId, Changed)> {
+    let (what, user) = payload.split_once(' ')?;
+    let what = match what {
+        "companions" => Changed::Companions,
+        "conversations" => Changed::Conversations,
+        _ => return None,
+    };
+    Some((UserId::from(user), what))
 }

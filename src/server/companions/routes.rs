@@ -22,7 +22,7 @@ use axum::{
 
 use super::CompanionError;
 use crate::{
-    protocol::{CompanionDraft, ErrorCode, ServerFrame},
+    protocol::{Changed, CompanionDraft, ErrorCode, ServerFrame, UserId},
     server::{
         access::{Caller, Reader},
         error::ApiError,
@@ -64,6 +64,7 @@ async fn create(
 ) -> Result<Response, ApiError> {
     let draft = draft(&state, body).await?;
     let made = state.chat.companions().create(&user, draft).await?;
+    changed(&state, &user);
     Ok((StatusCode::CREATED, Json(made)).into_response())
 }
 
@@ -74,7 +75,9 @@ async fn update(
     body: Body,
 ) -> Result<Response, ApiError> {
     let draft = draft(&state, body).await?;
-    Ok(Json(state.chat.companions().update(&user, &id, draft).await?).into_response())
+    let changed_one = state.chat.companions().update(&user, &id, draft).await?;
+    changed(&state, &user);
+    Ok(Json(changed_one).into_response())
 }
 
 async fn delete(
@@ -83,6 +86,7 @@ async fn delete(
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     state.chat.companions().delete(&user, &id).await?;
+    changed(&state, &user);
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
@@ -93,6 +97,7 @@ async fn import(
 ) -> Result<Response, ApiError> {
     let bytes = upload(body, state.config.limits.max_card_bytes, "the card").await?;
     let made = state.chat.companions().import(&user, &bytes).await?;
+    changed(&state, &user);
     Ok((StatusCode::CREATED, Json(made)).into_response())
 }
 
@@ -159,6 +164,7 @@ async fn set_avatar(
         .companions()
         .set_avatar(&user, &id, bytes.to_vec())
         .await?;
+    self::changed(&state, &user);
     Ok(Json(changed).into_response())
 }
 
@@ -167,7 +173,14 @@ async fn remove_avatar(
     Caller(user): Caller,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    Ok(Json(state.chat.companions().remove_avatar(&user, &id).await?).into_response())
+    let removed = state.chat.companions().remove_avatar(&user, &id).await?;
+    changed(&state, &user);
+    Ok(Json(removed).into_response())
+}
+
+/// Tells the user's other tabs and devices their companions changed.
+fn changed(state: &AppState, user: &UserId) {
+    state.chat.notify(user, Changed::Companions);
 }
 
 /// A draft in a JSON body, of at most the size of a card.

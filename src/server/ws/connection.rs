@@ -14,13 +14,13 @@ use futures::{FutureExt, SinkExt, StreamExt};
 use tracing::Instrument;
 
 use crate::{
-    protocol::{ClientFrame, ConversationId, ErrorCode, ServerFrame, UserId},
+    protocol::{Changed, ClientFrame, ConversationId, ErrorCode, ServerFrame, UserId},
     server::{
         access::{
             address::AddrKey,
             admission::{Crowded, StreamPermit},
         },
-        chat::{hub::Event, Answer, Subscription},
+        chat::{hub::Event, notices::NoticeSubscription, Answer, Subscription},
         metrics::OpenSocket,
         state::AppState,
         ws::{
@@ -63,6 +63,8 @@ pub struct Connection {
     /// The client's address, for the per-address send rate.
     from: AddrKey,
     subscriptions: Following,
+    /// The user's notices (changes outside any conversation).
+    notices: NoticeSubscription,
     last_seen: Instant,
     flood: FloodGuard,
     /// Held while the connection lives: its place under `MAX_CONNECTIONS`
@@ -84,6 +86,7 @@ impl Connection {
         Self {
             flood: FloodGuard::new(&state.config.limits, now),
             subscriptions: Following::new(state.config.limits.max_subscriptions_per_socket),
+            notices: state.chat.notices(&user),
             socket,
             state,
             user,
@@ -123,6 +126,14 @@ impl Connection {
             tracing::debug!(?exit, "disconnected");
         }
         .instrument(span)
+    }
+
+    /// Writes the user's notices (`changed`).
+    async fn tell(&mut self, changed: Vec<Changed>) -> Result<(), Exit> {
+        for what in changed {
+            self.send(&ServerFrame::Changed { what }).await?;
+        }
+        Ok(())
     }
 
     /// Sends `hello` (or refuses an extra socket). Nothing is stored for a
@@ -172,6 +183,7 @@ impl Connection {
                         _ => Box::pin(self.resync(conversation_id)).await,
                     }
                 }
+                changed = self.notices.recv() => Box::pin(self.tell(changed)).await,
                 _ = ping.tick() => {
                     if self.last_seen.elapsed() > ping_every * 2 {
                         tracing::info!("peer stopped answering pings");
