@@ -248,7 +248,9 @@ async fn two_sockets_of_one_user_both_see_the_stream() {
         conversation_id: conversation.clone(),
     })
     .await;
-    assert!(matches!(tab2.next().await, ServerFrame::Snapshot { .. }));
+    // (Told of the new conversation first: a `changed` notice.)
+    tab2.until(|f| matches!(f, ServerFrame::Snapshot { .. }))
+        .await;
     tab1.send(&send(Some(&conversation), "[[long]] second", &uuid()))
         .await;
     let f1 = tab1.until_done(&conversation).await;

@@ -126,7 +126,7 @@ fn v2_card() -> Value {
             "mes_example": "<START>\n{{user}}: Hi\n{{char}}: The lamp is lit.",
             "creator_notes": "for the tests",
             "system_prompt": "",
-            "post_history_instructions": "",
+            "post_history_instructions": "Stay {{char}}; {{user}} is listening. {{original}}",
             "alternate_greetings": ["Back again, {{user}}?", "The sea is loud tonight."],
             "tags": ["sea", "calm"],
             "creator": "tests",
@@ -657,6 +657,10 @@ async fn a_chat_with_a_companion_starts_with_its_greeting_and_follows_its_card()
     assert_eq!(sent[1]["role"], "assistant");
     assert_eq!(sent[1]["content"], "Back again, User?");
     assert_eq!(sent[2]["content"], "Is a storm coming?");
+    // The card's post-history instructions come after the history.
+    assert_eq!(sent[3]["role"], "system");
+    assert_eq!(sent[3]["content"], "Stay Aria; User is listening.");
+    assert_eq!(sent.as_array().map(Vec::len), Some(4));
 
     // The conversation is listed with its companion.
     let list = client

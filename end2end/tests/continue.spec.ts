@@ -50,6 +50,9 @@ test("a reply cut by a model failure offers Continue and Regenerate; Continue fi
   chat.expectNoErrors();
 });
 
+for (const phone of [false, true]) {
+test.describe(phone ? "continue on a phone (390×844)" : "continue after stop", () => {
+if (phone) test.use({ viewport: { width: 390, height: 844 }, isMobile: true, hasTouch: true });
 test("a stopped reply can be continued word for word; Regenerate stays on offer", async ({ page }) => {
   const chat = new ChatPage(page);
   await chat.open();
@@ -71,6 +74,8 @@ test("a stopped reply can be continued word for word; Regenerate stays on offer"
   await expect(chat.assistantMessages()).toHaveCount(1);
   chat.expectNoErrors();
 });
+});
+}
 
 test("after kill -9 and a restart the reply shows what was saved, and Continue completes it", async ({ page }) => {
   // Checkpoints every 4 tokens, so the crash loses little.

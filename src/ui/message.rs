@@ -37,6 +37,7 @@ pub fn MessageBubble(message: ViewMessage) -> impl IntoView {
             None => format!("first token {ttft:.0} ms"),
         })
     });
+    let session = ChatSession::get();
     let streaming = message.streaming;
     let stored = !streaming && !message.pending;
     let editing = RwSignal::new(None::<String>);
@@ -88,7 +89,6 @@ pub fn MessageBubble(message: ViewMessage) -> impl IntoView {
                 {alternatives.map(|alternatives| view! { <Pager id=id.clone() alternatives=alternatives/> })}
                 {stats.map(|s| view! { <span class="stats">{s}</span> })}
                 {message.message.model.clone().map(|model| {
-                    let session = ChatSession::get();
                     // Named only where there is a choice of models.
                     view! {
                         <Show when=move || session.models.with(|m| m.len() > 1)>
@@ -117,7 +117,7 @@ pub fn MessageBubble(message: ViewMessage) -> impl IntoView {
                         aria-label="Delete message"
                         on:click={
                             let id = id.clone();
-                            move |_| ChatSession::get().delete_message(id.clone())
+                            move |_| session.delete_message(id.clone())
                         }
                     >
                         "Delete"

@@ -260,6 +260,11 @@ fn ConversationItem(
 fn RenameInput(initial: String, on_done: Callback<String>) -> impl IntoView {
     let value = RwSignal::new(initial.clone());
     let input_ref = NodeRef::<leptos::html::Input>::new();
+    let finish = move |title: Option<String>| {
+        if let Some(title) = title {
+            let _ = on_done.try_run(title);
+        }
+    };
     Effect::new(move |_| {
         if let Some(input) = input_ref.get() {
             let _ = input.focus();
@@ -274,11 +279,13 @@ fn RenameInput(initial: String, on_done: Callback<String>) -> impl IntoView {
             prop:value=move || value.get()
             on:input=move |ev| value.set(event_target_value(&ev))
             on:keydown=move |ev: ev::KeyboardEvent| match ev.key().as_str() {
-                "Enter" => on_done.run(value.get_untracked()),
-                "Escape" => on_done.run(String::new()),
+                "Enter" => finish(value.try_get_untracked()),
+                "Escape" => finish(Some(String::new())),
                 _ => {}
             }
-            on:blur=move |_| on_done.run(value.get_untracked())
+            // Also fired as the input leaves the page (after Enter, or when
+            // a notice re-renders the list): its signals may be gone then.
+            on:blur=move |_| finish(value.try_get_untracked())
         />
     }
 }

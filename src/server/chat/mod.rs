@@ -858,6 +858,7 @@ impl ChatService {
         } = reply;
         let cancel = self.stop_replies.child_token();
         let system_prompt = prompt.system_prompt(&history);
+        let post_history = prompt.post_history();
         let message_id = assistant.id.clone();
         let continues = (start == ReplyStart::Continue).then(|| assistant.clone());
         let live = reservation.begin(assistant.clone(), cancel.clone());
@@ -882,6 +883,7 @@ impl ChatService {
             upstream_slots: self.upstream_slots.clone(),
             system_prompt,
             model,
+            post_history,
             history,
             continues,
             limits: self.config.limits,

@@ -46,6 +46,9 @@ pub(super) struct ReplyJob {
     pub system_prompt: String,
     /// The model asked (the conversation's).
     pub model: String,
+    /// A card's instructions given after the history (its
+    /// `post_history_instructions`), if it has any.
+    pub post_history: Option<String>,
     /// The conversation before this reply (what the prompt is built from;
     /// it never holds the reply's own message).
     pub history: Vec<Message>,
@@ -322,12 +325,18 @@ impl ReplyJob {
             Some(partial) => {
                 continuation::prompt(&self.system_prompt, &self.history, partial, &self.limits)
             }
-            None => build_prompt(
-                &self.system_prompt,
-                self.history.iter(),
-                self.limits.history_messages,
-                self.limits.context_chars,
-            ),
+            None => {
+                let mut prompt = build_prompt(
+                    &self.system_prompt,
+                    self.history.iter(),
+                    self.limits.history_messages,
+                    self.limits.context_chars,
+                );
+                if let Some(after) = &self.post_history {
+                    prompt.push(PromptTurn::System(after.clone()));
+                }
+                prompt
+            }
         }
     }
 }
