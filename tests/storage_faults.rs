@@ -136,16 +136,7 @@ async fn chat(
     conversation: &ConversationId,
     text: &str,
 ) -> Vec<ServerFrame> {
-    client
-        .send(&ClientFrame::Send {
-            client_msg_id: uuid().as_str().into(),
-            conversation_id: Some(conversation.clone()),
-            text: text.into(),
-            persona: None,
-            greeting: None,
-            model: None,
-        })
-        .await;
+    client.send_text_to(conversation, text).await;
     let accepted = client
         .until(|f| matches!(f, ServerFrame::Accepted { .. } | ServerFrame::Error { .. }))
         .await;

@@ -61,6 +61,20 @@ async fn exchange(s: &dyn Store, msg: NewUserMessage, answer: &str) -> Sent {
     }
 }
 
+/// A new conversation "u1" answered "a1", then swiped: the second reply
+/// (`second`, chosen) is returned with the first exchange.
+async fn swiped(s: &dyn Store, second: &str) -> (Sent, Message) {
+    let a = exchange(s, send("k1", new_conversation(), "u1", None), "a1").await;
+    let swipe = s
+        .start_assistant(&a.conversation, &run("r2"), Some(&a.reply.id))
+        .await
+        .expect("started");
+    s.finish_assistant(&swipe.id, "r2", second, FinishReason::Stop, None)
+        .await
+        .expect("finished");
+    (a, swipe)
+}
+
 /// The path shown: each message's text and alternatives.
 async fn shown(
     s: &dyn Store,
@@ -202,15 +216,8 @@ pub async fn an_edit_branches_and_the_earlier_branch_stays_whole(subject: Subjec
 /// chosen again.
 pub async fn a_choice_inside_a_branch_is_remembered(subject: Subject) {
     let s = &*subject.store;
-    let a = exchange(s, send("k1", new_conversation(), "u1", None), "a1").await;
+    let (a, _) = swiped(s, "a1 second").await;
     let c = a.conversation.clone();
-    let swipe = s
-        .start_assistant(&c, &run("r2"), Some(&a.reply.id))
-        .await
-        .expect("started");
-    s.finish_assistant(&swipe.id, "r2", "a1 second", FinishReason::Stop, None)
-        .await
-        .expect("finished");
     let edit = exchange(
         s,
         send(
@@ -301,14 +308,7 @@ pub async fn choosing_what_does_not_exist_changes_nothing(subject: Subject) {
 /// only the owner's conversations are listed and read.
 pub async fn a_tree_imported_reads_back_the_same(subject: Subject) {
     let s = &*subject.store;
-    let a = exchange(s, send("k1", new_conversation(), "u1", None), "a1").await;
-    let swipe = s
-        .start_assistant(&a.conversation, &run("r2"), Some(&a.reply.id))
-        .await
-        .expect("started");
-    s.finish_assistant(&swipe.id, "r2", "a1 again", FinishReason::Stop, None)
-        .await
-        .expect("finished");
+    let (a, _) = swiped(s, "a1 again").await;
     let user = "u".into();
     let mut tree = s
         .conversation_tree(&user, &a.conversation)
@@ -359,15 +359,8 @@ pub async fn a_tree_imported_reads_back_the_same(subject: Subject) {
 /// chosen alternative deleted gives its place to the one before it.
 pub async fn deleting_a_branch_point_takes_what_follows_and_keeps_a_choice(subject: Subject) {
     let s = &*subject.store;
-    let a = exchange(s, send("k1", new_conversation(), "u1", None), "a1").await;
+    let (a, swipe) = swiped(s, "a1 again").await;
     let c = a.conversation.clone();
-    let swipe = s
-        .start_assistant(&c, &run("r2"), Some(&a.reply.id))
-        .await
-        .expect("started");
-    s.finish_assistant(&swipe.id, "r2", "a1 again", FinishReason::Stop, None)
-        .await
-        .expect("finished");
     let third = s
         .start_assistant(&c, &run("r3"), Some(&swipe.id))
         .await

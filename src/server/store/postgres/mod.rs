@@ -300,9 +300,7 @@ impl Store for PgStore {
     ) -> Result<bool, StoreError> {
         let inserted = self
             .execute(
-                "INSERT INTO client_messages \
-                 (user_id, client_msg_id, conversation_id, message_id, created_at) \
-                 VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
+                send::CLAIM_KEY,
                 &[
                     &user.as_str(),
                     &client_msg_id.as_str(),

@@ -119,6 +119,12 @@ pub(super) async fn insert_conversation(
     Ok(())
 }
 
+/// Claims an idempotency key: `$1` user, `$2` key, `$3` conversation, `$4`
+/// message, `$5` time; no row when it was taken before.
+pub(super) const CLAIM_KEY: &str = "INSERT INTO client_messages \
+     (user_id, client_msg_id, conversation_id, message_id, created_at) \
+     VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING";
+
 /// Claims idempotency key `client_msg_id` for `message` (`false`: it was
 /// taken before; a concurrent claim waits for this transaction to end).
 pub(super) async fn claim_key(
@@ -129,13 +135,7 @@ pub(super) async fn claim_key(
     message: &MessageId,
     now: &str,
 ) -> Result<bool, StoreError> {
-    let claim = tx
-        .prepare_cached(
-            "INSERT INTO client_messages \
-             (user_id, client_msg_id, conversation_id, message_id, created_at) \
-             VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
-        )
-        .await?;
+    let claim = tx.prepare_cached(CLAIM_KEY).await?;
     let claimed = tx
         .execute(
             &claim,
