@@ -336,20 +336,20 @@ fn add_user_message(conn: &Connection, msg: NewUserMessage) -> Result<SendOutcom
         message.id.as_str(),
         &now,
     ])?;
-    // Without an edit, it follows the last message shown (the greeting's
-    // conversation has one; a new one without a greeting starts here).
-    conn.prepare_cached(
-        "INSERT INTO messages (id, conversation_id, role, content, created_at, parent_id) \
-         VALUES (?1, ?2, 'user', ?3, ?4, COALESCE(?5, \
-             (SELECT id FROM messages WHERE conversation_id = ?2 AND active = 1 \
-              ORDER BY seq DESC LIMIT 1), ?2))",
-    )?
-    .execute(rusqlite::params![
+    // Without an edit, it follows the last message shown (a greeting, or
+    // nothing: the conversation's first). Every value is a plain parameter:
+    // SQLite prepares a statement again whenever a bound value could change
+    // its plan (as `COALESCE(?, …)` can), which cost a parse per send.
+    let follows = match &parent {
+        Some(parent) => parent.clone(),
+        None => last_shown(conn, &conversation.id)?,
+    };
+    conn.prepare_cached(INSERT_USER)?.execute([
         message.id.as_str(),
         conversation.id.as_str(),
         &message.content,
         &message.created_at,
-        parent.as_deref(),
+        &follows,
     ])?;
     if let Some(parent) = &parent {
         branches::refresh_path(conn, &conversation.id)?;
@@ -359,7 +359,12 @@ fn add_user_message(conn: &Connection, msg: NewUserMessage) -> Result<SendOutcom
         0 => Vec::new(),
         limit => recent_messages(conn, &conversation.id, limit)?,
     };
-    let reply = replies::insert_assistant(conn, &conversation.id, &msg.run, Some(&message.id))?;
+    let reply = replies::insert_assistant(
+        conn,
+        &conversation.id,
+        &msg.run,
+        (message.id.as_str(), conversation.model.as_deref()),
+    )?;
     Ok(SendOutcome::Stored {
         conversation,
         message,
@@ -427,6 +432,39 @@ fn target_conversation(
             (record, greeting)
         }
     })
+}
+
+/// A user message: id, conversation, text, time, the message it follows.
+const INSERT_USER: &str =
+    "INSERT INTO messages (id, conversation_id, role, content, created_at, parent_id) \
+     VALUES (?, ?, 'user', ?, ?, ?)";
+
+/// The id of the last message the conversation shows, or the
+/// conversation's own id when it shows none (what a first message follows).
+pub(super) fn last_shown(
+    conn: &Connection,
+    conversation: &ConversationId,
+) -> Result<String, StoreError> {
+    let last: Option<String> = conn
+        .prepare_cached(
+            "SELECT id FROM messages WHERE conversation_id = ? AND active = 1 \
+             ORDER BY seq DESC LIMIT 1",
+        )?
+        .query_row([conversation.as_str()], |row| row.get(0))
+        .optional()?;
+    Ok(last.unwrap_or_else(|| conversation.as_str().to_owned()))
+}
+
+/// The model a conversation's replies are asked of (`None`: the default).
+pub(super) fn conversation_model(
+    conn: &Connection,
+    conversation: &ConversationId,
+) -> Result<Option<String>, StoreError> {
+    Ok(conn
+        .prepare_cached("SELECT model FROM conversations WHERE id = ?")?
+        .query_row([conversation.as_str()], |row| row.get(0))
+        .optional()?
+        .flatten())
 }
 
 /// The newest `limit` messages with text of the path shown, oldest first.
@@ -630,15 +668,22 @@ impl Store for SqliteStore {
             (conversation.clone(), run.clone(), replacing.cloned());
         self.writer
             .run(move |conn| {
+                let model = conversation_model(conn, &conversation)?;
                 let Some(replaced) = replacing else {
-                    return replies::insert_assistant(conn, &conversation, &run, None);
+                    let parent = last_shown(conn, &conversation)?;
+                    return replies::insert_assistant(
+                        conn,
+                        &conversation,
+                        &run,
+                        (&parent, model.as_deref()),
+                    );
                 };
                 let parent = branches::set_aside(conn, &conversation, &replaced, Role::Assistant)?;
                 let mut reply = replies::insert_assistant(
                     conn,
                     &conversation,
                     &run,
-                    Some(&MessageId(parent.clone())),
+                    (&parent, model.as_deref()),
                 )?;
                 reply.alternatives = branches::alternatives_of(conn, &parent, &reply.id)?;
                 Ok(reply)
@@ -801,6 +846,54 @@ mod tests {
     //! run against this store and the PostgreSQL one alike.
 
     use super::*;
+
+    /// A send's two inserts run as prepared: neither is prepared again when
+    /// other values are bound (SQLite does that when a bound value may
+    /// change a plan, as `COALESCE(?, (SELECT …))` did: a parse per send).
+    #[test]
+    fn the_send_inserts_are_never_prepared_again() {
+        let mut conn = Connection::open_in_memory().expect("in-memory database");
+        schema::migrate(&mut conn).expect("schema");
+        conn.execute_batch(
+            "INSERT INTO users VALUES ('u', 't'); \
+             INSERT INTO conversations (id, user_id, title, persona, created_at, updated_at) \
+             VALUES ('c1', 'u', 't', 'p', 't', 't'), ('c2', 'u', 't', 'p', 't', 't');",
+        )
+        .expect("rows");
+        for (i, conversation) in ["c1", "c2", "c1", "c2"].into_iter().enumerate() {
+            let c = ConversationId(conversation.into());
+            let parent = last_shown(&conn, &c).expect("last");
+            let user = format!("u{i}");
+            conn.prepare_cached(INSERT_USER)
+                .expect("prepare")
+                .execute([user.as_str(), conversation, "hi", "t", &parent])
+                .expect("user message");
+            recent_messages(&conn, &c, 40).expect("history");
+            let run = ReplyRun::new("i");
+            replies::insert_assistant(&conn, &c, &run, (&user, Some("m"))).expect("reply");
+            replies::finish(
+                &conn,
+                &replies_last(&conn, &c),
+                &run.token,
+                "ok",
+                FinishReason::Stop,
+                None,
+            )
+            .expect("finish");
+        }
+        for sql in [INSERT_USER, replies::INSERT_ASSISTANT] {
+            let stmt = conn.prepare_cached(&sql).expect("cached");
+            assert_eq!(
+                stmt.get_status(rusqlite::StatementStatus::RePrepare),
+                0,
+                "prepared again: {sql}"
+            );
+        }
+    }
+
+    fn replies_last(conn: &Connection, c: &ConversationId) -> MessageId {
+        MessageId(last_shown(conn, c).expect("last"))
+    }
 
     async fn store() -> (SqliteStore, tempfile::TempDir) {
         let dir = tempfile::tempdir().expect("tempdir");

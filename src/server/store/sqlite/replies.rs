@@ -39,43 +39,41 @@ fn close_own_leftover(
     Ok(())
 }
 
+/// An empty assistant message: id, conversation, time, instance, run
+/// token, the message it follows, model.
+pub(super) const INSERT_ASSISTANT: &str =
+    "INSERT INTO messages (id, conversation_id, role, content, created_at, owner, run, parent_id, model) \
+     VALUES (?, ?, 'assistant', '', ?, ?, ?, ?, ?)";
+
 /// A new empty assistant message (finish reason unset) of `run` to stream
-/// into, after `parent` (`None`: after the last message shown), written by
-/// its conversation's model.
+/// into, after message `parent`, written by `model` (the conversation's).
 pub(super) fn insert_assistant(
     conn: &Connection,
     conversation: &ConversationId,
     run: &ReplyRun,
-    parent: Option<&MessageId>,
+    (parent, model): (&str, Option<&str>),
 ) -> Result<Message, StoreError> {
     close_own_leftover(conn, conversation, &run.instance)?;
-    let mut message = Message {
+    let message = Message {
         id: MessageId(new_id()),
         role: Role::Assistant,
         content: String::new(),
         created_at: now_rfc3339(),
         finish_reason: None,
         alternatives: None,
-        model: None,
+        model: model.map(str::to_owned),
     };
-    message.model = conn
-        .prepare_cached(
-            "INSERT INTO messages (id, conversation_id, role, content, created_at, owner, run, parent_id, model) \
-             VALUES (?1, ?2, 'assistant', '', ?3, ?4, ?5, COALESCE(?6, \
-                 (SELECT id FROM messages WHERE conversation_id = ?2 AND active = 1 \
-                  ORDER BY seq DESC LIMIT 1), ?2), \
-                 (SELECT model FROM conversations WHERE id = ?2)) \
-             RETURNING model",
-        )?
-        .query_row(rusqlite::params![
-        message.id.as_str(),
-        conversation.as_str(),
-        &message.created_at,
-        &run.instance,
-        &run.token,
-        parent.map(MessageId::as_str),
-    ], |row| row.get(0))
-    .map_err(busy_or)?;
+    conn.prepare_cached(INSERT_ASSISTANT)?
+        .execute(rusqlite::params![
+            message.id.as_str(),
+            conversation.as_str(),
+            &message.created_at,
+            &run.instance,
+            &run.token,
+            parent,
+            model,
+        ])
+        .map_err(busy_or)?;
     Ok(message)
 }
 
