@@ -882,7 +882,7 @@ mod tests {
             .expect("finish");
         }
         for sql in [INSERT_USER, replies::INSERT_ASSISTANT] {
-            let stmt = conn.prepare_cached(&sql).expect("cached");
+            let stmt = conn.prepare_cached(sql).expect("cached");
             assert_eq!(
                 stmt.get_status(rusqlite::StatementStatus::RePrepare),
                 0,
