@@ -146,6 +146,14 @@ impl Alternatives {
     pub fn of(index: u32, count: u32) -> Option<Self> {
         (count > 1 && index < count).then_some(Self { index, count })
     }
+
+    /// [`Alternatives::of`] counts as a database returns them.
+    pub fn counted(index: i64, count: i64) -> Option<Self> {
+        Self::of(
+            u32::try_from(index).unwrap_or(u32::MAX),
+            u32::try_from(count).unwrap_or(u32::MAX),
+        )
+    }
 }
 
 /// The assistant message being generated, as carried in `snapshot`.

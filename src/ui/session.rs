@@ -15,8 +15,8 @@ use crate::{
         ConnStatus,
     },
     protocol::{
-        Changed, ClientFrame, CompanionDraft, CompanionInfo, ConversationSummary, MessageId,
-        ModelSetup, PersonaInfo, ServerFrame,
+        Changed, ClientFrame, CompanionDraft, CompanionInfo, ConversationId, ConversationSummary,
+        MessageId, ModelSetup, PersonaInfo, ServerFrame,
     },
 };
 
@@ -376,39 +376,38 @@ impl ChatSession {
         }
     }
 
-    /// Asks for the last reply of the open conversation again.
-    pub fn regenerate(&self) {
+    /// Sends the frame `frame` makes for the open conversation, if one is
+    /// open, clearing the notice (an action on the conversation).
+    fn act_on_open(&self, frame: impl FnOnce(ConversationId) -> ClientFrame) {
         if let Some(conversation_id) = self.chat.with_untracked(|c| c.conversation_id.clone()) {
             self.chat.update(|c| c.notice = None);
-            self.send(ClientFrame::Regenerate {
-                conversation_id,
-                client_msg_id: new_client_msg_id(),
-            });
+            self.send(frame(conversation_id));
         }
+    }
+
+    /// Asks for the last reply of the open conversation again.
+    pub fn regenerate(&self) {
+        self.act_on_open(|conversation_id| ClientFrame::Regenerate {
+            conversation_id,
+            client_msg_id: new_client_msg_id(),
+        });
     }
 
     /// Shows alternative `index` of the turn of `message_id` (a swipe, or
     /// another branch); every tab is shown the path by a `snapshot`.
     pub fn select_alternative(&self, message_id: MessageId, index: u32) {
-        if let Some(conversation_id) = self.chat.with_untracked(|c| c.conversation_id.clone()) {
-            self.chat.update(|c| c.notice = None);
-            self.send(ClientFrame::SelectAlternative {
-                conversation_id,
-                message_id,
-                index,
-            });
-        }
+        self.act_on_open(|conversation_id| ClientFrame::SelectAlternative {
+            conversation_id,
+            message_id,
+            index,
+        });
     }
 
     /// Deletes message `message_id` and everything after it, once the
     /// person confirms.
     pub fn delete_message(&self, message_id: MessageId) {
-        let Some(conversation_id) = self.chat.with_untracked(|c| c.conversation_id.clone()) else {
-            return;
-        };
         if browser::confirm("Delete this message and everything after it, on every branch?") {
-            self.chat.update(|c| c.notice = None);
-            self.send(ClientFrame::DeleteMessage {
+            self.act_on_open(|conversation_id| ClientFrame::DeleteMessage {
                 conversation_id,
                 message_id,
             });
@@ -418,26 +417,20 @@ impl ChatSession {
     /// Stores `text` as a new version of message `message_id` (a branch
     /// from there); a user message's edit gets a new reply.
     pub fn edit_message(&self, message_id: MessageId, text: String) {
-        if let Some(conversation_id) = self.chat.with_untracked(|c| c.conversation_id.clone()) {
-            self.chat.update(|c| c.notice = None);
-            self.send(ClientFrame::Edit {
-                conversation_id,
-                client_msg_id: new_client_msg_id(),
-                message_id,
-                text,
-            });
-        }
+        self.act_on_open(|conversation_id| ClientFrame::Edit {
+            conversation_id,
+            client_msg_id: new_client_msg_id(),
+            message_id,
+            text,
+        });
     }
 
     /// Asks for more of the open conversation's last reply, which ended early.
     pub fn continue_reply(&self) {
-        if let Some(conversation_id) = self.chat.with_untracked(|c| c.conversation_id.clone()) {
-            self.chat.update(|c| c.notice = None);
-            self.send(ClientFrame::Continue {
-                conversation_id,
-                client_msg_id: new_client_msg_id(),
-            });
-        }
+        self.act_on_open(|conversation_id| ClientFrame::Continue {
+            conversation_id,
+            client_msg_id: new_client_msg_id(),
+        });
     }
 
     /// Does what the current notice's "Retry" offers.

@@ -107,17 +107,7 @@ pub async fn import_conversation(
     let tree = checked_tree(export, max_title_chars)?;
     let record = store.import_conversation(user, tree).await?;
     tracing::info!(conversation_id = %record.id, "conversation imported");
-    Ok(summary(record))
-}
-
-fn summary(record: ConversationRecord) -> ConversationSummary {
-    ConversationSummary {
-        id: record.id,
-        title: record.title,
-        persona: record.persona,
-        updated_at: record.updated_at,
-        model: record.model,
-    }
+    Ok(record.summary())
 }
 
 /// The companion's name, else its id (a deleted or another server's one).

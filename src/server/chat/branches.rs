@@ -174,26 +174,18 @@ impl ChatService {
         message_id: &MessageId,
         index: u32,
     ) -> Result<(), ChatError> {
-        self.owned(user, conversation_id).await?;
-        let run = ReplyRun::new(&self.instance);
-        let reservation = self.reserve(conversation_id, user, &run).await?;
-        reservation.conversation().forget_prompt_window();
-        match self
+        let chosen = self
             .store
-            .select_alternative(conversation_id, message_id, index)
-            .await
-        {
-            Ok(()) => {}
-            Err(StoreError::NotFound) => {
-                return Err(ChatError::BadRequest(format!(
-                    "message {message_id} of this conversation has no alternative {index} \
-                     (they are numbered from 0)"
-                )))
-            }
-            Err(err) => return Err(err.into()),
-        }
+            .select_alternative(conversation_id, message_id, index);
+        self.change_path(user, conversation_id, chosen, || {
+            format!(
+                "message {message_id} of this conversation has no alternative {index} \
+                 (they are numbered from 0)"
+            )
+        })
+        .await?;
         tracing::debug!(conversation_id = %conversation_id, message_id = %message_id, index, "alternative chosen");
-        self.show_path(&reservation, conversation_id).await
+        Ok(())
     }
 
     /// `delete_message`: the message and everything after it go; every
@@ -204,21 +196,34 @@ impl ChatService {
         conversation_id: &ConversationId,
         message_id: &MessageId,
     ) -> Result<(), ChatError> {
+        let deleted = self.store.delete_message(conversation_id, message_id);
+        self.change_path(user, conversation_id, deleted, || {
+            format!("message {message_id} is not a message of this conversation")
+        })
+        .await?;
+        tracing::info!(conversation_id = %conversation_id, message_id = %message_id, "message deleted with what follows it");
+        Ok(())
+    }
+
+    /// Runs `change` (a store write that changes the path shown) with the
+    /// conversation's slot held, then shows every view the path. Its
+    /// `NotFound` is `bad_request` saying `unknown()`.
+    async fn change_path(
+        &self,
+        user: &UserId,
+        conversation_id: &ConversationId,
+        change: impl std::future::Future<Output = Result<(), StoreError>>,
+        unknown: impl FnOnce() -> String,
+    ) -> Result<(), ChatError> {
         self.owned(user, conversation_id).await?;
         let run = ReplyRun::new(&self.instance);
         let reservation = self.reserve(conversation_id, user, &run).await?;
         reservation.conversation().forget_prompt_window();
-        match self.store.delete_message(conversation_id, message_id).await {
-            Ok(()) => {}
-            Err(StoreError::NotFound) => {
-                return Err(ChatError::BadRequest(format!(
-                    "message {message_id} is not a message of this conversation"
-                )))
-            }
-            Err(err) => return Err(err.into()),
+        match change.await {
+            Ok(()) => self.show_path(&reservation, conversation_id).await,
+            Err(StoreError::NotFound) => Err(ChatError::BadRequest(unknown())),
+            Err(err) => Err(err.into()),
         }
-        tracing::info!(conversation_id = %conversation_id, message_id = %message_id, "message deleted with what follows it");
-        self.show_path(&reservation, conversation_id).await
     }
 
     /// Publishes a `snapshot` of the path the conversation shows now to

@@ -50,8 +50,8 @@ use super::{
     store::{ConversationRecord, NewUserMessage, ReplyRun, SendOutcome, Store, Target},
 };
 use crate::protocol::{
-    ClientMsgId, ConversationId, ConversationSummary, FinishReason, Limits, Message, MessageId,
-    PersonaInfo, Role, ServerFrame, StreamingMessage, UserId, PROTOCOL_VERSION,
+    ClientMsgId, ConversationId, FinishReason, Limits, Message, MessageId, PersonaInfo, Role,
+    ServerFrame, StreamingMessage, UserId, PROTOCOL_VERSION,
 };
 
 /// A live subscription handed to a connection.
@@ -685,13 +685,7 @@ impl ChatService {
         Ok(ServerFrame::Conversations {
             items: records
                 .into_iter()
-                .map(|c| ConversationSummary {
-                    id: c.id,
-                    title: c.title,
-                    persona: c.persona,
-                    updated_at: c.updated_at,
-                    model: c.model,
-                })
+                .map(ConversationRecord::summary)
                 .collect(),
             query,
         })

@@ -62,6 +62,15 @@ pub fn lore(
     substitute(&active.join("\n"), char_name, user_name)
 }
 
+/// A card's `post_history_instructions`, filled in like the system prompt
+/// (its `{{original}}` has nothing to stand for here), if it has any.
+pub fn post_history(fields: &CardFields, user_name: &str) -> Option<String> {
+    let text = replace_ignore_case(&fields.post_history_instructions, "{{original}}", "");
+    let text = substitute(text.trim(), fields.name.trim(), user_name);
+    let text = text.trim();
+    (!text.is_empty()).then(|| text.to_owned())
+}
+
 fn replace_ignore_case(text: &str, pattern: &str, with: &str) -> String {
     let lower = text.to_ascii_lowercase();
     let mut out = String::with_capacity(text.len() + with.len());

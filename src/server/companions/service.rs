@@ -93,27 +93,13 @@ impl PromptSource {
             }
         }
     }
-}
 
-impl PromptSource {
     /// What a card asks to be told after the history, every reply (its
-    /// `post_history_instructions`, `{{char}}`/`{{user}}` filled in; its
-    /// `{{original}}` has nothing to stand for here).
+    /// `post_history_instructions`), if anything.
     pub fn post_history(&self) -> Option<String> {
         match self {
             PromptSource::Preset(_) => None,
-            PromptSource::Card { card, .. } => {
-                let text = card.fields.post_history_instructions.trim();
-                (!text.is_empty()).then(|| {
-                    crate::card_text::substitute(
-                        &text.replace("{{original}}", ""),
-                        &card.fields.name,
-                        USER_NAME,
-                    )
-                    .trim()
-                    .to_owned()
-                })
-            }
+            PromptSource::Card { card, .. } => prompt::post_history(&card.fields, USER_NAME),
         }
     }
 }

@@ -118,6 +118,19 @@ pub struct ConversationRecord {
     pub model: Option<String>,
 }
 
+impl ConversationRecord {
+    /// The conversation as the list shows it.
+    pub fn summary(self) -> crate::protocol::ConversationSummary {
+        crate::protocol::ConversationSummary {
+            id: self.id,
+            title: self.title,
+            persona: self.persona,
+            updated_at: self.updated_at,
+            model: self.model,
+        }
+    }
+}
+
 /// Who runs a reply: the server instance, and a token unique to this run.
 /// The token is the reply's fencing token: writes to the reply carry it and
 /// are refused ([`StoreError::Fenced`]) once another run took the reply over.

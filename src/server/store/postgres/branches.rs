@@ -10,18 +10,10 @@ use crate::{
     server::store::{new_id, now_rfc3339, EditOutcome, ReplyEdit, StoreError},
 };
 
-/// The columns a shown message is read with (see [`super::rows::message`]).
+/// The columns a shown message is read with (see [`super::rows::view`]).
 pub(super) const VIEW_COLUMNS: &str = "m.id, m.role, m.content, m.finish_reason, m.created_at, m.model, \
      (SELECT count(*) FROM messages s WHERE s.parent_id = m.parent_id) AS alt_count, \
      (SELECT count(*) FROM messages s WHERE s.parent_id = m.parent_id AND s.seq < m.seq) AS alt_index";
-
-/// `index` of `count` as read from the database.
-pub(super) fn alternatives(index: i64, count: i64) -> Option<Alternatives> {
-    Alternatives::of(
-        u32::try_from(index).unwrap_or(u32::MAX),
-        u32::try_from(count).unwrap_or(u32::MAX),
-    )
-}
 
 /// The alternatives of message `id`, whose parent is `parent`.
 pub(super) async fn alternatives_of(
@@ -36,7 +28,7 @@ pub(super) async fn alternatives_of(
         )
         .await?;
     let row = tx.query_one(&stmt, &[&parent, &id.as_str()]).await?;
-    Ok(alternatives(row.try_get(1)?, row.try_get(0)?))
+    Ok(Alternatives::counted(row.try_get(1)?, row.try_get(0)?))
 }
 
 /// Marks `active` exactly the messages of the chosen path.

@@ -319,7 +319,7 @@ impl Store for PgStore {
             branches::VIEW_COLUMNS
         );
         let rows = self.query(&sql, &[&conversation.as_str()]).await?;
-        rows::messages(&rows)
+        rows::views(&rows)
     }
 
     async fn start_assistant(

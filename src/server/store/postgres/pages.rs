@@ -45,7 +45,7 @@ pub(super) async fn messages_before(
         .query(&stmt, &[&conversation.as_str(), &below, &rows])
         .await?;
     Ok(Some(MessagePage::from_newest_first(
-        rows::messages(&found)?,
+        rows::views(&found)?,
         limit,
     )))
 }

@@ -2,7 +2,9 @@
 
 use tokio_postgres::Row;
 
-use crate::protocol::{ConversationId, FinishReason, Message, MessageId, Role, UserId};
+use crate::protocol::{
+    Alternatives, ConversationId, FinishReason, Message, MessageId, Role, UserId,
+};
 use crate::server::store::{ConversationRecord, StoreError};
 
 /// The columns [`conversation`] reads, in a `SELECT` or `RETURNING`.
@@ -34,12 +36,16 @@ pub(super) fn message(row: &Row) -> Result<Message, StoreError> {
         content: row.try_get("content")?,
         created_at: row.try_get("created_at")?,
         finish_reason: finish.and_then(FinishReason::parse),
-        // Read with `branches::VIEW_COLUMNS` only.
-        alternatives: match (row.try_get("alt_index"), row.try_get("alt_count")) {
-            (Ok(index), Ok(count)) => super::branches::alternatives(index, count),
-            _ => None,
-        },
+        alternatives: None,
         model: row.try_get("model")?,
+    })
+}
+
+/// A message read with `branches::VIEW_COLUMNS`: [`message`]'s, with its alternatives.
+pub(super) fn view(row: &Row) -> Result<Message, StoreError> {
+    Ok(Message {
+        alternatives: Alternatives::counted(row.try_get("alt_index")?, row.try_get("alt_count")?),
+        ..message(row)?
     })
 }
 
@@ -51,4 +57,9 @@ pub(super) fn conversations(rows: &[Row]) -> Result<Vec<ConversationRecord>, Sto
 /// Every row as a message.
 pub(super) fn messages(rows: &[Row]) -> Result<Vec<Message>, StoreError> {
     rows.iter().map(message).collect()
+}
+
+/// Every row (read with `branches::VIEW_COLUMNS`) as a shown message.
+pub(super) fn views(rows: &[Row]) -> Result<Vec<Message>, StoreError> {
+    rows.iter().map(view).collect()
 }

@@ -19,19 +19,13 @@ pub(super) const VIEW_COLUMNS: &str = "m.id, m.role, m.content, m.finish_reason,
      (SELECT count(*) FROM messages s WHERE s.parent_id = m.parent_id) AS alt_count, \
      (SELECT count(*) FROM messages s WHERE s.parent_id = m.parent_id AND s.seq < m.seq) AS alt_index";
 
-/// The alternatives read by [`VIEW_COLUMNS`] (columns 6 and 7), if the row has them.
-pub(super) fn alternatives_from_row(
-    row: &rusqlite::Row<'_>,
-) -> rusqlite::Result<Option<Alternatives>> {
-    if row.as_ref().column_name(6).ok() != Some("alt_count") {
-        return Ok(None);
-    }
-    let count: i64 = row.get(6)?;
-    let index: i64 = row.get(7)?;
-    Ok(Alternatives::of(
-        u32::try_from(index).unwrap_or(u32::MAX),
-        u32::try_from(count).unwrap_or(u32::MAX),
-    ))
+/// A message read with [`VIEW_COLUMNS`]: [`super::message_from_row`]'s,
+/// with its alternatives.
+pub(super) fn view_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Message> {
+    Ok(Message {
+        alternatives: Alternatives::counted(row.get(7)?, row.get(6)?),
+        ..super::message_from_row(row)?
+    })
 }
 
 /// The alternatives of message `id`, whose parent is `parent`.
@@ -46,10 +40,7 @@ pub(super) fn alternatives_of(
              FROM messages WHERE parent_id = ?1",
         )?
         .query_row([parent, id.as_str()], |row| Ok((row.get(0)?, row.get(1)?)))?;
-    Ok(Alternatives::of(
-        u32::try_from(index).unwrap_or(u32::MAX),
-        u32::try_from(count).unwrap_or(u32::MAX),
-    ))
+    Ok(Alternatives::counted(index, count))
 }
 
 /// Marks `active` exactly the messages of the chosen path: from the

@@ -219,8 +219,8 @@ fn conversation_from_row(row: &Row<'_>) -> rusqlite::Result<ConversationRecord> 
 /// a lookup by name compares every column's name per value).
 const MESSAGE_COLUMNS: &str = "id, role, content, finish_reason, created_at, model";
 
-/// A message read with [`MESSAGE_COLUMNS`], or with
-/// [`branches::VIEW_COLUMNS`] (its alternatives too).
+/// A message read with [`MESSAGE_COLUMNS`] (the first columns of
+/// [`branches::VIEW_COLUMNS`]), without its alternatives.
 fn message_from_row(row: &Row<'_>) -> rusqlite::Result<Message> {
     let role: String = row.get(1)?;
     let finish: Option<String> = row.get(3)?;
@@ -234,7 +234,7 @@ fn message_from_row(row: &Row<'_>) -> rusqlite::Result<Message> {
         content: row.get(2)?,
         created_at: row.get(4)?,
         finish_reason: finish.as_deref().and_then(FinishReason::parse),
-        alternatives: branches::alternatives_from_row(row)?,
+        alternatives: None,
         model: row.get(5)?,
     })
 }
@@ -652,7 +652,7 @@ impl Store for SqliteStore {
                          WHERE m.conversation_id = ? AND m.active = 1 ORDER BY m.seq",
                         branches::VIEW_COLUMNS
                     ))?
-                    .query_map([conversation.as_str()], message_from_row)?
+                    .query_map([conversation.as_str()], branches::view_from_row)?
                     .collect::<Result<_, _>>()?)
             })
             .await

@@ -6,7 +6,7 @@
 
 use rusqlite::{Connection, OptionalExtension};
 
-use super::{branches::VIEW_COLUMNS, message_from_row};
+use super::branches::{view_from_row, VIEW_COLUMNS};
 use crate::protocol::{ConversationId, Message, MessageId};
 use crate::server::store::{MessagePage, StoreError};
 
@@ -39,7 +39,7 @@ pub(super) fn messages_before(
         .prepare_cached(&page_sql())?
         .query_map(
             rusqlite::params![conversation.as_str(), below, rows],
-            message_from_row,
+            view_from_row,
         )?
         .collect::<Result<_, _>>()?;
     Ok(Some(MessagePage::from_newest_first(newest_first, limit)))
