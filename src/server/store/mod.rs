@@ -7,12 +7,17 @@
 //! and answer [`StoreError::NotFound`] for anybody else. Database failures
 //! leave the store classified ([`Fault`], see [`fault`]).
 
+pub mod accounts;
 pub mod archive;
 pub mod companions;
 pub mod fault;
 mod postgres;
 mod sqlite;
 
+pub use accounts::{
+    AccountRecord, AccountRole, AccountStatus, AccountStore, Created, InviteRecord, NewAccount,
+    SessionRecord, UsageDay,
+};
 pub use archive::{ArchiveStore, ConversationTree, TreeMessage};
 pub use companions::{Avatar, CompanionRecord, CompanionStore};
 pub use fault::{Fault, FaultCounts, FaultKind};
@@ -256,7 +261,7 @@ pub struct MessagePage {
 
 /// Storage used by the chat core.
 #[async_trait]
-pub trait Store: CompanionStore + ArchiveStore + Send + Sync + 'static {
+pub trait Store: CompanionStore + ArchiveStore + AccountStore + Send + Sync + 'static {
     /// The conversation, if `user` owns it.
     async fn conversation(
         &self,

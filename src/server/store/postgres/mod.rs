@@ -15,6 +15,7 @@
 //! a cluster that cannot reach the database is better restarted by its
 //! supervisor than serving errors.
 
+mod accounts;
 mod archive;
 mod branches;
 mod classify;

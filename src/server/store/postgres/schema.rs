@@ -18,6 +18,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../../../migrations/postgres/0003_companions.sql"),
     include_str!("../../../../migrations/postgres/0004_branches.sql"),
     include_str!("../../../../migrations/postgres/0005_models.sql"),
+    include_str!("../../../../migrations/postgres/0006_accounts.sql"),
 ];
 
 /// The advisory lock key migrations hold (`tether` in ASCII).

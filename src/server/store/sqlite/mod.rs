@@ -11,6 +11,7 @@
 //! server: the store starts without a write connection, every request gets
 //! the fault, and the writer opens it as soon as it can (see [`writer`]).
 
+mod accounts;
 mod archive;
 mod branches;
 mod companions;

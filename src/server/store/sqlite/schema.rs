@@ -17,6 +17,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../../../migrations/sqlite/0004_companions.sql"),
     include_str!("../../../../migrations/sqlite/0005_branches.sql"),
     include_str!("../../../../migrations/sqlite/0006_models.sql"),
+    include_str!("../../../../migrations/sqlite/0007_accounts.sql"),
 ];
 
 /// Brings the database to the newest schema; returns how many were applied.
