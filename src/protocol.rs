@@ -208,6 +208,9 @@ pub enum ErrorCode {
     /// Extension: the server's storage cannot be used right now (disk full,
     /// read-only, locked, not reachable); nothing was stored, try again later.
     Unavailable,
+    /// Extension: the account's quota for today (messages or model tokens)
+    /// is used up; it resets at midnight UTC.
+    QuotaExceeded,
 }
 
 impl ErrorCode {
@@ -780,6 +783,7 @@ mod tests {
             (ErrorCode::UpstreamTimeout, "upstream_timeout"),
             (ErrorCode::Internal, "internal"),
             (ErrorCode::Unavailable, "unavailable"),
+            (ErrorCode::QuotaExceeded, "quota_exceeded"),
         ] {
             assert_eq!(serde_json::to_value(code).expect("serialises"), json!(name));
             assert_eq!(code.as_str(), name);

@@ -89,6 +89,18 @@ async fn run(
                             }
                         }
                         Some(Ok(WsMessage::Bytes(_))) => {}
+                        // This browser's session was signed out (another
+                        // device, an admin, a password change): load the
+                        // page again, which asks to sign in (or, where
+                        // guests may chat, starts as a guest).
+                        Some(Err(gloo_net::websocket::WebSocketError::ConnectionClose(close)))
+                            if close.reason == "signed out" =>
+                        {
+                            if let Some(window) = web_sys::window() {
+                                let _ = window.location().reload();
+                            }
+                            return;
+                        }
                         Some(Err(_)) | None => break,
                     },
                     outgoing = rx.next() => match outgoing {

@@ -79,6 +79,7 @@ fn status_of(err: &ChatError) -> StatusCode {
             StatusCode::TOO_MANY_REQUESTS
         }
         ChatError::Busy => StatusCode::CONFLICT,
+        ChatError::QuotaExceeded(_) => StatusCode::TOO_MANY_REQUESTS,
         ChatError::ShuttingDown | ChatError::Unavailable(_) | ChatError::LiveUnavailable(_) => {
             StatusCode::SERVICE_UNAVAILABLE
         }

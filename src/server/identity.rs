@@ -11,11 +11,13 @@ use std::{
     time::{Duration, Instant},
 };
 
+use std::net::SocketAddr;
+
 use axum::{
-    extract::{Request, State},
+    extract::{ConnectInfo, Request, State},
     http::{header, HeaderMap, HeaderValue, Method, StatusCode},
     middleware::Next,
-    response::{IntoResponse, Response},
+    response::{IntoResponse, Redirect, Response},
 };
 use hmac::{Hmac, Mac};
 use rand::RngCore;
@@ -23,8 +25,9 @@ use sha2::Sha256;
 
 use super::{
     access::address::{client_addr, AddrKey},
+    accounts::{has_session_cookie, Accounts},
     chat::limits::RateLimiter,
-    config::Config,
+    config::{AuthMode, Config},
     metrics::{AddressLimit, Metrics},
 };
 use crate::protocol::UserId;
@@ -134,7 +137,10 @@ fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
 }
 
 /// Every value of cookie `name` in the request.
-fn cookie_values<'a>(headers: &'a HeaderMap, name: &'a str) -> impl Iterator<Item = &'a str> {
+pub(crate) fn cookie_values<'a>(
+    headers: &'a HeaderMap,
+    name: &'a str,
+) -> impl Iterator<Item = &'a str> {
     headers
         .get_all(header::COOKIE)
         .iter()
@@ -147,7 +153,7 @@ fn cookie_values<'a>(headers: &'a HeaderMap, name: &'a str) -> impl Iterator<Ite
 }
 
 /// Whether the request reached us over https (directly or via a proxy that says so).
-fn is_https(headers: &HeaderMap) -> bool {
+pub(crate) fn is_https(headers: &HeaderMap) -> bool {
     headers
         .get("x-forwarded-proto")
         .and_then(|v| v.to_str().ok())
@@ -155,9 +161,9 @@ fn is_https(headers: &HeaderMap) -> bool {
 }
 
 /// What the cookie middleware needs: the keys, whether cookies are
-/// `Secure` (`None`: when the request came over https), and how many new
+/// `Secure` (`None`: when the request came over https), how many new
 /// identities each client address may be given (`IDENTITY_BURST`,
-/// `IDENTITY_PER_SEC`).
+/// `IDENTITY_PER_SEC`), and the accounts (which sessions are valid).
 #[derive(Clone, Debug)]
 pub struct CookiePolicy {
     pub keys: Arc<IdentityKeys>,
@@ -165,23 +171,82 @@ pub struct CookiePolicy {
     pub config: Arc<Config>,
     pub issued: Arc<RateLimiter<AddrKey>>,
     pub metrics: Arc<Metrics>,
+    pub accounts: Arc<Accounts>,
 }
 
-/// Middleware: an HTML `GET` (or `GET /api/session`) without a valid
-/// identity gets a fresh cookie, unless its address was given too many
-/// lately: then `429` with a reason and `Retry-After`.
+/// A path the app renders as a chat page (the ones that need a user).
+fn is_chat_page(path: &str) -> bool {
+    path == "/" || path.starts_with("/c/")
+}
+
+/// Middleware, by `AUTH_MODE`:
+///
+/// * `open`: an HTML `GET` (or `GET /api/session`) without a valid identity
+///   gets a fresh guest cookie, unless its address was given too many
+///   lately: then `429` with a reason and `Retry-After`. A signed-in
+///   browser (a valid session cookie) gets none; a stale session cookie is
+///   removed.
+/// * `accounts`: no guest cookies; a chat page without a signed-in user
+///   is a `303` to `/signin`.
 pub async fn issue_cookie(
     State(policy): State<CookiePolicy>,
-    request: Request,
+    mut request: Request,
     next: Next,
 ) -> Response {
-    let session_endpoint = request.uri().path() == "/api/session";
-    let needs_cookie = request.method() == Method::GET
-        && policy.keys.user_from_headers(request.headers()).is_none();
+    let path = request.uri().path().to_owned();
+    let session_endpoint = path == "/api/session";
+    let is_get = request.method() == Method::GET;
+    let page = is_get && (is_chat_page(&path) || session_endpoint);
     let secure = policy.secure.unwrap_or_else(|| is_https(request.headers()));
+    // Who a chat page is for (kept for the page's own lookups).
+    let mut stale_session = false;
+    let mut signed_in = false;
+    if page
+        && (policy.config.auth_mode == AuthMode::Accounts || has_session_cookie(request.headers()))
+    {
+        let peer = request
+            .extensions()
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|ConnectInfo(peer)| super::config::canonical_ip(peer.ip()));
+        match policy
+            .accounts
+            .identify(request.headers(), peer, &policy.keys)
+            .await
+        {
+            Ok(Some(identity)) => {
+                signed_in = identity.account().is_some();
+                request.extensions_mut().insert(identity);
+            }
+            Ok(None) => stale_session = has_session_cookie(request.headers()),
+            Err(err) => {
+                tracing::warn!(error = %err, "could not look up who a page is for");
+                return (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "the database cannot be used right now; try again in a moment",
+                )
+                    .into_response();
+            }
+        }
+    }
+    if policy.config.auth_mode == AuthMode::Accounts {
+        if is_get && is_chat_page(&path) && !signed_in {
+            let mut response =
+                Redirect::to(&format!("/signin?next={}", encode_next(&path))).into_response();
+            if stale_session {
+                clear_session(&mut response, secure);
+            }
+            return response;
+        }
+        return next.run(request).await;
+    }
+    let needs_cookie =
+        is_get && !signed_in && policy.keys.user_from_headers(request.headers()).is_none();
     let trusted = &policy.config.trusted_proxies;
     let from = needs_cookie.then(|| client_addr(request.extensions(), request.headers(), trusted));
     let mut response = next.run(request).await;
+    if stale_session {
+        clear_session(&mut response, secure);
+    }
     let is_html = response
         .headers()
         .get(header::CONTENT_TYPE)
@@ -205,6 +270,26 @@ pub async fn issue_cookie(
         }
     }
     response
+}
+
+/// Removes a session cookie the server no longer knows.
+fn clear_session(response: &mut Response, secure: bool) {
+    let [session, _] = super::accounts::clearing_cookies(secure);
+    if let Ok(v) = HeaderValue::from_str(&session) {
+        response.headers_mut().append(header::SET_COOKIE, v);
+    }
+}
+
+/// A path for `?next=`: only this site's paths, percent-encoded.
+pub fn encode_next(path: &str) -> String {
+    path.bytes()
+        .map(|b| match b {
+            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'/' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            other => format!("%{other:02X}"),
+        })
+        .collect()
 }
 
 /// `429`: this address was given too many identities lately.

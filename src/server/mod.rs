@@ -9,6 +9,7 @@
 //! and closes every socket with 1001.
 
 pub mod access;
+pub mod accounts;
 pub mod archive;
 #[cfg(feature = "embed-site")]
 pub mod assets;
@@ -66,6 +67,8 @@ pub enum ServerError {
          the one stored in the database)"
     )]
     SecretMismatch,
+    #[error("accounts: {0}")]
+    Accounts(String),
 }
 
 /// Opens storage, loads keys and wires the services together.
@@ -111,9 +114,23 @@ pub async fn build_state(config: Config) -> Result<AppState, ServerError> {
         }
         None => ChatService::new(config.clone(), store, llm, metrics.clone()),
     };
+    let store = chat.store().clone();
+    let accounts = Arc::new(
+        accounts::Accounts::new(config.clone(), store.clone())
+            .map_err(|e| ServerError::Accounts(e.to_string()))?,
+    );
+    // Quotas are counted in `accounts` mode only (see `accounts::quota`).
+    let chat = match config.auth_mode {
+        config::AuthMode::Accounts => chat.metered(Arc::new(accounts::quota::Quotas::new(
+            config.clone(),
+            store,
+        ))),
+        config::AuthMode::Open => chat,
+    };
     Ok(AppState {
         leptos_options,
         identity: Arc::new(identity),
+        accounts,
         chat: Arc::new(chat),
         admission: Arc::new(Admission::new(
             config.limits.max_connections,

@@ -38,6 +38,7 @@ pub fn app(state: AppState) -> Router {
         .route("/api/frame", post(sse::frame))
         .merge(super::companions::routes::routes())
         .merge(super::archive::routes::routes())
+        .merge(super::accounts::routes::routes())
         .layer(middleware::map_response_with_state(
             state.clone(),
             error::count_refusals,

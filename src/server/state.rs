@@ -8,8 +8,11 @@ use axum::extract::FromRef;
 use leptos::config::LeptosOptions;
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
+use crate::protocol::UserId;
+
 use super::{
     access::{address::AddrKey, admission::Admission, AccessPolicy},
+    accounts::{Accounts, Identity},
     chat::limits::RateLimiter,
     chat::ChatService,
     config::Config,
@@ -36,6 +39,33 @@ pub struct AppState {
     pub close_sockets: CancellationToken,
     /// Counters and timings for `GET /metrics`.
     pub metrics: Arc<Metrics>,
+    /// Accounts, sessions, the admin's actions.
+    pub accounts: Arc<Accounts>,
+}
+
+impl AppState {
+    /// The user a page is rendered for: who the cookie middleware found, or
+    /// (a request it did not look at) who the request's cookies say.
+    pub async fn page_user(&self, parts: &axum::http::request::Parts) -> Option<UserId> {
+        if let Some(identity) = parts.extensions.get::<Identity>() {
+            return Some(identity.user.clone());
+        }
+        let peer = parts
+            .extensions
+            .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+            .map(|info| super::config::canonical_ip(info.0.ip()));
+        match self
+            .accounts
+            .identify(&parts.headers, peer, &self.identity)
+            .await
+        {
+            Ok(found) => found.map(|identity| identity.user),
+            Err(err) => {
+                tracing::warn!(error = %err, "could not look up who a page is for");
+                None
+            }
+        }
+    }
 }
 
 impl FromRef<AppState> for LeptosOptions {
@@ -49,6 +79,7 @@ impl FromRef<AppState> for AccessPolicy {
         AccessPolicy {
             config: state.config.clone(),
             identity: state.identity.clone(),
+            accounts: state.accounts.clone(),
         }
     }
 }
@@ -61,6 +92,7 @@ impl FromRef<AppState> for CookiePolicy {
             config: state.config.clone(),
             issued: state.identities_issued.clone(),
             metrics: state.metrics.clone(),
+            accounts: state.accounts.clone(),
         }
     }
 }

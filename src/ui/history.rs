@@ -23,7 +23,7 @@ pub fn history_resource(route_id: Signal<Option<String>>) -> Resource<Option<Ser
             async move {
                 let id = super::sidebar::conversation_from_param(id)?;
                 let (state, parts) = (state?, parts?);
-                let user = state.identity.user_from_headers(&parts.headers)?;
+                let user = state.page_user(&parts).await?;
                 state.chat.history(&user, &id).await.ok()
             }
         }

@@ -22,7 +22,7 @@ pub fn first_page_resource() -> Resource<Vec<ConversationSummary>> {
             async move {
                 let load = async {
                     let (state, parts) = (state?, parts?);
-                    let user = state.identity.user_from_headers(&parts.headers)?;
+                    let user = state.page_user(&parts).await?;
                     match state.chat.conversations(&user, None).await.ok()? {
                         crate::protocol::ServerFrame::Conversations { mut items, .. } => {
                             items.truncate(super::sidebar::LIST_PAGE);

@@ -1,5 +1,6 @@
 //! Components of the chat page, one concern a file.
 
+pub mod account;
 pub mod chat;
 pub mod companions;
 pub mod composer;

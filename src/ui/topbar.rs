@@ -1,11 +1,11 @@
 //! The bar above the conversation: the sidebar button (narrow screens), the
 //! name, the open conversation's title, its export (Markdown, JSON), its
-//! model (when there is a choice), the connection status and the theme
-//! toggle.
+//! model (when there is a choice), the connection status, the account
+//! (or "Sign in") and the theme toggle.
 
 use leptos::prelude::*;
 
-use super::{session::ChatSession, status::StatusBadge, theme::ThemeToggle};
+use super::{account::AccountLinks, session::ChatSession, status::StatusBadge, theme::ThemeToggle};
 
 /// The top bar; `sidebar_open` is the page's sidebar state, which its menu
 /// button toggles.
@@ -54,6 +54,7 @@ pub fn TopBar(sidebar_open: RwSignal<bool>) -> impl IntoView {
                 })}
                 <ModelPicker/>
                 <StatusBadge status/>
+                <AccountLinks/>
                 <ThemeToggle/>
             </div>
         </header>

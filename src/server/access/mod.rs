@@ -4,8 +4,10 @@
 //! Both transports carry the same identity (the signed cookie) and the same
 //! conversations, so both refuse the same requests: an `Origin` outside the
 //! allowlist (`403`, which matters even more for a cookie-authenticated
-//! `POST`) and a missing or invalid identity cookie (`401`). The reason is
-//! plain text, identical on both transports.
+//! `POST`) and a request without an identity (`401`: no valid identity
+//! cookie, or in `AUTH_MODE=accounts` no account session; see
+//! [`super::accounts`]). The reason is plain text, identical on both
+//! transports.
 //!
 //! * [`Caller`]: a request that may change state, or opens a socket: its
 //!   `Origin` must be present and allowed.
@@ -17,15 +19,20 @@
 pub mod address;
 pub mod admission;
 
-use std::sync::Arc;
+use std::{net::SocketAddr, sync::Arc};
 
 use axum::{
-    extract::{FromRef, FromRequestParts},
+    extract::{ConnectInfo, FromRef, FromRequestParts},
     http::{header, request::Parts, HeaderMap, StatusCode},
     response::{IntoResponse, Response},
 };
 
-use super::{config::Config, identity::IdentityKeys, metrics::UpgradeRefusal};
+use super::{
+    accounts::{Accounts, Identity},
+    config::{canonical_ip, AuthMode, Config},
+    identity::IdentityKeys,
+    metrics::UpgradeRefusal,
+};
 use crate::protocol::UserId;
 
 /// Why a request was refused before reaching the chat core.
@@ -33,14 +40,20 @@ use crate::protocol::UserId;
 pub enum Refusal {
     MissingOrigin,
     ForeignOrigin,
+    /// No valid identity cookie (`AUTH_MODE=open`).
     NoIdentity,
+    /// No account session (`AUTH_MODE=accounts`).
+    SignIn,
+    /// Who the request is could not be looked up (the database).
+    Unavailable,
 }
 
 impl Refusal {
     pub fn status(self) -> StatusCode {
         match self {
             Refusal::MissingOrigin | Refusal::ForeignOrigin => StatusCode::FORBIDDEN,
-            Refusal::NoIdentity => StatusCode::UNAUTHORIZED,
+            Refusal::NoIdentity | Refusal::SignIn => StatusCode::UNAUTHORIZED,
+            Refusal::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 
@@ -49,6 +62,8 @@ impl Refusal {
             Refusal::MissingOrigin => "missing Origin header",
             Refusal::ForeignOrigin => "origin not allowed",
             Refusal::NoIdentity => "missing or invalid identity cookie: load the page first",
+            Refusal::SignIn => "sign in first: this server needs an account (/signin)",
+            Refusal::Unavailable => "the database cannot be used right now; try again in a moment",
         }
     }
 
@@ -56,7 +71,9 @@ impl Refusal {
     pub fn upgrade_metric(self) -> UpgradeRefusal {
         match self {
             Refusal::MissingOrigin | Refusal::ForeignOrigin => UpgradeRefusal::Origin,
-            Refusal::NoIdentity => UpgradeRefusal::Identity,
+            Refusal::NoIdentity | Refusal::SignIn | Refusal::Unavailable => {
+                UpgradeRefusal::Identity
+            }
         }
     }
 }
@@ -67,17 +84,19 @@ impl IntoResponse for Refusal {
     }
 }
 
-/// What the checks need: the origin allowlist and the cookie keys. Any
-/// router state that can give one (`FromRef`) can use the extractors.
+/// What the checks need: the origin allowlist, the cookie keys and the
+/// accounts. Any router state that can give one (`FromRef`) can use the
+/// extractors.
 #[derive(Clone, Debug)]
 pub struct AccessPolicy {
     pub config: Arc<Config>,
     pub identity: Arc<IdentityKeys>,
+    pub accounts: Arc<Accounts>,
 }
 
 /// The user of a request that may change state (or open a socket): its
 /// `Origin` is present and allowed (`ALLOWED_ORIGINS`, or same origin), and
-/// its identity cookie is valid.
+/// it has an identity this mode accepts ([`Accounts::identify`]).
 #[derive(Clone, Debug)]
 pub struct Caller(pub UserId);
 
@@ -89,9 +108,17 @@ pub struct Caller(pub UserId);
 #[derive(Clone, Debug)]
 pub struct Reader(pub UserId);
 
+/// [`Caller`] with the whole [`Identity`] (its session, its account).
+#[derive(Clone, Debug)]
+pub struct CallerIdentity(pub Identity);
+
+/// [`Reader`] with the whole [`Identity`].
+#[derive(Clone, Debug)]
+pub struct ReaderIdentity(pub Identity);
+
 /// `FromRequestParts` for an extractor that is [`AccessPolicy`]'s check.
 macro_rules! extractor {
-    ($extractor:ident, $check:ident) => {
+    ($extractor:ident, $check:ident, $map:expr) => {
         impl<S> FromRequestParts<S> for $extractor
         where
             S: Send + Sync,
@@ -100,54 +127,85 @@ macro_rules! extractor {
             type Rejection = Refusal;
 
             async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Refusal> {
-                AccessPolicy::from_ref(state)
-                    .$check(&parts.headers)
-                    .map($extractor)
+                AccessPolicy::from_ref(state).$check(parts).await.map($map)
             }
         }
     };
 }
 
-extractor!(Caller, caller);
-extractor!(Reader, reader);
+extractor!(Caller, caller, |identity: Identity| Caller(identity.user));
+extractor!(Reader, reader, |identity: Identity| Reader(identity.user));
+extractor!(CallerIdentity, caller, CallerIdentity);
+extractor!(ReaderIdentity, reader, ReaderIdentity);
 
 impl AccessPolicy {
     /// See [`Caller`].
-    fn caller(&self, headers: &HeaderMap) -> Result<UserId, Refusal> {
-        let origin = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok());
+    async fn caller(&self, parts: &mut Parts) -> Result<Identity, Refusal> {
+        let origin = parts
+            .headers
+            .get(header::ORIGIN)
+            .and_then(|v| v.to_str().ok());
         let Some(origin) = origin else {
             return Err(Refusal::MissingOrigin);
         };
-        self.allowed_then_identity(headers, origin)
+        self.check_origin(&parts.headers, origin)?;
+        self.identity(parts).await
     }
 
     /// See [`Reader`].
-    fn reader(&self, headers: &HeaderMap) -> Result<UserId, Refusal> {
-        match headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) {
-            Some(origin) => self.allowed_then_identity(headers, origin),
+    async fn reader(&self, parts: &mut Parts) -> Result<Identity, Refusal> {
+        match parts
+            .headers
+            .get(header::ORIGIN)
+            .and_then(|v| v.to_str().ok())
+        {
+            Some(origin) => self.check_origin(&parts.headers, origin)?,
             None => {
-                let site = headers.get("sec-fetch-site").and_then(|v| v.to_str().ok());
+                let site = parts
+                    .headers
+                    .get("sec-fetch-site")
+                    .and_then(|v| v.to_str().ok());
                 if site.is_some_and(|site| !matches!(site, "same-origin" | "none")) {
                     return Err(Refusal::ForeignOrigin);
                 }
-                self.identity(headers)
             }
         }
+        self.identity(parts).await
     }
 
-    fn allowed_then_identity(&self, headers: &HeaderMap, origin: &str) -> Result<UserId, Refusal> {
+    /// Whether a present `Origin` is allowed.
+    pub fn check_origin(&self, headers: &HeaderMap, origin: &str) -> Result<(), Refusal> {
         let host = headers.get(header::HOST).and_then(|v| v.to_str().ok());
         if !self.config.origins.allows(origin, host) {
             tracing::info!(origin, "refused a request from a foreign origin");
             return Err(Refusal::ForeignOrigin);
         }
-        self.identity(headers)
+        Ok(())
     }
 
-    /// The user of a valid identity cookie.
-    fn identity(&self, headers: &HeaderMap) -> Result<UserId, Refusal> {
-        self.identity
-            .user_from_headers(headers)
-            .ok_or(Refusal::NoIdentity)
+    /// Who the request is, looked up once per request (kept in its
+    /// extensions for any later extractor).
+    async fn identity(&self, parts: &mut Parts) -> Result<Identity, Refusal> {
+        if let Some(known) = parts.extensions.get::<Identity>() {
+            return Ok(known.clone());
+        }
+        let peer = parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|ConnectInfo(peer)| canonical_ip(peer.ip()));
+        let found = self
+            .accounts
+            .identify(&parts.headers, peer, &self.identity)
+            .await
+            .map_err(|err| {
+                tracing::warn!(error = %err, "could not look up who a request is");
+                Refusal::Unavailable
+            })?;
+        let identity = found.ok_or(match self.config.auth_mode {
+            AuthMode::Open => Refusal::NoIdentity,
+            AuthMode::Accounts => Refusal::SignIn,
+        })?;
+        parts.extensions.insert(identity.clone());
+        Ok(identity)
     }
 }

@@ -141,6 +141,7 @@ impl ChatService {
             )
             .await?;
         let reply = NewReply {
+            user: user.clone(),
             client_msg_id,
             run,
             received,

@@ -39,6 +39,9 @@ pub enum ChatError {
     AddressRateLimited { retry_after_ms: u64 },
     #[error("a reply is already streaming in this conversation")]
     Busy,
+    /// The user's quota for today is used up (the sentence says which).
+    #[error("{0}")]
+    QuotaExceeded(String),
     #[error("the server is restarting, try again in a moment")]
     ShuttingDown,
     /// The database cannot be used right now; nothing was stored.
@@ -80,6 +83,7 @@ impl ChatError {
                 ErrorCode::RateLimited
             }
             ChatError::Busy | ChatError::ShuttingDown => ErrorCode::Busy,
+            ChatError::QuotaExceeded(_) => ErrorCode::QuotaExceeded,
             ChatError::Internal(_) => ErrorCode::Internal,
             ChatError::Unavailable(_) | ChatError::LiveUnavailable(_) => ErrorCode::Unavailable,
         }

@@ -98,7 +98,8 @@ impl ChatService {
     }
 
     /// The user's rate limit (`RATE_BURST`, `RATE_PER_SEC`), over every
-    /// instance in cluster mode.
+    /// instance in cluster mode; then, when the server meters, the user's
+    /// quota (which counts the message).
     pub(super) async fn check_rate(&self, user: &UserId) -> Result<(), ChatError> {
         let verdict = match &self.cluster {
             Some(cluster) => {
@@ -111,6 +112,10 @@ impl ChatService {
         };
         verdict.map_err(|wait| ChatError::RateLimited {
             retry_after_ms: wait.as_millis().max(1) as u64,
-        })
+        })?;
+        match &self.meter {
+            Some(meter) => meter.admit(user).await.map_err(ChatError::QuotaExceeded),
+            None => Ok(()),
+        }
     }
 }

@@ -13,6 +13,7 @@ mod error;
 pub mod hub;
 pub mod limits;
 mod live;
+pub mod meter;
 pub mod notices;
 mod prompt_window;
 mod reply;
@@ -72,6 +73,8 @@ enum Rerun {
 /// A reply about to start: the stored empty message it streams into and the
 /// history its prompt is built from.
 struct NewReply {
+    /// Whose conversation it is (what the reply uses is counted to them).
+    user: UserId,
     client_msg_id: ClientMsgId,
     /// Who writes the reply (the token fences its writes).
     run: ReplyRun,
@@ -135,6 +138,8 @@ pub struct ChatService {
     cluster: Option<Arc<Cluster>>,
     /// Presets and the users' own companions: the prompt of each reply.
     companions: Companions,
+    /// Counts messages and tokens per user (quotas), when the server meters.
+    meter: Option<Arc<dyn meter::Meter>>,
 }
 
 impl std::fmt::Debug for ChatService {
@@ -164,6 +169,7 @@ impl ChatService {
             shutting_down: AtomicBool::new(false),
             instance: crate::server::store::new_id(),
             cluster: None,
+            meter: None,
             companions: Companions::new(store.clone(), &config.personas, limits),
             config,
             store,
@@ -191,6 +197,13 @@ impl ChatService {
         service.hub = hub;
         service.cluster = Some(cluster);
         service
+    }
+
+    /// Counts every model call of a user with `meter` (quotas), which may
+    /// refuse it.
+    pub fn metered(mut self, meter: Arc<dyn meter::Meter>) -> Self {
+        self.meter = Some(meter);
+        self
     }
 
     /// The live state shared with other instances, in cluster mode.
@@ -379,6 +392,7 @@ impl ChatService {
             message,
         });
         let reply = NewReply {
+            user: user.clone(),
             client_msg_id,
             run,
             received,
@@ -555,6 +569,7 @@ impl ChatService {
             )
             .await?;
         let reply = NewReply {
+            user: user.clone(),
             client_msg_id,
             run,
             received,
@@ -842,6 +857,7 @@ impl ChatService {
         start: ReplyStart,
     ) {
         let NewReply {
+            user,
             client_msg_id,
             run,
             received,
@@ -887,6 +903,7 @@ impl ChatService {
             cancel,
             received,
             metrics: self.metrics.clone(),
+            meter: self.meter.clone().map(|meter| (meter, user)),
         };
         self.replies.spawn(job.run(self.hub.clone()));
     }

@@ -64,6 +64,8 @@ pub(super) struct ReplyJob {
     /// When the request that caused this reply arrived (TTFT is measured from it).
     pub received: Instant,
     pub metrics: Arc<Metrics>,
+    /// Who the tokens the reply used are counted to, when the server meters.
+    pub meter: Option<(Arc<dyn super::meter::Meter>, crate::protocol::UserId)>,
 }
 
 /// How the upstream part of a reply ended.
@@ -248,6 +250,10 @@ impl ReplyJob {
             self.metrics.upstream_finished(total);
         }
         self.live.finish(error.as_ref(), &done);
+        if let (Some((meter, user)), Some(usage)) = (&self.meter, outcome.usage) {
+            let tokens = u64::from(usage.prompt_tokens) + u64::from(usage.completion_tokens);
+            meter.used_tokens(user, tokens).await;
+        }
     }
 
     /// Stores the reply's final text; when that fails, the `error` frame

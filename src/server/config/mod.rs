@@ -20,7 +20,7 @@ pub use cli::{Cli, SettingArgs};
 pub use database::{DatabaseUrl, PostgresUrl, UrlError, SUPPORTED_SCHEMES};
 pub use proxies::{canonical as canonical_ip, IpBlock, TrustedProxies};
 pub use table::{Config, LimitsConfig, UpstreamConfig};
-pub use values::{default_personas, ApiKey, OriginPolicy, Persona, Secret};
+pub use values::{default_personas, ApiKey, AuthMode, OriginPolicy, Persona, Registration, Secret};
 
 use std::path::PathBuf;
 

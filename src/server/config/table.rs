@@ -15,7 +15,7 @@ use super::{
     },
     default_personas,
     define::settings,
-    ApiKey, DatabaseUrl, OriginPolicy, Persona, Secret, TrustedProxies,
+    ApiKey, AuthMode, DatabaseUrl, OriginPolicy, Persona, Registration, Secret, TrustedProxies,
 };
 
 settings! {
@@ -40,6 +40,22 @@ settings! {
         database: DatabaseUrl = DatabaseUrl::in_dir("data"), Database, key "database_url",
             env "DATABASE_URL", flag "database-url", value "URL",
             shown "`sqlite://<data dir>/tether.db`";
+        /// `open`: anyone who opens the page chats (an anonymous identity, as on a
+        /// laptop; accounts are optional); `accounts`: only people signed in.
+        auth_mode: AuthMode = AuthMode::Open, Plain,
+            env "AUTH_MODE", flag "auth-mode", value "MODE";
+        /// Who may make an account: `open`, `approval` (an admin approves each),
+        /// `invite` (an admin's invite link) or `closed`. The first account is the admin.
+        registration: Registration = Registration::Open, Plain,
+            env "REGISTRATION", flag "registration", value "WHO";
+        /// A header naming the signed-in user (e.g. `X-Forwarded-User` from
+        /// oauth2-proxy or Authelia), read only from `TRUSTED_PROXIES`; unset: off.
+        auth_trusted_header: String = String::new(), Plain,
+            env "AUTH_TRUSTED_HEADER", flag "auth-trusted-header", value "HEADER",
+            shown "(none)";
+        /// Days a sign-in lasts without being used.
+        session_idle_days: u32 = 30, Positive,
+            env "SESSION_IDLE_DAYS", flag "session-idle-days", value "DAYS";
         /// Key that signs identity cookies.
         session_secret: Option<Secret> = None, Hidden,
             env "SESSION_SECRET", flag "session-secret", value "SECRET",
@@ -241,5 +257,21 @@ settings! {
         /// Largest conversation export a user may import (JSON), in bytes; larger gets `413`.
         max_import_bytes: usize = 32 * 1024 * 1024, Positive,
             env "MAX_IMPORT_BYTES", flag "max-import-bytes", value "BYTES";
+        /// Failed sign-ins one account, or one address, may make before each
+        /// further try must wait (`429` with `Retry-After`) …
+        login_failures: u32 = 5, Positive,
+            env "LOGIN_FAILURES", flag "login-failures", value "N";
+        /// … first this many seconds, doubling with each failure (at most 15 minutes).
+        login_backoff: Duration = Duration::from_secs(2), Secs, key "login_backoff_secs",
+            env "LOGIN_BACKOFF_SECS", flag "login-backoff-secs", value "SECS";
+        /// Messages an account may send per UTC day (`quota_exceeded` beyond);
+        /// `0`: no limit. An admin can set another for one account.
+        quota_messages_per_day: Option<u32> = None, ZeroIsUnset,
+            env "QUOTA_MESSAGES_PER_DAY", flag "quota-messages-per-day", value "N",
+            shown "0 (no limit)";
+        /// Model tokens (prompt and reply) an account may use per UTC day; `0`: no limit.
+        quota_tokens_per_day: Option<u32> = None, ZeroIsUnset,
+            env "QUOTA_TOKENS_PER_DAY", flag "quota-tokens-per-day", value "N",
+            shown "0 (no limit)";
     }
 }

@@ -124,3 +124,75 @@ pub fn default_personas() -> Vec<Persona> {
         },
     ]
 }
+
+/// Who may chat (`AUTH_MODE`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum AuthMode {
+    /// Anyone who opens the page, with an anonymous identity cookie; people
+    /// may still make an account to have their chats on every device.
+    #[default]
+    Open,
+    /// Only people signed in to an account (or named by a trusted proxy).
+    Accounts,
+}
+
+impl fmt::Display for AuthMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            AuthMode::Open => "open",
+            AuthMode::Accounts => "accounts",
+        })
+    }
+}
+
+impl std::str::FromStr for AuthMode {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        match text {
+            "open" => Ok(AuthMode::Open),
+            "accounts" => Ok(AuthMode::Accounts),
+            _ => Err("expected `open` or `accounts`".into()),
+        }
+    }
+}
+
+/// Who may make an account (`REGISTRATION`). The very first account can
+/// always be made (it is the admin).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Registration {
+    /// Anyone.
+    #[default]
+    Open,
+    /// Anyone, but the account waits for an admin's approval.
+    Approval,
+    /// Only with an invite link from an admin.
+    Invite,
+    /// Nobody (admins can still invite).
+    Closed,
+}
+
+impl fmt::Display for Registration {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Registration::Open => "open",
+            Registration::Approval => "approval",
+            Registration::Invite => "invite",
+            Registration::Closed => "closed",
+        })
+    }
+}
+
+impl std::str::FromStr for Registration {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        match text {
+            "open" => Ok(Registration::Open),
+            "approval" => Ok(Registration::Approval),
+            "invite" => Ok(Registration::Invite),
+            "closed" => Ok(Registration::Closed),
+            _ => Err("expected `open`, `approval`, `invite` or `closed`".into()),
+        }
+    }
+}

@@ -21,12 +21,21 @@ use crate::{
     protocol::{ConversationId, MessageId, ServerFrame, UserId},
     server::{
         access::admission::StreamPermit,
+        accounts::live::Watch,
         chat::{
             hub::{Event, EventFacts, EventRx},
             ChatService, Subscription,
         },
     },
 };
+
+/// Resolves when the stream's session is signed out; never without one.
+async fn signed_out(session: Option<&Watch>) {
+    match session {
+        Some(watch) => watch.revoked().await,
+        None => std::future::pending().await,
+    }
+}
 
 /// Follows one conversation's events until a reply's `done`.
 ///
@@ -43,6 +52,7 @@ pub(super) struct Follow {
     /// Shutting down: only the events already queued are still sent.
     draining: bool,
     ended: bool,
+    session: Option<Watch>,
     _permit: StreamPermit,
 }
 
@@ -54,6 +64,8 @@ pub(super) struct FollowFrom {
     /// streaming reply, and the stream ends after its first frames.
     pub reply_running: bool,
     pub seen: Option<(MessageId, u64)>,
+    /// Its session's watch: the stream ends when it is signed out.
+    pub session: Option<Watch>,
 }
 
 impl Follow {
@@ -73,6 +85,7 @@ impl Follow {
             seen: from.seen,
             draining: false,
             ended,
+            session: from.session,
             _permit: permit,
         }
     }
@@ -89,6 +102,10 @@ impl Follow {
             } else {
                 tokio::select! {
                     received = events.recv() => received,
+                    () = signed_out(self.session.as_ref()) => {
+                        tracing::info!("ending an event stream whose session was signed out");
+                        return None;
+                    }
                     () = self.shutdown.cancelled() => {
                         // Replies were finished before streams are closed:
                         // deliver what is queued (their `done`s), then end.

@@ -34,7 +34,7 @@ pub async fn messages(
     let conversation_id = ConversationId::from(conversation_id);
     let frame = page_frame(conversation_id.clone(), &query)
         .map_err(|err| err.refusing(None, Some(conversation_id)))?;
-    handle(&state, (user, addr), frame, None, received).await
+    handle(&state, (user, addr), frame, None, received, None).await
 }
 
 /// The `history` frame the query asks for.

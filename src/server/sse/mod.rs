@@ -42,8 +42,9 @@ use super::{
     access::{
         address::{AddrKey, ClientAddr},
         admission::StreamPermit,
-        Caller, Reader,
+        CallerIdentity, Reader, ReaderIdentity,
     },
+    accounts::{live::Watch, Identity},
     chat::{Accepted, Answer},
     error::{ApiError, JsonBody},
     state::AppState,
@@ -67,11 +68,20 @@ pub async fn chat(
     Received(received): Received,
     State(state): State<AppState>,
     ClientAddr(addr): ClientAddr,
-    Caller(user): Caller,
+    CallerIdentity(identity): CallerIdentity,
     JsonBody(request): JsonBody<SendRequest>,
 ) -> Result<Response, ApiError> {
-    let from = (user, addr);
-    handle(&state, from, ClientFrame::from(request), None, received).await
+    let session = watch(&state, &identity);
+    let from = (identity.user, addr);
+    handle(
+        &state,
+        from,
+        ClientFrame::from(request),
+        None,
+        received,
+        session,
+    )
+    .await
 }
 
 /// `GET /api/conversations/{id}/events`: a snapshot, then the running reply.
@@ -79,10 +89,12 @@ pub async fn events(
     Received(received): Received,
     State(state): State<AppState>,
     ClientAddr(addr): ClientAddr,
-    Reader(user): Reader,
+    ReaderIdentity(identity): ReaderIdentity,
     Path(conversation_id): Path<String>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
+    let session = watch(&state, &identity);
+    let user = identity.user;
     let frame = ClientFrame::Subscribe {
         conversation_id: ConversationId::from(conversation_id),
     };
@@ -92,6 +104,7 @@ pub async fn events(
         frame,
         last_event_id(&headers),
         received,
+        session,
     )
     .await
 }
@@ -111,10 +124,19 @@ pub async fn frame(
     Received(received): Received,
     State(state): State<AppState>,
     ClientAddr(addr): ClientAddr,
-    Caller(user): Caller,
+    CallerIdentity(identity): CallerIdentity,
     JsonBody(frame): JsonBody<ClientFrame>,
 ) -> Result<Response, ApiError> {
-    handle(&state, (user, addr), frame, None, received).await
+    let session = watch(&state, &identity);
+    handle(
+        &state,
+        (identity.user, addr),
+        frame,
+        None,
+        received,
+        session,
+    )
+    .await
 }
 
 /// The chat core's answer to `frame` as an HTTP response. A frame that
@@ -125,6 +147,7 @@ async fn handle(
     frame: ClientFrame,
     seen: Option<(MessageId, u64)>,
     received: Instant,
+    session: Option<Watch>,
 ) -> Result<Response, ApiError> {
     // The frames that start a reply (they carry an idempotency key), and `subscribe`.
     let streams = frame.client_msg_id().is_some() || matches!(frame, ClientFrame::Subscribe { .. });
@@ -148,7 +171,7 @@ async fn handle(
     Ok(match answer {
         Answer::Accepted(accepted) => {
             let permit = stream_permit(permit, &user)?;
-            stream_accepted(state, user, accepted, permit).await?
+            stream_accepted(state, user, accepted, permit, session).await?
         }
         Answer::Subscribed {
             snapshot,
@@ -160,6 +183,7 @@ async fn handle(
                 subscription,
                 reply_running: is_streaming(&snapshot),
                 seen: seen.filter(|seen| behind_snapshot(&snapshot, seen)),
+                session,
             };
             respond(&[&snapshot], follow(state, from, permit))
         }
@@ -181,6 +205,7 @@ async fn stream_accepted(
     user: UserId,
     accepted: Accepted,
     permit: StreamPermit,
+    session: Option<Watch>,
 ) -> Result<Response, ApiError> {
     let Accepted {
         frame,
@@ -197,6 +222,7 @@ async fn stream_accepted(
             subscription,
             reply_running: true,
             seen: None,
+            session,
         };
         return Ok(respond(&[&frame], follow(state, from, permit)));
     };
@@ -211,8 +237,14 @@ async fn stream_accepted(
         subscription,
         reply_running: is_streaming(&snapshot),
         seen: None,
+        session,
     };
     Ok(respond(&[&frame, &snapshot], follow(state, from, permit)))
+}
+
+/// A stream's watch on its session: it ends when the session is signed out.
+fn watch(state: &AppState, identity: &Identity) -> Option<Watch> {
+    identity.session().map(|_| state.accounts.watch(identity))
 }
 
 fn follow(state: &AppState, from: FollowFrom, permit: StreamPermit) -> Follow {

@@ -20,6 +20,7 @@ use crate::{
             address::AddrKey,
             admission::{Crowded, StreamPermit},
         },
+        accounts::live::Watch,
         chat::{hub::Event, notices::NoticeSubscription, Answer, Subscription},
         metrics::OpenSocket,
         state::AppState,
@@ -53,6 +54,17 @@ enum Exit {
     Flood,
     /// The server is shutting down.
     Shutdown,
+    /// The socket's session was signed out (on another device, by an
+    /// admin, by a password change).
+    SignedOut,
+}
+
+/// Resolves when the socket's session is signed out; never without one.
+async fn signed_out(session: Option<&Watch>) {
+    match session {
+        Some(watch) => watch.revoked().await,
+        None => std::future::pending().await,
+    }
 }
 
 /// The connection's state.
@@ -67,6 +79,9 @@ pub struct Connection {
     notices: NoticeSubscription,
     last_seen: Instant,
     flood: FloodGuard,
+    /// Cancelled when the socket's session is signed out (`None`: a guest
+    /// or a proxy's user, never signed out).
+    session: Option<Watch>,
     /// Held while the connection lives: its place under `MAX_CONNECTIONS`
     /// and `MAX_SOCKETS_PER_USER` (or why it has none, which it says and
     /// closes), and its count in `/metrics`.
@@ -80,6 +95,7 @@ impl Connection {
         state: AppState,
         (user, from): (UserId, AddrKey),
         admitted: Result<StreamPermit, Crowded>,
+        session: Option<Watch>,
     ) -> Self {
         let open = state.metrics.socket_opened();
         let now = Instant::now();
@@ -93,6 +109,7 @@ impl Connection {
             from,
             last_seen: now,
             admitted,
+            session,
             _open: open,
         }
     }
@@ -113,6 +130,7 @@ impl Connection {
                 Exit::TooLarge => (Some(close_code::SIZE), "frame too large"),
                 Exit::Flood => (Some(close_code::POLICY), "too many frames"),
                 Exit::Shutdown => (Some(close_code::AWAY), "server shutting down"),
+                Exit::SignedOut => (Some(close_code::POLICY), "signed out"),
             };
             if let Some(code) = code {
                 let close = WsMessage::Close(Some(CloseFrame {
@@ -193,6 +211,10 @@ impl Connection {
                     }
                 }
                 _ = shutdown.cancelled() => Box::pin(self.drain()).await,
+                () = signed_out(self.session.as_ref()) => {
+                    tracing::info!("closing a socket whose session was signed out");
+                    Err(Exit::SignedOut)
+                }
             };
             if let Err(exit) = turn {
                 return exit;

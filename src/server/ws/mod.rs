@@ -22,7 +22,7 @@ use axum::{
 };
 
 use super::{
-    access::{address::ClientAddr, admission::Crowded, Caller, Refusal},
+    access::{address::ClientAddr, admission::Crowded, CallerIdentity, Refusal},
     metrics::UpgradeRefusal,
     state::AppState,
 };
@@ -31,16 +31,18 @@ use super::{
 pub async fn upgrade(
     State(state): State<AppState>,
     ClientAddr(from): ClientAddr,
-    caller: Result<Caller, Refusal>,
+    caller: Result<CallerIdentity, Refusal>,
     ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Response {
-    let user = match caller {
-        Ok(Caller(user)) => user,
+    let identity = match caller {
+        Ok(CallerIdentity(identity)) => identity,
         Err(refusal) => {
             state.metrics.upgrade_refused(refusal.upgrade_metric());
             return refusal.into_response();
         }
     };
+    let user = identity.user.clone();
+    let session = identity.session().map(|_| state.accounts.watch(&identity));
     let ws = match ws {
         Ok(ws) => ws,
         Err(rejection) => return rejection.into_response(),
@@ -73,7 +75,8 @@ pub async fn upgrade(
         .on_upgrade(move |socket| {
             // No `async` block around it: that would hold the connection's
             // future twice (as a captured value and as the awaited one).
-            let connection = connection::Connection::new(socket, state, (user, from), admitted);
+            let connection =
+                connection::Connection::new(socket, state, (user, from), admitted, session);
             tracker.track_future(connection.run())
         })
 }
