@@ -1,5 +1,6 @@
 //! One conformance suite for every [`Store`]: each behaviour in
-//! `store_conformance/behaviour.rs` runs against a real SQLite file
+//! `store_conformance/behaviour.rs` (and `companions.rs`, `branches.rs`,
+//! `accounts.rs` beside it) runs against a real SQLite file
 //! (`sqlite::…`) and against a real PostgreSQL (`postgres::…`, a fresh
 //! database per test on the server of `common::postgres`), with the same
 //! test body. A store that passes here can stand in for the other.
@@ -10,6 +11,8 @@
 
 mod common;
 
+#[path = "store_conformance/accounts.rs"]
+mod accounts;
 #[path = "store_conformance/behaviour.rs"]
 mod behaviour;
 #[path = "store_conformance/branches.rs"]
@@ -130,4 +133,13 @@ conformance! {
     branches::choosing_what_does_not_exist_changes_nothing,
     branches::a_tree_imported_reads_back_the_same,
     branches::deleting_a_branch_point_takes_what_follows_and_keeps_a_choice,
+    accounts::the_first_account_is_the_admin_and_usernames_are_unique,
+    accounts::an_invite_signs_up_one_account_before_it_expires,
+    accounts::sessions_are_found_by_token_rotated_and_signed_out,
+    accounts::a_new_password_signs_out_the_other_sessions,
+    accounts::status_and_quotas_are_set_per_account,
+    accounts::an_account_claims_what_its_guest_made_once,
+    accounts::deleting_a_user_deletes_everything_of_theirs,
+    accounts::usage_adds_up_per_user_and_day,
+    accounts::two_instances_signing_up_at_once_make_one_admin_and_spend_an_invite_once,
 }
