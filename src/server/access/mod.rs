@@ -116,6 +116,29 @@ pub struct CallerIdentity(pub Identity);
 #[derive(Clone, Debug)]
 pub struct ReaderIdentity(pub Identity);
 
+/// A state-changing request from an allowed origin, whoever it is (the
+/// sign-in and sign-up forms, which have no identity yet).
+#[derive(Clone, Copy, Debug)]
+pub struct AllowedOrigin;
+
+impl<S> FromRequestParts<S> for AllowedOrigin
+where
+    S: Send + Sync,
+    AccessPolicy: FromRef<S>,
+{
+    type Rejection = Refusal;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Refusal> {
+        let origin = parts
+            .headers
+            .get(header::ORIGIN)
+            .and_then(|v| v.to_str().ok());
+        let origin = origin.ok_or(Refusal::MissingOrigin)?;
+        AccessPolicy::from_ref(state).check_origin(&parts.headers, origin)?;
+        Ok(AllowedOrigin)
+    }
+}
+
 /// `FromRequestParts` for an extractor that is [`AccessPolicy`]'s check.
 macro_rules! extractor {
     ($extractor:ident, $check:ident, $map:expr) => {

@@ -1,8 +1,9 @@
 //! The accounts' endpoints: JSON under `/api/auth` and `/api/admin`, and
 //! the forms of the server-rendered pages ([`super::pages`]), which answer
 //! with a `303` back to their page and a message. Every state-changing
-//! request passes the `Origin` check ([`CallerIdentity`]); the sign-in and
-//! sign-up forms check it themselves (there is no identity yet).
+//! request passes the `Origin` check ([`CallerIdentity`], or for sign-in
+//! and sign-up, which have no identity yet, [`AllowedOrigin`]) before its
+//! body is read.
 //!
 //! | endpoint | what |
 //! |---|---|
@@ -31,7 +32,7 @@ use super::{
 use crate::{
     protocol::UserId,
     server::{
-        access::{address::ClientAddr, AccessPolicy, CallerIdentity, ReaderIdentity, Refusal},
+        access::{address::ClientAddr, AllowedOrigin, CallerIdentity, ReaderIdentity, Refusal},
         config::AuthMode,
         identity::{encode_next, is_https},
         state::AppState,
@@ -88,21 +89,6 @@ pub(super) fn facts(
     }
 }
 
-/// The sign-in and sign-up requests have no identity to check yet, but
-/// must come from an allowed origin like every state-changing request.
-pub(super) fn check_origin(state: &AppState, headers: &HeaderMap) -> Result<(), Refusal> {
-    let origin = headers
-        .get(header::ORIGIN)
-        .and_then(|v| v.to_str().ok())
-        .ok_or(Refusal::MissingOrigin)?;
-    AccessPolicy {
-        config: state.config.clone(),
-        identity: state.identity.clone(),
-        accounts: state.accounts.clone(),
-    }
-    .check_origin(headers, origin)
-}
-
 /// The answer of a sign-in: the session cookie set, the guest cookie gone.
 pub(super) fn with_session(mut response: Response, signed_in: &SignedIn, secure: bool) -> Response {
     let [_, guest] = clearing_cookies(secure);
@@ -153,14 +139,12 @@ struct Credentials {
 
 async fn sign_up_json(
     State(state): State<AppState>,
+    _: AllowedOrigin,
     from: ClientAddr,
     identity: Result<ReaderIdentity, Refusal>,
     headers: HeaderMap,
     Json(form): Json<SignUp>,
 ) -> Response {
-    if let Err(refusal) = check_origin(&state, &headers) {
-        return refusal.into_response();
-    }
     let facts = facts(&state, &headers, from, identity.as_ref().ok().map(|r| &r.0));
     match state.accounts.sign_up(form, &facts).await {
         Ok(signed_in) => with_session(signed_in_json(&signed_in), &signed_in, facts.secure),
@@ -175,14 +159,12 @@ async fn sign_up_json(
 
 async fn sign_in_json(
     State(state): State<AppState>,
+    _: AllowedOrigin,
     from: ClientAddr,
     identity: Result<ReaderIdentity, Refusal>,
     headers: HeaderMap,
     Json(form): Json<Credentials>,
 ) -> Response {
-    if let Err(refusal) = check_origin(&state, &headers) {
-        return refusal.into_response();
-    }
     let facts = facts(&state, &headers, from, identity.as_ref().ok().map(|r| &r.0));
     match state
         .accounts
@@ -495,14 +477,12 @@ pub(super) struct SignInForm {
 /// `POST /signin` (the form).
 pub(super) async fn sign_in_form(
     State(state): State<AppState>,
+    _: AllowedOrigin,
     from: ClientAddr,
     identity: Result<ReaderIdentity, Refusal>,
     headers: HeaderMap,
     Form(form): Form<SignInForm>,
 ) -> Response {
-    if let Err(refusal) = check_origin(&state, &headers) {
-        return refusal.into_response();
-    }
     let facts = facts(&state, &headers, from, identity.as_ref().ok().map(|r| &r.0));
     let next = safe_next(form.next.as_deref());
     match state
@@ -536,14 +516,12 @@ pub(super) struct SignUpForm {
 /// `POST /signup` (the form).
 pub(super) async fn sign_up_form(
     State(state): State<AppState>,
+    _: AllowedOrigin,
     from: ClientAddr,
     identity: Result<ReaderIdentity, Refusal>,
     headers: HeaderMap,
     Form(form): Form<SignUpForm>,
 ) -> Response {
-    if let Err(refusal) = check_origin(&state, &headers) {
-        return refusal.into_response();
-    }
     let facts = facts(&state, &headers, from, identity.as_ref().ok().map(|r| &r.0));
     let result = if form.password == form.confirm {
         let sign_up = SignUp {
