@@ -712,3 +712,50 @@ async fn readyz_reports_redis_gone_and_back() {
     })
     .await;
 }
+
+/// Signs up on instance `i` (accounts mode); the session cookie.
+async fn sign_up_at(cluster: &Cluster, i: usize, username: &str) -> String {
+    let origin = cluster.instance_url(i, "");
+    let response = reqwest::Client::new()
+        .post(cluster.instance_url(i, "/api/auth/signup"))
+        .header("origin", &origin)
+        .json(&serde_json::json!({"username": username, "password": "correct horse battery"}))
+        .send()
+        .await
+        .expect("sign up");
+    assert_eq!(response.status(), 200);
+    response
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find(|v| v.starts_with("tether_session="))
+        .and_then(|v| v.split(';').next())
+        .expect("a session cookie")
+        .to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn signing_out_on_one_instance_closes_the_sessions_socket_on_the_other() {
+    let cluster = cluster_with(&[("AUTH_MODE", "accounts")]).await;
+    let cookie = sign_up_at(&cluster, 0, "ann").await;
+    let mut elsewhere = cluster.connect(1, &cookie).await;
+    let signed_out = reqwest::Client::new()
+        .post(cluster.instance_url(0, "/api/auth/signout"))
+        .header("origin", cluster.instance_url(0, ""))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .expect("sign out");
+    assert_eq!(signed_out.status(), 204);
+    assert_eq!(elsewhere.closed().await, Some(1008));
+    for i in 0..2 {
+        let hello = reqwest::Client::new()
+            .get(cluster.instance_url(i, "/api/hello"))
+            .header("cookie", &cookie)
+            .send()
+            .await
+            .expect("hello");
+        assert_eq!(hello.status(), 401, "the session is gone on instance {i}");
+    }
+}

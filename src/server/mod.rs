@@ -114,24 +114,27 @@ pub async fn build_state(config: Config) -> Result<AppState, ServerError> {
         }
         None => ChatService::new(config.clone(), store, llm, metrics.clone()),
     };
-    let store = chat.store().clone();
-    let accounts = Arc::new(
-        accounts::Accounts::new(config.clone(), store.clone())
-            .map_err(|e| ServerError::Accounts(e.to_string()))?,
-    );
     // Quotas are counted in `accounts` mode only (see `accounts::quota`).
     let chat = match config.auth_mode {
-        config::AuthMode::Accounts => chat.metered(Arc::new(accounts::quota::Quotas::new(
-            config.clone(),
-            store,
-        ))),
+        config::AuthMode::Accounts => {
+            let store = chat.store().clone();
+            chat.metered(Arc::new(accounts::quota::Quotas::new(
+                config.clone(),
+                store,
+            )))
+        }
         config::AuthMode::Open => chat,
     };
+    let chat = Arc::new(chat);
+    let accounts = Arc::new(
+        accounts::Accounts::new(config.clone(), chat.clone())
+            .map_err(|e| ServerError::Accounts(e.to_string()))?,
+    );
     Ok(AppState {
         leptos_options,
         identity: Arc::new(identity),
         accounts,
-        chat: Arc::new(chat),
+        chat,
         admission: Arc::new(Admission::new(
             config.limits.max_connections,
             config.limits.max_sockets_per_user,

@@ -88,6 +88,12 @@ impl LiveSessions {
                 closed += 1;
             }
         }
+        if closed > 0 {
+            tracing::info!(
+                sessions = closed,
+                "closing the streams of signed-out sessions"
+            );
+        }
         closed
     }
 

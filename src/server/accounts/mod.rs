@@ -48,6 +48,7 @@ use self::{
 };
 use super::{
     access::address::AddrKey,
+    chat::ChatService,
     config::{AuthMode, Config, Registration},
     identity::IdentityKeys,
     store::{
@@ -279,14 +280,16 @@ pub struct Accounts {
     store: Arc<dyn Store>,
     hasher: Hasher,
     throttle: LoginThrottle,
-    live: Arc<LiveSessions>,
+    /// The chat core, which holds the open streams of each session and
+    /// closes them on every instance.
+    chat: Arc<ChatService>,
 }
 
 impl std::fmt::Debug for Accounts {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Accounts")
             .field("mode", &self.config.auth_mode)
-            .field("live_sessions", &self.live.open_sessions())
+            .field("live_sessions", &self.live().open_sessions())
             .finish_non_exhaustive()
     }
 }
@@ -297,14 +300,14 @@ fn day_offset(days: i64) -> String {
 }
 
 impl Accounts {
-    pub fn new(config: Arc<Config>, store: Arc<dyn Store>) -> Result<Self, HashError> {
+    pub fn new(config: Arc<Config>, chat: Arc<ChatService>) -> Result<Self, HashError> {
         let limits = &config.limits;
         Ok(Self {
             throttle: LoginThrottle::new(limits.login_failures, limits.login_backoff),
             hasher: Hasher::new()?,
-            live: Arc::new(LiveSessions::default()),
+            store: chat.store().clone(),
             config,
-            store,
+            chat,
         })
     }
 
@@ -316,15 +319,15 @@ impl Accounts {
         self.config.registration
     }
 
-    /// The open streams of each session.
+    /// This instance's open streams of each session.
     pub fn live(&self) -> &Arc<LiveSessions> {
-        &self.live
+        self.chat.live_sessions()
     }
 
     /// A watch for a new stream of `identity` (revoked when it signs out).
     pub fn watch(&self, identity: &Identity) -> Watch {
         match identity.session() {
-            Some((public_id, _)) => self.live.watch(public_id),
+            Some((public_id, _)) => self.live().watch(public_id),
             None => Watch::none(),
         }
     }
@@ -656,14 +659,9 @@ impl Accounts {
         }
     }
 
+    /// Closes the streams of signed-out sessions, on every instance.
     fn revoke(&self, public_ids: &[String]) {
-        let closed = self.live.revoke(public_ids.iter().map(String::as_str));
-        if closed > 0 {
-            tracing::info!(
-                sessions = closed,
-                "closed the streams of signed-out sessions"
-            );
-        }
+        self.chat.sign_out_streams(public_ids);
     }
 
     /// Every account with what it used today (admin).

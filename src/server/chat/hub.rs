@@ -748,6 +748,9 @@ pub struct ConversationHub {
     relay: Option<Arc<dyn Relay>>,
     /// The users' notices (changes outside any one conversation).
     notices: Arc<super::notices::UserNotices>,
+    /// The streams open under each account session, closed when it is
+    /// signed out (here or, through the relay, on another instance).
+    sessions: Arc<crate::server::accounts::live::LiveSessions>,
 }
 
 impl ConversationHub {
@@ -758,12 +761,18 @@ impl ConversationHub {
             buffer,
             relay: None,
             notices: Arc::default(),
+            sessions: Arc::default(),
         }
     }
 
     /// The users' notices, delivered to this instance's sockets.
     pub fn notices(&self) -> &Arc<super::notices::UserNotices> {
         &self.notices
+    }
+
+    /// This instance's streams of each account session.
+    pub fn sessions(&self) -> &Arc<crate::server::accounts::live::LiveSessions> {
+        &self.sessions
     }
 
     /// A hub whose conversations' events go through `relay` (cluster mode).

@@ -449,6 +449,27 @@ impl ChatService {
         }
     }
 
+    /// This instance's streams of each account session.
+    pub fn live_sessions(&self) -> &Arc<crate::server::accounts::live::LiveSessions> {
+        self.hub.sessions()
+    }
+
+    /// Closes the open streams of these signed-out sessions on every
+    /// instance (through Redis in cluster mode, this one included).
+    pub fn sign_out_streams(&self, public_ids: &[String]) {
+        if public_ids.is_empty() {
+            return;
+        }
+        match &self.cluster {
+            Some(cluster) => cluster.sign_out_sessions(public_ids),
+            None => {
+                self.hub
+                    .sessions()
+                    .revoke(public_ids.iter().map(String::as_str));
+            }
+        }
+    }
+
     /// The server accepts replies and the user is within rate.
     async fn check_accepting_and_rate(&self, user: &UserId) -> Result<(), ChatError> {
         self.check_accepting()?;

@@ -249,7 +249,9 @@ fn route(cluster: &Arc<Cluster>, channel: Option<String>, payload: Option<String
             });
         }
     } else if channel == keys::USERS_CHANNEL {
-        if let Some((user, what)) = super::parse_notice(&payload) {
+        if let Some(sessions) = super::parse_signed_out(&payload) {
+            cluster.hub.sessions().revoke(sessions);
+        } else if let Some((user, what)) = super::parse_notice(&payload) {
             cluster.hub.notices().notify(&user, what);
         }
     } else if channel.starts_with(keys::CONTROL_CHANNEL) {

@@ -58,7 +58,12 @@ pub enum ClusterError {
     Redis(#[from] redis::RedisError),
     #[error("live state (Redis) is shutting down")]
     Closed,
+    #[error("live state (Redis) did not answer within {} s", .0.as_secs())]
+    Timeout(Duration),
 }
+
+/// How long `/readyz` waits for Redis to answer.
+const PING_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Key and channel names. A conversation's keys share one hash tag, so
 /// they stay in one slot if Redis is ever sharded.
@@ -455,6 +460,27 @@ impl Cluster {
         });
     }
 
+    /// Publishes signed-out sessions to every instance (this one
+    /// included), which close their streams. Lost while Redis is away:
+    /// then only new requests are refused (sessions live in the database).
+    pub fn sign_out_sessions(&self, public_ids: &[String]) {
+        let mut redis = self.redis.clone();
+        let payload = format!("{SIGNED_OUT} {}", public_ids.join(" "));
+        let here = self.hub.clone();
+        let ids = public_ids.to_vec();
+        self.tasks.spawn(async move {
+            let published: Result<(), _> = redis::cmd("PUBLISH")
+                .arg(keys::USERS_CHANNEL)
+                .arg(payload)
+                .query_async(&mut redis)
+                .await;
+            if let Err(err) = published {
+                tracing::warn!(error = %err, "could not publish signed-out sessions; closing this instance's streams only");
+                here.sessions().revoke(ids.iter().map(String::as_str));
+            }
+        });
+    }
+
     pub async fn stop_remote(&self, conversation: &ConversationId) -> Result<bool, ClusterError> {
         let mut redis = self.redis.clone();
         let lease: Option<String> = redis.get(keys::lease(conversation)).await?;
@@ -541,8 +567,14 @@ impl Cluster {
     /// Whether Redis answers (readiness).
     pub async fn ping(&self) -> Result<(), ClusterError> {
         let mut redis = self.redis.clone();
-        redis::cmd("PING").query_async::<String>(&mut redis).await?;
-        Ok(())
+        let command = redis::cmd("PING");
+        let ping = command.query_async::<String>(&mut redis);
+        // A readiness check answers in time even while Redis is away (a
+        // load balancer's check gives up after a few seconds).
+        match tokio::time::timeout(PING_TIMEOUT, ping).await {
+            Ok(answer) => answer.map(drop).map_err(ClusterError::from),
+            Err(_) => Err(ClusterError::Timeout(PING_TIMEOUT)),
+        }
     }
 
     /// Stops the cluster's tasks (after the replies are drained).
@@ -556,6 +588,16 @@ impl Cluster {
             tracing::warn!("cluster tasks did not stop in time");
         }
     }
+}
+
+/// A [`keys::USERS_CHANNEL`] message naming signed-out sessions
+/// (`signed-out <public id> …`).
+const SIGNED_OUT: &str = "signed-out";
+
+/// The signed-out sessions a [`keys::USERS_CHANNEL`] message names, if it is one.
+pub(super) fn parse_signed_out(payload: &str) -> Option<impl Iterator<Item = &str>> {
+    let rest = payload.strip_prefix(SIGNED_OUT)?.strip_prefix(' ')?;
+    Some(rest.split(' ').filter(|id| !id.is_empty()))
 }
 
 /// A notice's name on [`keys::USERS_CHANNEL`].
