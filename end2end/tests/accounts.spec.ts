@@ -88,7 +88,7 @@ test("an admin approves a pending sign-up", async ({ browser }) => {
     await bob.getByRole("button", { name: "Sign in" }).click();
     await expect(bob.getByRole("alert")).toContainText("waiting for an admin's approval");
 
-    await admin.getByRole("link", { name: "Admin" }).click();
+    await admin.getByRole("link", { name: "Admin", exact: true }).click();
     await expect(admin).toHaveURL(/\/admin$/);
     const row = admin.locator('tr[data-user="bob"]');
     await expect(row.locator(".user-status")).toHaveText("pending");
