@@ -1034,3 +1034,275 @@ async fn the_forms_sign_in_and_out_without_javascript() {
     assert_eq!(mallory.sign_up("<script>", PASSWORD).await.status(), 400);
     server.shutdown().await;
 }
+
+/// A software authenticator (one P-256 key), answering as a browser's
+/// `navigator.credentials` would.
+mod authenticator {
+    use p256::ecdsa::{signature::Signer, SigningKey};
+    use sha2::{Digest, Sha256};
+
+    pub fn b64url(bytes: &[u8]) -> String {
+        use base64::Engine;
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+    }
+
+    pub fn from_b64url(text: &str) -> Vec<u8> {
+        use base64::Engine;
+        base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(text)
+            .expect("base64url")
+    }
+
+    fn head(major: u8, n: usize) -> Vec<u8> {
+        if n < 24 {
+            vec![(major << 5) | n as u8]
+        } else if n < 256 {
+            vec![(major << 5) | 24, n as u8]
+        } else {
+            let mut v = vec![(major << 5) | 25];
+            v.extend_from_slice(&(n as u16).to_be_bytes());
+            v
+        }
+    }
+    fn bytes(b: &[u8]) -> Vec<u8> {
+        [head(2, b.len()), b.to_vec()].concat()
+    }
+    fn text(t: &str) -> Vec<u8> {
+        [head(3, t.len()), t.as_bytes().to_vec()].concat()
+    }
+    fn int(n: i64) -> Vec<u8> {
+        if n >= 0 {
+            head(0, n as usize)
+        } else {
+            head(1, (-1 - n) as usize)
+        }
+    }
+
+    pub struct Authenticator {
+        key: SigningKey,
+        pub id: Vec<u8>,
+        count: u32,
+        /// The user handle stored with the credential.
+        pub user_handle: Vec<u8>,
+    }
+
+    impl Authenticator {
+        pub fn new(seed: u8) -> Self {
+            let mut secret = [seed; 32];
+            secret[0] = 1;
+            Self {
+                key: SigningKey::from_bytes(&secret.into()).expect("key"),
+                id: vec![seed, 1, 2, 3, 4, 5, 6, 7, 8, 9],
+                count: 0,
+                user_handle: Vec::new(),
+            }
+        }
+
+        fn auth_data(&self, rp_id: &str, flags: u8) -> Vec<u8> {
+            let mut data = Sha256::digest(rp_id.as_bytes()).to_vec();
+            data.push(flags);
+            data.extend_from_slice(&self.count.to_be_bytes());
+            data
+        }
+
+        pub fn client_data(kind: &str, challenge: &str, origin: &str) -> Vec<u8> {
+            serde_json::json!({"type": kind, "challenge": challenge, "origin": origin})
+                .to_string()
+                .into_bytes()
+        }
+
+        /// `attestationObject` for `rp_id`.
+        pub fn attestation(&self, rp_id: &str) -> Vec<u8> {
+            let point = self.key.verifying_key().to_encoded_point(false);
+            let cose = [
+                head(5, 5),
+                int(1),
+                int(2),
+                int(3),
+                int(-7),
+                int(-1),
+                int(1),
+                int(-2),
+                bytes(point.x().expect("x")),
+                int(-3),
+                bytes(point.y().expect("y")),
+            ]
+            .concat();
+            let mut auth = self.auth_data(rp_id, 0x41);
+            auth.extend_from_slice(&[0u8; 16]);
+            auth.extend_from_slice(&(self.id.len() as u16).to_be_bytes());
+            auth.extend_from_slice(&self.id);
+            auth.extend(cose);
+            [
+                head(5, 3),
+                text("fmt"),
+                text("none"),
+                text("attStmt"),
+                head(5, 0),
+                text("authData"),
+                bytes(&auth),
+            ]
+            .concat()
+        }
+
+        /// `(authenticatorData, signature)` over `client_data`.
+        pub fn assert(&mut self, rp_id: &str, client_data: &[u8]) -> (Vec<u8>, Vec<u8>) {
+            self.count += 1;
+            let auth = self.auth_data(rp_id, 0x05);
+            let mut signed = auth.clone();
+            signed.extend_from_slice(&Sha256::digest(client_data));
+            let signature: p256::ecdsa::Signature = self.key.sign(&signed);
+            (auth, signature.to_der().as_bytes().to_vec())
+        }
+    }
+}
+
+/// Adds a passkey to the signed-in `device`'s account.
+async fn add_passkey(device: &Device, key: &mut authenticator::Authenticator) -> reqwest::Response {
+    use authenticator::{b64url, Authenticator};
+    let start: Value = device
+        .request(Method::POST, "/api/auth/passkeys/register/start")
+        .send()
+        .await
+        .expect("start")
+        .json()
+        .await
+        .expect("options");
+    let options = &start["publicKey"];
+    assert_eq!(options["pubKeyCredParams"][0]["alg"], -7);
+    assert_eq!(options["authenticatorSelection"]["residentKey"], "required");
+    let rp_id = options["rp"]["id"].as_str().expect("rp id");
+    key.user_handle = authenticator::from_b64url(options["user"]["id"].as_str().expect("user id"));
+    let challenge = options["challenge"].as_str().expect("challenge");
+    let client = Authenticator::client_data("webauthn.create", challenge, &device.origin);
+    let body = json!({
+        "token": start["token"],
+        "name": "Test key",
+        "id": b64url(&key.id),
+        "client_data": b64url(&client),
+        "attestation_object": b64url(&key.attestation(rp_id)),
+    });
+    device
+        .json(Method::POST, "/api/auth/passkeys/register/finish", &body)
+        .await
+}
+
+/// The body of a passkey sign-in with `key` (what the browser would send).
+async fn passkey_assertion(
+    device: &Device,
+    key: &mut authenticator::Authenticator,
+    origin_in_client_data: &str,
+) -> Value {
+    use authenticator::{b64url, Authenticator};
+    let start: Value = device
+        .request(Method::POST, "/api/auth/passkeys/signin/start")
+        .send()
+        .await
+        .expect("start")
+        .json()
+        .await
+        .expect("options");
+    let options = &start["publicKey"];
+    assert_eq!(
+        options["allowCredentials"],
+        json!([]),
+        "the authenticator names the account"
+    );
+    let rp_id = options["rpId"].as_str().expect("rp id");
+    let challenge = options["challenge"].as_str().expect("challenge");
+    let client = Authenticator::client_data("webauthn.get", challenge, origin_in_client_data);
+    let (auth, signature) = key.assert(rp_id, &client);
+    json!({
+        "token": start["token"],
+        "id": b64url(&key.id),
+        "client_data": b64url(&client),
+        "authenticator_data": b64url(&auth),
+        "signature": b64url(&signature),
+        "user_handle": b64url(&key.user_handle),
+    })
+}
+
+#[tokio::test]
+async fn a_passkey_added_in_settings_signs_in_on_another_device_without_a_password() {
+    let server = TestServer::start(accounts_mode).await;
+    let mut laptop = Device::new(&server);
+    assert_eq!(laptop.sign_up("ann", PASSWORD).await.status(), 200);
+    let mut key = authenticator::Authenticator::new(3);
+    let added = add_passkey(&laptop, &mut key).await;
+    assert_eq!(added.status(), 201);
+    assert_eq!(
+        added.json::<Value>().await.expect("json")["name"],
+        "Test key"
+    );
+    let listed: Value = laptop
+        .get("/api/auth/passkeys")
+        .await
+        .json()
+        .await
+        .expect("list");
+    assert_eq!(listed["items"].as_array().expect("items").len(), 1);
+    // The same credential again is refused.
+    assert_eq!(add_passkey(&laptop, &mut key).await.status(), 400);
+
+    // Another device signs in with it: no username, no password.
+    let mut phone = Device::new(&server);
+    let body = passkey_assertion(&phone, &mut key, &phone.origin.clone()).await;
+    let signed_in = phone
+        .json(Method::POST, "/api/auth/passkeys/signin/finish", &body)
+        .await;
+    assert_eq!(signed_in.status(), 200);
+    phone.keep(&signed_in);
+    assert_eq!(phone.me().await["account"]["username"], "ann");
+    let mut socket = phone.socket(&server).await;
+    let id = socket.start_conversation("signed in with a passkey").await;
+    socket.until_done(&id).await;
+    // The same answer again: its challenge was used.
+    let replay = Device::new(&server)
+        .json(Method::POST, "/api/auth/passkeys/signin/finish", &body)
+        .await;
+    assert_eq!(replay.status(), 400);
+    // An answer made for another site is refused.
+    let mut stranger = Device::new(&server);
+    let phished = passkey_assertion(&stranger, &mut key, "https://evil.example").await;
+    let refused = stranger
+        .json(Method::POST, "/api/auth/passkeys/signin/finish", &phished)
+        .await;
+    assert_eq!(refused.status(), 400);
+    stranger.keep(&refused);
+    assert!(stranger.cookie.is_empty());
+    // A key not registered here is not known.
+    let mut unknown = authenticator::Authenticator::new(5);
+    unknown.user_handle = key.user_handle.clone();
+    let body = passkey_assertion(&stranger, &mut unknown, &stranger.origin.clone()).await;
+    let refused = stranger
+        .json(Method::POST, "/api/auth/passkeys/signin/finish", &body)
+        .await;
+    assert_eq!(refused.status(), 400);
+    assert!(refused.text().await.expect("body").contains("not known"));
+
+    // Removed, it signs nobody in.
+    let path = format!("/api/auth/passkeys/{}", authenticator::b64url(&key.id));
+    assert_eq!(
+        laptop
+            .request(Method::DELETE, &path)
+            .send()
+            .await
+            .expect("d")
+            .status(),
+        204
+    );
+    let body = passkey_assertion(&stranger, &mut key, &stranger.origin.clone()).await;
+    let refused = stranger
+        .json(Method::POST, "/api/auth/passkeys/signin/finish", &body)
+        .await;
+    assert_eq!(refused.status(), 400);
+    // Nobody adds a passkey without being signed in.
+    let nobody = Device::new(&server);
+    let start = nobody
+        .request(Method::POST, "/api/auth/passkeys/register/start")
+        .send()
+        .await
+        .expect("start");
+    assert_eq!(start.status(), 401);
+    server.shutdown().await;
+}

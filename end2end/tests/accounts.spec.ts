@@ -29,7 +29,7 @@ async function signIn(page: Page, username: string) {
   await expect(page).toHaveURL(/\/signin\?next=/);
   await page.getByLabel("Username").fill(username);
   await page.getByLabel("Password").fill(PASSWORD);
-  await page.getByRole("button", { name: "Sign in" }).click();
+  await page.getByRole("button", { name: "Sign in", exact: true }).click();
 }
 
 async function connected(page: Page): Promise<ChatPage> {
@@ -85,7 +85,7 @@ test("an admin approves a pending sign-up", async ({ browser }) => {
     await expect(bob.getByRole("status")).toContainText("waits for an admin's approval");
     await bob.getByLabel("Username").fill("bob");
     await bob.getByLabel("Password").fill(PASSWORD);
-    await bob.getByRole("button", { name: "Sign in" }).click();
+    await bob.getByRole("button", { name: "Sign in", exact: true }).click();
     await expect(bob.getByRole("alert")).toContainText("waiting for an admin's approval");
 
     await admin.getByRole("link", { name: "Admin", exact: true }).click();
@@ -172,4 +172,45 @@ test("a guest who makes an account keeps their conversation", async ({ page, bas
   await connected(page);
   await expect(page.locator(".account-link")).toHaveText(name);
   await expect(page.locator(".conversation-list").getByRole("link", { name: "kept after signing up" })).toBeVisible();
+});
+
+test("a passkey added in settings signs in without a password (virtual authenticator)", async ({ browser }) => {
+  const server = new OwnServer(3125, { AUTH_MODE: "accounts" });
+  await server.start();
+  try {
+    // WebAuthn needs a domain for its relying party id: localhost, not 127.0.0.1.
+    const context = await browser.newContext({ baseURL: "http://localhost:3125" });
+    const page = await context.newPage();
+    const cdp = await context.newCDPSession(page);
+    await cdp.send("WebAuthn.enable");
+    await cdp.send("WebAuthn.addVirtualAuthenticator", {
+      options: {
+        protocol: "ctap2",
+        transport: "internal",
+        hasResidentKey: true,
+        hasUserVerification: true,
+        isUserVerified: true,
+        automaticPresenceSimulation: true,
+      },
+    });
+    await signUp(page, "ann");
+    await connected(page);
+    await page.goto("/settings");
+    await page.locator("#passkey-name").fill("Laptop key");
+    await page.getByRole("button", { name: "Add a passkey" }).click();
+    await expect(page.getByRole("status")).toHaveText("Passkey added.");
+    await expect(page.locator(".passkey-row")).toContainText("Laptop key");
+
+    await page.getByRole("button", { name: "Sign out of this device" }).click();
+    await expect(page).toHaveURL(/\/signin/);
+    await page.getByRole("button", { name: "Sign in with a passkey" }).click();
+    const chat = await connected(page);
+    await expect(page.locator(".account-link")).toHaveText("ann");
+    await chat.send("hello from a passkey");
+    await chat.waitForReplyDone();
+    await page.goto("/settings");
+    await expect(page.locator(".passkey-row")).not.toContainText("never");
+  } finally {
+    await server.stop();
+  }
 });

@@ -109,6 +109,22 @@ impl IdentityKeys {
         cookie_values(headers, COOKIE_NAME).find_map(|v| self.verify(v))
     }
 
+    /// HMAC-SHA256 of `data` under the cookie key (passkey challenge tokens).
+    pub fn mac_bytes(&self, data: &[u8]) -> Vec<u8> {
+        let mut mac = HmacSha256::new_from_slice(&self.key)
+            .unwrap_or_else(|_| unreachable!("HMAC takes any key length"));
+        mac.update(data);
+        mac.finalize().into_bytes().to_vec()
+    }
+
+    /// Whether `tag` is [`IdentityKeys::mac_bytes`] of `data` (in constant time).
+    pub fn verify_bytes(&self, data: &[u8], tag: &[u8]) -> bool {
+        HmacSha256::new_from_slice(&self.key).is_ok_and(|mut mac| {
+            mac.update(data);
+            mac.verify_slice(tag).is_ok()
+        })
+    }
+
     fn mac(&self, user: &str) -> Vec<u8> {
         // HMAC accepts keys of any length, so this cannot fail.
         let mut mac = HmacSha256::new_from_slice(&self.key)

@@ -126,13 +126,14 @@ pub async fn build_state(config: Config) -> Result<AppState, ServerError> {
         config::AuthMode::Open => chat,
     };
     let chat = Arc::new(chat);
+    let identity = Arc::new(identity);
     let accounts = Arc::new(
-        accounts::Accounts::new(config.clone(), chat.clone())
+        accounts::Accounts::new(config.clone(), chat.clone(), identity.clone())
             .map_err(|e| ServerError::Accounts(e.to_string()))?,
     );
     Ok(AppState {
         leptos_options,
-        identity: Arc::new(identity),
+        identity,
         accounts,
         chat,
         admission: Arc::new(Admission::new(

@@ -24,6 +24,7 @@
 pub mod device;
 pub mod live;
 pub mod pages;
+pub mod passkeys;
 pub mod password;
 pub mod quota;
 pub mod routes;
@@ -283,6 +284,9 @@ pub struct Accounts {
     /// The chat core, which holds the open streams of each session and
     /// closes them on every instance.
     chat: Arc<ChatService>,
+    /// The server's key: passkey challenge tokens are MAC'd with it.
+    keys: Arc<IdentityKeys>,
+    challenges: passkeys::Challenges,
 }
 
 impl std::fmt::Debug for Accounts {
@@ -300,9 +304,15 @@ fn day_offset(days: i64) -> String {
 }
 
 impl Accounts {
-    pub fn new(config: Arc<Config>, chat: Arc<ChatService>) -> Result<Self, HashError> {
+    pub fn new(
+        config: Arc<Config>,
+        chat: Arc<ChatService>,
+        keys: Arc<IdentityKeys>,
+    ) -> Result<Self, HashError> {
         let limits = &config.limits;
         Ok(Self {
+            keys,
+            challenges: passkeys::Challenges::default(),
             throttle: LoginThrottle::new(limits.login_failures, limits.login_backoff),
             hasher: Hasher::new()?,
             store: chat.store().clone(),

@@ -6,7 +6,10 @@
 //!
 //! * `/signin`, `/signup` (`?invite=` fills the invite code in).
 //! * `/settings`: this account's devices (sign one out, sign out
-//!   everywhere) and its password.
+//!   everywhere), passkeys (add, remove) and password.
+//!
+//! Passkeys need the browser's WebAuthn API: `/passkey.js` (in `public/`)
+//! shows and runs their buttons; without it the buttons stay hidden.
 //! * `/admin`: users (approve, disable, enable, delete, quotas), invite
 //!   links, usage per user per day.
 
@@ -46,6 +49,7 @@ pub fn routes() -> Router<AppState> {
         .route("/settings/sessions/{id}/signout", post(sign_out_session))
         .route("/settings/signout-all", post(sign_out_all))
         .route("/settings/password", post(change_password))
+        .route("/settings/passkeys/{id}/delete", post(delete_passkey))
         .route("/admin", get(admin))
         .route("/admin/users/{id}/{action}", post(admin_action))
         .route("/admin/users/{id}/quota", post(admin_quota))
@@ -76,6 +80,7 @@ fn document(title: &str, body: impl IntoView + 'static) -> Html<String> {
                     <script inner_html=crate::ui::theme::THEME_BOOT></script>
                     <title>{title}</title>
                     <link rel="stylesheet" href="/pkg/tether.css"/>
+                    <script src="/passkey.js" defer></script>
                 </head>
                 <body class="account-page">
                     <main class="account-card">{body}</main>
@@ -121,6 +126,7 @@ fn sign_in_document(
         && state.config.registration != Registration::Invite;
     let open = state.config.auth_mode == AuthMode::Open;
     let next = next.to_owned();
+    let passkey_next = next.clone();
     let username = username.unwrap_or_default().to_owned();
     document(
         "Sign in",
@@ -139,6 +145,12 @@ fn sign_in_document(
                 </label>
                 <button type="submit">"Sign in"</button>
             </form>
+            // Shown by /passkey.js where the browser can use passkeys.
+            <p class="passkey-signin">
+                <button type="button" class="secondary" data-passkey="signin" data-next=passkey_next
+                    aria-describedby="passkey-status" hidden>"Sign in with a passkey"</button>
+                <span id="passkey-status" class="account-error-inline" aria-live="assertive"></span>
+            </p>
             {can_sign_up.then(|| view! {
                 <p>"New here? " <a href="/signup">"Make an account"</a></p>
             })}
@@ -273,6 +285,28 @@ async fn settings(
         Ok(sessions) => sessions,
         Err(err) => return err.into_response(),
     };
+    let passkeys = match state.accounts.passkeys(&identity).await {
+        Ok(passkeys) => passkeys,
+        Err(err) => return err.into_response(),
+    };
+    let passkey_rows = passkeys
+        .into_iter()
+        .map(|p| {
+            let action = format!("/settings/passkeys/{}/delete", p.id);
+            let used = p.last_used.unwrap_or_else(|| "never".into());
+            view! {
+                <li class="passkey-row">
+                    <span class="session-device">{p.name}</span>
+                    <span class="session-times">
+                        "added " <time>{p.created_at}</time> ", last used " {used}
+                    </span>
+                    <form method="post" action=action>
+                        <button type="submit">"Remove"</button>
+                    </form>
+                </li>
+            }
+        })
+        .collect_view();
     let (username, role) = identity.account().unwrap_or(("", AccountRole::Member));
     let username = username.to_owned();
     let admin = role == AccountRole::Admin;
@@ -318,6 +352,23 @@ async fn settings(
                     <button type="submit">"Sign out of this device"</button>
                 </form>
             </section>
+            {has_password.then(|| view! {
+                <section aria-labelledby="passkeys">
+                    <h2 id="passkeys">"Passkeys"</h2>
+                    <p class="account-aside">
+                        "Sign in with your device's screen lock or a security key instead of the password."
+                    </p>
+                    <ul class="session-list">{passkey_rows}</ul>
+                    <div class="passkey-add">
+                        <label>"Name"
+                            <input id="passkey-name" value="Passkey" maxlength="60"/>
+                        </label>
+                        <button type="button" data-passkey="register"
+                            aria-describedby="passkey-status" hidden>"Add a passkey"</button>
+                        <span id="passkey-status" class="account-error-inline" aria-live="assertive"></span>
+                    </div>
+                </section>
+            })}
             {has_password.then(|| view! {
                 <section aria-labelledby="password">
                     <h2 id="password">"Password"</h2>
@@ -388,6 +439,17 @@ async fn change_password(
             "ok",
             &format!("Password changed; {n} other devices signed out."),
         ),
+        Err(err) => back("/settings", "error", &err.to_string()),
+    }
+}
+
+async fn delete_passkey(
+    State(state): State<AppState>,
+    CallerIdentity(identity): CallerIdentity,
+    Path(id): Path<String>,
+) -> Response {
+    match state.accounts.delete_passkey(&identity, &id).await {
+        Ok(()) => back("/settings", "ok", "Passkey removed."),
         Err(err) => back("/settings", "error", &err.to_string()),
     }
 }

@@ -15,6 +15,9 @@
 //! | `POST /api/auth/password` | `{current, new}`: signs out the other devices |
 //! | `GET /api/admin/users`, `POST /api/admin/users/{id}/status`, `PUT …/quota`, `DELETE …` | admin |
 //! | `GET`/`POST /api/admin/invites`, `GET /api/admin/usage` | admin |
+//! | `GET /api/auth/passkeys`, `DELETE /api/auth/passkeys/{id}` | the account's passkeys |
+//! | `POST /api/auth/passkeys/register/{start,finish}` | add a passkey (signed in) |
+//! | `POST /api/auth/passkeys/signin/{start,finish}` | sign in with a passkey |
 
 use axum::{
     extract::{Path, Query, State},
@@ -57,6 +60,24 @@ pub fn routes() -> Router<AppState> {
         .route("/api/admin/users/{id}", delete(delete_user_json))
         .route("/api/admin/invites", get(invites_json).post(invite_json))
         .route("/api/admin/usage", get(usage_json))
+        .route("/api/auth/passkeys", get(passkeys_json))
+        .route("/api/auth/passkeys/{id}", delete(delete_passkey_json))
+        .route(
+            "/api/auth/passkeys/register/start",
+            post(passkey_register_start),
+        )
+        .route(
+            "/api/auth/passkeys/register/finish",
+            post(passkey_register_finish),
+        )
+        .route(
+            "/api/auth/passkeys/signin/start",
+            post(passkey_sign_in_start),
+        )
+        .route(
+            "/api/auth/passkeys/signin/finish",
+            post(passkey_sign_in_finish),
+        )
         .merge(super::pages::routes())
 }
 
@@ -553,5 +574,98 @@ pub(super) async fn sign_up_form(
             .map(|page| (status, page).into_response())
             .unwrap_or_else(|e| e.into_response())
         }
+    }
+}
+
+/// The request's `Origin` (present: the extractors checked it).
+fn origin(headers: &HeaderMap) -> Result<&str, AuthError> {
+    headers
+        .get(header::ORIGIN)
+        .and_then(|v| v.to_str().ok())
+        .ok_or_else(|| AuthError::BadInput("missing Origin header".into()))
+}
+
+async fn passkeys_json(
+    State(state): State<AppState>,
+    ReaderIdentity(identity): ReaderIdentity,
+) -> Response {
+    match state.accounts.passkeys(&identity).await {
+        Ok(items) => Json(serde_json::json!({ "items": items })).into_response(),
+        Err(err) => err.into_response(),
+    }
+}
+
+async fn delete_passkey_json(
+    State(state): State<AppState>,
+    CallerIdentity(identity): CallerIdentity,
+    Path(id): Path<String>,
+) -> Response {
+    match state.accounts.delete_passkey(&identity, &id).await {
+        Ok(()) => StatusCode::NO_CONTENT.into_response(),
+        Err(err) => err.into_response(),
+    }
+}
+
+async fn passkey_register_start(
+    State(state): State<AppState>,
+    CallerIdentity(identity): CallerIdentity,
+    headers: HeaderMap,
+) -> Response {
+    let options = async {
+        let origin = origin(&headers)?;
+        state.accounts.passkey_registration(&identity, origin).await
+    };
+    match options.await {
+        Ok(options) => Json(options).into_response(),
+        Err(err) => err.into_response(),
+    }
+}
+
+async fn passkey_register_finish(
+    State(state): State<AppState>,
+    CallerIdentity(identity): CallerIdentity,
+    headers: HeaderMap,
+    Json(answer): Json<super::passkeys::ceremony::Registration>,
+) -> Response {
+    let added = async {
+        let origin = origin(&headers)?;
+        state.accounts.add_passkey(&identity, origin, answer).await
+    };
+    match added.await {
+        Ok(passkey) => (StatusCode::CREATED, Json(passkey)).into_response(),
+        Err(err) => err.into_response(),
+    }
+}
+
+async fn passkey_sign_in_start(
+    State(state): State<AppState>,
+    _: AllowedOrigin,
+    headers: HeaderMap,
+) -> Response {
+    match origin(&headers).and_then(|origin| state.accounts.passkey_sign_in_options(origin)) {
+        Ok(options) => Json(options).into_response(),
+        Err(err) => err.into_response(),
+    }
+}
+
+async fn passkey_sign_in_finish(
+    State(state): State<AppState>,
+    _: AllowedOrigin,
+    from: ClientAddr,
+    identity: Result<ReaderIdentity, Refusal>,
+    headers: HeaderMap,
+    Json(answer): Json<super::passkeys::ceremony::Assertion>,
+) -> Response {
+    let facts = facts(&state, &headers, from, identity.as_ref().ok().map(|r| &r.0));
+    let signed_in = async {
+        let origin = origin(&headers)?;
+        state
+            .accounts
+            .sign_in_with_passkey(origin, answer, &facts)
+            .await
+    };
+    match signed_in.await {
+        Ok(signed_in) => with_session(signed_in_json(&signed_in), &signed_in, facts.secure),
+        Err(err) => err.into_response(),
     }
 }

@@ -160,6 +160,21 @@ pub struct InviteRecord {
     pub used_at: Option<String>,
 }
 
+/// A passkey of an account.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PasskeyRecord {
+    /// The credential id, base64url.
+    pub credential_id: String,
+    pub user_id: UserId,
+    /// SEC1 uncompressed P-256 point.
+    pub public_key: Vec<u8>,
+    pub sign_count: u32,
+    /// What the person called it ("Phone").
+    pub name: String,
+    pub created_at: String,
+    pub last_used: Option<String>,
+}
+
 /// What a user used on one UTC day.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct UsageDay {
@@ -278,4 +293,27 @@ pub trait AccountStore: Send + Sync {
 
     /// Every user's usage on `since` (a day) and after, newest day first.
     async fn usage_since(&self, since: &str) -> Result<Vec<UsageDay>, StoreError>;
+
+    /// Stores a passkey; `false` when its credential id is stored already.
+    async fn add_passkey(&self, passkey: &PasskeyRecord) -> Result<bool, StoreError>;
+
+    /// The passkey of a credential id, and its account.
+    async fn passkey(
+        &self,
+        credential_id: &str,
+    ) -> Result<Option<(PasskeyRecord, AccountRecord)>, StoreError>;
+
+    /// The user's passkeys, oldest first.
+    async fn passkeys(&self, user: &UserId) -> Result<Vec<PasskeyRecord>, StoreError>;
+
+    /// Records a sign-in with the passkey: its new counter and when.
+    async fn passkey_used(
+        &self,
+        credential_id: &str,
+        sign_count: u32,
+        now: &str,
+    ) -> Result<(), StoreError>;
+
+    /// Deletes one of the user's passkeys (`NotFound` for anybody else's).
+    async fn delete_passkey(&self, user: &UserId, credential_id: &str) -> Result<(), StoreError>;
 }

@@ -16,7 +16,7 @@ mod sqlite;
 
 pub use accounts::{
     AccountRecord, AccountRole, AccountStatus, AccountStore, Created, InviteRecord, NewAccount,
-    SessionRecord, UsageDay,
+    PasskeyRecord, SessionRecord, UsageDay,
 };
 pub use archive::{ArchiveStore, ConversationTree, TreeMessage};
 pub use companions::{Avatar, CompanionRecord, CompanionStore};

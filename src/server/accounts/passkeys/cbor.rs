@@ -171,9 +171,14 @@ mod tests {
         ];
         let (value, rest) = decode(&bytes).expect("decodes");
         assert!(rest.is_empty());
-        assert_eq!(value.get(&Value::Text("fmt".into())), Some(&Value::Text("none".into())));
         assert_eq!(
-            value.get(&Value::Text("authData".into())).and_then(Value::as_bytes),
+            value.get(&Value::Text("fmt".into())),
+            Some(&Value::Text("none".into()))
+        );
+        assert_eq!(
+            value
+                .get(&Value::Text("authData".into()))
+                .and_then(Value::as_bytes),
             Some(&[1u8, 2][..])
         );
         // {1: 2, 3: -7, -1: 1} and what follows it.
@@ -186,8 +191,15 @@ mod tests {
     #[test]
     fn refuses_what_it_cannot_read_without_panicking() {
         assert_eq!(decode(&[]), Err(CborError::Truncated));
-        assert_eq!(decode(&[0x5a, 0xff, 0xff, 0xff, 0xff]), Err(CborError::Truncated));
-        assert_eq!(decode(&[0x9f]), Err(CborError::Unsupported(4, 31)), "indefinite");
+        assert_eq!(
+            decode(&[0x5a, 0xff, 0xff, 0xff, 0xff]),
+            Err(CborError::Truncated)
+        );
+        assert_eq!(
+            decode(&[0x9f]),
+            Err(CborError::Unsupported(4, 31)),
+            "indefinite"
+        );
         assert_eq!(decode(&[0x62, 0xff, 0xfe]), Err(CborError::NotUtf8));
         assert_eq!(decode(&[0x81; 64]), Err(CborError::TooDeep));
         for len in 0..40 {

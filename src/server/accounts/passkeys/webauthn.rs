@@ -112,7 +112,9 @@ fn check_client_data(client_data: &[u8], expected: &Expected<'_>) -> Result<(), 
     let data: ClientData = serde_json::from_slice(client_data)
         .map_err(|_| WebauthnError::Malformed("client data is not the expected JSON"))?;
     let challenge = from_b64url(&data.challenge)?;
-    if data.kind != expected.kind || challenge != expected.challenge || data.origin != expected.origin
+    if data.kind != expected.kind
+        || challenge != expected.challenge
+        || data.origin != expected.origin
     {
         return Err(WebauthnError::WrongContext);
     }
@@ -164,7 +166,9 @@ pub fn verify_registration(
     let auth_bytes = attestation
         .get(&Value::Text("authData".into()))
         .and_then(Value::as_bytes)
-        .ok_or(WebauthnError::Malformed("attestation object without authData"))?;
+        .ok_or(WebauthnError::Malformed(
+            "attestation object without authData",
+        ))?;
     // Attestation `none` was asked for; any statement is ignored, not trusted.
     let data = auth_data(auth_bytes)?;
     check_auth_data(&data, expected.rp_id)?;
@@ -204,7 +208,8 @@ pub fn verify_assertion(
     check_client_data(client_data, expected)?;
     let data = auth_data(authenticator_data)?;
     check_auth_data(&data, expected.rp_id)?;
-    let key = VerifyingKey::from_sec1_bytes(public_key).map_err(|_| WebauthnError::UnsupportedKey)?;
+    let key =
+        VerifyingKey::from_sec1_bytes(public_key).map_err(|_| WebauthnError::UnsupportedKey)?;
     let signature = DerSignature::from_bytes(signature).map_err(|_| WebauthnError::BadSignature)?;
     let mut signed = authenticator_data.to_vec();
     signed.extend_from_slice(&Sha256::digest(client_data));
@@ -380,7 +385,8 @@ pub(crate) mod tests {
         let attestation = authenticator.attestation(RP);
         let id = &authenticator.id;
         let create = expected("webauthn.create", &challenge);
-        let wrong_origin = Authenticator::client_data("webauthn.create", &challenge, "https://evil.example");
+        let wrong_origin =
+            Authenticator::client_data("webauthn.create", &challenge, "https://evil.example");
         assert_eq!(
             verify_registration(&wrong_origin, &attestation, id, &create),
             Err(WebauthnError::WrongContext)

@@ -12,7 +12,7 @@ use crate::protocol::UserId;
 use crate::server::store::{
     accounts::{
         AccountRecord, AccountRole, AccountStatus, AccountStore, Created, InviteRecord, NewAccount,
-        SessionRecord, UsageDay,
+        PasskeyRecord, SessionRecord, UsageDay,
     },
     StoreError,
 };
@@ -21,6 +21,8 @@ const ACCOUNT_COLUMNS: &str = "a.user_id, a.username, a.password_hash, a.role, a
                                a.quota_messages, a.quota_tokens, a.created_at";
 const SESSION_COLUMNS: &str = "s.token_hash, s.public_id, s.user_id, s.device, s.created_at, \
                                s.last_seen";
+const PASSKEY_COLUMNS: &str = "p.credential_id, p.user_id, p.public_key, p.sign_count, p.name, \
+                               p.created_at, p.last_used";
 const INVITE_COLUMNS: &str = "public_id, created_by, created_at, expires_at, used_by, used_at";
 
 fn count(value: Option<i64>) -> Option<u64> {
@@ -52,6 +54,18 @@ fn session_at(row: &Row, at: usize) -> Result<SessionRecord, StoreError> {
         device: row.try_get(at + 3)?,
         created_at: row.try_get(at + 4)?,
         last_seen: row.try_get(at + 5)?,
+    })
+}
+
+fn passkey_at(row: &Row, at: usize) -> Result<PasskeyRecord, StoreError> {
+    Ok(PasskeyRecord {
+        credential_id: row.try_get(at)?,
+        user_id: UserId(row.try_get(at + 1)?),
+        public_key: row.try_get(at + 2)?,
+        sign_count: u32::try_from(row.try_get::<_, i64>(at + 3)?).unwrap_or(0),
+        name: row.try_get(at + 4)?,
+        created_at: row.try_get(at + 5)?,
+        last_used: row.try_get(at + 6)?,
     })
 }
 
@@ -453,5 +467,75 @@ impl AccountStore for PgStore {
             })
         })
         .collect()
+    }
+
+    async fn add_passkey(&self, p: &PasskeyRecord) -> Result<bool, StoreError> {
+        let added = self
+            .execute(
+                "INSERT INTO passkeys (credential_id, user_id, public_key, sign_count, name, \
+                 created_at, last_used) VALUES ($1, $2, $3, $4, $5, $6, $7) \
+                 ON CONFLICT (credential_id) DO NOTHING",
+                &[
+                    &p.credential_id,
+                    &p.user_id.as_str(),
+                    &p.public_key,
+                    &i64::from(p.sign_count),
+                    &p.name,
+                    &p.created_at,
+                    &p.last_used,
+                ],
+            )
+            .await?;
+        Ok(added == 1)
+    }
+
+    async fn passkey(
+        &self,
+        credential_id: &str,
+    ) -> Result<Option<(PasskeyRecord, AccountRecord)>, StoreError> {
+        let sql = format!(
+            "SELECT {PASSKEY_COLUMNS}, {ACCOUNT_COLUMNS} FROM passkeys p \
+             JOIN accounts a ON a.user_id = p.user_id WHERE p.credential_id = $1"
+        );
+        let rows = self.query(&sql, &[&credential_id]).await?;
+        rows.first()
+            .map(|row| Ok((passkey_at(row, 0)?, account_at(row, 7)?)))
+            .transpose()
+    }
+
+    async fn passkeys(&self, user: &UserId) -> Result<Vec<PasskeyRecord>, StoreError> {
+        let sql = format!(
+            "SELECT {PASSKEY_COLUMNS} FROM passkeys p WHERE p.user_id = $1 \
+             ORDER BY p.created_at, p.credential_id"
+        );
+        self.query(&sql, &[&user.as_str()])
+            .await?
+            .iter()
+            .map(|row| passkey_at(row, 0))
+            .collect()
+    }
+
+    async fn passkey_used(
+        &self,
+        credential_id: &str,
+        sign_count: u32,
+        now: &str,
+    ) -> Result<(), StoreError> {
+        self.execute(
+            "UPDATE passkeys SET sign_count = $1, last_used = $2 WHERE credential_id = $3",
+            &[&i64::from(sign_count), &now, &credential_id],
+        )
+        .await
+        .map(drop)
+    }
+
+    async fn delete_passkey(&self, user: &UserId, credential_id: &str) -> Result<(), StoreError> {
+        require_row(
+            self.execute(
+                "DELETE FROM passkeys WHERE credential_id = $1 AND user_id = $2",
+                &[&credential_id, &user.as_str()],
+            )
+            .await?,
+        )
     }
 }

@@ -19,6 +19,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../../../migrations/postgres/0004_branches.sql"),
     include_str!("../../../../migrations/postgres/0005_models.sql"),
     include_str!("../../../../migrations/postgres/0006_accounts.sql"),
+    include_str!("../../../../migrations/postgres/0007_passkeys.sql"),
 ];
 
 /// The advisory lock key migrations hold (`tether` in ASCII).

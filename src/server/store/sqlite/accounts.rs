@@ -10,7 +10,7 @@ use crate::protocol::UserId;
 use crate::server::store::{
     accounts::{
         AccountRecord, AccountRole, AccountStatus, AccountStore, Created, InviteRecord, NewAccount,
-        SessionRecord, UsageDay,
+        PasskeyRecord, SessionRecord, UsageDay,
     },
     StoreError,
 };
@@ -19,6 +19,8 @@ const ACCOUNT_COLUMNS: &str = "a.user_id, a.username, a.password_hash, a.role, a
                                a.quota_messages, a.quota_tokens, a.created_at";
 const SESSION_COLUMNS: &str = "s.token_hash, s.public_id, s.user_id, s.device, s.created_at, \
                                s.last_seen";
+const PASSKEY_COLUMNS: &str = "p.credential_id, p.user_id, p.public_key, p.sign_count, p.name, \
+                               p.created_at, p.last_used";
 const INVITE_COLUMNS: &str = "public_id, created_by, created_at, expires_at, used_by, used_at";
 
 fn count(value: Option<i64>) -> Option<u64> {
@@ -51,6 +53,18 @@ fn session_at(row: &Row<'_>, at: usize) -> rusqlite::Result<SessionRecord> {
         device: row.get(at + 3)?,
         created_at: row.get(at + 4)?,
         last_seen: row.get(at + 5)?,
+    })
+}
+
+fn passkey_at(row: &Row<'_>, at: usize) -> rusqlite::Result<PasskeyRecord> {
+    Ok(PasskeyRecord {
+        credential_id: row.get(at)?,
+        user_id: UserId(row.get(at + 1)?),
+        public_key: row.get(at + 2)?,
+        sign_count: u32::try_from(row.get::<_, i64>(at + 3)?).unwrap_or(0),
+        name: row.get(at + 4)?,
+        created_at: row.get(at + 5)?,
+        last_used: row.get(at + 6)?,
     })
 }
 
@@ -495,6 +509,92 @@ impl AccountStore for SqliteStore {
                         })
                     })?
                     .collect::<Result<_, _>>()?)
+            })
+            .await
+    }
+
+    async fn add_passkey(&self, passkey: &PasskeyRecord) -> Result<bool, StoreError> {
+        let p = passkey.clone();
+        self.writer
+            .run(move |conn| {
+                let added = conn
+                    .prepare_cached(
+                        "INSERT OR IGNORE INTO passkeys (credential_id, user_id, public_key, \
+                         sign_count, name, created_at, last_used) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    )?
+                    .execute(rusqlite::params![
+                        p.credential_id,
+                        p.user_id.as_str(),
+                        p.public_key,
+                        i64::from(p.sign_count),
+                        p.name,
+                        p.created_at,
+                        p.last_used,
+                    ])?;
+                Ok(added == 1)
+            })
+            .await
+    }
+
+    async fn passkey(
+        &self,
+        credential_id: &str,
+    ) -> Result<Option<(PasskeyRecord, AccountRecord)>, StoreError> {
+        let id = credential_id.to_owned();
+        self.readers
+            .run(move |conn| {
+                Ok(conn
+                    .prepare_cached(&format!(
+                        "SELECT {PASSKEY_COLUMNS}, {ACCOUNT_COLUMNS} FROM passkeys p \
+                         JOIN accounts a ON a.user_id = p.user_id WHERE p.credential_id = ?"
+                    ))?
+                    .query_row([id], |row| Ok((passkey_at(row, 0)?, account_at(row, 7)?)))
+                    .optional()?)
+            })
+            .await
+    }
+
+    async fn passkeys(&self, user: &UserId) -> Result<Vec<PasskeyRecord>, StoreError> {
+        let user = user.clone();
+        self.readers
+            .run(move |conn| {
+                Ok(conn
+                    .prepare_cached(&format!(
+                        "SELECT {PASSKEY_COLUMNS} FROM passkeys p WHERE p.user_id = ? \
+                         ORDER BY p.created_at, p.rowid"
+                    ))?
+                    .query_map([user.as_str()], |row| passkey_at(row, 0))?
+                    .collect::<Result<_, _>>()?)
+            })
+            .await
+    }
+
+    async fn passkey_used(
+        &self,
+        credential_id: &str,
+        sign_count: u32,
+        now: &str,
+    ) -> Result<(), StoreError> {
+        let (id, now) = (credential_id.to_owned(), now.to_owned());
+        self.writer
+            .run(move |conn| {
+                conn.prepare_cached(
+                    "UPDATE passkeys SET sign_count = ?, last_used = ? WHERE credential_id = ?",
+                )?
+                .execute(rusqlite::params![i64::from(sign_count), now, id])?;
+                Ok(())
+            })
+            .await
+    }
+
+    async fn delete_passkey(&self, user: &UserId, credential_id: &str) -> Result<(), StoreError> {
+        let (user, id) = (user.clone(), credential_id.to_owned());
+        self.writer
+            .run(move |conn| {
+                let changed = conn
+                    .prepare_cached("DELETE FROM passkeys WHERE credential_id = ? AND user_id = ?")?
+                    .execute([id.as_str(), user.as_str()])?;
+                super::require_row(changed)
             })
             .await
     }

@@ -18,6 +18,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../../../migrations/sqlite/0005_branches.sql"),
     include_str!("../../../../migrations/sqlite/0006_models.sql"),
     include_str!("../../../../migrations/sqlite/0007_accounts.sql"),
+    include_str!("../../../../migrations/sqlite/0008_passkeys.sql"),
 ];
 
 /// Brings the database to the newest schema; returns how many were applied.
