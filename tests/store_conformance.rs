@@ -142,4 +142,5 @@ conformance! {
     accounts::deleting_a_user_deletes_everything_of_theirs,
     accounts::usage_adds_up_per_user_and_day,
     accounts::two_instances_signing_up_at_once_make_one_admin_and_spend_an_invite_once,
+    accounts::passkeys_belong_to_their_account_and_go_with_it,
 }

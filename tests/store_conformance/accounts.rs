@@ -16,8 +16,8 @@ use tether::{
     protocol::{ClientMsgId, ConversationId, MessageId, UserId},
     server::store::{
         AccountRecord, AccountRole, AccountStatus, CompanionRecord, Created, InviteRecord,
-        NewAccount, NewUserMessage, ReplyRun, SendOutcome, SessionRecord, Store, StoreError,
-        Target, UsageDay,
+        NewAccount, NewUserMessage, PasskeyRecord, ReplyRun, SendOutcome, SessionRecord, Store,
+        StoreError, Target, UsageDay,
     },
 };
 
@@ -879,4 +879,77 @@ pub async fn two_instances_signing_up_at_once_make_one_admin_and_spend_an_invite
         assert_eq!(&used_by, winner, "spent by the account it made");
     }
     assert_eq!(subject.store.account_count().await.expect("count"), 7);
+}
+
+fn passkey(id: &str, user: &UserId, at: &str) -> PasskeyRecord {
+    PasskeyRecord {
+        credential_id: id.into(),
+        user_id: user.clone(),
+        public_key: vec![4; 65],
+        sign_count: 0,
+        name: format!("key {id}"),
+        created_at: at.into(),
+        last_used: None,
+    }
+}
+
+pub async fn passkeys_belong_to_their_account_and_go_with_it(s: Subject) {
+    let s = s.store;
+    let (ann, bob) = (user(1), user(2));
+    assert!(matches!(
+        create(&*s, &account(&ann, "ann", &jan(1)), None).await,
+        Created::Account(_)
+    ));
+    assert!(matches!(
+        create(&*s, &account(&bob, "bob", &jan(1)), None).await,
+        Created::Account(_)
+    ));
+    assert!(s
+        .add_passkey(&passkey("k2", &ann, &jan(3)))
+        .await
+        .expect("add"));
+    assert!(s
+        .add_passkey(&passkey("k1", &ann, &jan(2)))
+        .await
+        .expect("add"));
+    assert!(
+        !s.add_passkey(&passkey("k1", &bob, &jan(4)))
+            .await
+            .expect("add"),
+        "a credential id is stored once, whoever asks"
+    );
+    let listed: Vec<String> = s
+        .passkeys(&ann)
+        .await
+        .expect("list")
+        .into_iter()
+        .map(|p| p.credential_id)
+        .collect();
+    assert_eq!(listed, vec!["k1", "k2"], "oldest first");
+    assert!(s.passkeys(&bob).await.expect("list").is_empty());
+
+    let (found, owner) = s.passkey("k1").await.expect("read").expect("found");
+    assert_eq!(found.public_key, vec![4; 65]);
+    assert_eq!(owner.username, "ann");
+    assert_eq!(s.passkey("nope").await.expect("read"), None);
+
+    s.passkey_used("k1", 7, &jan(5)).await.expect("used");
+    let (used, _) = s.passkey("k1").await.expect("read").expect("found");
+    assert_eq!(
+        (used.sign_count, used.last_used.as_deref()),
+        (7, Some(jan(5).as_str()))
+    );
+
+    assert!(
+        matches!(s.delete_passkey(&bob, "k1").await, Err(StoreError::NotFound)),
+        "not bob's"
+    );
+    s.delete_passkey(&ann, "k1").await.expect("delete");
+    assert_eq!(s.passkey("k1").await.expect("read"), None);
+    s.delete_user(&ann).await.expect("delete ann");
+    assert_eq!(
+        s.passkey("k2").await.expect("read"),
+        None,
+        "gone with the account"
+    );
 }
