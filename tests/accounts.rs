@@ -1306,3 +1306,36 @@ async fn a_passkey_added_in_settings_signs_in_on_another_device_without_a_passwo
     assert_eq!(start.status(), 401);
     server.shutdown().await;
 }
+
+#[tokio::test]
+async fn sign_ups_from_one_address_share_the_new_identity_budget() {
+    let server = TestServer::start(|c| {
+        accounts_mode(c);
+        c.limits.identity_burst = 2;
+        c.limits.identity_per_sec = 0.001;
+    })
+    .await;
+    for n in 0..2 {
+        let made = Device::new(&server)
+            .sign_up(&format!("user{n}"), PASSWORD)
+            .await;
+        assert_eq!(made.status(), 200);
+    }
+    let refused = Device::new(&server).sign_up("user2", PASSWORD).await;
+    assert_eq!(refused.status(), 429);
+    assert!(refused.headers().contains_key(header::RETRY_AFTER));
+    assert!(refused
+        .text()
+        .await
+        .expect("body")
+        .contains("too many new accounts"));
+    // Signing in is not a new identity: it is not limited so.
+    assert_eq!(
+        Device::new(&server)
+            .sign_in("user0", PASSWORD)
+            .await
+            .status(),
+        200
+    );
+    server.shutdown().await;
+}

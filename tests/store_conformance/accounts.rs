@@ -941,7 +941,10 @@ pub async fn passkeys_belong_to_their_account_and_go_with_it(s: Subject) {
     );
 
     assert!(
-        matches!(s.delete_passkey(&bob, "k1").await, Err(StoreError::NotFound)),
+        matches!(
+            s.delete_passkey(&bob, "k1").await,
+            Err(StoreError::NotFound)
+        ),
         "not bob's"
     );
     s.delete_passkey(&ann, "k1").await.expect("delete");

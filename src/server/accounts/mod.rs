@@ -130,6 +130,10 @@ pub enum AuthError {
     WrongCredentials,
     #[error("too many failed sign-ins; try again in {} s", .0.as_secs().max(1))]
     Throttled(Duration),
+    /// New accounts per address share the new-identity budget
+    /// (`IDENTITY_BURST`, `IDENTITY_PER_SEC`).
+    #[error("too many new accounts from your network address; try again in {} s", .0.as_secs().max(1))]
+    TooManySignUps(Duration),
     #[error("sign-up is closed on this server; ask its admin for an invite link")]
     RegistrationClosed,
     #[error("this invite link is unknown, used or expired; ask for a new one")]
@@ -166,7 +170,7 @@ impl AuthError {
         match self {
             AuthError::BadInput(_) => StatusCode::BAD_REQUEST,
             AuthError::WrongCredentials | AuthError::NotSignedIn => StatusCode::UNAUTHORIZED,
-            AuthError::Throttled(_) => StatusCode::TOO_MANY_REQUESTS,
+            AuthError::Throttled(_) | AuthError::TooManySignUps(_) => StatusCode::TOO_MANY_REQUESTS,
             AuthError::RegistrationClosed
             | AuthError::InviteInvalid
             | AuthError::Pending
@@ -184,7 +188,9 @@ impl AuthError {
     /// `Retry-After`, in seconds, when waiting helps.
     pub fn retry_after(&self) -> Option<u64> {
         match self {
-            AuthError::Throttled(wait) => Some(wait.as_secs_f64().ceil().max(1.0) as u64),
+            AuthError::Throttled(wait) | AuthError::TooManySignUps(wait) => {
+                Some(wait.as_secs_f64().ceil().max(1.0) as u64)
+            }
             AuthError::Hashing(HashError::Busy) | AuthError::Store(_) => Some(1),
             _ => None,
         }

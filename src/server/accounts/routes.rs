@@ -110,6 +110,21 @@ pub(super) fn facts(
     }
 }
 
+/// A new account from this address is within the new-identity budget
+/// (`IDENTITY_BURST`, `IDENTITY_PER_SEC`): sign-ups cost a password hash
+/// and a row, like the guest identities they replace.
+pub(super) fn sign_up_allowed(state: &AppState, from: ClientAddr) -> Result<(), AuthError> {
+    state
+        .identities_issued
+        .check(&from.0, std::time::Instant::now())
+        .map_err(|wait| {
+            state
+                .metrics
+                .address_limited(crate::server::metrics::AddressLimit::Identities);
+            AuthError::TooManySignUps(wait)
+        })
+}
+
 /// The answer of a sign-in: the session cookie set, the guest cookie gone.
 pub(super) fn with_session(mut response: Response, signed_in: &SignedIn, secure: bool) -> Response {
     let [_, guest] = clearing_cookies(secure);
@@ -166,6 +181,9 @@ async fn sign_up_json(
     headers: HeaderMap,
     Json(form): Json<SignUp>,
 ) -> Response {
+    if let Err(err) = sign_up_allowed(&state, from) {
+        return err.into_response();
+    }
     let facts = facts(&state, &headers, from, identity.as_ref().ok().map(|r| &r.0));
     match state.accounts.sign_up(form, &facts).await {
         Ok(signed_in) => with_session(signed_in_json(&signed_in), &signed_in, facts.secure),
@@ -544,7 +562,9 @@ pub(super) async fn sign_up_form(
     Form(form): Form<SignUpForm>,
 ) -> Response {
     let facts = facts(&state, &headers, from, identity.as_ref().ok().map(|r| &r.0));
-    let result = if form.password == form.confirm {
+    let result = if let Err(err) = sign_up_allowed(&state, from) {
+        Err(err)
+    } else if form.password == form.confirm {
         let sign_up = SignUp {
             username: form.username.clone(),
             password: form.password,
