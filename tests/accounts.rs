@@ -843,7 +843,10 @@ async fn quotas_refuse_with_a_clear_code_and_reset_the_next_day() {
     match send_and_answer(&mut socket, "one too many").await {
         ServerFrame::Error { code, message, .. } => {
             assert_eq!(code, ErrorCode::QuotaExceeded);
-            assert!(message.contains("2 messages for today"), "{message}");
+            assert!(
+                message.contains("quota of 2 messages is used up"),
+                "{message}"
+            );
         }
         other => panic!("expected quota_exceeded, got {other:?}"),
     }

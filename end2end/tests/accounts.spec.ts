@@ -214,3 +214,22 @@ test("a passkey added in settings signs in without a password (virtual authentic
     await server.stop();
   }
 });
+
+test("over the day's quota the page says so and keeps the message", async ({ browser }) => {
+  const server = new OwnServer(3126, { AUTH_MODE: "accounts", QUOTA_MESSAGES_PER_DAY: "1" });
+  await server.start();
+  try {
+    const page = await device(browser, server);
+    await signUp(page, "ann");
+    const chat = await connected(page);
+    await chat.send("the one message of today");
+    await chat.waitForReplyDone();
+    await chat.send("one too many");
+    await expect(page.getByRole("alert")).toContainText("today's quota of 1 messages is used up");
+    await expect(chat.input).toHaveValue("one too many");
+    await expect(chat.userMessages()).toHaveCount(1);
+    chat.expectNoErrors();
+  } finally {
+    await server.stop();
+  }
+});

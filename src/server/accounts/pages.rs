@@ -25,14 +25,15 @@ use leptos::tachys::view::RenderHtml;
 use serde::Deserialize;
 
 use super::{
+    normalize_username,
     routes::{
-        back, invite_link, secure, sign_in_form, sign_up_form, user_param, without_session,
-        PasswordChange,
+        back, facts, invite_link, safe_next, secure, sign_up_allowed, user_param, with_session,
+        without_session, PasswordChange,
     },
-    AuthError, Identity,
+    AuthError, Identity, SignUp,
 };
 use crate::server::{
-    access::{address::ClientAddr, CallerIdentity, ReaderIdentity, Refusal},
+    access::{address::ClientAddr, AllowedOrigin, CallerIdentity, ReaderIdentity, Refusal},
     config::{AuthMode, Registration},
     identity::encode_next,
     state::AppState,
@@ -165,7 +166,7 @@ fn sign_in_document(
 }
 
 async fn sign_in(State(state): State<AppState>, Query(flash): Query<Flash>) -> Response {
-    let next = super::routes::safe_next(flash.next.as_deref());
+    let next = safe_next(flash.next.as_deref());
     sign_in_document(&state, flash.ok, flash.error, &next, None).into_response()
 }
 
@@ -692,5 +693,97 @@ async fn admin_invite(
     match state.accounts.invite(&identity).await {
         Ok(invite) => back("/admin", "code", &invite.code),
         Err(err) => back("/admin", "error", &err.to_string()),
+    }
+}
+
+/// The sign-in form's fields.
+#[derive(Deserialize)]
+struct SignInForm {
+    pub username: String,
+    pub password: String,
+    pub next: Option<String>,
+}
+
+/// `POST /signin` (the form).
+async fn sign_in_form(
+    State(state): State<AppState>,
+    _: AllowedOrigin,
+    from: ClientAddr,
+    identity: Result<ReaderIdentity, Refusal>,
+    headers: HeaderMap,
+    Form(form): Form<SignInForm>,
+) -> Response {
+    let facts = facts(&state, &headers, from, &identity);
+    let next = safe_next(form.next.as_deref());
+    match state
+        .accounts
+        .sign_in(&form.username, &form.password, &facts)
+        .await
+    {
+        Ok(signed_in) => with_session(
+            Redirect::to(&next).into_response(),
+            &signed_in,
+            facts.secure,
+        ),
+        Err(err) => {
+            let status = err.status();
+            sign_in_page(&state, Some(&err.to_string()), &next, Some(&form.username))
+                .map(|page| (status, page).into_response())
+                .unwrap_or_else(|e| e.into_response())
+        }
+    }
+}
+
+/// The sign-up form's fields.
+#[derive(Deserialize)]
+struct SignUpForm {
+    pub username: String,
+    pub password: String,
+    pub confirm: String,
+    pub invite: Option<String>,
+}
+
+/// `POST /signup` (the form).
+async fn sign_up_form(
+    State(state): State<AppState>,
+    _: AllowedOrigin,
+    from: ClientAddr,
+    identity: Result<ReaderIdentity, Refusal>,
+    headers: HeaderMap,
+    Form(form): Form<SignUpForm>,
+) -> Response {
+    let facts = facts(&state, &headers, from, &identity);
+    let result = if let Err(err) = sign_up_allowed(&state, from) {
+        Err(err)
+    } else if form.password == form.confirm {
+        let sign_up = SignUp {
+            username: form.username.clone(),
+            password: form.password,
+            invite: form.invite.clone(),
+        };
+        state.accounts.sign_up(sign_up, &facts).await
+    } else {
+        Err(AuthError::BadInput("the two passwords differ".into()))
+    };
+    match result {
+        Ok(signed_in) => with_session(Redirect::to("/").into_response(), &signed_in, facts.secure),
+        Err(AuthError::Pending) => back(
+            "/signin",
+            "ok",
+            "Your account was made. It waits for an admin's approval; sign in once it is approved.",
+        ),
+        Err(err) => {
+            let status = err.status();
+            let name = normalize_username(&form.username).ok();
+            sign_up_page(
+                &state,
+                Some(&err.to_string()),
+                form.invite.as_deref(),
+                name.as_deref(),
+            )
+            .await
+            .map(|page| (status, page).into_response())
+            .unwrap_or_else(|e| e.into_response())
+        }
     }
 }

@@ -80,12 +80,12 @@ impl Meter for Quotas {
             };
             if let Some(max) = messages.filter(|max| used_messages >= *max) {
                 return Err(format!(
-                    "you have sent your {max} messages for today; the quota resets at midnight UTC"
+                    "today's quota of {max} messages is used up; it resets at midnight UTC"
                 ));
             }
             if let Some(max) = tokens.filter(|max| used_tokens >= *max) {
                 return Err(format!(
-                    "you have used your {max} model tokens for today; the quota resets at midnight UTC"
+                    "today's quota of {max} model tokens is used up; it resets at midnight UTC"
                 ));
             }
         }

@@ -24,14 +24,11 @@ use axum::{
     http::{header, HeaderMap, HeaderValue, StatusCode},
     response::{IntoResponse, Redirect, Response},
     routing::{delete, get, post, put},
-    Form, Json, Router,
+    Json, Router,
 };
 use serde::Deserialize;
 
-use super::{
-    clearing_cookies, normalize_username, session_token, tokens, AuthError, Identity, RequestFacts,
-    SignUp, SignedIn,
-};
+use super::{clearing_cookies, session_token, tokens, AuthError, RequestFacts, SignUp, SignedIn};
 use crate::{
     protocol::UserId,
     server::{
@@ -86,8 +83,12 @@ pub(super) fn facts(
     state: &AppState,
     headers: &HeaderMap,
     from: ClientAddr,
-    identity: Option<&Identity>,
+    identity: &Result<ReaderIdentity, Refusal>,
 ) -> RequestFacts {
+    let identity = identity
+        .as_ref()
+        .ok()
+        .map(|ReaderIdentity(identity)| identity);
     let guest = match (state.config.auth_mode, identity) {
         (AuthMode::Open, Some(identity)) if identity.account().is_none() => {
             Some(identity.user.clone())
@@ -184,7 +185,7 @@ async fn sign_up_json(
     if let Err(err) = sign_up_allowed(&state, from) {
         return err.into_response();
     }
-    let facts = facts(&state, &headers, from, identity.as_ref().ok().map(|r| &r.0));
+    let facts = facts(&state, &headers, from, &identity);
     match state.accounts.sign_up(form, &facts).await {
         Ok(signed_in) => with_session(signed_in_json(&signed_in), &signed_in, facts.secure),
         Err(AuthError::Pending) => (
@@ -204,7 +205,7 @@ async fn sign_in_json(
     headers: HeaderMap,
     Json(form): Json<Credentials>,
 ) -> Response {
-    let facts = facts(&state, &headers, from, identity.as_ref().ok().map(|r| &r.0));
+    let facts = facts(&state, &headers, from, &identity);
     match state
         .accounts
         .sign_in(&form.username, &form.password, &facts)
@@ -505,98 +506,6 @@ pub(super) fn safe_next(next: Option<&str>) -> String {
     }
 }
 
-/// The sign-in form's fields.
-#[derive(Deserialize)]
-pub(super) struct SignInForm {
-    pub username: String,
-    pub password: String,
-    pub next: Option<String>,
-}
-
-/// `POST /signin` (the form).
-pub(super) async fn sign_in_form(
-    State(state): State<AppState>,
-    _: AllowedOrigin,
-    from: ClientAddr,
-    identity: Result<ReaderIdentity, Refusal>,
-    headers: HeaderMap,
-    Form(form): Form<SignInForm>,
-) -> Response {
-    let facts = facts(&state, &headers, from, identity.as_ref().ok().map(|r| &r.0));
-    let next = safe_next(form.next.as_deref());
-    match state
-        .accounts
-        .sign_in(&form.username, &form.password, &facts)
-        .await
-    {
-        Ok(signed_in) => with_session(
-            Redirect::to(&next).into_response(),
-            &signed_in,
-            facts.secure,
-        ),
-        Err(err) => {
-            let status = err.status();
-            super::pages::sign_in_page(&state, Some(&err.to_string()), &next, Some(&form.username))
-                .map(|page| (status, page).into_response())
-                .unwrap_or_else(|e| e.into_response())
-        }
-    }
-}
-
-/// The sign-up form's fields.
-#[derive(Deserialize)]
-pub(super) struct SignUpForm {
-    pub username: String,
-    pub password: String,
-    pub confirm: String,
-    pub invite: Option<String>,
-}
-
-/// `POST /signup` (the form).
-pub(super) async fn sign_up_form(
-    State(state): State<AppState>,
-    _: AllowedOrigin,
-    from: ClientAddr,
-    identity: Result<ReaderIdentity, Refusal>,
-    headers: HeaderMap,
-    Form(form): Form<SignUpForm>,
-) -> Response {
-    let facts = facts(&state, &headers, from, identity.as_ref().ok().map(|r| &r.0));
-    let result = if let Err(err) = sign_up_allowed(&state, from) {
-        Err(err)
-    } else if form.password == form.confirm {
-        let sign_up = SignUp {
-            username: form.username.clone(),
-            password: form.password,
-            invite: form.invite.clone(),
-        };
-        state.accounts.sign_up(sign_up, &facts).await
-    } else {
-        Err(AuthError::BadInput("the two passwords differ".into()))
-    };
-    match result {
-        Ok(signed_in) => with_session(Redirect::to("/").into_response(), &signed_in, facts.secure),
-        Err(AuthError::Pending) => back(
-            "/signin",
-            "ok",
-            "Your account was made. It waits for an admin's approval; sign in once it is approved.",
-        ),
-        Err(err) => {
-            let status = err.status();
-            let name = normalize_username(&form.username).ok();
-            super::pages::sign_up_page(
-                &state,
-                Some(&err.to_string()),
-                form.invite.as_deref(),
-                name.as_deref(),
-            )
-            .await
-            .map(|page| (status, page).into_response())
-            .unwrap_or_else(|e| e.into_response())
-        }
-    }
-}
-
 /// The request's `Origin` (present: the extractors checked it).
 fn origin(headers: &HeaderMap) -> Result<&str, AuthError> {
     headers
@@ -676,7 +585,7 @@ async fn passkey_sign_in_finish(
     headers: HeaderMap,
     Json(answer): Json<super::passkeys::ceremony::Assertion>,
 ) -> Response {
-    let facts = facts(&state, &headers, from, identity.as_ref().ok().map(|r| &r.0));
+    let facts = facts(&state, &headers, from, &identity);
     let signed_in = async {
         let origin = origin(&headers)?;
         state
