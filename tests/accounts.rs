@@ -1342,3 +1342,68 @@ async fn sign_ups_from_one_address_share_the_new_identity_budget() {
     );
     server.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_binary_never_logs_passwords_session_tokens_or_invite_codes() {
+    use tether_fake_upstream::{FakeConfig, FakeUpstream};
+    const FIRST: &str = "first-password-never-logged";
+    const WRONG: &str = "wrong-password-never-logged";
+    const SECOND: &str = "second-password-never-logged";
+    let fake = FakeUpstream::start(FakeConfig::default())
+        .await
+        .expect("fake upstream");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut tether = common::process::Tether::spawn_in(
+        dir.path(),
+        &fake.base_url(),
+        &[("AUTH_MODE", "accounts"), ("RUST_LOG", "debug")],
+    );
+    let origin = tether.url("");
+    let http = http();
+    let post = |path: &str, cookie: &str, body: Value| {
+        http.post(tether.url(path))
+            .header("origin", &origin)
+            .header("cookie", cookie)
+            .json(&body)
+            .send()
+    };
+    let made = post(
+        "/api/auth/signup",
+        "",
+        json!({"username": "ann", "password": FIRST}),
+    )
+    .await
+    .expect("sign up");
+    let cookie = set_cookie(&made, "tether_session").expect("session");
+    let wrong = post(
+        "/api/auth/signin",
+        "",
+        json!({"username": "ann", "password": WRONG}),
+    )
+    .await
+    .expect("wrong");
+    assert_eq!(wrong.status(), 401);
+    let change = json!({"current": FIRST, "new": SECOND});
+    let changed = post("/api/auth/password", &cookie, change)
+        .await
+        .expect("change");
+    assert_eq!(changed.status(), 200);
+    let invite: Value = post("/api/admin/invites", &cookie, json!({}))
+        .await
+        .expect("invite")
+        .json()
+        .await
+        .expect("json");
+    let code = invite["code"].as_str().expect("code").to_owned();
+    tether.terminate();
+    assert_eq!(tether.exit().await.code(), Some(0));
+    let log = tether.read_log().join("\n");
+    assert!(
+        log.contains("signed in") && log.contains("failed sign-in"),
+        "{log}"
+    );
+    let token = cookie.trim_start_matches("tether_session=");
+    for secret in [FIRST, WRONG, SECOND, token, code.as_str()] {
+        assert!(!log.contains(secret), "{secret} is in the log:\n{log}");
+    }
+}
