@@ -16,7 +16,7 @@ DATA=$(mktemp -d)
 trap 'kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; rm -rf "$DATA"' EXIT
 
 AUTH_MODE=accounts LISTEN_ADDR="127.0.0.1:$PORT" TETHER_DATA_DIR="$DATA" \
-  OPENAI_BASE_URL=http://127.0.0.1:9/v1 LOGIN_FAILURES=1000 RUST_LOG=warn "$BIN" &
+  OPENAI_BASE_URL=http://127.0.0.1:9/v1 LOGIN_FAILURES=1000 RUST_LOG=off "$BIN" &
 pid=$!
 for _ in $(seq 200); do curl -fs "$URL/healthz" >/dev/null 2>&1 && break; sleep 0.05; done
 

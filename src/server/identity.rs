@@ -209,10 +209,10 @@ pub async fn issue_cookie(
     mut request: Request,
     next: Next,
 ) -> Response {
-    let path = request.uri().path().to_owned();
-    let session_endpoint = path == "/api/session";
     let is_get = request.method() == Method::GET;
-    let page = is_get && (is_chat_page(&path) || session_endpoint);
+    let session_endpoint = request.uri().path() == "/api/session";
+    let chat_page = is_get && is_chat_page(request.uri().path());
+    let page = chat_page || (is_get && session_endpoint);
     let secure = policy.secure.unwrap_or_else(|| is_https(request.headers()));
     // Who a chat page is for (kept for the page's own lookups).
     let mut stale_session = false;
@@ -245,9 +245,9 @@ pub async fn issue_cookie(
         }
     }
     if policy.config.auth_mode == AuthMode::Accounts {
-        if is_get && is_chat_page(&path) && !signed_in {
-            let mut response =
-                Redirect::to(&format!("/signin?next={}", encode_next(&path))).into_response();
+        if chat_page && !signed_in {
+            let next = encode_next(request.uri().path());
+            let mut response = Redirect::to(&format!("/signin?next={next}")).into_response();
             if stale_session {
                 clear_session(&mut response, secure);
             }
