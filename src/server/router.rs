@@ -132,6 +132,9 @@ async fn model_setup(State(state): State<AppState>) -> impl IntoResponse {
     Json(state.chat.llm().setup().now())
 }
 
+/// How long `/readyz` waits for each of its checks.
+const READY_CHECK_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3);
+
 /// How old a successful provider check `/readyz` may reuse.
 const PROVIDER_CHECK_AGE: std::time::Duration = std::time::Duration::from_secs(5);
 
@@ -143,21 +146,50 @@ const PROVIDER_CHECK_AGE: std::time::Duration = std::time::Duration::from_secs(5
 /// several times a second).
 async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
     let chat = &state.chat;
+    // Each check answers within READY_CHECK_TIMEOUT, whatever hangs: a
+    // load balancer's probe gives up after a few seconds.
+    let bounded = |what: &'static str| {
+        move |_| {
+            format!(
+                "{what} did not answer within {} s",
+                READY_CHECK_TIMEOUT.as_secs()
+            )
+        }
+    };
     let live = async {
         match chat.cluster() {
-            Some(cluster) => Some(cluster.ping().await),
+            Some(cluster) => Some(
+                tokio::time::timeout(READY_CHECK_TIMEOUT, cluster.ping())
+                    .await
+                    .map_err(bounded("live state (Redis)"))
+                    .and_then(|answer| answer.map_err(|e| e.to_string())),
+            ),
             None => None,
         }
     };
     let setup = chat.llm().setup().now();
     let provider = async {
         if setup.is_ready() {
-            Some(chat.llm().check_recent(PROVIDER_CHECK_AGE).await)
+            Some(
+                tokio::time::timeout(
+                    READY_CHECK_TIMEOUT,
+                    chat.llm().check_recent(PROVIDER_CHECK_AGE),
+                )
+                .await
+                .map_err(bounded("the model provider"))
+                .and_then(|answer| answer.map_err(|e| e.to_string())),
+            )
         } else {
             None // Not asked while it is being installed.
         }
     };
-    let (database, provider, live) = tokio::join!(chat.store().ping(), provider, live);
+    let database = async {
+        tokio::time::timeout(READY_CHECK_TIMEOUT, chat.store().ping())
+            .await
+            .map_err(bounded("the database"))
+            .and_then(|answer| answer.map_err(|e| e.to_string()))
+    };
+    let (database, provider, live) = tokio::join!(database, provider, live);
     let ready = database.is_ok()
         && matches!(provider, Some(Ok(_)))
         && live.as_ref().is_none_or(Result::is_ok);
@@ -168,11 +200,11 @@ async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
         "live_state": match &live {
             None => serde_json::json!({ "ok": true, "kind": "this process" }),
             Some(Ok(())) => serde_json::json!({ "ok": true, "kind": "redis" }),
-            Some(Err(e)) => serde_json::json!({ "ok": false, "kind": "redis", "error": e.to_string() }),
+            Some(Err(e)) => serde_json::json!({ "ok": false, "kind": "redis", "error": e }),
         },
         "database": match &database {
             Ok(()) => serde_json::json!({ "ok": true }),
-            Err(e) => serde_json::json!({ "ok": false, "error": e.to_string() }),
+            Err(e) => serde_json::json!({ "ok": false, "error": e }),
         },
         "provider": match &provider {
             None => serde_json::json!({
@@ -191,7 +223,7 @@ async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
                 "ok": false,
                 "base_url": chat.llm().base_url(),
                 "model": chat.llm().model(),
-                "error": e.to_string(),
+                "error": e,
             }),
         },
     });

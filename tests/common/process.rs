@@ -150,7 +150,7 @@ impl Tether {
             .get(self.url(path))
             .send()
             .await
-            .unwrap_or_else(|e| panic!("GET {path}: {e}"));
+            .unwrap_or_else(|e| panic!("GET {path}: {e} ({e:?})"));
         let status = response.status().as_u16();
         (status, response.text().await.expect("body"))
     }
