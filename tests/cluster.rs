@@ -439,6 +439,11 @@ async fn redis_restarted_mid_stream_crashes_nothing_and_clients_resync() {
     let mut after = View::default();
     after.follow_to_done(&mut b).await;
     assert_eq!(after.text.split_whitespace().count(), 5);
+    // The scripts sent by hash were loaded again, not sent as text.
+    let reloaded = cluster
+        .instance_mut(0)
+        .wait_log(|line| line.contains("Redis lost the Lua scripts"));
+    assert!(reloaded.contains("loading them again"), "{reloaded}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

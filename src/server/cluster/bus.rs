@@ -61,15 +61,13 @@ pub(super) async fn emit(cluster: Arc<Cluster>, mut queue: mpsc::UnboundedReceiv
 }
 
 /// The script call that carries `out` to Redis: [`scripts::EMIT`] for a
-/// record (its kind from what it is), [`scripts::RELEASE`] for a release.
+/// record (its kind from what it is), [`scripts::RELEASE`] for a release,
+/// each by hash.
 pub(super) fn command(settings: &ClusterSettings, out: &Out) -> redis::Cmd {
     let lease_key = keys::lease(&out.conversation);
-    let mut cmd = redis::cmd("EVAL");
     let Some(text) = log::encode(&out.record) else {
-        cmd.arg(scripts::RELEASE)
-            .arg(1)
-            .arg(lease_key)
-            .arg(&out.lease);
+        let mut cmd = scripts::by_hash::RELEASE.call(1);
+        cmd.arg(lease_key).arg(&out.lease);
         return cmd;
     };
     let kind = match &out.record {
@@ -78,9 +76,8 @@ pub(super) fn command(settings: &ClusterSettings, out: &Out) -> redis::Cmd {
         Record::Frame(ServerFrame::Done { .. }) => "done",
         _ => "frame",
     };
-    cmd.arg(scripts::EMIT)
-        .arg(2)
-        .arg(lease_key)
+    let mut cmd = scripts::by_hash::EMIT.call(2);
+    cmd.arg(lease_key)
         .arg(keys::log(&out.conversation))
         .arg(&out.lease)
         .arg(keys::channel(&out.conversation))
@@ -97,7 +94,28 @@ async fn send(cluster: &Arc<Cluster>, batch: &mut Vec<Out>) {
         pipe.add_command(command(&cluster.settings, out));
     }
     let mut redis = cluster.redis.clone();
-    match pipe.query_async::<Vec<Value>>(&mut redis).await {
+    let mut sent = pipe.query_async::<Vec<Value>>(&mut redis).await;
+    if let Err(err) = &sent {
+        // Redis lost its scripts (a restart): none of the batch ran (they
+        // are all by hash, loaded together), so it is sent again once
+        // loaded. Any other failure restarts the logs below.
+        let all_failed = err
+            .clone()
+            .into_server_errors()
+            .is_some_and(|failed| failed.len() == batch.len());
+        if scripts::by_hash::is_noscript(err) {
+            match scripts::by_hash::reload(&mut redis).await {
+                Ok(()) if all_failed => {
+                    sent = pipe.query_async::<Vec<Value>>(&mut redis).await;
+                }
+                Ok(()) => {}
+                Err(load_err) => {
+                    tracing::warn!(error = %load_err, "could not load the Lua scripts")
+                }
+            }
+        }
+    }
+    match sent {
         Ok(results) => {
             let mut restarted: Vec<&ConversationId> = Vec::new();
             for (out, result) in batch.iter().zip(results) {

@@ -191,9 +191,10 @@ pub async fn connect(url: &str, settings: ClusterSettings) -> Result<Connecting,
     let config = redis::aio::ConnectionManagerConfig::new()
         .set_connection_timeout(Some(Duration::from_secs(2)))
         .set_response_timeout(Some(Duration::from_secs(2)));
-    let redis = client
+    let mut redis = client
         .get_connection_manager_with_config(config.clone())
         .await?;
+    scripts::by_hash::load(&mut redis).await?;
     let (push_tx, pushes) = mpsc::unbounded_channel();
     let bus = client
         .get_connection_manager_with_config(

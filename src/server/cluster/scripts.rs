@@ -132,3 +132,63 @@ redis.call('ZADD', KEYS[1], 'XX', now + tonumber(ARGV[2]), ARGV[1])
 redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[2]))
 return 1
 ";
+
+/// The scripts the hot paths send in pipelines, by hash (`EVALSHA`): a
+/// record then carries its arguments only, not the script's text, and
+/// Redis does not hash the text again for every call. They are loaded at
+/// start ([`load`]) and again when Redis answers `NOSCRIPT` (it restarted,
+/// or its script cache was flushed). The others go through
+/// `redis::Script`, which does the same one call at a time.
+pub mod by_hash {
+    use std::sync::LazyLock;
+
+    /// Every script sent by hash, with its SHA-1 (what `EVALSHA` names).
+    pub static EMIT: LazyLock<Hashed> = LazyLock::new(|| Hashed::of(super::EMIT));
+    pub static RELEASE: LazyLock<Hashed> = LazyLock::new(|| Hashed::of(super::RELEASE));
+    pub static RENEW: LazyLock<Hashed> = LazyLock::new(|| Hashed::of(super::RENEW));
+    pub static REFRESH_SOCKET: LazyLock<Hashed> =
+        LazyLock::new(|| Hashed::of(super::REFRESH_SOCKET));
+
+    /// A script's text and hash.
+    #[derive(Debug)]
+    pub struct Hashed {
+        pub text: &'static str,
+        pub sha: String,
+    }
+
+    impl Hashed {
+        fn of(text: &'static str) -> Self {
+            Self {
+                text,
+                sha: redis::Script::new(text).get_hash().to_owned(),
+            }
+        }
+
+        /// `EVALSHA <sha> <numkeys>`, for the caller to add keys and arguments.
+        pub fn call(&self, keys: usize) -> redis::Cmd {
+            let mut cmd = redis::cmd("EVALSHA");
+            cmd.arg(&self.sha).arg(keys);
+            cmd
+        }
+    }
+
+    /// Loads them again after Redis said `NOSCRIPT`, saying so.
+    pub async fn reload(redis: &mut redis::aio::ConnectionManager) -> redis::RedisResult<()> {
+        tracing::info!("Redis lost the Lua scripts (a restart?); loading them again");
+        load(redis).await
+    }
+
+    /// Loads every script sent by hash (`SCRIPT LOAD`), in one round trip.
+    pub async fn load(redis: &mut redis::aio::ConnectionManager) -> redis::RedisResult<()> {
+        let mut pipe = redis::pipe();
+        for script in [&*EMIT, &*RELEASE, &*RENEW, &*REFRESH_SOCKET] {
+            pipe.cmd("SCRIPT").arg("LOAD").arg(script.text).ignore();
+        }
+        pipe.query_async::<()>(redis).await
+    }
+
+    /// Whether Redis did not know a script: every failure of `err` is `NOSCRIPT`.
+    pub fn is_noscript(err: &redis::RedisError) -> bool {
+        err.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript)
+    }
+}

@@ -63,16 +63,22 @@ async fn renew(cluster: &Cluster) -> Result<(), redis::RedisError> {
     }
     let mut pipe = redis::pipe();
     for (live, lease) in &leased {
-        pipe.cmd("EVAL")
-            .arg(scripts::RENEW)
-            .arg(1)
+        pipe.add_command(scripts::by_hash::RENEW.call(1))
             .arg(keys::lease(&live.id))
             .arg(lease)
             .arg(cluster.settings.lease_ms());
         pipe.cmd("EXISTS").arg(keys::stop(lease));
     }
     let mut redis = cluster.redis.clone();
-    let results: Vec<i64> = pipe.query_async(&mut redis).await?;
+    // Renewing and asking are idempotent: after a `NOSCRIPT` (Redis
+    // restarted), the scripts are loaded and the round trip made again.
+    let results: Vec<i64> = match pipe.query_async(&mut redis).await {
+        Err(err) if scripts::by_hash::is_noscript(&err) => {
+            scripts::by_hash::reload(&mut redis).await?;
+            pipe.query_async(&mut redis).await?
+        }
+        answer => answer?,
+    };
     for ((live, lease), answer) in leased.iter().zip(results.chunks(2)) {
         let (renewed, stop) = (answer.first().copied(), answer.get(1).copied());
         let outcome = match renewed {
@@ -113,16 +119,20 @@ async fn refresh_sockets(cluster: &Cluster) -> Result<(), redis::RedisError> {
     }
     let mut pipe = redis::pipe();
     for (member, user) in &open {
-        pipe.cmd("EVAL")
-            .arg(scripts::REFRESH_SOCKET)
-            .arg(1)
+        pipe.add_command(scripts::by_hash::REFRESH_SOCKET.call(1))
             .arg(keys::sockets(user))
             .arg(member)
             .arg(cluster.settings.socket_expiry_ms())
             .ignore();
     }
     let mut redis = cluster.redis.clone();
-    pipe.query_async::<()>(&mut redis).await
+    match pipe.query_async::<()>(&mut redis).await {
+        Err(err) if scripts::by_hash::is_noscript(&err) => {
+            scripts::by_hash::reload(&mut redis).await?;
+            pipe.query_async::<()>(&mut redis).await
+        }
+        answer => answer,
+    }
 }
 
 /// Finishes the replies of instances silent for a lease.
