@@ -764,3 +764,68 @@ async fn signing_out_on_one_instance_closes_the_sessions_socket_on_the_other() {
         assert_eq!(hello.status(), 401, "the session is gone on instance {i}");
     }
 }
+
+/// The lease scripts on a real Redis: a renewal that arrives after the
+/// reply's `done` gave its lease back does not take it again (the next
+/// message would be `busy` for a lease time), while a lease Redis lost is
+/// still taken again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_renewal_after_done_does_not_take_the_released_lease_again() {
+    use tether::server::cluster::scripts::{EMIT, RENEW};
+    let redis = common::redis::Redis::start().await;
+    let client = redis::Client::open(redis.url()).expect("client");
+    let mut conn = client
+        .get_multiplexed_async_connection()
+        .await
+        .expect("connection");
+    let (lease, log, ended) = ("tether:{c}:lease", "tether:{c}:log", "tether:{c}:ended");
+    let emit = |kind: &str| {
+        let mut cmd = redis::cmd("EVAL");
+        cmd.arg(EMIT)
+            .arg(3)
+            .arg(lease)
+            .arg(log)
+            .arg(ended)
+            .arg("i1:run1")
+            .arg("tether:c:{c}")
+            .arg("record")
+            .arg(60_000)
+            .arg(kind)
+            .arg(10_000);
+        cmd
+    };
+    let renew = |value: &str| {
+        let mut cmd = redis::cmd("EVAL");
+        cmd.arg(RENEW)
+            .arg(2)
+            .arg(lease)
+            .arg(ended)
+            .arg(value)
+            .arg(10_000);
+        cmd
+    };
+    let _: redis::Value = emit("begin").query_async(&mut conn).await.expect("begin");
+    let renewed: i64 = renew("i1:run1")
+        .query_async(&mut conn)
+        .await
+        .expect("renew");
+    assert_eq!(renewed, 1, "held: renewed");
+    let _: redis::Value = emit("done").query_async(&mut conn).await.expect("done");
+    let late: i64 = renew("i1:run1")
+        .query_async(&mut conn)
+        .await
+        .expect("late renew");
+    assert_eq!(late, 3, "after done: ended, not taken again");
+    let held: Option<String> = redis::cmd("GET")
+        .arg(lease)
+        .query_async(&mut conn)
+        .await
+        .expect("get");
+    assert_eq!(held, None, "the next message finds the conversation free");
+    // A lease Redis lost (no `done` for it) is taken again.
+    let retaken: i64 = renew("i1:run2")
+        .query_async(&mut conn)
+        .await
+        .expect("renew");
+    assert_eq!(retaken, 2);
+}

@@ -76,9 +76,10 @@ pub(super) fn command(settings: &ClusterSettings, out: &Out) -> redis::Cmd {
         Record::Frame(ServerFrame::Done { .. }) => "done",
         _ => "frame",
     };
-    let mut cmd = scripts::by_hash::EMIT.call(2);
+    let mut cmd = scripts::by_hash::EMIT.call(3);
     cmd.arg(lease_key)
         .arg(keys::log(&out.conversation))
+        .arg(keys::ended(&out.conversation))
         .arg(&out.lease)
         .arg(keys::channel(&out.conversation))
         .arg(text)

@@ -27,7 +27,7 @@
 
 mod bus;
 mod log;
-mod scripts;
+pub mod scripts;
 mod upkeep;
 
 use std::{
@@ -83,6 +83,10 @@ mod keys {
     }
     pub fn lease(c: &ConversationId) -> String {
         format!("tether:{{{c}}}:lease")
+    }
+    /// The lease value a reply's `done` gave back (for a lease time).
+    pub fn ended(c: &ConversationId) -> String {
+        format!("tether:{{{c}}}:ended")
     }
     pub fn stop(lease: &str) -> String {
         format!("tether:stop:{lease}")

@@ -18,10 +18,12 @@
 ///   owner must begin it again from its whole text (answered `0`, nothing
 ///   appended).
 /// * a `done` also gives the lease back in the same step, so a client that
-///   sees it and sends again at once never finds the lease still held.
+///   sees it and sends again at once never finds the lease still held, and
+///   marks the lease ended (`KEYS[3]`, for a lease time), so that a renewal
+///   already on its way ([`RENEW`]) does not take the released lease again.
 /// * any other `frame` is appended.
 ///
-/// KEYS: lease, log. ARGV: lease value, channel, record, log TTL (ms),
+/// KEYS: lease, log, ended. ARGV: lease value, channel, record, log TTL (ms),
 /// kind, lease time (ms). Returns the record's stream id, nil when another
 /// holds the lease, or 0 when a delta's log is gone.
 pub const EMIT: &str = r"
@@ -39,21 +41,29 @@ end
 local id = redis.call('XADD', KEYS[2], '*', 'r', ARGV[3])
 redis.call('PEXPIRE', KEYS[2], ARGV[4])
 redis.call('PUBLISH', ARGV[2], id .. ' ' .. ARGV[3])
-if ARGV[5] == 'done' then redis.call('DEL', KEYS[1]) end
+if ARGV[5] == 'done' then
+  redis.call('DEL', KEYS[1])
+  redis.call('SET', KEYS[3], ARGV[1], 'PX', ARGV[6])
+end
 return id
 ";
 
 /// Renews a lease its owner holds; takes it again when Redis lost it (a
-/// restart or failover: the database's fencing still guards the reply).
+/// restart or failover: the database's fencing still guards the reply),
+/// but not when its reply's `done` gave it back ([`EMIT`] marked it ended):
+/// a renewal that was on its way then would hold the conversation for a
+/// lease time, and the next message would be refused as `busy`.
 ///
-/// KEYS: lease. ARGV: lease value, lease time (ms).
-/// Returns 1 renewed, 2 taken again, 0 lost to another owner.
+/// KEYS: lease, ended. ARGV: lease value, lease time (ms).
+/// Returns 1 renewed, 2 taken again, 3 ended (nothing done), 0 lost to
+/// another owner.
 pub const RENEW: &str = r"
 local held = redis.call('GET', KEYS[1])
 if held == ARGV[1] then
   redis.call('PEXPIRE', KEYS[1], ARGV[2])
   return 1
 elseif not held then
+  if redis.call('GET', KEYS[2]) == ARGV[1] then return 3 end
   redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
   return 2
 end

@@ -63,8 +63,9 @@ async fn renew(cluster: &Cluster) -> Result<(), redis::RedisError> {
     }
     let mut pipe = redis::pipe();
     for (live, lease) in &leased {
-        pipe.add_command(scripts::by_hash::RENEW.call(1))
+        pipe.add_command(scripts::by_hash::RENEW.call(2))
             .arg(keys::lease(&live.id))
+            .arg(keys::ended(&live.id))
             .arg(lease)
             .arg(cluster.settings.lease_ms());
         pipe.cmd("EXISTS").arg(keys::stop(lease));
@@ -84,6 +85,8 @@ async fn renew(cluster: &Cluster) -> Result<(), redis::RedisError> {
         let outcome = match renewed {
             Some(1) => LeaseRenewal::Renewed,
             Some(2) => LeaseRenewal::Retaken,
+            // The reply ended (its `done` gave the lease back) meanwhile.
+            Some(3) => continue,
             _ => LeaseRenewal::Lost,
         };
         cluster.metrics.lease_renewed(outcome);
