@@ -79,9 +79,7 @@ impl IdentityKeys {
 
     /// A new random user and its cookie value.
     pub fn issue(&self) -> (UserId, String) {
-        let mut bytes = [0u8; 16];
-        rand::rng().fill_bytes(&mut bytes);
-        let user = UserId(hex::encode(bytes));
+        let user = new_user_id();
         let value = self.sign(&user);
         (user, value)
     }
@@ -213,13 +211,12 @@ pub async fn issue_cookie(
     let session_endpoint = request.uri().path() == "/api/session";
     let chat_page = is_get && is_chat_page(request.uri().path());
     let page = chat_page || (is_get && session_endpoint);
+    let session_cookie = page && has_session_cookie(request.headers());
     let secure = policy.secure.unwrap_or_else(|| is_https(request.headers()));
     // Who a chat page is for (kept for the page's own lookups).
     let mut stale_session = false;
     let mut signed_in = false;
-    if page
-        && (policy.config.auth_mode == AuthMode::Accounts || has_session_cookie(request.headers()))
-    {
+    if page && (policy.config.auth_mode == AuthMode::Accounts || session_cookie) {
         let peer = request
             .extensions()
             .get::<ConnectInfo<SocketAddr>>()
@@ -233,7 +230,7 @@ pub async fn issue_cookie(
                 signed_in = identity.account().is_some();
                 request.extensions_mut().insert(identity);
             }
-            Ok(None) => stale_session = has_session_cookie(request.headers()),
+            Ok(None) => stale_session = session_cookie,
             Err(err) => {
                 tracing::warn!(error = %err, "could not look up who a page is for");
                 return (
@@ -277,10 +274,7 @@ pub async fn issue_cookie(
         }
         let (user, value) = policy.keys.issue();
         tracing::debug!(user_id = %user, "issued identity cookie");
-        let cookie = format!(
-            "{COOKIE_NAME}={value}; Path=/; HttpOnly; SameSite=Lax; Max-Age={COOKIE_MAX_AGE_SECS}{}",
-            if secure { "; Secure" } else { "" }
-        );
+        let cookie = cookie(COOKIE_NAME, &value, COOKIE_MAX_AGE_SECS, secure);
         if let Ok(v) = HeaderValue::from_str(&cookie) {
             response.headers_mut().append(header::SET_COOKIE, v);
         }
@@ -317,6 +311,23 @@ fn too_many_identities(wait: Duration) -> Response {
         .headers_mut()
         .insert(header::RETRY_AFTER, HeaderValue::from(secs));
     response
+}
+
+/// A new user's id: 128 random bits, hex (guests and accounts alike).
+pub fn new_user_id() -> UserId {
+    let mut bytes = [0u8; 16];
+    rand::rng().fill_bytes(&mut bytes);
+    UserId(hex::encode(bytes))
+}
+
+/// A `Set-Cookie` value as Tether sets every cookie: the whole site,
+/// `HttpOnly`, `SameSite=Lax`, `Secure` when asked. A `max_age` of 0
+/// removes the cookie.
+pub fn cookie(name: &str, value: &str, max_age: u64, secure: bool) -> String {
+    format!(
+        "{name}={value}; Path=/; HttpOnly; SameSite=Lax; Max-Age={max_age}{}",
+        if secure { "; Secure" } else { "" }
+    )
 }
 
 /// A new random cookie key: 32 random bytes, hex.

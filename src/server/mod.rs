@@ -67,8 +67,6 @@ pub enum ServerError {
          the one stored in the database)"
     )]
     SecretMismatch,
-    #[error("accounts: {0}")]
-    Accounts(String),
 }
 
 /// Opens storage, loads keys and wires the services together.
@@ -127,10 +125,11 @@ pub async fn build_state(config: Config) -> Result<AppState, ServerError> {
     };
     let chat = Arc::new(chat);
     let identity = Arc::new(identity);
-    let accounts = Arc::new(
-        accounts::Accounts::new(config.clone(), chat.clone(), identity.clone())
-            .map_err(|e| ServerError::Accounts(e.to_string()))?,
-    );
+    let accounts = Arc::new(accounts::Accounts::new(
+        config.clone(),
+        chat.clone(),
+        identity.clone(),
+    ));
     Ok(AppState {
         leptos_options,
         identity,

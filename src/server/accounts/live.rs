@@ -29,14 +29,6 @@ pub struct Watch {
 }
 
 impl Watch {
-    /// A stream without a session (a guest, a proxy's user): never revoked.
-    pub fn none() -> Self {
-        Self {
-            token: CancellationToken::new(),
-            session: None,
-        }
-    }
-
     /// Resolves when the session is signed out.
     pub async fn revoked(&self) {
         self.token.cancelled().await;
@@ -44,6 +36,15 @@ impl Watch {
 
     pub fn is_revoked(&self) -> bool {
         self.token.is_cancelled()
+    }
+}
+
+/// Resolves when the stream's session is signed out; never for a stream
+/// without one (a guest, a proxy's user).
+pub async fn signed_out(session: Option<&Watch>) {
+    match session {
+        Some(watch) => watch.revoked().await,
+        None => std::future::pending().await,
     }
 }
 
@@ -121,6 +122,5 @@ mod tests {
         assert_eq!(live.open_sessions(), 1, "entries go with their last stream");
         drop(b);
         assert_eq!(live.open_sessions(), 0);
-        assert!(!Watch::none().is_revoked());
     }
 }

@@ -284,7 +284,6 @@ pub struct NewInvite {
 /// Accounts, sessions and the admin's actions.
 pub struct Accounts {
     config: Arc<Config>,
-    store: Arc<dyn Store>,
     hasher: Hasher,
     throttle: LoginThrottle,
     /// The chat core, which holds the open streams of each session and
@@ -310,21 +309,21 @@ fn day_offset(days: i64) -> String {
 }
 
 impl Accounts {
-    pub fn new(
-        config: Arc<Config>,
-        chat: Arc<ChatService>,
-        keys: Arc<IdentityKeys>,
-    ) -> Result<Self, HashError> {
+    pub fn new(config: Arc<Config>, chat: Arc<ChatService>, keys: Arc<IdentityKeys>) -> Self {
         let limits = &config.limits;
-        Ok(Self {
+        Self {
             keys,
             challenges: passkeys::Challenges::default(),
             throttle: LoginThrottle::new(limits.login_failures, limits.login_backoff),
-            hasher: Hasher::new()?,
-            store: chat.store().clone(),
+            hasher: Hasher::new(),
             config,
             chat,
-        })
+        }
+    }
+
+    /// The chat core's store, where accounts live too.
+    fn store(&self) -> &Arc<dyn Store> {
+        self.chat.store()
     }
 
     pub fn mode(&self) -> AuthMode {
@@ -340,12 +339,11 @@ impl Accounts {
         self.chat.live_sessions()
     }
 
-    /// A watch for a new stream of `identity` (revoked when it signs out).
-    pub fn watch(&self, identity: &Identity) -> Watch {
-        match identity.session() {
-            Some((public_id, _)) => self.live().watch(public_id),
-            None => Watch::none(),
-        }
+    /// A watch for a new stream of `identity`, revoked when its session
+    /// is signed out; `None` without a session (never signed out).
+    pub fn watch(&self, identity: &Identity) -> Option<Watch> {
+        let (public_id, _) = identity.session()?;
+        Some(self.live().watch(public_id))
     }
 
     /// Who a request is (see the module doc); `None`: nobody this mode accepts.
@@ -379,7 +377,7 @@ impl Accounts {
             return Ok(None);
         };
         let token_hash = tokens::digest(token);
-        let Some((session, account)) = self.store.session(&token_hash).await? else {
+        let Some((session, account)) = self.store().session(&token_hash).await? else {
             return Ok(None);
         };
         let idle_limit = day_offset(-i64::from(self.config.session_idle_days));
@@ -390,7 +388,7 @@ impl Accounts {
             time::OffsetDateTime::now_utc() - time::Duration::seconds(TOUCH_EVERY.as_secs() as i64),
         );
         if session.last_seen < touch_after {
-            self.store
+            self.store()
                 .touch_session(&token_hash, &now_rfc3339())
                 .await?;
         }
@@ -427,11 +425,11 @@ impl Accounts {
             tracing::info!("a trusted proxy named a user whose name Tether cannot use");
             return Ok(None);
         };
-        let account = match self.store.account_by_username(&username).await? {
+        let account = match self.store().account_by_username(&username).await? {
             Some(account) => account,
             None => {
                 let record = AccountRecord {
-                    user_id: UserId(tokens::user_id()),
+                    user_id: super::identity::new_user_id(),
                     username: username.clone(),
                     password_hash: None,
                     role: AccountRole::Member,
@@ -445,13 +443,13 @@ impl Accounts {
                     invite: None,
                     first_is_admin: true,
                 };
-                match self.store.create_account(new).await? {
+                match self.store().create_account(new).await? {
                     Created::Account(role) => {
                         tracing::info!(username = %username, "made an account for a user a trusted proxy named");
                         AccountRecord { role, ..record }
                     }
                     // Made by another request meanwhile.
-                    _ => match self.store.account_by_username(&username).await? {
+                    _ => match self.store().account_by_username(&username).await? {
                         Some(account) => account,
                         None => return Ok(None),
                     },
@@ -480,7 +478,7 @@ impl Accounts {
             .map(str::trim)
             .filter(|code| !code.is_empty())
             .map(tokens::digest);
-        let first = self.store.account_count().await? == 0;
+        let first = self.store().account_count().await? == 0;
         let status = match (first, invite.is_some(), self.registration()) {
             (true, _, _) | (false, true, _) | (false, false, Registration::Open) => {
                 AccountStatus::Active
@@ -492,7 +490,7 @@ impl Accounts {
         };
         let hash = self.hasher.hash(&form.password).await?;
         let record = AccountRecord {
-            user_id: UserId(tokens::user_id()),
+            user_id: super::identity::new_user_id(),
             username: username.clone(),
             password_hash: Some(hash),
             role: AccountRole::Member,
@@ -507,7 +505,7 @@ impl Accounts {
             invite,
             first_is_admin: true,
         };
-        match self.store.create_account(new).await? {
+        match self.store().create_account(new).await? {
             Created::Account(role) => {
                 tracing::info!(user_id = %user, role = role.as_str(), status = status.as_str(), "account created");
             }
@@ -533,7 +531,7 @@ impl Accounts {
             return Err(AuthError::Throttled(wait));
         }
         let account = match normalize_username(username) {
-            Ok(name) => self.store.account_by_username(&name).await?,
+            Ok(name) => self.store().account_by_username(&name).await?,
             Err(_) => None,
         };
         let stored = account.as_ref().and_then(|a| a.password_hash.as_deref());
@@ -573,11 +571,11 @@ impl Accounts {
             created_at: now.clone(),
             last_seen: now,
         };
-        self.store
+        self.store()
             .create_session(&session, facts.replaces.as_deref())
             .await?;
         let claimed = match &facts.guest {
-            Some(guest) => self.store.claim_guest(guest, &user).await?,
+            Some(guest) => self.store().claim_guest(guest, &user).await?,
             None => 0,
         };
         tracing::info!(user_id = %user, session = %session.public_id, claimed, "signed in");
@@ -594,7 +592,7 @@ impl Accounts {
     pub async fn sign_out(&self, identity: &Identity) -> Result<(), AuthError> {
         if let Some((public_id, _)) = identity.session() {
             let gone = self
-                .store
+                .store()
                 .delete_sessions(&identity.user, Some(public_id), None)
                 .await?;
             self.revoke(&gone);
@@ -605,7 +603,7 @@ impl Accounts {
     /// The identity's account's sessions.
     pub async fn sessions(&self, identity: &Identity) -> Result<Vec<SessionRecord>, AuthError> {
         self.account_of(identity)?;
-        Ok(self.store.list_sessions(&identity.user).await?)
+        Ok(self.store().list_sessions(&identity.user).await?)
     }
 
     /// Signs out one session of the identity's account (`Some`), or all of
@@ -617,7 +615,7 @@ impl Accounts {
     ) -> Result<usize, AuthError> {
         self.account_of(identity)?;
         let gone = self
-            .store
+            .store()
             .delete_sessions(&identity.user, public_id, None)
             .await?;
         if public_id.is_some() && gone.is_empty() {
@@ -642,7 +640,7 @@ impl Accounts {
             return Err(AuthError::Throttled(wait));
         }
         let account = self
-            .store
+            .store()
             .account(&identity.user)
             .await?
             .ok_or(AuthError::NotSignedIn)?;
@@ -657,7 +655,10 @@ impl Accounts {
         password::check_new(new).map_err(AuthError::BadInput)?;
         let hash = self.hasher.hash(new).await?;
         let keep = identity.session().map(|(_, hash)| hash);
-        let gone = self.store.set_password(&identity.user, &hash, keep).await?;
+        let gone = self
+            .store()
+            .set_password(&identity.user, &hash, keep)
+            .await?;
         self.revoke(&gone);
         tracing::info!(user_id = %identity.user, signed_out = gone.len(), "password changed");
         Ok(gone.len())
@@ -684,8 +685,8 @@ impl Accounts {
     pub async fn users(&self, identity: &Identity) -> Result<Vec<UserRow>, AuthError> {
         self.admin(identity)?;
         let today = quota::today();
-        let usage = self.store.usage_since(&today).await?;
-        let accounts = self.store.list_accounts().await?;
+        let usage = self.store().usage_since(&today).await?;
+        let accounts = self.store().list_accounts().await?;
         Ok(accounts
             .into_iter()
             .map(|a| {
@@ -719,9 +720,9 @@ impl Accounts {
                 "you cannot disable your own account".into(),
             ));
         }
-        self.store.set_account_status(user, status).await?;
+        self.store().set_account_status(user, status).await?;
         if status != AccountStatus::Active {
-            let gone = self.store.delete_sessions(user, None, None).await?;
+            let gone = self.store().delete_sessions(user, None, None).await?;
             self.revoke(&gone);
         }
         tracing::info!(user_id = %user, status = status.as_str(), "account status set by an admin");
@@ -736,9 +737,9 @@ impl Accounts {
                 "you cannot delete your own account".into(),
             ));
         }
-        let gone = self.store.delete_sessions(user, None, None).await?;
+        let gone = self.store().delete_sessions(user, None, None).await?;
         self.revoke(&gone);
-        self.store.delete_user(user).await?;
+        self.store().delete_user(user).await?;
         tracing::info!(user_id = %user, "account deleted by an admin");
         Ok(())
     }
@@ -752,7 +753,7 @@ impl Accounts {
         tokens: Option<u64>,
     ) -> Result<(), AuthError> {
         self.admin(identity)?;
-        Ok(self.store.set_quota(user, messages, tokens).await?)
+        Ok(self.store().set_quota(user, messages, tokens).await?)
     }
 
     /// A new single-use invite link's code, valid [`INVITE_DAYS`] (admin).
@@ -767,7 +768,7 @@ impl Accounts {
             used_by: None,
             used_at: None,
         };
-        self.store
+        self.store()
             .create_invite(&tokens::digest(&code), &record)
             .await?;
         Ok(NewInvite {
@@ -780,14 +781,14 @@ impl Accounts {
     /// Every invite (admin).
     pub async fn invites(&self, identity: &Identity) -> Result<Vec<InviteRecord>, AuthError> {
         self.admin(identity)?;
-        Ok(self.store.list_invites().await?)
+        Ok(self.store().list_invites().await?)
     }
 
     /// Usage per user per day over the last `days` (admin).
     pub async fn usage(&self, identity: &Identity, days: i64) -> Result<Vec<UsageDay>, AuthError> {
         self.admin(identity)?;
         let since = quota::day_of(time::OffsetDateTime::now_utc() - time::Duration::days(days));
-        Ok(self.store.usage_since(&since).await?)
+        Ok(self.store().usage_since(&since).await?)
     }
 }
 
@@ -805,20 +806,14 @@ pub fn has_session_cookie(headers: &HeaderMap) -> bool {
 
 /// The `Set-Cookie` of a session.
 fn session_cookie(token: &str, max_age: u64, secure: bool) -> String {
-    format!(
-        "{SESSION_COOKIE}={token}; Path=/; HttpOnly; SameSite=Lax; Max-Age={max_age}{}",
-        if secure { "; Secure" } else { "" }
-    )
+    super::identity::cookie(SESSION_COOKIE, token, max_age, secure)
 }
 
 /// `Set-Cookie` values that remove the session and guest cookies.
 pub fn clearing_cookies(secure: bool) -> [String; 2] {
-    let secure = if secure { "; Secure" } else { "" };
+    use super::identity::{cookie, COOKIE_NAME};
     [
-        format!("{SESSION_COOKIE}=; Path=/; HttpOnly; SameSite=Lax; Max-Age=0{secure}"),
-        format!(
-            "{}=; Path=/; HttpOnly; SameSite=Lax; Max-Age=0{secure}",
-            super::identity::COOKIE_NAME
-        ),
+        cookie(SESSION_COOKIE, "", 0, secure),
+        cookie(COOKIE_NAME, "", 0, secure),
     ]
 }

@@ -102,10 +102,7 @@ pub(super) fn facts(
             .get(header::USER_AGENT)
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned),
-        secure: state
-            .config
-            .cookie_secure
-            .unwrap_or_else(|| is_https(headers)),
+        secure: secure(state, headers),
         guest,
         replaces: session_token(headers).map(tokens::digest),
     }

@@ -18,13 +18,6 @@ pub fn public_id() -> String {
     hex::encode(bytes)
 }
 
-/// 16 random bytes, hex: a new user's id.
-pub fn user_id() -> String {
-    let mut bytes = [0u8; 16];
-    rand::rng().fill_bytes(&mut bytes);
-    hex::encode(bytes)
-}
-
 /// What is stored of a token.
 pub fn digest(token: &str) -> String {
     hex::encode(Sha256::digest(token.as_bytes()))

@@ -446,33 +446,37 @@ impl Cluster {
         }
     }
 
-    /// Stops the conversation's reply wherever it runs; `false` if none runs.
     /// Publishes a user's notice to every instance (this one included),
     /// without waiting; lost while Redis is away (the next reconnect of a
     /// tab refetches everything).
     pub fn notify_user(&self, user: &UserId, what: Changed) {
-        let mut redis = self.redis.clone();
         let payload = format!("{} {user}", changed_name(what));
-        self.tasks.spawn(async move {
-            let published: Result<(), _> = redis::cmd("PUBLISH")
-                .arg(keys::USERS_CHANNEL)
-                .arg(payload)
-                .query_async(&mut redis)
-                .await;
-            if let Err(err) = published {
-                tracing::warn!(error = %err, "could not publish a user's notice");
-            }
+        self.publish_to_users(payload, |err| {
+            tracing::warn!(error = %err, "could not publish a user's notice");
         });
     }
 
     /// Publishes signed-out sessions to every instance (this one
     /// included), which close their streams. Lost while Redis is away:
-    /// then only new requests are refused (sessions live in the database).
+    /// then only this instance's streams close, and the others' sessions
+    /// are refused at their next request (sessions live in the database).
     pub fn sign_out_sessions(&self, public_ids: &[String]) {
-        let mut redis = self.redis.clone();
         let payload = format!("{SIGNED_OUT} {}", public_ids.join(" "));
-        let here = self.hub.clone();
-        let ids = public_ids.to_vec();
+        let (here, ids) = (self.hub.clone(), public_ids.to_vec());
+        self.publish_to_users(payload, move |err| {
+            tracing::warn!(error = %err, "could not publish signed-out sessions; closing this instance's streams only");
+            here.sessions().revoke(ids.iter().map(String::as_str));
+        });
+    }
+
+    /// Publishes `payload` on [`keys::USERS_CHANNEL`] without waiting;
+    /// `failed` runs when Redis refuses it.
+    fn publish_to_users(
+        &self,
+        payload: String,
+        failed: impl FnOnce(&redis::RedisError) + Send + 'static,
+    ) {
+        let mut redis = self.redis.clone();
         self.tasks.spawn(async move {
             let published: Result<(), _> = redis::cmd("PUBLISH")
                 .arg(keys::USERS_CHANNEL)
@@ -480,12 +484,12 @@ impl Cluster {
                 .query_async(&mut redis)
                 .await;
             if let Err(err) = published {
-                tracing::warn!(error = %err, "could not publish signed-out sessions; closing this instance's streams only");
-                here.sessions().revoke(ids.iter().map(String::as_str));
+                failed(&err);
             }
         });
     }
 
+    /// Stops the conversation's reply wherever it runs; `false` if none runs.
     pub async fn stop_remote(&self, conversation: &ConversationId) -> Result<bool, ClusterError> {
         let mut redis = self.redis.clone();
         let lease: Option<String> = redis.get(keys::lease(conversation)).await?;

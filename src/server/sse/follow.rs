@@ -21,21 +21,13 @@ use crate::{
     protocol::{ConversationId, MessageId, ServerFrame, UserId},
     server::{
         access::admission::StreamPermit,
-        accounts::live::Watch,
+        accounts::live::{self, Watch},
         chat::{
             hub::{Event, EventFacts, EventRx},
             ChatService, Subscription,
         },
     },
 };
-
-/// Resolves when the stream's session is signed out; never without one.
-async fn signed_out(session: Option<&Watch>) {
-    match session {
-        Some(watch) => watch.revoked().await,
-        None => std::future::pending().await,
-    }
-}
 
 /// Follows one conversation's events until a reply's `done`.
 ///
@@ -102,7 +94,7 @@ impl Follow {
             } else {
                 tokio::select! {
                     received = events.recv() => received,
-                    () = signed_out(self.session.as_ref()) => {
+                    () = live::signed_out(self.session.as_ref()) => {
                         tracing::info!("ending an event stream whose session was signed out");
                         return None;
                     }

@@ -44,7 +44,7 @@ use super::{
         admission::StreamPermit,
         CallerIdentity, Reader, ReaderIdentity,
     },
-    accounts::{live::Watch, Identity},
+    accounts::live::Watch,
     chat::{Accepted, Answer},
     error::{ApiError, JsonBody},
     state::AppState,
@@ -71,7 +71,7 @@ pub async fn chat(
     CallerIdentity(identity): CallerIdentity,
     JsonBody(request): JsonBody<SendRequest>,
 ) -> Result<Response, ApiError> {
-    let session = watch(&state, &identity);
+    let session = state.accounts.watch(&identity);
     let from = (identity.user, addr);
     handle(
         &state,
@@ -93,7 +93,7 @@ pub async fn events(
     Path(conversation_id): Path<String>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let session = watch(&state, &identity);
+    let session = state.accounts.watch(&identity);
     let user = identity.user;
     let frame = ClientFrame::Subscribe {
         conversation_id: ConversationId::from(conversation_id),
@@ -127,7 +127,7 @@ pub async fn frame(
     CallerIdentity(identity): CallerIdentity,
     JsonBody(frame): JsonBody<ClientFrame>,
 ) -> Result<Response, ApiError> {
-    let session = watch(&state, &identity);
+    let session = state.accounts.watch(&identity);
     handle(
         &state,
         (identity.user, addr),
@@ -240,11 +240,6 @@ async fn stream_accepted(
         session,
     };
     Ok(respond(&[&frame, &snapshot], follow(state, from, permit)))
-}
-
-/// A stream's watch on its session: it ends when the session is signed out.
-fn watch(state: &AppState, identity: &Identity) -> Option<Watch> {
-    identity.session().map(|_| state.accounts.watch(identity))
 }
 
 fn follow(state: &AppState, from: FollowFrom, permit: StreamPermit) -> Follow {

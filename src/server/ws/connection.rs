@@ -20,7 +20,7 @@ use crate::{
             address::AddrKey,
             admission::{Crowded, StreamPermit},
         },
-        accounts::live::Watch,
+        accounts::live::{self, Watch},
         chat::{hub::Event, notices::NoticeSubscription, Answer, Subscription},
         metrics::OpenSocket,
         state::AppState,
@@ -57,14 +57,6 @@ enum Exit {
     /// The socket's session was signed out (on another device, by an
     /// admin, by a password change).
     SignedOut,
-}
-
-/// Resolves when the socket's session is signed out; never without one.
-async fn signed_out(session: Option<&Watch>) {
-    match session {
-        Some(watch) => watch.revoked().await,
-        None => std::future::pending().await,
-    }
 }
 
 /// The connection's state.
@@ -211,7 +203,7 @@ impl Connection {
                     }
                 }
                 _ = shutdown.cancelled() => Box::pin(self.drain()).await,
-                () = signed_out(self.session.as_ref()) => {
+                () = live::signed_out(self.session.as_ref()) => {
                     tracing::info!("closing a socket whose session was signed out");
                     Err(Exit::SignedOut)
                 }

@@ -42,7 +42,7 @@ pub async fn upgrade(
         }
     };
     let user = identity.user.clone();
-    let session = identity.session().map(|_| state.accounts.watch(&identity));
+    let session = state.accounts.watch(&identity);
     let ws = match ws {
         Ok(ws) => ws,
         Err(rejection) => return rejection.into_response(),

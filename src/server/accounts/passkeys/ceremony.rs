@@ -84,7 +84,7 @@ impl Accounts {
                 "passkeys are for accounts that sign in here, not through a proxy".into(),
             ));
         }
-        let existing = self.store.passkeys(&identity.user).await?;
+        let existing = self.store().passkeys(&identity.user).await?;
         if existing.len() >= MAX_PASSKEYS {
             return Err(AuthError::BadInput(format!(
                 "an account keeps at most {MAX_PASSKEYS} passkeys; remove one first"
@@ -166,7 +166,7 @@ impl Accounts {
             created_at: now_rfc3339(),
             last_used: None,
         };
-        if !self.store.add_passkey(&record).await? {
+        if !self.store().add_passkey(&record).await? {
             return Err(AuthError::BadInput(
                 "that passkey is registered already".into(),
             ));
@@ -224,7 +224,7 @@ impl Accounts {
             .ok_or_else(|| AuthError::BadInput("the passkey request expired; try again".into()))?;
         let unknown = || AuthError::BadInput("this passkey is not known here".into());
         let (passkey, account) = self
-            .store
+            .store()
             .passkey(answer.id.trim_end_matches('='))
             .await?
             .ok_or_else(unknown)?;
@@ -254,7 +254,7 @@ impl Accounts {
             AccountStatus::Pending => return Err(AuthError::Pending),
             AccountStatus::Disabled => return Err(AuthError::Disabled),
         }
-        self.store
+        self.store()
             .passkey_used(&passkey.credential_id, count, &now_rfc3339())
             .await?;
         Ok((account.user_id, account.username))
@@ -264,7 +264,7 @@ impl Accounts {
     pub async fn passkeys(&self, identity: &Identity) -> Result<Vec<PasskeyView>, AuthError> {
         identity.account().ok_or(AuthError::NotSignedIn)?;
         Ok(self
-            .store
+            .store()
             .passkeys(&identity.user)
             .await?
             .into_iter()
@@ -275,7 +275,7 @@ impl Accounts {
     /// Removes one of the account's passkeys.
     pub async fn delete_passkey(&self, identity: &Identity, id: &str) -> Result<(), AuthError> {
         identity.account().ok_or(AuthError::NotSignedIn)?;
-        Ok(self.store.delete_passkey(&identity.user, id).await?)
+        Ok(self.store().delete_passkey(&identity.user, id).await?)
     }
 }
 
