@@ -142,6 +142,20 @@ impl Tether {
         format!("http://127.0.0.1:{}{path}", self.port)
     }
 
+    /// `GET path`: the status and body, or why no answer came.
+    pub async fn try_get(&self, path: &str) -> Result<(u16, String), String> {
+        let response = reqwest::Client::builder()
+            .timeout(STEP)
+            .build()
+            .expect("client")
+            .get(self.url(path))
+            .send()
+            .await
+            .map_err(|e| format!("GET {path}: {e} ({e:?})"))?;
+        let status = response.status().as_u16();
+        Ok((status, response.text().await.map_err(|e| e.to_string())?))
+    }
+
     pub async fn get(&self, path: &str) -> (u16, String) {
         let response = reqwest::Client::builder()
             .timeout(STEP)
