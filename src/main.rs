@@ -11,6 +11,12 @@ use tether::server::{
 use tokio::net::TcpListener;
 use tracing_subscriber::EnvFilter;
 
+/// mimalloc instead of glibc's malloc: the server allocates and frees small
+/// buffers for every frame and token, and glibc's allocator was the largest
+/// single cost per message (docs/performance.md, issue 18).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Runs the server; a failure (a setting that cannot be used, a port that is
 /// taken, storage that cannot be opened) is one line on stderr and exit 1,
 /// without a backtrace even where `RUST_BACKTRACE` is set.
