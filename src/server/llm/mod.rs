@@ -61,6 +61,9 @@ pub struct LlmClient {
     http: reqwest::Client,
     /// `{base_url}/chat/completions`, built once.
     completions_url: String,
+    /// The same, parsed once (`None` when it is no URL: each request then
+    /// fails with reqwest's reason, as before).
+    completions: Option<reqwest::Url>,
     config: UpstreamConfig,
     /// The last successful [`LlmClient::check`] and when it was made.
     checked: Arc<Mutex<Option<Checked>>>,
@@ -84,9 +87,12 @@ impl LlmClient {
             .pool_max_idle_per_host(4096)
             .build()
             .unwrap_or_default();
+        let completions_url =
+            format!("{}/chat/completions", config.base_url.trim_end_matches('/'));
         Self {
             http,
-            completions_url: format!("{}/chat/completions", config.base_url.trim_end_matches('/')),
+            completions: reqwest::Url::parse(&completions_url).ok(),
+            completions_url,
             setup: SetupWatch::new(
                 Some(config.setup_file.as_str())
                     .filter(|file| !file.is_empty())
@@ -188,7 +194,10 @@ impl LlmClient {
         let body = serde_json::to_vec(&request::body(&self.config, model, prompt))
             .map_err(|e| LlmError::Upstream(format!("could not encode the request: {e}")))?;
         let request = self
-            .authorized(self.http.post(&self.completions_url))
+            .authorized(match &self.completions {
+                Some(url) => self.http.post(url.clone()),
+                None => self.http.post(&self.completions_url),
+            })
             .header(reqwest::header::CONTENT_TYPE, "application/json")
             .header(reqwest::header::ACCEPT, "text/event-stream")
             .body(body);

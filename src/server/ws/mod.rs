@@ -27,6 +27,10 @@ use super::{
     state::AppState,
 };
 
+/// How many bytes of frames a socket gathers before writing them without
+/// waiting for the flush (every batch of frames ends with a flush).
+const WRITE_GATHER: usize = 16 * 1024;
+
 /// The upgrade handler.
 pub async fn upgrade(
     State(state): State<AppState>,
@@ -67,9 +71,13 @@ pub async fn upgrade(
     let hard_cap = (limits.max_frame_bytes * 2).max(64 * 1024);
     let tracker = state.connections.clone();
     // Per-socket memory is the cost of an idle user: a 1 KiB read buffer
-    // (frames larger than that are read in more steps), no write buffer.
+    // (frames larger than that are read in more steps). Frames written
+    // together (`accepted` and the echo, a `delta` and `done`) are gathered
+    // up to WRITE_GATHER bytes and leave in one write at the flush; the
+    // buffer only grows as large as what was gathered (nothing for an idle
+    // socket). With 0, every frame was its own send(2) (issue 18).
     ws.read_buffer_size(1024)
-        .write_buffer_size(0)
+        .write_buffer_size(WRITE_GATHER)
         .max_message_size(hard_cap)
         .max_frame_size(hard_cap)
         .on_upgrade(move |socket| {

@@ -200,8 +200,21 @@ fn open_writer_at(path: &Path, busy_timeout: Duration) -> Result<Connection, Sto
     // by many commits is copied back into the database once, not each time.
     conn.pragma_update(None, "wal_autocheckpoint", 10_000)?;
     conn.set_prepared_statement_cache_capacity(64);
+    plan_once(&conn)?;
     schema::migrate(&mut conn)?;
     Ok(conn)
+}
+
+/// Each statement is planned once, when it is prepared, whatever is bound
+/// to it later (SQLite's query planner stability guarantee). Without it
+/// SQLite prepares a cached statement again on every run whose plan *could*
+/// depend on a bound value: a `LIMIT ?`, or a `conversation_id = ?` that the
+/// planner compared against the partial index `one_reply_at_a_time` (a
+/// parse and a plan per `send`: 14 % of the writer thread, issue 18).
+/// Tether's statements have one good plan each, so nothing is lost.
+pub(super) fn plan_once(conn: &Connection) -> Result<(), StoreError> {
+    conn.set_db_config(rusqlite::config::DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG, true)?;
+    Ok(())
 }
 
 fn conversation_from_row(row: &Row<'_>) -> rusqlite::Result<ConversationRecord> {
@@ -440,6 +453,9 @@ const INSERT_USER: &str =
     "INSERT INTO messages (id, conversation_id, role, content, created_at, parent_id) \
      VALUES (?, ?, 'user', ?, ?, ?)";
 
+const LAST_SHOWN: &str = "SELECT id FROM messages WHERE conversation_id = ? AND active = 1 \
+                          ORDER BY seq DESC LIMIT 1";
+
 /// The id of the last message the conversation shows, or the
 /// conversation's own id when it shows none (what a first message follows).
 pub(super) fn last_shown(
@@ -447,10 +463,7 @@ pub(super) fn last_shown(
     conversation: &ConversationId,
 ) -> Result<String, StoreError> {
     let last: Option<String> = conn
-        .prepare_cached(
-            "SELECT id FROM messages WHERE conversation_id = ? AND active = 1 \
-             ORDER BY seq DESC LIMIT 1",
-        )?
+        .prepare_cached(LAST_SHOWN)?
         .query_row([conversation.as_str()], |row| row.get(0))
         .optional()?;
     Ok(last.unwrap_or_else(|| conversation.as_str().to_owned()))
@@ -468,22 +481,23 @@ pub(super) fn conversation_model(
         .flatten())
 }
 
+/// The statement of [`recent_messages`]. The limit is written into the SQL
+/// (it is a setting, so the cache holds one statement).
+fn recent_messages_sql(limit: usize) -> String {
+    format!(
+        "SELECT {MESSAGE_COLUMNS} FROM messages \
+         WHERE conversation_id = ? AND active = 1 AND content != '' ORDER BY seq DESC LIMIT {limit}"
+    )
+}
+
 /// The newest `limit` messages with text of the path shown, oldest first.
 fn recent_messages(
     conn: &Connection,
     conversation: &ConversationId,
     limit: usize,
 ) -> Result<Vec<Message>, StoreError> {
-    // The limit is written into the SQL, not bound: SQLite reads a bound
-    // `LIMIT ?` while planning and so prepares the statement again each
-    // time a value is bound to it (a parse and a plan on every send).
-    // The limit is a setting, so the cache holds one statement.
-    let sql = format!(
-        "SELECT {MESSAGE_COLUMNS} FROM messages \
-         WHERE conversation_id = ? AND active = 1 AND content != '' ORDER BY seq DESC LIMIT {limit}"
-    );
     let mut newest_first: Vec<Message> = conn
-        .prepare_cached(&sql)?
+        .prepare_cached(&recent_messages_sql(limit))?
         .query_map([conversation.as_str()], message_from_row)?
         .collect::<Result<_, _>>()?;
     newest_first.reverse();
@@ -848,12 +862,14 @@ mod tests {
 
     use super::*;
 
-    /// A send's two inserts run as prepared: neither is prepared again when
+    /// A send's statements run as prepared: none is prepared again when
     /// other values are bound (SQLite does that when a bound value may
-    /// change a plan, as `COALESCE(?, (SELECT …))` did: a parse per send).
+    /// change a plan, as `COALESCE(?, (SELECT …))` did, and as
+    /// `conversation_id = ?` did against the partial index: a parse per send).
     #[test]
-    fn the_send_inserts_are_never_prepared_again() {
+    fn the_send_statements_are_never_prepared_again() {
         let mut conn = Connection::open_in_memory().expect("in-memory database");
+        plan_once(&conn).expect("planner setting");
         schema::migrate(&mut conn).expect("schema");
         conn.execute_batch(
             "INSERT INTO users VALUES ('u', 't'); \
@@ -882,7 +898,13 @@ mod tests {
             )
             .expect("finish");
         }
-        for sql in [INSERT_USER, replies::INSERT_ASSISTANT] {
+        let history = recent_messages_sql(40);
+        for sql in [
+            INSERT_USER,
+            replies::INSERT_ASSISTANT,
+            LAST_SHOWN,
+            history.as_str(),
+        ] {
             let stmt = conn.prepare_cached(sql).expect("cached");
             assert_eq!(
                 stmt.get_status(rusqlite::StatementStatus::RePrepare),

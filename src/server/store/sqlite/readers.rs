@@ -123,6 +123,7 @@ fn open_reader(path: &std::path::Path, busy_timeout: Duration) -> Result<Connect
             | OpenFlags::SQLITE_OPEN_URI,
     )?;
     conn.busy_timeout(busy_timeout)?;
+    super::plan_once(&conn)?;
     // A reader's page cache is dropped whenever another connection commits;
     // memory-mapped pages are not, and cost no read syscall.
     conn.pragma_update(None, "mmap_size", 256_i64 << 20)?;

@@ -5,10 +5,14 @@
 //! but the round trips around it: a commit per message, and a thread hand-off
 //! per statement. So a caller hands over *all* of its statements as one
 //! closure; the thread takes everything that is queued (up to the batch
-//! size, `limits.store_writer_batch`), runs each closure in its own `SAVEPOINT` inside one
+//! size, `limits.store_writer_batch`), runs them in one
 //! `BEGIN IMMEDIATE … COMMIT`, and answers every caller only after the commit
-//! succeeded. A closure that fails (or panics) rolls back its own savepoint
-//! and nothing else; a failed commit fails every caller of that batch, and so
+//! succeeded. A closure that fails (or panics) undoes its own writes and
+//! nothing else: the first closure of a transaction by rolling the
+//! transaction back (it holds nothing else; the rest of the batch goes on in
+//! a new one), every later one by its own `SAVEPOINT` (which copies each page
+//! it changes to the sub-journal first, so the first one, and a batch of one,
+//! skip it); a failed commit fails every caller of that batch, and so
 //! does a transaction SQLite rolled back by itself (it may, on a full disk or
 //! an I/O error): the callers before lost their writes with it.
 //! Nothing is acknowledged before it is committed.
@@ -44,14 +48,27 @@ type Committed = Result<(), StoreError>;
 type Ack = Box<dyn FnOnce(Committed) + Send>;
 /// One caller's statements: run on the writer connection (or refused with
 /// the reason when there is no transaction to run in), then acknowledged.
-type Job = Box<dyn FnOnce(Result<&Connection, &StoreError>) -> Ran + Send>;
+type Job = Box<dyn FnOnce(Result<(&Connection, Undo), &StoreError>) -> Ran + Send>;
 /// Opens the write connection (at start, and again after a fault).
 pub(super) type Open = Box<dyn FnMut() -> Result<Connection, StoreError> + Send>;
 
-/// A job that ran: its acknowledgement, and the fault it failed with, if any.
+/// A job that ran: its acknowledgement, whether it succeeded, and the fault
+/// it failed with, if any.
 struct Ran {
     ack: Ack,
+    ok: bool,
     fault: Option<Fault>,
+}
+
+/// How a job's writes are undone when it fails.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Undo {
+    /// The job is the first of its transaction: rolling the transaction
+    /// back undoes exactly its writes.
+    Transaction,
+    /// Earlier jobs' writes are in the transaction: the job runs in a
+    /// savepoint of its own.
+    Savepoint,
 }
 
 /// Handle to the writer thread; clones share it.
@@ -122,16 +139,18 @@ impl Writer {
         let (answer, answered) = oneshot::channel();
         let job: Job = Box::new(move |conn| {
             let result = match conn {
-                Ok(conn) => in_savepoint(conn, work),
+                Ok((conn, Undo::Savepoint)) => in_savepoint(conn, work),
+                Ok((conn, Undo::Transaction)) => in_transaction(conn, work),
                 Err(refused) => Err(refused.clone()),
             };
+            let ok = result.is_ok();
             let fault = result.as_ref().err().and_then(StoreError::fault).cloned();
             let ack = Box::new(move |committed: Committed| {
                 let outcome = committed.and(result);
                 // The caller may have gone away; its write is committed anyway.
                 let _ = answer.send(outcome);
             });
-            Ran { ack, fault }
+            Ran { ack, ok, fault }
         });
         let queue = self.inner.queue.as_ref().ok_or(StoreError::Closed)?;
         queue.send(job).await.map_err(|_| StoreError::Closed)?;
@@ -228,26 +247,54 @@ fn refuse_all(jobs: impl Iterator<Item = Job>, err: &StoreError) -> Vec<(Ack, Co
         .collect()
 }
 
-/// One transaction for the whole batch; every job gets its answer.
+/// One transaction for the whole batch (or a few, when first jobs fail);
+/// every job gets its answer.
 fn commit_batch(conn: &Connection, batch: &mut Vec<Job>) -> Settled {
     let size = batch.len();
-    if let Err(err) = control(conn, "BEGIN IMMEDIATE") {
-        let err = StoreError::from(err);
-        tracing::debug!(error = %err, size, "could not open a write transaction");
-        return Settled {
-            answers: refuse_all(batch.drain(..), &err),
-            outcome: Err(as_fault(err)),
-        };
-    }
-    let mut acks: Vec<Ack> = Vec::with_capacity(size);
+    // Acknowledged after the commit: the jobs whose writes are in it, and
+    // the failed first jobs (no writes; each is told its own error).
+    let mut acks: Vec<(Ack, Option<StoreError>)> = Vec::with_capacity(size);
     let mut job_fault = None;
+    let mut undo = Undo::Transaction;
     let mut jobs = batch.drain(..);
     while let Some(job) = jobs.next() {
+        if undo == Undo::Transaction && conn.is_autocommit() {
+            if let Err(err) = control(conn, "BEGIN IMMEDIATE") {
+                let err = StoreError::from(err);
+                tracing::debug!(error = %err, size, "could not open a write transaction");
+                let mut answers: Vec<_> = acks.into_iter().map(|(a, _)| (a, Ok(()))).collect();
+                answers.push((job(Err(&err)).ack, Err(err.clone())));
+                answers.extend(refuse_all(jobs, &err));
+                return Settled {
+                    answers,
+                    outcome: Err(as_fault(err)),
+                };
+            }
+        }
         // A panicking job (a bug) must not take the writer down with it;
         // its caller sees `Closed` when the answer is dropped.
-        if let Ok(ran) = catch_unwind(AssertUnwindSafe(|| job(Ok(conn)))) {
-            acks.push(ran.ack);
+        let ran = catch_unwind(AssertUnwindSafe(|| job(Ok((conn, undo))))).ok();
+        let ok = ran.as_ref().is_some_and(|ran| ran.ok);
+        if let Some(ran) = ran {
             job_fault = job_fault.or(ran.fault);
+            acks.push((ran.ack, None));
+        }
+        if undo == Undo::Transaction {
+            if !conn.is_autocommit() {
+                // The first job's writes stand; the next ones need savepoints.
+                undo = Undo::Savepoint;
+            } else if ok {
+                // It succeeded, but SQLite rolled its writes back under it.
+                if let Some((_, lost)) = acks.last_mut() {
+                    *lost = Some(StoreError::Fault(Fault::new(
+                        FaultKind::Other,
+                        "the write transaction was rolled back",
+                    )));
+                }
+            }
+            // Failed: the rollback took exactly its writes; the next job
+            // starts a new transaction.
+            continue;
         }
         if conn.is_autocommit() {
             // SQLite rolled the whole transaction back: nothing of it stays.
@@ -255,7 +302,10 @@ fn commit_batch(conn: &Connection, batch: &mut Vec<Job>) -> Settled {
                 Fault::new(FaultKind::Other, "the write transaction was rolled back")
             });
             let err = StoreError::Fault(fault.clone());
-            let mut answers: Vec<_> = acks.into_iter().map(|a| (a, Err(err.clone()))).collect();
+            let mut answers: Vec<_> = acks
+                .into_iter()
+                .map(|(a, _)| (a, Err(err.clone())))
+                .collect();
             answers.extend(refuse_all(jobs, &err));
             return Settled {
                 answers,
@@ -264,14 +314,22 @@ fn commit_batch(conn: &Connection, batch: &mut Vec<Job>) -> Settled {
         }
     }
     drop(jobs);
-    let committed = control(conn, "COMMIT").map_err(|err| {
-        let err = StoreError::from(err);
-        tracing::debug!(error = %err, size, "write transaction failed to commit");
-        let _ = conn.execute_batch("ROLLBACK");
-        err
-    });
+    let committed = if conn.is_autocommit() {
+        // Every job failed as the first of its transaction: nothing to commit.
+        Ok(())
+    } else {
+        control(conn, "COMMIT").map_err(|err| {
+            let err = StoreError::from(err);
+            tracing::debug!(error = %err, size, "write transaction failed to commit");
+            let _ = conn.execute_batch("ROLLBACK");
+            err
+        })
+    };
     Settled {
-        answers: acks.into_iter().map(|a| (a, committed.clone())).collect(),
+        answers: acks
+            .into_iter()
+            .map(|(a, lost)| (a, lost.map_or_else(|| committed.clone(), Err)))
+            .collect(),
         outcome: match committed {
             Ok(()) => Ok(job_fault),
             Err(err) => Err(as_fault(err)),
@@ -285,6 +343,34 @@ fn commit_batch(conn: &Connection, batch: &mut Vec<Job>) -> Settled {
 fn control(conn: &Connection, sql: &'static str) -> rusqlite::Result<()> {
     conn.prepare_cached(sql)?.execute([])?;
     Ok(())
+}
+
+/// Runs `work` as the first writes of the open transaction: kept on
+/// success; on error or panic the transaction is rolled back, which undoes
+/// its writes and nothing else.
+fn in_transaction<T>(
+    conn: &Connection,
+    work: impl FnOnce(&Connection) -> Result<T, StoreError>,
+) -> Result<T, StoreError> {
+    let result = catch_unwind(AssertUnwindSafe(|| work(conn)));
+    match result {
+        Ok(Ok(value)) => Ok(value),
+        Ok(Err(err)) => {
+            rollback(conn);
+            Err(err)
+        }
+        Err(panic) => {
+            rollback(conn);
+            std::panic::resume_unwind(panic)
+        }
+    }
+}
+
+/// Rolls the open transaction back (SQLite may have done so already).
+fn rollback(conn: &Connection) {
+    if !conn.is_autocommit() {
+        let _ = control(conn, "ROLLBACK");
+    }
 }
 
 /// Runs `work` inside a savepoint: kept on success, undone on error or panic.
@@ -404,6 +490,82 @@ mod tests {
         assert_eq!(failed, 20);
         drop(w);
         assert_eq!(count(&dir), 180);
+    }
+
+    /// Queues `jobs` while the writer is held, so that they form one batch
+    /// in this order; their results in the same order.
+    async fn one_batch(
+        w: &Writer,
+        jobs: Vec<Box<dyn FnOnce(&Connection) -> Result<(), StoreError> + Send>>,
+    ) -> Vec<Result<(), StoreError>> {
+        let release = hold(w).await;
+        let mut tasks = Vec::new();
+        for (queued, job) in jobs.into_iter().enumerate() {
+            let w2 = w.clone();
+            tasks.push(tokio::spawn(async move { w2.run(job).await }));
+            while w.inner.queue.as_ref().expect("open").capacity() > 4_096 - (queued + 1) {
+                tokio::task::yield_now().await;
+            }
+        }
+        release.send(()).expect("release");
+        let mut results = Vec::new();
+        for task in tasks {
+            results.push(task.await.expect("join"));
+        }
+        results
+    }
+
+    /// The first job of a transaction runs without a savepoint: when it
+    /// fails, the transaction is rolled back and the batch goes on in a
+    /// new one; later jobs are undone by their savepoints.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn failing_first_and_later_jobs_undo_only_their_own_writes() {
+        let (w, dir) = writer();
+        let fails = |v: i64| -> Box<dyn FnOnce(&Connection) -> Result<(), StoreError> + Send> {
+            Box::new(move |c| {
+                c.execute("INSERT INTO t (v) VALUES (?)", [v])?;
+                Err(StoreError::NotFound)
+            })
+        };
+        let stores = |v: i64| -> Box<dyn FnOnce(&Connection) -> Result<(), StoreError> + Send> {
+            Box::new(move |c| {
+                c.execute("INSERT INTO t (v) VALUES (?)", [v])?;
+                Ok(())
+            })
+        };
+        let results = one_batch(
+            &w,
+            vec![fails(1), fails(2), stores(3), fails(4), stores(5)],
+        )
+        .await;
+        let failed: Vec<bool> = results.iter().map(Result::is_err).collect();
+        assert_eq!(failed, [true, true, false, true, false], "{results:?}");
+        // A batch of one failing job, then one that rolls the transaction
+        // back under itself (told so), then one that commits.
+        let results = one_batch(
+            &w,
+            vec![
+                fails(6),
+                Box::new(|c| {
+                    c.execute("INSERT INTO t (v) VALUES (7)", [])?;
+                    Ok(c.execute_batch("ROLLBACK")?)
+                }),
+                stores(8),
+            ],
+        )
+        .await;
+        let failed: Vec<bool> = results.iter().map(Result::is_err).collect();
+        assert_eq!(failed, [true, true, false], "{results:?}");
+        drop(w);
+        let conn = Connection::open(dir.path().join("w.db")).expect("open");
+        let stored: Vec<i64> = conn
+            .prepare("SELECT v FROM t ORDER BY v")
+            .expect("prepare")
+            .query_map([], |r| r.get(0))
+            .expect("query")
+            .collect::<Result<_, _>>()
+            .expect("rows");
+        assert_eq!(stored, [3, 5, 8]);
     }
 
     #[tokio::test]
