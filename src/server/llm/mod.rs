@@ -87,8 +87,7 @@ impl LlmClient {
             .pool_max_idle_per_host(4096)
             .build()
             .unwrap_or_default();
-        let completions_url =
-            format!("{}/chat/completions", config.base_url.trim_end_matches('/'));
+        let completions_url = format!("{}/chat/completions", config.base_url.trim_end_matches('/'));
         Self {
             http,
             completions: reqwest::Url::parse(&completions_url).ok(),

@@ -478,16 +478,27 @@ pub fn now_rfc3339() -> String {
 }
 
 pub(crate) fn rfc3339_millis(t: time::OffsetDateTime) -> String {
-    format!(
-        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
-        t.year(),
-        u8::from(t.month()),
-        t.day(),
-        t.hour(),
-        t.minute(),
-        t.second(),
-        t.millisecond()
-    )
+    // Digit by digit: a `format!` of seven padded numbers cost ~3,000
+    // instructions, and every send stores three timestamps (issue 18).
+    // Years outside 0..=9999 never occur here; they are clamped, not garbled.
+    let year = t.year().clamp(0, 9999) as u32;
+    let mut out = String::with_capacity(24);
+    for (value, width, after) in [
+        (year, 4, '-'),
+        (u32::from(u8::from(t.month())), 2, '-'),
+        (u32::from(t.day()), 2, 'T'),
+        (u32::from(t.hour()), 2, ':'),
+        (u32::from(t.minute()), 2, ':'),
+        (u32::from(t.second()), 2, '.'),
+        (u32::from(t.millisecond()), 3, 'Z'),
+    ] {
+        for place in (0..width).rev() {
+            let digit = (value / 10_u32.pow(place)) % 10;
+            out.push(char::from(b'0' + digit as u8));
+        }
+        out.push(after);
+    }
+    out
 }
 
 /// Escapes `%`, `_` and `\` for a `LIKE … ESCAPE '\'` pattern.
@@ -520,7 +531,11 @@ pub(crate) fn greeting_message(text: &str, now: &str) -> Message {
 /// their right edge instead of dirtying a random page per insert (what a
 /// write transaction costs is the pages it writes to the WAL).
 pub fn new_id() -> String {
-    uuid::Uuid::now_v7().simple().to_string()
+    let mut buf = uuid::Uuid::encode_buffer();
+    uuid::Uuid::now_v7()
+        .simple()
+        .encode_lower(&mut buf)
+        .to_owned()
 }
 
 #[cfg(test)]
@@ -541,5 +556,36 @@ mod tests {
         assert!(
             time::OffsetDateTime::parse(&a, &time::format_description::well_known::Rfc3339).is_ok()
         );
+        // Digit for digit what the plain `format!` wrote.
+        for t in [
+            base,
+            second,
+            time::OffsetDateTime::UNIX_EPOCH,
+            base + time::Duration::days(3_000),
+        ] {
+            let expected = format!(
+                "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
+                t.year(),
+                u8::from(t.month()),
+                t.day(),
+                t.hour(),
+                t.minute(),
+                t.second(),
+                t.millisecond()
+            );
+            assert_eq!(rfc3339_millis(t), expected);
+        }
+    }
+
+    #[test]
+    fn ids_are_32_lower_hex_digits() {
+        let id = new_id();
+        assert_eq!(id.len(), 32, "{id}");
+        assert!(
+            id.bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)),
+            "{id}"
+        );
+        assert_ne!(id, new_id());
     }
 }

@@ -213,7 +213,10 @@ fn open_writer_at(path: &Path, busy_timeout: Duration) -> Result<Connection, Sto
 /// parse and a plan per `send`: 14 % of the writer thread, issue 18).
 /// Tether's statements have one good plan each, so nothing is lost.
 pub(super) fn plan_once(conn: &Connection) -> Result<(), StoreError> {
-    conn.set_db_config(rusqlite::config::DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG, true)?;
+    conn.set_db_config(
+        rusqlite::config::DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG,
+        true,
+    )?;
     Ok(())
 }
 
@@ -262,7 +265,14 @@ fn require_row(changed: usize) -> Result<(), StoreError> {
     }
 }
 
-const CONVERSATION_COLUMNS: &str = "id, user_id, title, persona, created_at, updated_at, model";
+/// A conversation row's columns, as a literal for `concat!` (a statement
+/// on the send path is not formatted at every run).
+macro_rules! conversation_columns {
+    () => {
+        "id, user_id, title, persona, created_at, updated_at, model"
+    };
+}
+const CONVERSATION_COLUMNS: &str = conversation_columns!();
 
 /// Inserts a conversation row (its user's row exists).
 fn insert_conversation(conn: &Connection, record: &ConversationRecord) -> Result<(), StoreError> {
@@ -400,9 +410,10 @@ fn target_conversation(
     Ok(match target {
         Target::Existing(id) => {
             // Ownership check, touch and read in one statement.
-            conn.prepare_cached(&format!(
+            conn.prepare_cached(concat!(
                 "UPDATE conversations SET updated_at = ? WHERE id = ? AND user_id = ? \
-                 RETURNING {CONVERSATION_COLUMNS}"
+                 RETURNING ",
+                conversation_columns!()
             ))?
             .query_row([now, id.as_str(), user.as_str()], conversation_from_row)
             .optional()?

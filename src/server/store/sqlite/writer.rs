@@ -533,11 +533,7 @@ mod tests {
                 Ok(())
             })
         };
-        let results = one_batch(
-            &w,
-            vec![fails(1), fails(2), stores(3), fails(4), stores(5)],
-        )
-        .await;
+        let results = one_batch(&w, vec![fails(1), fails(2), stores(3), fails(4), stores(5)]).await;
         let failed: Vec<bool> = results.iter().map(Result::is_err).collect();
         assert_eq!(failed, [true, true, false, true, false], "{results:?}");
         // A batch of one failing job, then one that rolls the transaction
