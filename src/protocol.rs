@@ -822,7 +822,11 @@ mod frame_decoder {
                         struct $variant {
                             $($(#[$attr])* $field: $ty,)*
                         }
-                        let $variant { $($field,)* } = serde_json::from_str(json)?;
+                        // From a map only, like the derive: no code for
+                        // the fields by position. The first pass has seen
+                        // the whole text; nothing can follow the object.
+                        let $variant { $($field,)* } =
+                            from_object(&mut serde_json::Deserializer::from_str(json))?;
                         $enum::$variant { $($field,)* }
                     })*
                 })
