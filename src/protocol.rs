@@ -792,14 +792,15 @@ mod frame_decoder {
     }
 
     /// `fn $decode(json) -> $enum`: the tag `$tag` (a `$kind`, one value per
-    /// variant in the enum's order: serde also takes a variant's index), then
-    /// the variant's fields.
+    /// variant in the enum's order), then the variant's fields.
     macro_rules! tagged {
         ($decode:ident -> $enum:ident, $tag:literal, $kind:ident {
             $($variant:ident { $($(#[$attr:meta])* $field:ident: $ty:ty,)* })*
         }) => {
+            /// Read as an identifier, as the derive reads a tag: a string
+            /// (not also `{"name": null}`, as a plain enum would be).
             #[derive(Deserialize)]
-            #[serde(rename_all = "snake_case")]
+            #[serde(field_identifier, rename_all = "snake_case")]
             enum $kind {
                 $($variant,)*
             }
@@ -1218,6 +1219,8 @@ mod tests {
             r#"{"type": "launch"}"#,
             r#"{"protocol": 1}"#,
             r#"{"type": 3, "conversation_id": "c", "message_id": "m", "index": 0, "text": "t"}"#,
+            r#"{"type": {"pong": null}, "nonce": 1}"#,
+            r#"{"type": ["pong"], "nonce": 1}"#,
             r#"{"type": "hello", "type": "hello"}"#,
             r#"{"type": "pong", "nonce": 1, "nonce": 2}"#,
             r#"{"type": "changed", "what": "weather"}"#,
@@ -1311,6 +1314,7 @@ mod tests {
             r#"{"state": "failed", "reason": "no disk", "future": true}"#,
             r#"{"state": "failed"}"#,
             r#"{"state": 2, "reason": "by index"}"#,
+            r#"{"state": {"ready": null}}"#,
             r#"{"state": "paused"}"#,
             r#"{"state": "ready", "state": "ready"}"#,
             r#"{}"#,
