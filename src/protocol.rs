@@ -702,14 +702,15 @@ impl ServerFrame {
         serde_json::to_string(self).unwrap_or_default()
     }
 
-    /// Parses one frame in two passes over its text: `"type"` first
-    /// (wherever it stands; other fields skipped), then that variant's
-    /// fields as a plain struct. The same frames as serde's derive for the
-    /// tagged enum (unknown fields ignored, an unknown or missing `"type"`
-    /// an error), without its buffering of every field in a `Content` tree
-    /// first, which costs the WASM tens of KB. One difference: the derive
-    /// also takes a JSON array (`["delta", …]`, fields by position); this
-    /// takes objects only, as `docs/protocol.md` says frames are.
+    /// Parses one frame in passes over its text: the whole of it checked
+    /// as serde checks what it buffers, then `"type"` (wherever it stands;
+    /// other fields skipped), then that variant's fields as a plain struct.
+    /// The same frames as serde's derive for the tagged enum (unknown fields
+    /// ignored, an unknown or missing `"type"` an error), without its
+    /// buffering of every field in a `Content` tree first, which costs the
+    /// WASM tens of KB. One difference: the derive also takes a JSON array
+    /// (`["delta", …]`, fields by position); this takes objects only, as
+    /// `docs/protocol.md` says frames are.
     pub fn from_json(json: &str) -> serde_json::Result<Self> {
         frame_decoder::server_frame(json)
     }
@@ -736,23 +737,30 @@ mod page_impls {
 
     impl<'de> Deserialize<'de> for StreamingMessage {
         fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-            frame_decoder::from_object(deserializer).map(frame_decoder::FlatStreaming::into)
+            frame_decoder::from_text(
+                deserializer,
+                frame_decoder::flat::<_, frame_decoder::FlatStreaming>,
+            )
         }
     }
 
     impl<'de> Deserialize<'de> for CompanionInfo {
         fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-            frame_decoder::from_object(deserializer).map(frame_decoder::FlatCompanion::into)
+            frame_decoder::from_text(
+                deserializer,
+                frame_decoder::flat::<_, frame_decoder::FlatCompanion>,
+            )
         }
     }
 }
 
 /// Decoding without serde's `Content` buffering, which internally tagged
 /// enums and `flatten` fields need and which costs the WASM tens of KB
-/// (docs/performance.md "Page weight"). A tagged enum is read in two passes
-/// over its text: the tag (wherever it stands; the other fields skipped),
-/// then one struct with that variant's fields and serde attributes. A
-/// `flatten` is read as one struct with the fields of both. The server keeps
+/// (docs/performance.md "Page weight"). A tagged enum is read in passes over
+/// its text: all of it checked ([`Checked`](frame_decoder::Checked)), the tag
+/// (wherever it stands; the other fields skipped), then one struct with that
+/// variant's fields and serde attributes. A `flatten` is checked, then read
+/// as one struct with the fields of both. The server keeps
 /// serde's derives; `decoder_agrees_with_the_derive` checks that both give
 /// the same values and refuse the same input (a field added to one of these
 /// types must be added here too). In the server build only the tests and
@@ -760,7 +768,7 @@ mod page_impls {
 #[cfg_attr(feature = "ssr", allow(dead_code))]
 mod frame_decoder {
     use super::*;
-    use serde::de::{self, Deserializer, MapAccess, Visitor};
+    use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
     use std::marker::PhantomData;
 
     /// Reads a value's JSON text, then decodes it with `decode`. Needs a
@@ -771,6 +779,60 @@ mod frame_decoder {
     ) -> Result<T, D::Error> {
         let raw = Box::<serde_json::value::RawValue>::deserialize(deserializer)?;
         decode(raw.get()).map_err(de::Error::custom)
+    }
+
+    /// Any JSON value, read the way serde reads the fields it buffers for a
+    /// tagged enum or a `flatten` (every string decoded, every number parsed,
+    /// nesting at most 128 deep) and dropped. A field the decoders ignore is
+    /// only skipped, which checks less (a lone surrogate `\ud800`, `1e400`,
+    /// any depth): a first pass over the whole text with this refuses what
+    /// the derive refuses.
+    pub(super) struct Checked;
+
+    impl<'de> Deserialize<'de> for Checked {
+        fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+            deserializer.deserialize_any(Checked)
+        }
+    }
+
+    impl<'de> Visitor<'de> for Checked {
+        type Value = Checked;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("any JSON value")
+        }
+        fn visit_bool<E>(self, _: bool) -> Result<Checked, E> {
+            Ok(Checked)
+        }
+        fn visit_i64<E>(self, _: i64) -> Result<Checked, E> {
+            Ok(Checked)
+        }
+        fn visit_u64<E>(self, _: u64) -> Result<Checked, E> {
+            Ok(Checked)
+        }
+        fn visit_f64<E>(self, _: f64) -> Result<Checked, E> {
+            Ok(Checked)
+        }
+        fn visit_str<E>(self, _: &str) -> Result<Checked, E> {
+            Ok(Checked)
+        }
+        fn visit_unit<E>(self) -> Result<Checked, E> {
+            Ok(Checked)
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Checked, A::Error> {
+            while seq.next_element::<Checked>()?.is_some() {}
+            Ok(Checked)
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Checked, A::Error> {
+            while map.next_entry::<Checked, Checked>()?.is_some() {}
+            Ok(Checked)
+        }
+    }
+
+    /// A `flatten`ed struct (`T`) from its text: checked as the derive
+    /// would, then read as the flat struct `F` from a map only.
+    pub(super) fn flat<T, F: de::DeserializeOwned + Into<T>>(json: &str) -> serde_json::Result<T> {
+        serde_json::from_str::<Checked>(json)?;
+        from_object::<_, F>(&mut serde_json::Deserializer::from_str(json)).map(F::into)
     }
 
     /// Reads `T` from a map only (as serde's `flatten` does; a derived
@@ -816,6 +878,7 @@ mod frame_decoder {
                 if !json.trim_start().starts_with('{') {
                     return Err(de::Error::custom("expected a JSON object"));
                 }
+                serde_json::from_str::<Checked>(json)?;
                 let Tag { kind } = serde_json::from_str(json)?;
                 Ok(match kind {
                     $($kind::$variant => {
@@ -1220,6 +1283,13 @@ mod tests {
             r#"{"protocol": 1}"#,
             r#"{"type": 3, "conversation_id": "c", "message_id": "m", "index": 0, "text": "t"}"#,
             r#"{"type": {"pong": null}, "nonce": 1}"#,
+            // What serde's buffering checks in a field it then ignores
+            // (every string decoded, every number parsed, the depth limit).
+            r#"{"type": "pong", "nonce": 1, "future": "\ud800"}"#,
+            r#"{"type": "pong", "nonce": 1, "future": {"\udc00": 1}}"#,
+            r#"{"type": "pong", "nonce": 1, "future": 1e400}"#,
+            r#"{"type": "pong", "nonce": 1, "future": "\u0041\ud83d\ude00"}"#,
+            r#"{"type": "delta", "conversation_id": "c", "message_id": "m", "index": 0, "text": "t", "message": -1e999}"#,
             r#"{"type": ["pong"], "nonce": 1}"#,
             r#"{"type": "hello", "type": "hello"}"#,
             r#"{"type": "pong", "nonce": 1, "nonce": 2}"#,
@@ -1234,6 +1304,18 @@ mod tests {
         ] {
             decoders_agree(text);
         }
+        let deep = format!(
+            r#"{{"type": "pong", "nonce": 1, "future": {}1{}}}"#,
+            "[".repeat(200),
+            "]".repeat(200)
+        );
+        decoders_agree(&deep);
+        let deep = format!(
+            r#"{{"type": "pong", "nonce": 1, "future": {}1{}}}"#,
+            "[".repeat(100),
+            "]".repeat(100)
+        );
+        assert!(decoders_agree(&deep).is_some());
         assert!(ServerFrame::from_json(r#"{"type": "launch"}"#).is_err());
         // The derive also reads an array as the fields by position; frames
         // are objects, and the page's decoder says no.
@@ -1250,11 +1332,14 @@ mod tests {
         F: serde::de::DeserializeOwned + Into<T>,
     {
         let derived = serde_json::from_str::<T>(text).ok();
-        let mut input = serde_json::Deserializer::from_str(text);
-        let decoded = frame_decoder::from_object::<_, F>(&mut input)
-            .and_then(|flat| input.end().map(|()| flat.into()))
-            .ok();
+        let decoded = frame_decoder::flat::<T, F>(text).ok();
         assert_eq!(decoded, derived, "the decoders disagree on {text}");
+        // As the page's `Deserialize` reads it: its text first.
+        let mut input = serde_json::Deserializer::from_str(text);
+        let page = frame_decoder::from_text(&mut input, frame_decoder::flat::<T, F>)
+            .and_then(|value| input.end().map(|()| value))
+            .ok();
+        assert_eq!(page, decoded, "from_text disagrees on {text}");
         decoded
     }
 
@@ -1281,6 +1366,17 @@ mod tests {
             let mut extra = literal.clone();
             extra["future"] = json!({"x": [1]});
             assert!(check(&extra.to_string()));
+            for future in [
+                r#""\ud800""#,
+                "1e400",
+                &format!("{}1{}", "[".repeat(200), "]".repeat(200)),
+            ] {
+                let text =
+                    literal
+                        .to_string()
+                        .replacen('{', &format!(r#"{{"future": {future}, "#), 1);
+                check(&text);
+            }
             for name in literal.as_object().expect("object").keys() {
                 let mut missing = literal.clone();
                 missing.as_object_mut().expect("object").remove(name);
@@ -1315,6 +1411,8 @@ mod tests {
             r#"{"state": "failed"}"#,
             r#"{"state": 2, "reason": "by index"}"#,
             r#"{"state": {"ready": null}}"#,
+            r#"{"state": "ready", "future": "\ud800"}"#,
+            r#"{"state": "ready", "future": 1e400}"#,
             r#"{"state": "paused"}"#,
             r#"{"state": "ready", "state": "ready"}"#,
             r#"{}"#,
