@@ -761,10 +761,11 @@ mod page_impls {
 /// (wherever it stands; the other fields skipped), then one struct with that
 /// variant's fields and serde attributes. A `flatten` is checked, then read
 /// as one struct with the fields of both. The server keeps
-/// serde's derives; `decoder_agrees_with_the_derive` checks that both give
-/// the same values and refuse the same input (a field added to one of these
-/// types must be added here too). In the server build only the tests and
-/// [`ServerFrame::from_json`] use it.
+/// serde's derives; `decoder_agrees_with_the_derive` and its neighbours
+/// check that both give the same values and refuse the same input. A field
+/// added to one of these types must be added here too (the build fails
+/// until it is), with the same serde attributes (only the tests see those).
+/// In the server build only the tests and [`ServerFrame::from_json`] use it.
 #[cfg_attr(feature = "ssr", allow(dead_code))]
 mod frame_decoder {
     use super::*;
