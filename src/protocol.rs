@@ -157,7 +157,10 @@ impl Alternatives {
 }
 
 /// The assistant message being generated, as carried in `snapshot`.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+/// Outside the server it is read without serde's `flatten` buffering (see
+/// `frame_decoder`).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[cfg_attr(feature = "ssr", derive(Deserialize))]
 pub struct StreamingMessage {
     #[serde(flatten)]
     pub message: Message,
@@ -244,7 +247,11 @@ pub struct PersonaInfo {
 /// A companion (extension, docs "Companions"): a built-in preset (the
 /// server's personas) or one the user made or imported from a character
 /// card. Its `id` is what `send.persona` names for a new conversation.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+///
+/// Outside the server it is read without serde's `flatten` buffering (see
+/// `frame_decoder`).
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+#[cfg_attr(feature = "ssr", derive(Deserialize))]
 pub struct CompanionInfo {
     pub id: String,
     /// A built-in preset: read-only, the same for everyone.
@@ -291,7 +298,9 @@ pub struct CompanionDraft {
 /// Whether the model can answer yet (extension): a local model that
 /// `scripts/start.sh` installs in the background is not ready for the first
 /// minutes. Messages sent meanwhile are held, then answered.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+/// Outside the server it is read like [`ServerFrame`] (`frame_decoder`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "ssr", derive(Deserialize))]
 #[serde(tag = "state", rename_all = "snake_case")]
 pub enum ModelSetup {
     /// Replies are answered as they come.
@@ -315,7 +324,13 @@ impl ModelSetup {
 }
 
 /// Frames the server sends.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+///
+/// The server decodes them (cluster log, tests) with serde's derive; every
+/// other build (the page) with [`ServerFrame::from_json`], which gives the
+/// same frames without serde's buffering of internally tagged enums
+/// (smaller WASM; docs/performance.md "Page weight").
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[cfg_attr(feature = "ssr", derive(Deserialize))]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum ServerFrame {
     /// First frame on every connection.
@@ -686,6 +701,385 @@ impl ServerFrame {
     pub fn to_json(&self) -> String {
         serde_json::to_string(self).unwrap_or_default()
     }
+
+    /// Parses one frame in passes over its text: the whole of it checked
+    /// as serde checks what it buffers, then `"type"` (wherever it stands;
+    /// other fields skipped), then that variant's fields as a plain struct.
+    /// The same frames as serde's derive for the tagged enum (unknown fields
+    /// ignored, an unknown or missing `"type"` an error), without its
+    /// buffering of every field in a `Content` tree first, which costs the
+    /// WASM tens of KB. One difference: the derive also takes a JSON array
+    /// (`["delta", …]`, fields by position); this takes objects only, as
+    /// `docs/protocol.md` says frames are.
+    pub fn from_json(json: &str) -> serde_json::Result<Self> {
+        frame_decoder::server_frame(json)
+    }
+}
+
+/// The page's `Deserialize` of the types serde would buffer (internally
+/// tagged enums, `flatten`): see `frame_decoder`.
+#[cfg(not(feature = "ssr"))]
+mod page_impls {
+    use super::*;
+    use serde::Deserializer;
+
+    impl<'de> Deserialize<'de> for ServerFrame {
+        fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+            frame_decoder::from_text(deserializer, frame_decoder::server_frame)
+        }
+    }
+
+    impl<'de> Deserialize<'de> for ModelSetup {
+        fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+            frame_decoder::from_text(deserializer, frame_decoder::model_setup)
+        }
+    }
+
+    impl<'de> Deserialize<'de> for StreamingMessage {
+        fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+            frame_decoder::from_text(
+                deserializer,
+                frame_decoder::flat::<_, frame_decoder::FlatStreaming>,
+            )
+        }
+    }
+
+    impl<'de> Deserialize<'de> for CompanionInfo {
+        fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+            frame_decoder::from_text(
+                deserializer,
+                frame_decoder::flat::<_, frame_decoder::FlatCompanion>,
+            )
+        }
+    }
+}
+
+/// Decoding without serde's `Content` buffering, which internally tagged
+/// enums and `flatten` fields need and which costs the WASM tens of KB
+/// (docs/performance.md "Page weight"). A tagged enum is read in passes over
+/// its text: all of it checked ([`Checked`](frame_decoder::Checked)), the tag
+/// (wherever it stands; the other fields skipped), then one struct with that
+/// variant's fields and serde attributes. A `flatten` is checked, then read
+/// as one struct with the fields of both. The server keeps
+/// serde's derives; `decoder_agrees_with_the_derive` and its neighbours
+/// check that both give the same values and refuse the same input. A field
+/// added to one of these types must be added here too (the build fails
+/// until it is), with the same serde attributes (only the tests see those).
+/// In the server build only the tests and [`ServerFrame::from_json`] use it.
+#[cfg_attr(feature = "ssr", allow(dead_code))]
+mod frame_decoder {
+    use super::*;
+    use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
+    use std::marker::PhantomData;
+
+    /// Reads a value's JSON text, then decodes it with `decode`. Needs a
+    /// `serde_json` deserializer (the page reads frames from text).
+    pub(super) fn from_text<'de, D: Deserializer<'de>, T>(
+        deserializer: D,
+        decode: fn(&str) -> serde_json::Result<T>,
+    ) -> Result<T, D::Error> {
+        let raw = Box::<serde_json::value::RawValue>::deserialize(deserializer)?;
+        decode(raw.get()).map_err(de::Error::custom)
+    }
+
+    /// Any JSON value, read the way serde reads the fields it buffers for a
+    /// tagged enum or a `flatten` (every string decoded, every number parsed,
+    /// nesting at most 128 deep) and dropped. A field the decoders ignore is
+    /// only skipped, which checks less (a lone surrogate `\ud800`, `1e400`,
+    /// any depth): a first pass over the whole text with this refuses what
+    /// the derive refuses.
+    pub(super) struct Checked;
+
+    impl<'de> Deserialize<'de> for Checked {
+        fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+            deserializer.deserialize_any(Checked)
+        }
+    }
+
+    impl<'de> Visitor<'de> for Checked {
+        type Value = Checked;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("any JSON value")
+        }
+        fn visit_bool<E>(self, _: bool) -> Result<Checked, E> {
+            Ok(Checked)
+        }
+        fn visit_i64<E>(self, _: i64) -> Result<Checked, E> {
+            Ok(Checked)
+        }
+        fn visit_u64<E>(self, _: u64) -> Result<Checked, E> {
+            Ok(Checked)
+        }
+        fn visit_f64<E>(self, _: f64) -> Result<Checked, E> {
+            Ok(Checked)
+        }
+        fn visit_str<E>(self, _: &str) -> Result<Checked, E> {
+            Ok(Checked)
+        }
+        fn visit_unit<E>(self) -> Result<Checked, E> {
+            Ok(Checked)
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Checked, A::Error> {
+            while seq.next_element::<Checked>()?.is_some() {}
+            Ok(Checked)
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Checked, A::Error> {
+            while map.next_entry::<Checked, Checked>()?.is_some() {}
+            Ok(Checked)
+        }
+    }
+
+    /// A `flatten`ed struct (`T`) from its text: checked as the derive
+    /// would, then read as the flat struct `F` from a map only.
+    pub(super) fn flat<T, F: de::DeserializeOwned + Into<T>>(json: &str) -> serde_json::Result<T> {
+        serde_json::from_str::<Checked>(json)?;
+        from_object::<_, F>(&mut serde_json::Deserializer::from_str(json)).map(F::into)
+    }
+
+    /// Reads `T` from a map only (as serde's `flatten` does; a derived
+    /// struct would also take an array, its fields by position).
+    pub(super) fn from_object<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
+        deserializer: D,
+    ) -> Result<T, D::Error> {
+        struct Object<T>(PhantomData<T>);
+        impl<'de, T: Deserialize<'de>> Visitor<'de> for Object<T> {
+            type Value = T;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<T, A::Error> {
+                T::deserialize(de::value::MapAccessDeserializer::new(map))
+            }
+        }
+        deserializer.deserialize_map(Object(PhantomData))
+    }
+
+    /// `fn $decode(json) -> $enum`: the tag `$tag` (a `$kind`, one value per
+    /// variant in the enum's order), then the variant's fields.
+    macro_rules! tagged {
+        ($decode:ident -> $enum:ident, $tag:literal, $kind:ident {
+            $($variant:ident { $($(#[$attr:meta])* $field:ident: $ty:ty,)* })*
+        }) => {
+            /// Read as an identifier, as the derive reads a tag: a string
+            /// (not also `{"name": null}`, as a plain enum would be).
+            #[derive(Deserialize)]
+            #[serde(field_identifier, rename_all = "snake_case")]
+            enum $kind {
+                $($variant,)*
+            }
+
+            pub(super) fn $decode(json: &str) -> serde_json::Result<$enum> {
+                #[derive(Deserialize)]
+                struct Tag {
+                    #[serde(rename = $tag)]
+                    kind: $kind,
+                }
+                // The derive also reads an array (the tag, then the fields
+                // by position); these are always objects.
+                if !json.trim_start().starts_with('{') {
+                    return Err(de::Error::custom("expected a JSON object"));
+                }
+                serde_json::from_str::<Checked>(json)?;
+                let Tag { kind } = serde_json::from_str(json)?;
+                Ok(match kind {
+                    $($kind::$variant => {
+                        #[derive(Deserialize)]
+                        struct $variant {
+                            $($(#[$attr])* $field: $ty,)*
+                        }
+                        // From a map only, like the derive: no code for
+                        // the fields by position. The first pass has seen
+                        // the whole text; nothing can follow the object.
+                        let $variant { $($field,)* } =
+                            from_object(&mut serde_json::Deserializer::from_str(json))?;
+                        $enum::$variant { $($field,)* }
+                    })*
+                })
+            }
+        };
+    }
+
+    tagged! {
+        server_frame -> ServerFrame, "type", FrameKind {
+            Hello {
+                protocol: u32,
+                user_id: UserId,
+                server: String,
+                limits: Limits,
+                #[serde(default)]
+                personas: Vec<PersonaInfo>,
+                #[serde(default)]
+                models: Vec<String>,
+                #[serde(default)]
+                model: Option<String>,
+                #[serde(default)]
+                model_setup: Option<ModelSetup>,
+            }
+            Accepted {
+                client_msg_id: ClientMsgId,
+                conversation_id: ConversationId,
+                message_id: MessageId,
+                duplicate: bool,
+            }
+            Snapshot {
+                conversation_id: ConversationId,
+                messages: Vec<super::Message>,
+                streaming: Option<StreamingMessage>,
+                #[serde(default)]
+                has_more: bool,
+            }
+            Message {
+                conversation_id: ConversationId,
+                message: super::Message,
+            }
+            Delta {
+                conversation_id: ConversationId,
+                message_id: MessageId,
+                index: u64,
+                text: String,
+            }
+            Done {
+                conversation_id: ConversationId,
+                message_id: MessageId,
+                finish_reason: FinishReason,
+                usage: Option<Usage>,
+                ttft_ms: Option<f64>,
+                total_ms: f64,
+                #[serde(default)]
+                model: Option<String>,
+            }
+            Error {
+                code: ErrorCode,
+                message: String,
+                #[serde(default)]
+                client_msg_id: Option<ClientMsgId>,
+                #[serde(default)]
+                retry_after_ms: Option<u64>,
+                #[serde(default)]
+                conversation_id: Option<ConversationId>,
+            }
+            Pong {
+                nonce: serde_json::Value,
+            }
+            Conversations {
+                items: Vec<ConversationSummary>,
+                #[serde(default)]
+                query: Option<String>,
+            }
+            Changed {
+                what: super::Changed,
+            }
+            HistoryPage {
+                conversation_id: ConversationId,
+                before: Option<MessageId>,
+                messages: Vec<super::Message>,
+                has_more: bool,
+            }
+        }
+    }
+
+    tagged! {
+        model_setup -> ModelSetup, "state", SetupKind {
+            Ready {}
+            Installing {
+                step: u32,
+                steps: u32,
+                label: String,
+                elapsed_secs: u64,
+            }
+            Failed {
+                reason: String,
+            }
+        }
+    }
+
+    /// [`StreamingMessage`]'s fields and its message's, side by side.
+    #[derive(Deserialize)]
+    pub(super) struct FlatStreaming {
+        id: MessageId,
+        role: Role,
+        content: String,
+        created_at: String,
+        #[serde(default)]
+        finish_reason: Option<FinishReason>,
+        #[serde(default)]
+        alternatives: Option<Alternatives>,
+        #[serde(default)]
+        model: Option<String>,
+        next_index: u64,
+    }
+
+    impl From<FlatStreaming> for StreamingMessage {
+        fn from(flat: FlatStreaming) -> Self {
+            StreamingMessage {
+                message: super::Message {
+                    id: flat.id,
+                    role: flat.role,
+                    content: flat.content,
+                    created_at: flat.created_at,
+                    finish_reason: flat.finish_reason,
+                    alternatives: flat.alternatives,
+                    model: flat.model,
+                },
+                next_index: flat.next_index,
+            }
+        }
+    }
+
+    /// [`CompanionInfo`]'s fields and its draft's, side by side.
+    #[derive(Deserialize)]
+    pub(super) struct FlatCompanion {
+        id: String,
+        #[serde(default)]
+        preset: bool,
+        #[serde(default)]
+        name: String,
+        #[serde(default)]
+        description: String,
+        #[serde(default)]
+        personality: String,
+        #[serde(default)]
+        scenario: String,
+        #[serde(default)]
+        greeting: String,
+        #[serde(default)]
+        alternate_greetings: Vec<String>,
+        #[serde(default)]
+        example_dialogue: String,
+        #[serde(default)]
+        system_prompt: String,
+        #[serde(default)]
+        emoji: Option<String>,
+        #[serde(default)]
+        avatar_url: Option<String>,
+        #[serde(default)]
+        lore_entries: u32,
+        #[serde(default)]
+        updated_at: String,
+    }
+
+    impl From<FlatCompanion> for CompanionInfo {
+        fn from(flat: FlatCompanion) -> Self {
+            CompanionInfo {
+                id: flat.id,
+                preset: flat.preset,
+                fields: CompanionDraft {
+                    name: flat.name,
+                    description: flat.description,
+                    personality: flat.personality,
+                    scenario: flat.scenario,
+                    greeting: flat.greeting,
+                    alternate_greetings: flat.alternate_greetings,
+                    example_dialogue: flat.example_dialogue,
+                    system_prompt: flat.system_prompt,
+                    emoji: flat.emoji,
+                },
+                avatar_url: flat.avatar_url,
+                lore_entries: flat.lore_entries,
+                updated_at: flat.updated_at,
+            }
+        }
+    }
 }
 
 #[cfg(test)]
@@ -768,6 +1162,273 @@ mod tests {
         round_trip_server(json!({"type": "error", "code": "bad_request", "message": "nope"}));
         round_trip_server(json!({"type": "pong", "nonce": 42}));
         round_trip_server(json!({"type": "pong", "nonce": "abc"}));
+    }
+
+    /// One frame of every kind, with every optional field somewhere.
+    fn every_kind_of_server_frame() -> Vec<Value> {
+        let message = json!({"id": "m1", "role": "assistant", "content": "ok",
+            "created_at": "2026-11-24T10:00:00Z", "finish_reason": "stop",
+            "alternatives": {"index": 1, "count": 3}, "model": "small"});
+        vec![
+            json!({"type": "hello", "protocol": 1, "user_id": "u1", "server": "x",
+                   "limits": {"max_frame_bytes": 1, "max_message_chars": 2}}),
+            json!({"type": "hello", "protocol": 1, "user_id": "u1", "server": "x",
+                   "limits": {"max_frame_bytes": 1, "max_message_chars": 2},
+                   "personas": [{"id": "p", "name": "P", "description": "d"}],
+                   "models": ["a", "b"], "model": "a",
+                   "model_setup": {"state": "installing", "step": 1, "steps": 3,
+                                   "label": "Building", "elapsed_secs": 12}}),
+            json!({"type": "hello", "protocol": 1, "user_id": "u1", "server": "x",
+                   "limits": {"max_frame_bytes": 1, "max_message_chars": 2},
+                   "model_setup": {"state": "failed", "reason": "no disk"}}),
+            json!({"type": "accepted", "client_msg_id": "c-1", "conversation_id": "conv",
+                   "message_id": "m1", "duplicate": true}),
+            json!({"type": "snapshot", "conversation_id": "conv", "messages": [message],
+                   "streaming": {"id": "m2", "role": "assistant", "content": "Hel",
+                                 "created_at": "2026-11-24T10:00:01Z", "finish_reason": null,
+                                 "next_index": 3},
+                   "has_more": true}),
+            json!({"type": "snapshot", "conversation_id": "conv", "messages": [], "streaming": null}),
+            json!({"type": "message", "conversation_id": "conv", "message": message}),
+            json!({"type": "delta", "conversation_id": "conv", "message_id": "m2", "index": 7,
+                   "text": "Hel\"lo\u{e9}\n"}),
+            json!({"type": "done", "conversation_id": "conv", "message_id": "m2",
+                   "finish_reason": "length", "usage": {"prompt_tokens": 10, "completion_tokens": 3},
+                   "ttft_ms": 101.5, "total_ms": 900, "model": "small"}),
+            json!({"type": "done", "conversation_id": "conv", "message_id": "m2",
+                   "finish_reason": "error", "usage": null, "ttft_ms": null, "total_ms": 3.25}),
+            json!({"type": "error", "code": "quota_exceeded", "message": "later",
+                   "client_msg_id": "c-1", "retry_after_ms": 1500, "conversation_id": "conv"}),
+            json!({"type": "error", "code": "busy", "message": "wait"}),
+            json!({"type": "pong", "nonce": {"deep": [1, "two", null]}}),
+            json!({"type": "pong", "nonce": null}),
+            json!({"type": "conversations", "query": "sea",
+                   "items": [{"id": "c", "title": "Trip", "persona": "companion",
+                              "updated_at": "2026-11-24T10:00:00Z", "model": "small"}]}),
+            json!({"type": "changed", "what": "companions"}),
+            json!({"type": "changed", "what": "conversations"}),
+            json!({"type": "history_page", "conversation_id": "conv", "before": "m51",
+                   "messages": [message], "has_more": true}),
+            json!({"type": "history_page", "conversation_id": "conv", "before": null,
+                   "messages": [], "has_more": false}),
+        ]
+    }
+
+    /// The page's decoder ([`ServerFrame::from_json`]) and the server's
+    /// (serde's derive) give the same frame or both refuse it.
+    fn decoders_agree(text: &str) -> Option<ServerFrame> {
+        let derived = serde_json::from_str::<ServerFrame>(text).ok();
+        let decoded = ServerFrame::from_json(text).ok();
+        assert_eq!(decoded, derived, "the decoders disagree on {text}");
+        // As the page's `Deserialize` reads it: its text first.
+        let mut input = serde_json::Deserializer::from_str(text);
+        let page = frame_decoder::from_text(&mut input, frame_decoder::server_frame)
+            .and_then(|frame| input.end().map(|()| frame))
+            .ok();
+        assert_eq!(page, decoded, "from_text disagrees on {text}");
+        decoded
+    }
+
+    #[test]
+    fn decoder_agrees_with_the_derive() {
+        let kinds = every_kind_of_server_frame();
+        let mut seen = std::collections::HashSet::new();
+        for literal in kinds {
+            // `Value` orders keys by name, so "type" is mostly not first here.
+            let sorted = literal.to_string();
+            let frame = decoders_agree(&sorted).expect("every kind parses");
+            seen.insert(std::mem::discriminant(&frame));
+            assert_eq!(
+                serde_json::to_value(&frame).expect("serialises")["type"],
+                literal["type"]
+            );
+            // As the server writes it: "type" first; and with the tag last.
+            let written = frame.to_json();
+            assert!(written.starts_with(r#"{"type":"#));
+            assert_eq!(decoders_agree(&written), Some(frame.clone()));
+            let Value::Object(mut fields) = literal.clone() else {
+                unreachable!()
+            };
+            let tag = fields.remove("type").expect("tagged");
+            let mut last = serde_json::to_string(&fields).expect("serialises");
+            last.pop();
+            let last = format!(
+                "{last}{}\"type\":{tag}}}",
+                if fields.is_empty() { "" } else { "," }
+            );
+            assert_eq!(decoders_agree(&last), Some(frame.clone()));
+            // Unknown fields, also ones another kind has with another type.
+            let mut extra = literal.clone();
+            extra["future"] = json!([1, {"x": 2}]);
+            for other in [
+                "message", "index", "text", "items", "what", "nonce", "before",
+            ] {
+                if extra.get(other).is_none() {
+                    extra[other] = json!(true);
+                }
+            }
+            assert_eq!(decoders_agree(&extra.to_string()), Some(frame.clone()));
+            // Every field the kind needs, taken away in turn.
+            for name in fields.keys() {
+                let mut missing = literal.clone();
+                missing.as_object_mut().expect("object").remove(name);
+                decoders_agree(&missing.to_string());
+                let mut wrong = literal.clone();
+                wrong[name] = json!({"not": "this"});
+                decoders_agree(&wrong.to_string());
+            }
+        }
+        assert_eq!(seen.len(), 11, "a kind of frame has no example");
+        for text in [
+            r#"{"type": "launch"}"#,
+            r#"{"protocol": 1}"#,
+            r#"{"type": 3, "conversation_id": "c", "message_id": "m", "index": 0, "text": "t"}"#,
+            r#"{"type": {"pong": null}, "nonce": 1}"#,
+            // What serde's buffering checks in a field it then ignores
+            // (every string decoded, every number parsed, the depth limit).
+            r#"{"type": "pong", "nonce": 1, "future": "\ud800"}"#,
+            r#"{"type": "pong", "nonce": 1, "future": {"\udc00": 1}}"#,
+            r#"{"type": "pong", "nonce": 1, "future": 1e400}"#,
+            r#"{"type": "pong", "nonce": 1, "future": "\u0041\ud83d\ude00"}"#,
+            r#"{"type": "delta", "conversation_id": "c", "message_id": "m", "index": 0, "text": "t", "message": -1e999}"#,
+            r#"{"type": ["pong"], "nonce": 1}"#,
+            r#"{"type": "hello", "type": "hello"}"#,
+            r#"{"type": "pong", "nonce": 1, "nonce": 2}"#,
+            r#"{"type": "changed", "what": "weather"}"#,
+            r#"{"type": "pong", "nonce": 1} trailing"#,
+            r#"  {"type": "pong", "nonce": 1}  "#,
+            r#"{"type": null}"#,
+            r#""pong""#,
+            "null",
+            "",
+            r#"{"type": "pong""#,
+        ] {
+            decoders_agree(text);
+        }
+        let deep = format!(
+            r#"{{"type": "pong", "nonce": 1, "future": {}1{}}}"#,
+            "[".repeat(200),
+            "]".repeat(200)
+        );
+        decoders_agree(&deep);
+        let deep = format!(
+            r#"{{"type": "pong", "nonce": 1, "future": {}1{}}}"#,
+            "[".repeat(100),
+            "]".repeat(100)
+        );
+        assert!(decoders_agree(&deep).is_some());
+        assert!(ServerFrame::from_json(r#"{"type": "launch"}"#).is_err());
+        // The derive also reads an array as the fields by position; frames
+        // are objects, and the page's decoder says no.
+        let array = r#"["pong", 42]"#;
+        assert!(serde_json::from_str::<ServerFrame>(array).is_ok());
+        assert!(ServerFrame::from_json(array).is_err());
+    }
+
+    /// The page's [`StreamingMessage`] and [`CompanionInfo`] (one flat
+    /// struct each) against the derive's `flatten`.
+    fn flat_agrees<T, F>(text: &str) -> Option<T>
+    where
+        T: serde::de::DeserializeOwned + PartialEq + fmt::Debug,
+        F: serde::de::DeserializeOwned + Into<T>,
+    {
+        let derived = serde_json::from_str::<T>(text).ok();
+        let decoded = frame_decoder::flat::<T, F>(text).ok();
+        assert_eq!(decoded, derived, "the decoders disagree on {text}");
+        // As the page's `Deserialize` reads it: its text first.
+        let mut input = serde_json::Deserializer::from_str(text);
+        let page = frame_decoder::from_text(&mut input, frame_decoder::flat::<T, F>)
+            .and_then(|value| input.end().map(|()| value))
+            .ok();
+        assert_eq!(page, decoded, "from_text disagrees on {text}");
+        decoded
+    }
+
+    #[test]
+    fn flat_decoders_agree_with_the_derive() {
+        use frame_decoder::{FlatCompanion, FlatStreaming};
+        let streaming = json!({"id": "m2", "role": "assistant", "content": "Hel",
+            "created_at": "2026-11-24T10:00:01Z", "finish_reason": "stop",
+            "alternatives": {"index": 0, "count": 2}, "model": "small", "next_index": 3});
+        let companion = json!({"id": "c1", "preset": true, "name": "Ada",
+            "description": "d", "personality": "p", "scenario": "s", "greeting": "g",
+            "alternate_greetings": ["a", "b"], "example_dialogue": "e",
+            "system_prompt": "{{original}}", "emoji": "🙂", "avatar_url": "/a.png",
+            "lore_entries": 4, "updated_at": "2026-11-24T10:00:00Z"});
+        for literal in [&streaming, &companion] {
+            let check = |text: &str| {
+                if literal == &streaming {
+                    flat_agrees::<StreamingMessage, FlatStreaming>(text).is_some()
+                } else {
+                    flat_agrees::<CompanionInfo, FlatCompanion>(text).is_some()
+                }
+            };
+            assert!(check(&literal.to_string()));
+            let mut extra = literal.clone();
+            extra["future"] = json!({"x": [1]});
+            assert!(check(&extra.to_string()));
+            for future in [
+                r#""\ud800""#,
+                "1e400",
+                &format!("{}1{}", "[".repeat(200), "]".repeat(200)),
+            ] {
+                let text =
+                    literal
+                        .to_string()
+                        .replacen('{', &format!(r#"{{"future": {future}, "#), 1);
+                check(&text);
+            }
+            for name in literal.as_object().expect("object").keys() {
+                let mut missing = literal.clone();
+                missing.as_object_mut().expect("object").remove(name);
+                check(&missing.to_string());
+                let mut wrong = literal.clone();
+                wrong[name] = json!([1]);
+                check(&wrong.to_string());
+                let duplicated =
+                    literal
+                        .to_string()
+                        .replacen('{', &format!("{{\"{name}\":null,"), 1);
+                check(&duplicated);
+            }
+            for text in ["[]", r#"["m2"]"#, "null", "{}", r#"{"id": "x"}"#, r#""x""#] {
+                check(text);
+            }
+        }
+        assert!(
+            flat_agrees::<CompanionInfo, FlatCompanion>(r#"{"id": "c", "emoji": null}"#).is_some()
+        );
+    }
+
+    #[test]
+    fn model_setup_decoder_agrees_with_the_derive() {
+        for text in [
+            r#"{"state": "ready"}"#,
+            r#"{"state": "ready", "step": "not a number"}"#,
+            r#"{"step": 1, "steps": 3, "label": "Building", "elapsed_secs": 9, "state": "installing"}"#,
+            r#"{"state": "installing", "step": 1, "steps": 3, "label": "Building"}"#,
+            r#"{"state": "installing", "step": -1, "steps": 3, "label": "x", "elapsed_secs": 9}"#,
+            r#"{"state": "failed", "reason": "no disk", "future": true}"#,
+            r#"{"state": "failed"}"#,
+            r#"{"state": 2, "reason": "by index"}"#,
+            r#"{"state": {"ready": null}}"#,
+            r#"{"state": "ready", "future": "\ud800"}"#,
+            r#"{"state": "ready", "future": 1e400}"#,
+            r#"{"state": "paused"}"#,
+            r#"{"state": "ready", "state": "ready"}"#,
+            r#"{}"#,
+            r#"["ready"]"#,
+            "null",
+        ] {
+            let derived = serde_json::from_str::<ModelSetup>(text).ok();
+            let decoded = frame_decoder::model_setup(text).ok();
+            if text.starts_with('[') {
+                // The derive reads an array; the page's decoder objects only.
+                assert!(decoded.is_none());
+                continue;
+            }
+            assert_eq!(decoded, derived, "the decoders disagree on {text}");
+        }
     }
 
     #[test]
