@@ -492,12 +492,12 @@ mod tests {
         assert_eq!(count(&dir), 180);
     }
 
+    /// A test job, boxed so that several kinds fit in one batch.
+    type TestJob = Box<dyn FnOnce(&Connection) -> Result<(), StoreError> + Send>;
+
     /// Queues `jobs` while the writer is held, so that they form one batch
     /// in this order; their results in the same order.
-    async fn one_batch(
-        w: &Writer,
-        jobs: Vec<Box<dyn FnOnce(&Connection) -> Result<(), StoreError> + Send>>,
-    ) -> Vec<Result<(), StoreError>> {
+    async fn one_batch(w: &Writer, jobs: Vec<TestJob>) -> Vec<Result<(), StoreError>> {
         let release = hold(w).await;
         let mut tasks = Vec::new();
         for (queued, job) in jobs.into_iter().enumerate() {
@@ -521,13 +521,13 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn failing_first_and_later_jobs_undo_only_their_own_writes() {
         let (w, dir) = writer();
-        let fails = |v: i64| -> Box<dyn FnOnce(&Connection) -> Result<(), StoreError> + Send> {
+        let fails = |v: i64| -> TestJob {
             Box::new(move |c| {
                 c.execute("INSERT INTO t (v) VALUES (?)", [v])?;
                 Err(StoreError::NotFound)
             })
         };
-        let stores = |v: i64| -> Box<dyn FnOnce(&Connection) -> Result<(), StoreError> + Send> {
+        let stores = |v: i64| -> TestJob {
             Box::new(move |c| {
                 c.execute("INSERT INTO t (v) VALUES (?)", [v])?;
                 Ok(())
