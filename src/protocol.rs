@@ -717,7 +717,10 @@ impl ServerFrame {
 }
 
 /// The page's `Deserialize` of the types serde would buffer (internally
-/// tagged enums, `flatten`): see `frame_decoder`.
+/// tagged enums, `flatten`): see `frame_decoder`. Where the page holds a
+/// frame's text it calls [`ServerFrame::from_json`] instead (no copy of the
+/// text into a `RawValue` first); this impl serves resources and answers
+/// decoded through serde.
 #[cfg(not(feature = "ssr"))]
 mod page_impls {
     use super::*;

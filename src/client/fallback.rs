@@ -121,7 +121,7 @@ async fn exchange(json: &str, on_frame: &dyn Fn(ServerFrame)) -> Result<(), Lost
     if !streaming {
         // 204, or one frame: an answer, or an `error` with its HTTP status.
         if response.status() != 204 {
-            if let Ok(frame) = serde_json::from_str::<ServerFrame>(&text(&response).await?) {
+            if let Ok(frame) = ServerFrame::from_json(&text(&response).await?) {
                 on_frame(frame);
             }
         }
@@ -143,7 +143,7 @@ async fn exchange(json: &str, on_frame: &dyn Fn(ServerFrame)) -> Result<(), Lost
         }
         let value = js_sys::Reflect::get(&chunk, &"value".into()).map_err(|_| Lost)?;
         for data in events.push(&js_sys::Uint8Array::new(&value).to_vec()) {
-            if let Ok(frame) = serde_json::from_str::<ServerFrame>(&data) {
+            if let Ok(frame) = ServerFrame::from_json(&data) {
                 on_frame(frame);
             }
         }

@@ -78,7 +78,7 @@ async fn run(
                 futures::select_biased! {
                     incoming = read.next().fuse() => match incoming {
                         Some(Ok(WsMessage::Text(text))) => {
-                            if let Ok(frame) = serde_json::from_str::<ServerFrame>(&text) {
+                            if let Ok(frame) = ServerFrame::from_json(&text) {
                                 if matches!(frame, ServerFrame::Hello { .. }) {
                                     opened = true;
                                     failures = 0;

@@ -157,16 +157,9 @@ impl Tether {
     }
 
     pub async fn get(&self, path: &str) -> (u16, String) {
-        let response = reqwest::Client::builder()
-            .timeout(STEP)
-            .build()
-            .expect("client")
-            .get(self.url(path))
-            .send()
+        self.try_get(path)
             .await
-            .unwrap_or_else(|e| panic!("GET {path}: {e} ({e:?})"));
-        let status = response.status().as_u16();
-        (status, response.text().await.expect("body"))
+            .unwrap_or_else(|why| panic!("{why}"))
     }
 
     /// A series' value in `/metrics`.

@@ -59,11 +59,9 @@ type Checked = (Instant, Vec<String>);
 #[derive(Clone)]
 pub struct LlmClient {
     http: reqwest::Client,
-    /// `{base_url}/chat/completions`, built once.
-    completions_url: String,
-    /// The same, parsed once (`None` when it is no URL: each request then
-    /// fails with reqwest's reason, as before).
-    completions: Option<reqwest::Url>,
+    /// `{base_url}/chat/completions`, parsed once; the text when it is no
+    /// URL (each request then fails with reqwest's reason).
+    completions: Result<reqwest::Url, String>,
     config: UpstreamConfig,
     /// The last successful [`LlmClient::check`] and when it was made.
     checked: Arc<Mutex<Option<Checked>>>,
@@ -90,8 +88,7 @@ impl LlmClient {
         let completions_url = format!("{}/chat/completions", config.base_url.trim_end_matches('/'));
         Self {
             http,
-            completions: reqwest::Url::parse(&completions_url).ok(),
-            completions_url,
+            completions: reqwest::Url::parse(&completions_url).map_err(|_| completions_url),
             setup: SetupWatch::new(
                 Some(config.setup_file.as_str())
                     .filter(|file| !file.is_empty())
@@ -194,8 +191,8 @@ impl LlmClient {
             .map_err(|e| LlmError::Upstream(format!("could not encode the request: {e}")))?;
         let request = self
             .authorized(match &self.completions {
-                Some(url) => self.http.post(url.clone()),
-                None => self.http.post(&self.completions_url),
+                Ok(url) => self.http.post(url.clone()),
+                Err(text) => self.http.post(text.as_str()),
             })
             .header(reqwest::header::CONTENT_TYPE, "application/json")
             .header(reqwest::header::ACCEPT, "text/event-stream")
