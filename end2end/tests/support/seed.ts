@@ -36,7 +36,11 @@ export function messageId(n: number): string {
  * Writes one user with `conversations` short conversations (two messages
  * each, titles "Chat <i> about <topic>") and one long conversation of
  * `messages` messages (user and assistant in turn; the assistant's with a
- * little markdown), the most recently active.
+ * little markdown), the most recently active. Each message follows the one
+ * before it (`parent_id`; a conversation's first follows the conversation),
+ * as the server stores them: without it every message would be an
+ * alternative of every other, and each read would count thousands.
+ * Nothing is branched (`selected`, `active` keep their default, 1).
  */
 export function seed(dataDir: string, messages: number, conversations: number): void {
   const ts = (seconds: string) =>
@@ -51,16 +55,17 @@ INSERT INTO conversations (id, user_id, title, persona, created_at, updated_at)
   SELECT printf('c%031d', i), '${USER_ID}', 'Chat ' || i || ' about ' || ${topic}, 'companion',
          ${ts("i")}, ${ts("i")} FROM n;
 WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < ${conversations * 2})
-INSERT INTO messages (id, conversation_id, role, content, finish_reason, created_at)
+INSERT INTO messages (id, conversation_id, role, content, finish_reason, created_at, parent_id)
   SELECT printf('s%031d', i), printf('c%031d', (i + 1) / 2),
          CASE i % 2 WHEN 1 THEN 'user' ELSE 'assistant' END,
          'A short message number ' || i || '.',
-         CASE i % 2 WHEN 1 THEN NULL ELSE 'stop' END, ${ts("i")} FROM n;
+         CASE i % 2 WHEN 1 THEN NULL ELSE 'stop' END, ${ts("i")},
+         CASE i % 2 WHEN 1 THEN printf('c%031d', (i + 1) / 2) ELSE printf('s%031d', i - 1) END FROM n;
 INSERT INTO conversations (id, user_id, title, persona, created_at, updated_at)
   VALUES ('${LONG_ID}', '${USER_ID}', 'A very long conversation', 'companion',
           ${ts("0")}, ${ts(String(conversations + messages + 10))});
 WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < ${messages})
-INSERT INTO messages (id, conversation_id, role, content, finish_reason, created_at)
+INSERT INTO messages (id, conversation_id, role, content, finish_reason, created_at, parent_id)
   SELECT printf('m%031d', i), '${LONG_ID}',
          CASE i % 2 WHEN 1 THEN 'user' ELSE 'assistant' END,
          CASE i % 2
@@ -70,7 +75,8 @@ INSERT INTO messages (id, conversation_id, role, content, finish_reason, created
                 '- the second point, and a ' || '\`code\`' || ' word' || char(10) || char(10) ||
                 'And a closing sentence that makes the reply a realistic length for a chat.'
          END,
-         CASE i % 2 WHEN 1 THEN NULL ELSE 'stop' END, ${ts(`${conversations} + i`)} FROM n;
+         CASE i % 2 WHEN 1 THEN NULL ELSE 'stop' END, ${ts(`${conversations} + i`)},
+         CASE i WHEN 1 THEN '${LONG_ID}' ELSE printf('m%031d', i - 1) END FROM n;
 COMMIT;
 `;
   execFileSync("sqlite3", [join(dataDir, "tether.db")], { input: sql, stdio: ["pipe", "ignore", "inherit"] });
