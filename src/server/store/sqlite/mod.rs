@@ -873,6 +873,28 @@ mod tests {
 
     use super::*;
 
+    /// The bundled SQLite is built with the options `.cargo/config.toml`
+    /// gives it (`LIBSQLITE3_FLAGS`): no memory statistics (no mutex
+    /// around each malloc), savepoint journals in memory up to 1 MiB (not
+    /// a temporary file past 64 KiB).
+    #[test]
+    fn sqlite_is_built_with_the_options_of_the_writer() {
+        let conn = Connection::open_in_memory().expect("in-memory database");
+        let options: Vec<String> = conn
+            .prepare("PRAGMA compile_options")
+            .expect("prepare")
+            .query_map([], |row| row.get(0))
+            .expect("query")
+            .collect::<Result<_, _>>()
+            .expect("options");
+        for wanted in ["DEFAULT_MEMSTATUS=0", "STMTJRNL_SPILL=1048576"] {
+            assert!(
+                options.iter().any(|o| o == wanted),
+                "{wanted} not in {options:?}"
+            );
+        }
+    }
+
     /// A send's statements run as prepared: none is prepared again when
     /// other values are bound (SQLite does that when a bound value may
     /// change a plan, as `COALESCE(?, (SELECT …))` did, and as
