@@ -323,6 +323,18 @@ impl WsClient {
         &mut self,
         conversation: &ConversationId,
     ) -> Vec<tether::protocol::Message> {
+        self.subscribe(conversation).await.0
+    }
+
+    /// Subscribes and returns the snapshot's stored messages and the reply
+    /// in progress, if any (skipping other frames).
+    pub async fn subscribe(
+        &mut self,
+        conversation: &ConversationId,
+    ) -> (
+        Vec<tether::protocol::Message>,
+        Option<tether::protocol::StreamingMessage>,
+    ) {
         self.send(&ClientFrame::Subscribe {
             conversation_id: conversation.clone(),
         })
@@ -331,7 +343,11 @@ impl WsClient {
             .until(|f| matches!(f, ServerFrame::Snapshot { .. }))
             .await
         {
-            ServerFrame::Snapshot { messages, .. } => messages,
+            ServerFrame::Snapshot {
+                messages,
+                streaming,
+                ..
+            } => (messages, streaming),
             _ => unreachable!(),
         }
     }
@@ -368,8 +384,15 @@ impl WsClient {
 
 /// Text of the deltas of `frames`, checking their indexes run 0,1,2… without gaps.
 pub fn delta_text(frames: &[ServerFrame]) -> String {
+    delta_text_from(frames, 0)
+}
+
+/// Text of the deltas of `frames`, checking their indexes run `first`,
+/// `first + 1`… without gaps (a socket that joined a reply in progress:
+/// `first` is the snapshot's `next_index`).
+pub fn delta_text_from(frames: &[ServerFrame], first: u64) -> String {
     let mut text = String::new();
-    let mut expected = 0;
+    let mut expected = first;
     for frame in frames {
         if let ServerFrame::Delta { index, text: t, .. } = frame {
             assert_eq!(*index, expected, "delta indexes must be contiguous");
