@@ -27,13 +27,16 @@ if [ "$PROFILE" = release ]; then
   # not install it.
   cargo leptos --version >/dev/null 2>&1 || bash scripts/setup.sh --dev
 
-  step "The site (cargo leptos build --release), which the binary embeds"
-  cargo leptos build --release
+  # `--precompress`: a brotli (quality 11) and a gzip of each file beside it,
+  # which the binary serves to browsers that accept them (server/assets.rs).
+  step "The site (cargo leptos build --release --precompress), which the binary embeds"
+  cargo leptos build --release --precompress
 
   step "The server with the site inside (--bin-features embed-site)"
   # Built by cargo-leptos too, so the server renders exactly the markup the
-  # site's WASM hydrates; the site is unchanged from the step before.
-  cargo leptos build --release --bin-features embed-site
+  # site's WASM hydrates; the site is unchanged from the step before
+  # (cargo leptos writes it again, so again with its compressed variants).
+  cargo leptos build --release --precompress --bin-features embed-site
 else
   step "The site (scripts/build-site.sh: debug, what cargo leptos build makes), which the binary embeds"
   bash scripts/build-site.sh

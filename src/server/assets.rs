@@ -5,9 +5,12 @@
 //!
 //! Each file is served with its content type, an `ETag` (its SHA-256) with
 //! `Cache-Control: no-cache` (the names are not content-hashed, so a browser
-//! revalidates and gets `304` when nothing changed), and gzip when the
-//! browser accepts it and it pays (text, JS, WASM): compressed once, at
-//! start.
+//! revalidates and gets `304` when nothing changed), and compressed when the
+//! browser accepts it and it pays (text, JS, WASM): brotli where the build
+//! left a `.br` beside the file (`cargo leptos build --release
+//! --precompress`, quality 11: the release WASM is a quarter smaller than
+//! with gzip -9), else gzip, from the build's `.gz` or compressed once, at
+//! start. The `.br` and `.gz` files are variants, not paths of their own.
 
 use std::{collections::HashMap, sync::Arc};
 
@@ -16,6 +19,7 @@ use axum::{
     http::{header, HeaderMap, HeaderValue, StatusCode, Uri},
     response::{IntoResponse, Response},
 };
+use bytes::Bytes;
 use rust_embed::RustEmbed;
 
 #[derive(RustEmbed)]
@@ -23,13 +27,51 @@ use rust_embed::RustEmbed;
 #[folder = "target/site"]
 struct Site;
 
-/// One embedded file, ready to send.
+/// One embedded file, ready to send: `Bytes`, so each response shares the
+/// file instead of copying it.
 #[derive(Debug)]
 struct Asset {
-    body: Vec<u8>,
-    gzip: Option<Vec<u8>>,
+    body: Bytes,
+    gzip: Option<Bytes>,
+    brotli: Option<Bytes>,
     content_type: HeaderValue,
     etag: HeaderValue,
+}
+
+/// A file of the built site, as embedded.
+struct File {
+    /// Relative to the site's root: `pkg/tether.wasm`.
+    path: String,
+    body: Vec<u8>,
+    content_type: HeaderValue,
+    sha256: [u8; 32],
+}
+
+/// A content coding the server can answer with, best first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Coding {
+    Brotli,
+    Gzip,
+}
+
+impl Coding {
+    const BEST_FIRST: [Coding; 2] = [Coding::Brotli, Coding::Gzip];
+
+    /// Its name in `Accept-Encoding` and `Content-Encoding`.
+    fn token(self) -> &'static str {
+        match self {
+            Coding::Brotli => "br",
+            Coding::Gzip => "gzip",
+        }
+    }
+
+    /// The suffix of its precompressed file (`tether.wasm.br`).
+    fn suffix(self) -> &'static str {
+        match self {
+            Coding::Brotli => ".br",
+            Coding::Gzip => ".gz",
+        }
+    }
 }
 
 /// Every embedded file by path (`pkg/tether.wasm`); built once at start.
@@ -37,24 +79,68 @@ struct Asset {
 pub struct Assets(Arc<HashMap<String, Asset>>);
 
 impl Assets {
-    /// Reads (and compresses) the embedded files.
+    /// Reads the embedded files (and gzips those the build did not).
     pub fn load() -> Self {
-        let files = Site::iter()
+        Self::from_files(Site::iter().filter_map(|path| {
+            let file = Site::get(&path)?;
+            Some(File {
+                content_type: HeaderValue::from_str(file.metadata.mimetype()).ok()?,
+                sha256: file.metadata.sha256_hash(),
+                body: file.data.into_owned(),
+                path: path.into_owned(),
+            })
+        }))
+    }
+
+    /// The site from its files. A `.br` or `.gz` beside a file is that
+    /// file's precompressed variant, kept when it is smaller.
+    fn from_files(files: impl IntoIterator<Item = File>) -> Self {
+        let mut all: HashMap<String, File> = files
+            .into_iter()
             // TypeScript declarations wasm-bindgen writes beside the JS.
-            .filter(|path| !path.ends_with(".d.ts"))
-            .filter_map(|path| {
-                let file = Site::get(&path)?;
-                let etag = format!("\"{}\"", hex::encode(file.metadata.sha256_hash()));
-                let content_type = HeaderValue::from_str(file.metadata.mimetype()).ok()?;
-                let body = file.data.into_owned();
-                let gzip = compressible(&content_type).then(|| gzip(&body)).flatten();
+            .filter(|file| !file.path.ends_with(".d.ts"))
+            .map(|file| (file.path.clone(), file))
+            .collect();
+        let variant_of = |path: &str| {
+            Coding::BEST_FIRST.iter().find_map(|coding| {
+                let original = path.strip_suffix(coding.suffix())?;
+                Some(original.to_owned())
+            })
+        };
+        let variants: Vec<String> = all
+            .keys()
+            .filter(|path| variant_of(path).is_some_and(|original| all.contains_key(&original)))
+            .cloned()
+            .collect();
+        let mut precompressed: HashMap<String, Vec<u8>> = variants
+            .into_iter()
+            .filter_map(|path| Some((path.clone(), all.remove(&path)?.body)))
+            .collect();
+        let files = all
+            .into_iter()
+            .filter_map(|(path, file)| {
+                let File {
+                    body,
+                    content_type,
+                    sha256,
+                    ..
+                } = file;
+                let etag = format!("\"{}\"", hex::encode(sha256));
+                let smaller = |variant: Option<Vec<u8>>| variant.filter(|v| v.len() < body.len());
+                let mut variant = |coding: Coding| {
+                    smaller(precompressed.remove(&format!("{path}{}", coding.suffix())))
+                };
+                let brotli = variant(Coding::Brotli);
+                let gzip = variant(Coding::Gzip)
+                    .or_else(|| compressible(&content_type).then(|| gzip(&body)).flatten());
                 Some((
-                    path.into_owned(),
+                    path,
                     Asset {
-                        body,
-                        gzip,
-                        content_type,
                         etag: HeaderValue::from_str(&etag).ok()?,
+                        body: body.into(),
+                        gzip: gzip.map(Bytes::from),
+                        brotli: brotli.map(Bytes::from),
+                        content_type,
                     },
                 ))
             })
@@ -65,6 +151,11 @@ impl Assets {
     /// How many files are embedded (logged at start).
     pub fn len(&self) -> usize {
         self.0.len()
+    }
+
+    /// How many of them have a brotli variant (logged at start).
+    pub fn brotli_len(&self) -> usize {
+        self.0.values().filter(|a| a.brotli.is_some()).count()
     }
 
     /// Whether nothing is embedded (the site was not built first).
@@ -81,15 +172,23 @@ impl Assets {
         {
             StatusCode::NOT_MODIFIED.into_response()
         } else {
-            match (&asset.gzip, accepts_gzip(headers)) {
-                (Some(gzip), true) => {
-                    let mut response = Body::from(gzip.clone()).into_response();
-                    response
-                        .headers_mut()
-                        .insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+            let chosen = Coding::BEST_FIRST.into_iter().find_map(|coding| {
+                let body = match coding {
+                    Coding::Brotli => asset.brotli.as_ref(),
+                    Coding::Gzip => asset.gzip.as_ref(),
+                }?;
+                accepts(headers, coding).then_some((coding, body))
+            });
+            match chosen {
+                Some((coding, body)) => {
+                    let mut response = Body::from(body.clone()).into_response();
+                    response.headers_mut().insert(
+                        header::CONTENT_ENCODING,
+                        HeaderValue::from_static(coding.token()),
+                    );
                     response
                 }
-                _ => Body::from(asset.body.clone()).into_response(),
+                None => Body::from(asset.body.clone()).into_response(),
             }
         };
         let out = response.headers_mut();
@@ -110,13 +209,26 @@ fn compressible(content_type: &HeaderValue) -> bool {
         || kind.contains("svg")
 }
 
-fn accepts_gzip(headers: &HeaderMap) -> bool {
+/// Whether `Accept-Encoding` names `coding` with a weight above zero
+/// (`br;q=0` refuses it).
+fn accepts(headers: &HeaderMap, coding: Coding) -> bool {
     headers
         .get_all(header::ACCEPT_ENCODING)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
-        .any(|coding| coding.trim().split(';').next() == Some("gzip"))
+        .any(|entry| {
+            let mut parts = entry.split(';').map(str::trim);
+            parts
+                .next()
+                .is_some_and(|name| name.eq_ignore_ascii_case(coding.token()))
+                && parts.all(|param| {
+                    param
+                        .strip_prefix("q=")
+                        .and_then(|q| q.trim().parse::<f32>().ok())
+                        .is_none_or(|q| q > 0.0)
+                })
+        })
 }
 
 /// `body` gzipped, when that makes it smaller.
@@ -132,17 +244,132 @@ fn gzip(body: &[u8]) -> Option<Vec<u8>> {
 mod tests {
     use super::*;
 
-    #[test]
-    fn gzip_is_offered_only_to_browsers_that_accept_it() {
+    fn accept(value: &'static str) -> HeaderMap {
         let mut headers = HeaderMap::new();
-        assert!(!accepts_gzip(&headers));
-        headers.insert(
-            header::ACCEPT_ENCODING,
-            HeaderValue::from_static("br, gzip;q=0.8"),
+        headers.insert(header::ACCEPT_ENCODING, HeaderValue::from_static(value));
+        headers
+    }
+
+    #[test]
+    fn a_coding_is_offered_only_to_browsers_that_accept_it() {
+        let none = HeaderMap::new();
+        assert!(!accepts(&none, Coding::Gzip));
+        assert!(!accepts(&none, Coding::Brotli));
+        let both = accept("br, gzip;q=0.8");
+        assert!(accepts(&both, Coding::Gzip));
+        assert!(accepts(&both, Coding::Brotli));
+        assert!(!accepts(&accept("gzipx, brotli"), Coding::Gzip));
+        assert!(!accepts(&accept("gzipx, brotli"), Coding::Brotli));
+        assert!(accepts(&accept("GZIP"), Coding::Gzip));
+        // A weight of zero refuses it.
+        assert!(!accepts(&accept("br;q=0, gzip"), Coding::Brotli));
+        assert!(!accepts(&accept("br; q=0.0"), Coding::Brotli));
+        assert!(accepts(&accept("br; q=0.1"), Coding::Brotli));
+    }
+
+    fn file(path: &str, body: &[u8], kind: &'static str) -> File {
+        File {
+            path: path.to_owned(),
+            body: body.to_vec(),
+            content_type: HeaderValue::from_static(kind),
+            sha256: [7; 32],
+        }
+    }
+
+    async fn fetch(
+        assets: &Assets,
+        path: &str,
+        encoding: &'static str,
+    ) -> (Option<String>, Vec<u8>) {
+        let uri: Uri = path.parse().expect("a path");
+        let response = assets
+            .serve(&uri, &accept(encoding))
+            .expect("an embedded file");
+        assert_eq!(response.status(), StatusCode::OK);
+        assert_eq!(response.headers()[header::VARY], "accept-encoding");
+        let coding = response
+            .headers()
+            .get(header::CONTENT_ENCODING)
+            .map(|v| v.to_str().expect("ascii").to_owned());
+        let body = axum::body::to_bytes(response.into_body(), usize::MAX)
+            .await
+            .expect("the body");
+        (coding, body.to_vec())
+    }
+
+    #[tokio::test]
+    async fn the_builds_brotli_is_served_first_then_gzip_then_the_file() {
+        let wasm = b"wasm wasm wasm wasm wasm wasm wasm wasm wasm wasm wasm".repeat(20);
+        let assets = Assets::from_files([
+            file("pkg/tether.wasm", &wasm, "application/wasm"),
+            file("pkg/tether.wasm.br", b"BROTLI", "application/octet-stream"),
+            file("pkg/tether.wasm.gz", b"GZIP", "application/gzip"),
+            // Only a variant of a file that is there.
+            file("pkg/orphan.js.br", b"ORPHAN", "application/octet-stream"),
+        ]);
+        assert_eq!(assets.len(), 2, "the variants are not paths of their own");
+        assert_eq!(assets.brotli_len(), 1);
+        let path = "/pkg/tether.wasm";
+        assert_eq!(
+            fetch(&assets, path, "gzip, deflate, br").await,
+            (Some("br".into()), b"BROTLI".to_vec())
         );
-        assert!(accepts_gzip(&headers));
-        headers.insert(header::ACCEPT_ENCODING, HeaderValue::from_static("gzipx"));
-        assert!(!accepts_gzip(&headers));
+        assert_eq!(
+            fetch(&assets, path, "gzip").await,
+            (Some("gzip".into()), b"GZIP".to_vec())
+        );
+        assert_eq!(
+            fetch(&assets, path, "br;q=0, gzip").await,
+            (Some("gzip".into()), b"GZIP".to_vec())
+        );
+        assert_eq!(fetch(&assets, path, "identity").await, (None, wasm.clone()));
+        assert!(assets
+            .serve(
+                &"/pkg/tether.wasm.br".parse().expect("a path"),
+                &HeaderMap::new()
+            )
+            .is_none());
+        assert_eq!(
+            fetch(&assets, "/pkg/orphan.js.br", "br").await,
+            (None, b"ORPHAN".to_vec())
+        );
+    }
+
+    #[tokio::test]
+    async fn without_the_builds_variants_gzip_is_made_at_start_and_a_larger_variant_is_dropped() {
+        let css = b".a { color: red } .b { color: red } .c { color: red }".repeat(20);
+        let png = b"\x89PNG not really".to_vec();
+        let assets = Assets::from_files([
+            file("pkg/tether.css", &css, "text/css"),
+            file("logo.png", &png, "image/png"),
+            file("logo.png.br", &png.repeat(3), "application/octet-stream"),
+        ]);
+        assert_eq!(
+            assets.brotli_len(),
+            0,
+            "a variant larger than its file is no gain"
+        );
+        let (coding, body) = fetch(&assets, "/pkg/tether.css", "gzip, br").await;
+        assert_eq!(coding.as_deref(), Some("gzip"));
+        let mut unzipped = Vec::new();
+        std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(&body[..]), &mut unzipped)
+            .expect("gzip");
+        assert_eq!(unzipped, css);
+        assert_eq!(fetch(&assets, "/logo.png", "gzip, br").await, (None, png));
+    }
+
+    #[test]
+    fn an_unchanged_file_is_not_sent_again() {
+        let assets = Assets::from_files([file("pkg/tether.js", b"let x = 1;", "text/javascript")]);
+        let mut headers = accept("br");
+        headers.insert(
+            header::IF_NONE_MATCH,
+            HeaderValue::from_str(&format!("\"{}\"", hex::encode([7u8; 32]))).expect("ascii"),
+        );
+        let response = assets
+            .serve(&"/pkg/tether.js".parse().expect("a path"), &headers)
+            .expect("a file");
+        assert_eq!(response.status(), StatusCode::NOT_MODIFIED);
     }
 
     #[test]

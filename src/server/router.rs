@@ -89,6 +89,7 @@ fn site_files() -> impl Fn(
         let assets = super::assets::Assets::load();
         tracing::info!(
             files = assets.len(),
+            brotli = assets.brotli_len(),
             "serving the site embedded in the binary"
         );
         move |uri, state, request: axum::extract::Request| match assets
