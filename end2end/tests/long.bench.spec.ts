@@ -125,6 +125,21 @@ test("long conversation bench row", async ({ browser }) => {
       messageId(MESSAGES),
     );
     const articles = await page.locator("article").count();
+    // What this first load (a new context: nothing cached) carried over
+    // the wire, by kind: bodies as sent (`encodedBodySize`: compressed
+    // where the server compressed them).
+    const firstLoad = await page.evaluate(() => {
+      const bytes: Record<string, number> = { html: 0, wasm: 0, js: 0, css: 0, other: 0 };
+      for (const entry of performance.getEntriesByType("navigation") as PerformanceResourceTiming[]) {
+        bytes.html += entry.encodedBodySize;
+      }
+      for (const entry of performance.getEntriesByType("resource") as PerformanceResourceTiming[]) {
+        const path = new URL(entry.name).pathname;
+        const kind = path.endsWith(".wasm") ? "wasm" : path.endsWith(".js") ? "js" : path.endsWith(".css") ? "css" : "other";
+        bytes[kind] += entry.encodedBodySize;
+      }
+      return { ...bytes, total: Object.values(bytes).reduce((a, b) => a + b, 0) };
+    });
 
     // The sidebar: first conversation painted, then a search.
     const sidebar = await context.newPage();
@@ -162,6 +177,7 @@ test("long conversation bench row", async ({ browser }) => {
       ssr_ms_min: round(Math.min(...ssrMs)),
       ssr_ms_max: round(Math.max(...ssrMs)),
       ssr_bytes: ssrBytes,
+      first_load_bytes: firstLoad,
       snapshot_bytes: Buffer.byteLength(snapshotJson),
       snapshot_messages: snapshot.messages.length,
       snapshot_has_more: snapshot.has_more ?? false,

@@ -10,6 +10,7 @@ use axum::{
 };
 use leptos::prelude::provide_context;
 use leptos_axum::{generate_route_list, LeptosRoutes};
+use tower_http::compression::CompressionLayer;
 
 use super::{error, identity, metrics, sse, state::AppState, ws};
 use crate::app::{shell, App};
@@ -43,14 +44,13 @@ pub fn app(state: AppState) -> Router {
             state.clone(),
             error::count_refusals,
         ));
-    Router::new()
-        .route("/ws", get(ws::upgrade))
-        .merge(api)
-        .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics))
-        .route("/api/session", get(session))
-        .route("/api/model-setup", get(model_setup))
+    // The server-rendered pages: brotli (quality 4) or gzip when the
+    // browser accepts it. A page is mostly markup and the JSON its
+    // resources carry, so it shrinks several times over (a conversation of
+    // 50 messages and a sidebar of 50: 81 KB); only these routes, never the
+    // socket, the event streams or the site's files (those are compressed
+    // when built, server::assets).
+    let pages = Router::new()
         .leptos_routes_with_context(
             &state,
             routes,
@@ -64,6 +64,16 @@ pub fn app(state: AppState) -> Router {
                 move || shell(options.clone())
             },
         )
+        .route_layer(CompressionLayer::new().no_deflate().no_zstd());
+    Router::new()
+        .route("/ws", get(ws::upgrade))
+        .merge(api)
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .route("/api/session", get(session))
+        .route("/api/model-setup", get(model_setup))
+        .merge(pages)
         .fallback(site_files())
         .layer(middleware::from_fn_with_state(
             state.clone(),
