@@ -4,7 +4,8 @@
 # into the SQLite file of a server of its own; measures the server-rendered
 # /c/:id (time, bytes), the snapshot (bytes, messages) and, in Chromium, the
 # time to "connected" and to the last message in view, the <article>s in the
-# DOM, the sidebar's first conversation painted and a search. See
+# DOM, the bytes the first load carried over the wire (compressed, by kind),
+# the sidebar's first conversation painted and a search. See
 # end2end/tests/long.bench.spec.ts.
 #
 #   bench/long.sh N [OUT.json]
