@@ -140,6 +140,9 @@ test("long conversation bench row", async ({ browser }) => {
       }
       return { ...bytes, total: Object.values(bytes).reduce((a, b) => a + b, 0) };
     });
+    // The server compresses its pages for a browser (brotli or gzip).
+    expect(firstLoad.html, "the page went out compressed").toBeGreaterThan(0);
+    expect(firstLoad.html, "the page went out compressed").toBeLessThan(ssrBytes / 2);
 
     // The sidebar: first conversation painted, then a search.
     const sidebar = await context.newPage();
