@@ -387,3 +387,30 @@ async fn a_peer_that_stops_answering_pings_is_dropped() {
     live.send(&ClientFrame::Ping { nonce: 2.into() }).await;
     assert!(matches!(live.next().await, ServerFrame::Pong { .. }));
 }
+
+/// A port another process holds: the server exits before it listens
+/// (saying why on stderr) instead of running without a socket, and the
+/// harness's `spawn` (a fresh port on each try) relies on telling that
+/// apart from a server that listens.
+#[tokio::test]
+async fn a_taken_port_ends_the_server_before_it_listens() {
+    let fake = FakeUpstream::start(FakeConfig::default())
+        .await
+        .expect("fake upstream");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let holder = std::net::TcpListener::bind("127.0.0.1:0").expect("a port");
+    let port = holder.local_addr().expect("addr").port();
+    let data = dir.path().display().to_string();
+    let upstream = fake.base_url();
+    let failure = tokio::task::spawn_blocking(move || {
+        Tether::try_spawn_on(port, &upstream, &[("TETHER_DATA_DIR", data.as_str())]).err()
+    })
+    .await
+    .expect("join")
+    .expect("the server exits: its port is taken");
+    assert!(
+        failure.contains(&format!("port {port} exited")),
+        "{failure}"
+    );
+    drop(holder);
+}

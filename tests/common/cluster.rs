@@ -104,7 +104,7 @@ impl Cluster {
         // Locals are dropped when a start fails: every process started so
         // far is stopped by its PID.
         for instance in &mut instances {
-            instance.tether = Some(instance.spawn(fake.base_url()).await);
+            instance.tether = Some(instance.start(fake.base_url()).await);
         }
         let addrs: Vec<SocketAddr> = instances
             .iter()
@@ -186,14 +186,40 @@ impl Cluster {
 }
 
 impl Instance {
-    /// Starts this instance's process and waits until it listens.
+    /// Starts this instance for the first time, before the proxy knows its
+    /// port: a port free a moment ago can be taken before the server binds
+    /// it (another test's outgoing connection picks its source port from
+    /// the same range), so one that exits before it listens is started
+    /// again on another port, three tries in all.
+    async fn start(&mut self, upstream: String) -> Tether {
+        let mut failures = Vec::new();
+        for _ in 0..3 {
+            match self.try_spawn(upstream.clone()).await {
+                Ok(tether) => return tether,
+                Err(failure) => failures.push(failure),
+            }
+            self.port = super::free_port();
+        }
+        panic!(
+            "an instance exited before it listened, three times:\n{}",
+            failures.join("\n")
+        );
+    }
+
+    /// Starts this instance's process on its port and waits until it listens.
     async fn spawn(&self, upstream: String) -> Tether {
+        self.try_spawn(upstream)
+            .await
+            .unwrap_or_else(|failure| panic!("{failure}"))
+    }
+
+    async fn try_spawn(&self, upstream: String) -> Result<Tether, String> {
         let (port, env) = (self.port, self.env.clone());
         // Spawning waits on the process's log (blocking): off the runtime, so
         // the fake model keeps answering its start-up checks meanwhile.
         tokio::task::spawn_blocking(move || {
             let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (&**k, &**v)).collect();
-            Tether::spawn_on(port, &upstream, &env)
+            Tether::try_spawn_on(port, &upstream, &env)
         })
         .await
         .expect("instance starts")

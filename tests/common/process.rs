@@ -35,15 +35,30 @@ impl Tether {
         Self::spawn(upstream, &all)
     }
 
-    /// Starts the binary (`env` says where its data is) and waits until it
-    /// listens.
+    /// Starts the binary (`env` says where its data is) on a free port and
+    /// waits until it listens. A port free a moment ago can be taken before
+    /// the server binds it (another test's outgoing connection picks its
+    /// source port from the same range): a server that exits before it
+    /// listens is started again on another port, three tries in all.
     pub fn spawn(upstream: &str, env: &[(&str, &str)]) -> Self {
-        Self::spawn_on(super::free_port(), upstream, env)
+        let mut failures = Vec::new();
+        for _ in 0..3 {
+            match Self::try_spawn_on(super::free_port(), upstream, env) {
+                Ok(tether) => return tether,
+                Err(failure) => failures.push(failure),
+            }
+        }
+        panic!(
+            "tether exited before it listened, three times:\n{}",
+            failures.join("\n")
+        );
     }
 
     /// Starts the binary on `port` (e.g. again on the port a load balancer
-    /// knows it by) and waits until it listens.
-    pub fn spawn_on(port: u16, upstream: &str, env: &[(&str, &str)]) -> Self {
+    /// knows it by) and waits until it listens; `Err` (what it logged) when
+    /// it exits first, e.g. because the port is taken (it
+    /// says so on stderr, which the test's output shows).
+    pub fn try_spawn_on(port: u16, upstream: &str, env: &[(&str, &str)]) -> Result<Self, String> {
         let mut child = Command::new(env!("CARGO_BIN_EXE_tether"))
             .env("LISTEN_ADDR", format!("127.0.0.1:{port}"))
             .env("OPENAI_BASE_URL", upstream)
@@ -72,25 +87,41 @@ impl Tether {
             lines,
             log: Vec::new(),
         };
-        tether.wait_log(|l| l.contains("tether listening"));
-        tether
+        match tether.read_until(|l| l.contains("tether listening")) {
+            Ok(_) => Ok(tether),
+            Err(mpsc::RecvTimeoutError::Disconnected) => Err(format!(
+                "tether on port {port} exited before it listened; the log:\n{}",
+                tether.log.join("\n")
+            )),
+            Err(mpsc::RecvTimeoutError::Timeout) => panic!(
+                "tether on port {port} did not listen within 30 s; the log:\n{}",
+                tether.log.join("\n")
+            ),
+        }
     }
 
     /// Reads the log until a line matches (at most 30 s); returns it.
     pub fn wait_log(&mut self, pred: impl Fn(&str) -> bool) -> String {
+        self.read_until(pred)
+            .unwrap_or_else(|_| panic!("no such log line; the log:\n{}", self.log.join("\n")))
+    }
+
+    /// Reads the log until a line matches, at most 30 s; `Err` when the
+    /// time is up or the process closed its output first.
+    fn read_until(
+        &mut self,
+        pred: impl Fn(&str) -> bool,
+    ) -> Result<String, mpsc::RecvTimeoutError> {
         if let Some(line) = self.log.iter().find(|l| pred(l)) {
-            return line.clone();
+            return Ok(line.clone());
         }
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
-            let line = self
-                .lines
-                .recv_timeout(left)
-                .unwrap_or_else(|_| panic!("no such log line; the log:\n{}", self.log.join("\n")));
+            let line = self.lines.recv_timeout(left)?;
             self.log.push(line.clone());
             if pred(&line) {
-                return line;
+                return Ok(line);
             }
         }
     }
