@@ -88,16 +88,39 @@ impl Tether {
             log: Vec::new(),
         };
         match tether.read_until(|l| l.contains("tether listening")) {
-            Ok(_) => Ok(tether),
-            Err(mpsc::RecvTimeoutError::Disconnected) => Err(format!(
-                "tether on port {port} exited before it listened; the log:\n{}",
-                tether.log.join("\n")
-            )),
+            Ok(_) => {}
+            Err(mpsc::RecvTimeoutError::Disconnected) => {
+                return Err(format!(
+                    "tether on port {port} exited before it listened; the log:\n{}",
+                    tether.log.join("\n")
+                ))
+            }
             Err(mpsc::RecvTimeoutError::Timeout) => panic!(
                 "tether on port {port} did not listen within 30 s; the log:\n{}",
                 tether.log.join("\n")
             ),
         }
+        // "Listening" is logged once the port is bound, before the server
+        // connects to its database and Redis; it answers only after. A test
+        // that takes Redis away must not do it while the server is still
+        // starting (it would exit, as it should when Redis is missing at
+        // start), so a start ends when `/healthz` answers.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !healthz_answers(port) {
+            if let Some(Ok(Some(status))) = tether.child.as_mut().map(Child::try_wait) {
+                return Err(format!(
+                    "tether on port {port} exited ({status}) before it served; the log:\n{}",
+                    tether.read_log().join("\n")
+                ));
+            }
+            assert!(
+                Instant::now() < deadline,
+                "tether on port {port} did not serve within 30 s; the log:\n{}",
+                tether.read_log().join("\n")
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Ok(tether)
     }
 
     /// Reads the log until a line matches (at most 30 s); returns it.
@@ -222,6 +245,21 @@ impl Drop for Tether {
             let _ = child.wait();
         }
     }
+}
+
+/// Whether `GET /healthz` on `127.0.0.1:port` answers `200` (within 2 s).
+fn healthz_answers(port: u16) -> bool {
+    use std::io::{Read as _, Write as _};
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    let Ok(mut stream) = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(2)) else {
+        return false;
+    };
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
+    let request = b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n";
+    let mut status = [0u8; 12];
+    stream.write_all(request).is_ok()
+        && stream.read_exact(&mut status).is_ok()
+        && &status == b"HTTP/1.1 200"
 }
 
 /// A fresh identity cookie from whatever serves `127.0.0.1:port` (Tether, or
