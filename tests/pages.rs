@@ -7,13 +7,35 @@ mod common;
 use common::TestServer;
 
 async fn page(server: &TestServer, path: &str, cookie: Option<&str>) -> (u16, String) {
-    let mut request = reqwest::Client::new().get(format!("http://{}{path}", server.addr));
+    let (status, _, body) = raw_page(server, path, "identity", cookie).await;
+    (status, String::from_utf8(body).expect("utf-8"))
+}
+
+/// `GET path` with `Accept-Encoding: encoding`: the status, its
+/// `Content-Encoding` and the body as sent.
+async fn raw_page(
+    server: &TestServer,
+    path: &str,
+    encoding: &str,
+    cookie: Option<&str>,
+) -> (u16, Option<String>, Vec<u8>) {
+    let mut request = reqwest::Client::new()
+        .get(format!("http://{}{path}", server.addr))
+        .header("accept-encoding", encoding);
     if let Some(cookie) = cookie {
         request = request.header("cookie", cookie);
     }
     let response = request.send().await.expect("GET");
     let status = response.status().as_u16();
-    (status, response.text().await.expect("body"))
+    let coding = response
+        .headers()
+        .get("content-encoding")
+        .map(|v| v.to_str().expect("ascii").to_owned());
+    (
+        status,
+        coding,
+        response.bytes().await.expect("body").to_vec(),
+    )
 }
 
 #[tokio::test]
@@ -84,33 +106,6 @@ async fn api_session_issues_an_identity_cookie_once() {
     server.connect(&cookie).await;
 }
 
-/// `GET path` with `Accept-Encoding: encoding`: the status, its
-/// `Content-Encoding` and the body as sent.
-async fn raw_page(
-    server: &TestServer,
-    path: &str,
-    encoding: &str,
-    cookie: &str,
-) -> (u16, Option<String>, Vec<u8>) {
-    let response = reqwest::Client::new()
-        .get(format!("http://{}{path}", server.addr))
-        .header("accept-encoding", encoding)
-        .header("cookie", cookie)
-        .send()
-        .await
-        .expect("GET");
-    let status = response.status().as_u16();
-    let coding = response
-        .headers()
-        .get("content-encoding")
-        .map(|v| v.to_str().expect("ascii").to_owned());
-    (
-        status,
-        coding,
-        response.bytes().await.expect("body").to_vec(),
-    )
-}
-
 #[tokio::test]
 async fn pages_go_out_compressed_to_browsers_that_accept_it() {
     use std::io::Read as _;
@@ -121,13 +116,14 @@ async fn pages_go_out_compressed_to_browsers_that_accept_it() {
     alice.until_done(&id).await;
     let path = format!("/c/{id}");
 
-    let (status, coding, plain) = raw_page(&server, &path, "identity", &cookie).await;
+    let (status, coding, plain) = raw_page(&server, &path, "identity", Some(&cookie)).await;
     assert_eq!((status, coding), (200, None), "no coding unless asked");
     let html = String::from_utf8(plain.clone()).expect("utf-8");
     assert!(html.contains("You said: the harbour"), "{html}");
 
     // What Chromium asks for: brotli first.
-    let (status, coding, body) = raw_page(&server, &path, "gzip, deflate, br, zstd", &cookie).await;
+    let (status, coding, body) =
+        raw_page(&server, &path, "gzip, deflate, br, zstd", Some(&cookie)).await;
     assert_eq!((status, coding.as_deref()), (200, Some("br")));
     let mut unpacked = Vec::new();
     brotli_decompressor::Decompressor::new(&body[..], 4096)
@@ -142,7 +138,7 @@ async fn pages_go_out_compressed_to_browsers_that_accept_it() {
     let unpacked = String::from_utf8(unpacked).expect("utf-8");
     assert!(unpacked.contains("You said: the harbour"), "the same page");
 
-    let (_, coding, body) = raw_page(&server, &path, "gzip", &cookie).await;
+    let (_, coding, body) = raw_page(&server, &path, "gzip", Some(&cookie)).await;
     assert_eq!(coding.as_deref(), Some("gzip"));
     let mut unpacked = String::new();
     flate2::read::GzDecoder::new(&body[..])
@@ -152,6 +148,6 @@ async fn pages_go_out_compressed_to_browsers_that_accept_it() {
 
     // Not the API: its answers are small, and the event streams must
     // flush each frame as it is written.
-    let (status, coding, _) = raw_page(&server, "/api/session", "br, gzip", &cookie).await;
+    let (status, coding, _) = raw_page(&server, "/api/session", "br, gzip", Some(&cookie)).await;
     assert_eq!((status, coding), (200, None));
 }

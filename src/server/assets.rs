@@ -102,15 +102,16 @@ impl Assets {
             .filter(|file| !file.path.ends_with(".d.ts"))
             .map(|file| (file.path.clone(), file))
             .collect();
-        let variant_of = |path: &str| {
-            Coding::BEST_FIRST.iter().find_map(|coding| {
-                let original = path.strip_suffix(coding.suffix())?;
-                Some(original.to_owned())
+        // `tether.wasm.br` beside `tether.wasm`; a `.br` alone is a file.
+        let is_variant = |path: &str| {
+            Coding::BEST_FIRST.iter().any(|coding| {
+                path.strip_suffix(coding.suffix())
+                    .is_some_and(|original| all.contains_key(original))
             })
         };
         let variants: Vec<String> = all
             .keys()
-            .filter(|path| variant_of(path).is_some_and(|original| all.contains_key(&original)))
+            .filter(|path| is_variant(path))
             .cloned()
             .collect();
         let mut precompressed: HashMap<String, Vec<u8>> = variants

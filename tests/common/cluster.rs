@@ -95,7 +95,8 @@ impl Cluster {
             env.push(("TETHER_DATA_DIR".into(), dir.path().display().to_string()));
             env.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
             instances.push(Instance {
-                port: super::free_port(),
+                // Chosen at its first start (`Instance::start`).
+                port: 0,
                 env,
                 _dir: dir,
                 tether: None,
@@ -187,39 +188,35 @@ impl Cluster {
 
 impl Instance {
     /// Starts this instance for the first time, before the proxy knows its
-    /// port: a port free a moment ago can be taken before the server binds
-    /// it (another test's outgoing connection picks its source port from
-    /// the same range), so one that exits before it listens is started
-    /// again on another port, three tries in all.
+    /// port: on a free port ([`Tether::spawn`] tries another if it was
+    /// taken meanwhile), which becomes its port.
     async fn start(&mut self, upstream: String) -> Tether {
-        let mut failures = Vec::new();
-        for _ in 0..3 {
-            match self.try_spawn(upstream.clone()).await {
-                Ok(tether) => return tether,
-                Err(failure) => failures.push(failure),
-            }
-            self.port = super::free_port();
-        }
-        panic!(
-            "an instance exited before it listened, three times:\n{}",
-            failures.join("\n")
-        );
+        let tether = self
+            .off_runtime(move |env| Tether::spawn(&upstream, env))
+            .await;
+        self.port = tether.port;
+        tether
     }
 
-    /// Starts this instance's process on its port and waits until it listens.
+    /// Starts this instance's process (again) on its port and waits until
+    /// it serves.
     async fn spawn(&self, upstream: String) -> Tether {
-        self.try_spawn(upstream)
+        let port = self.port;
+        self.off_runtime(move |env| Tether::spawn_on(port, &upstream, env))
             .await
-            .unwrap_or_else(|failure| panic!("{failure}"))
     }
 
-    async fn try_spawn(&self, upstream: String) -> Result<Tether, String> {
-        let (port, env) = (self.port, self.env.clone());
-        // Spawning waits on the process's log (blocking): off the runtime, so
-        // the fake model keeps answering its start-up checks meanwhile.
+    /// Runs `start` with this instance's settings. Spawning waits on the
+    /// process (blocking): off the runtime, so the fake model keeps
+    /// answering its start-up checks meanwhile.
+    async fn off_runtime(
+        &self,
+        start: impl FnOnce(&[(&str, &str)]) -> Tether + Send + 'static,
+    ) -> Tether {
+        let env = self.env.clone();
         tokio::task::spawn_blocking(move || {
             let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (&**k, &**v)).collect();
-            Tether::try_spawn_on(port, &upstream, &env)
+            start(&env)
         })
         .await
         .expect("instance starts")

@@ -36,10 +36,10 @@ impl Tether {
     }
 
     /// Starts the binary (`env` says where its data is) on a free port and
-    /// waits until it listens. A port free a moment ago can be taken before
+    /// waits until it serves. A port free a moment ago can be taken before
     /// the server binds it (another test's outgoing connection picks its
     /// source port from the same range): a server that exits before it
-    /// listens is started again on another port, three tries in all.
+    /// serves is started again on another port, three tries in all.
     pub fn spawn(upstream: &str, env: &[(&str, &str)]) -> Self {
         let mut failures = Vec::new();
         for _ in 0..3 {
@@ -49,15 +49,24 @@ impl Tether {
             }
         }
         panic!(
-            "tether exited before it listened, three times:\n{}",
+            "tether exited before it served, three times:\n{}",
             failures.join("\n")
         );
     }
 
     /// Starts the binary on `port` (e.g. again on the port a load balancer
-    /// knows it by) and waits until it listens; `Err` (what it logged) when
-    /// it exits first, e.g. because the port is taken (it
-    /// says so on stderr, which the test's output shows).
+    /// knows it by) and waits until it serves.
+    pub fn spawn_on(port: u16, upstream: &str, env: &[(&str, &str)]) -> Self {
+        Self::try_spawn_on(port, upstream, env).unwrap_or_else(|failure| panic!("{failure}"))
+    }
+
+    /// Starts the binary on `port` and waits until `GET /healthz` answers;
+    /// `Err` (what it logged) when it exits first, e.g. because the port is
+    /// taken (it says so on stderr, which the test's output shows). Not the
+    /// "listening" log line: that comes once the port is bound, before the
+    /// server connects to its database and Redis, and a test that takes
+    /// Redis away then would see it exit (as it should when Redis is
+    /// missing at start).
     pub fn try_spawn_on(port: u16, upstream: &str, env: &[(&str, &str)]) -> Result<Self, String> {
         let mut child = Command::new(env!("CARGO_BIN_EXE_tether"))
             .env("LISTEN_ADDR", format!("127.0.0.1:{port}"))
@@ -87,24 +96,6 @@ impl Tether {
             lines,
             log: Vec::new(),
         };
-        match tether.read_until(|l| l.contains("tether listening")) {
-            Ok(_) => {}
-            Err(mpsc::RecvTimeoutError::Disconnected) => {
-                return Err(format!(
-                    "tether on port {port} exited before it listened; the log:\n{}",
-                    tether.log.join("\n")
-                ))
-            }
-            Err(mpsc::RecvTimeoutError::Timeout) => panic!(
-                "tether on port {port} did not listen within 30 s; the log:\n{}",
-                tether.log.join("\n")
-            ),
-        }
-        // "Listening" is logged once the port is bound, before the server
-        // connects to its database and Redis; it answers only after. A test
-        // that takes Redis away must not do it while the server is still
-        // starting (it would exit, as it should when Redis is missing at
-        // start), so a start ends when `/healthz` answers.
         let deadline = Instant::now() + Duration::from_secs(30);
         while !healthz_answers(port) {
             if let Some(Ok(Some(status))) = tether.child.as_mut().map(Child::try_wait) {
@@ -125,26 +116,19 @@ impl Tether {
 
     /// Reads the log until a line matches (at most 30 s); returns it.
     pub fn wait_log(&mut self, pred: impl Fn(&str) -> bool) -> String {
-        self.read_until(pred)
-            .unwrap_or_else(|_| panic!("no such log line; the log:\n{}", self.log.join("\n")))
-    }
-
-    /// Reads the log until a line matches, at most 30 s; `Err` when the
-    /// time is up or the process closed its output first.
-    fn read_until(
-        &mut self,
-        pred: impl Fn(&str) -> bool,
-    ) -> Result<String, mpsc::RecvTimeoutError> {
         if let Some(line) = self.log.iter().find(|l| pred(l)) {
-            return Ok(line.clone());
+            return line.clone();
         }
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
-            let line = self.lines.recv_timeout(left)?;
+            let line = self
+                .lines
+                .recv_timeout(left)
+                .unwrap_or_else(|_| panic!("no such log line; the log:\n{}", self.log.join("\n")));
             self.log.push(line.clone());
             if pred(&line) {
-                return Ok(line);
+                return line;
             }
         }
     }
