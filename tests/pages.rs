@@ -112,12 +112,21 @@ async fn pages_go_out_compressed_to_browsers_that_accept_it() {
     let server = TestServer::start(|_| {}).await;
     let cookie = server.cookie().await;
     let mut alice = server.connect(&cookie).await;
-    let id = alice.start_conversation("the harbour at dusk").await;
+    // A page well above the size from which pages are compressed: the
+    // message and its echoed reply, each in the markup and in the data the
+    // page hydrates from.
+    let long = format!("the harbour at dusk {}", "and the gulls again ".repeat(300));
+    let id = alice.start_conversation(&long).await;
     alice.until_done(&id).await;
     let path = format!("/c/{id}");
 
     let (status, coding, plain) = raw_page(&server, &path, "identity", Some(&cookie)).await;
     assert_eq!((status, coding), (200, None), "no coding unless asked");
+    assert!(
+        plain.len() > 2 * usize::from(tether::server::pages::COMPRESS_FROM),
+        "a large page: {} bytes",
+        plain.len()
+    );
     let html = String::from_utf8(plain.clone()).expect("utf-8");
     assert!(html.contains("You said: the harbour"), "{html}");
 
@@ -130,7 +139,7 @@ async fn pages_go_out_compressed_to_browsers_that_accept_it() {
         .read_to_end(&mut unpacked)
         .expect("brotli");
     assert!(
-        body.len() * 2 < plain.len(),
+        body.len() * 4 < plain.len(),
         "{} bytes of brotli for {} of page",
         body.len(),
         plain.len()
@@ -146,8 +155,44 @@ async fn pages_go_out_compressed_to_browsers_that_accept_it() {
         .expect("gzip");
     assert!(unpacked.contains("You said: the harbour"), "the same page");
 
+    // A small page (a new visitor's) arrives in TCP's first window either
+    // way: it goes out as it is, with its length.
+    let (status, coding, small) = raw_page(&server, "/", "gzip, br", None).await;
+    assert_eq!((status, coding), (200, None));
+    assert!(
+        small.len() < usize::from(tether::server::pages::COMPRESS_FROM),
+        "{} bytes",
+        small.len()
+    );
+    assert!(String::from_utf8(small).expect("utf-8").contains("</html>"));
+
     // Not the API: its answers are small, and the event streams must
     // flush each frame as it is written.
     let (status, coding, _) = raw_page(&server, "/api/session", "br, gzip", Some(&cookie)).await;
     assert_eq!((status, coding), (200, None));
+}
+
+#[tokio::test]
+async fn a_page_goes_out_whole_with_its_length() {
+    let server = TestServer::start(|_| {}).await;
+    let response = reqwest::Client::new()
+        .get(format!("http://{}/", server.addr))
+        .send()
+        .await
+        .expect("GET /");
+    assert_eq!(response.status().as_u16(), 200);
+    let length: usize = response
+        .headers()
+        .get("content-length")
+        .expect("a page has its length")
+        .to_str()
+        .expect("ascii")
+        .parse()
+        .expect("a number");
+    assert!(
+        response.headers().get("transfer-encoding").is_none(),
+        "not chunked"
+    );
+    let body = response.bytes().await.expect("body");
+    assert_eq!(body.len(), length);
 }

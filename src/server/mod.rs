@@ -22,6 +22,7 @@ pub mod http;
 pub mod identity;
 pub mod llm;
 pub mod metrics;
+pub mod pages;
 pub mod router;
 pub mod sse;
 pub mod state;

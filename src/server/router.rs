@@ -10,9 +10,8 @@ use axum::{
 };
 use leptos::prelude::provide_context;
 use leptos_axum::{generate_route_list, LeptosRoutes};
-use tower_http::compression::CompressionLayer;
 
-use super::{error, identity, metrics, sse, state::AppState, ws};
+use super::{error, identity, metrics, pages, sse, state::AppState, ws};
 use crate::app::{shell, App};
 
 /// The app's routes, generated once per process. Generating them runs the app
@@ -44,12 +43,10 @@ pub fn app(state: AppState) -> Router {
             state.clone(),
             error::count_refusals,
         ));
-    // The server-rendered pages: brotli (quality 4) or gzip when the
-    // browser accepts it. A page is mostly markup and the JSON its
-    // resources carry, so it shrinks several times over (a conversation of
-    // 50 messages and a sidebar of 50: 81 KB); only these routes, never the
-    // socket, the event streams or the site's files (those are compressed
-    // when built, server::assets).
+    // The server-rendered pages go out whole, with their length, and
+    // compressed when large enough for it to pay (super::pages); only these
+    // routes, never the socket, the event streams or the site's files
+    // (those are compressed when built, super::assets).
     let pages = Router::new()
         .leptos_routes_with_context(
             &state,
@@ -64,7 +61,8 @@ pub fn app(state: AppState) -> Router {
                 move || shell(options.clone())
             },
         )
-        .route_layer(CompressionLayer::new().no_deflate().no_zstd());
+        .route_layer(middleware::from_fn(pages::whole))
+        .route_layer(pages::compression());
     Router::new()
         .route("/ws", get(ws::upgrade))
         .merge(api)

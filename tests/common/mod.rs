@@ -412,13 +412,39 @@ pub fn done_of(frames: &[ServerFrame]) -> &ServerFrame {
         .expect("a done frame")
 }
 
-/// A port on 127.0.0.1 that was free a moment ago (for child processes that
-/// must be told their port).
+/// A port on 127.0.0.1 for a child process that must be told its port
+/// (a server, Redis, HAProxy, PostgreSQL): free when checked, never the same
+/// twice in one test process, and below the kernel's ephemeral range.
+///
+/// Below that range because between this check and the child's `bind` the
+/// port is nobody's: a port from the ephemeral range could meanwhile become
+/// the source port of another test's outgoing connection (that once failed
+/// a cluster test in CI: "Address already in use"). Ports below it are only
+/// ever taken by an explicit `bind`.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("free port")
-        .port()
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    const LOWEST: u32 = 10_000;
+    let below = ephemeral_start().max(LOWEST + 1_000);
+    let span = below - LOWEST;
+    // Test processes that run at once start at different places.
+    let start = std::process::id().wrapping_mul(7_919) % span;
+    for _ in 0..span {
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let port = u16::try_from(LOWEST + (start + n) % span).expect("a port");
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port in {LOWEST}..{below}")
+}
+
+/// The first port the kernel hands out for outgoing connections.
+fn ephemeral_start() -> u32 {
+    std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|range| range.split_whitespace().next()?.parse().ok())
+        .unwrap_or(32_768)
 }
 
 /// Polls `ready` (every 20 ms, at most 20 s) until it says yes; `what` names

@@ -96,7 +96,7 @@ fn start() -> Server {
         .arg(&data)
         .args(["-A", "trust", "-U", "tether", "--no-sync"])
         .args(["--encoding", "UTF8", "--locale", "C"]));
-    let port = free_port();
+    let port = super::free_port();
     let options = format!(
         "-k {} -p {port} -c listen_addresses=127.0.0.1 -c fsync=off \
          -c synchronous_commit=off -c full_page_writes=off -c max_connections=500",
@@ -184,11 +184,4 @@ fn run(command: &mut Command) {
         String::from_utf8_lossy(&output.stdout),
         String::from_utf8_lossy(&output.stderr)
     );
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .expect("a free port")
-        .port()
 }
