@@ -58,15 +58,16 @@ async fn run() -> anyhow::Result<()> {
     let listener = TcpListener::bind(config.listen_addr)
         .await
         .with_context(|| format!("cannot listen on {}", config.listen_addr))?;
-    tracing::info!(
-        addr = %config.listen_addr,
-        upstream = %config.upstream.base_url,
-        model = %config.upstream.model,
-        database = %config.database.describe(),
-        "tether listening on http://{}",
-        config.listen_addr
+    let (addr, upstream, model, database) = (
+        config.listen_addr,
+        config.upstream.base_url.to_string(),
+        config.upstream.model.clone(),
+        config.database.describe(),
     );
+    // Bound first (a taken port ends the start at once), announced once the
+    // database and the live state are connected: the line means it serves.
     let state = server::build_state(config).await?;
+    tracing::info!(%addr, %upstream, %model, %database, "tether listening on http://{addr}");
     server::run(listener, state, shutdown_signal()).await?;
     Ok(())
 }

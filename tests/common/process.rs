@@ -62,11 +62,7 @@ impl Tether {
 
     /// Starts the binary on `port` and waits until `GET /healthz` answers;
     /// `Err` (what it logged) when it exits first, e.g. because the port is
-    /// taken (it says so on stderr, which the test's output shows). Not the
-    /// "listening" log line: that comes once the port is bound, before the
-    /// server connects to its database and Redis, and a test that takes
-    /// Redis away then would see it exit (as it should when Redis is
-    /// missing at start).
+    /// taken (it says so on stderr, which the test's output shows).
     pub fn try_spawn_on(port: u16, upstream: &str, env: &[(&str, &str)]) -> Result<Self, String> {
         let mut child = Command::new(env!("CARGO_BIN_EXE_tether"))
             .env("LISTEN_ADDR", format!("127.0.0.1:{port}"))
