@@ -20,6 +20,8 @@ FRONT=$CARGO_TARGET_DIR/front
 cargo build --lib --target wasm32-unknown-unknown --no-default-features --features hydrate \
   --target-dir "$FRONT"
 mkdir -p "$SITE/pkg"
+# Not this build's: a release build's compressed variants (env.sh).
+drop_site_variants
 wasm-bindgen "$FRONT/wasm32-unknown-unknown/debug/tether.wasm" --target web --no-typescript \
   --out-dir "$SITE/pkg" --out-name tether
 # The name the page loads (cargo-leptos' naming: no `_bg`).

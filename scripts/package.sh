@@ -47,4 +47,7 @@ fi
 
 mkdir -p dist
 cp "$CARGO_TARGET_DIR/$PROFILE/tether" dist/tether
+# The variants are inside the binary now; on disk they would shadow the
+# files of the next debug build (env.sh).
+drop_site_variants
 step "dist/tether: $(du -h dist/tether | cut -f1) ($PROFILE, $((SECONDS - started)) s); the site is inside it"

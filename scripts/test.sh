@@ -135,7 +135,7 @@ PACKAGED_DIR=$(mktemp -d)
 bash scripts/package.sh --debug
 # Its unit tests need the built site too (it is embedded when they compile).
 cargo test --no-default-features --features embed-site --lib server::assets
-(cd end2end && TETHER_BIN="$ROOT/dist/tether" TETHER_E2E_CWD="$PACKAGED_DIR" \
+(cd end2end && TETHER_BIN="$ROOT/dist/tether" TETHER_E2E_CWD="$PACKAGED_DIR" TETHER_E2E_EMBEDDED=1 \
   TETHER_DATA_DIR="$PACKAGED_DIR/data" LEPTOS_SITE_ROOT="$PACKAGED_DIR/no-site" \
   npx playwright test tests/streaming.spec.ts)
 rm -rf "$PACKAGED_DIR"

@@ -2,7 +2,7 @@
 //! that the WASM bundle hydrates.
 
 use leptos::prelude::*;
-use leptos_meta::{provide_meta_context, MetaTags, Stylesheet, Title};
+use leptos_meta::{provide_meta_context, MetaTags, Title};
 use leptos_router::{
     components::{ParentRoute, Route, Router, Routes},
     ParamSegment, SsrMode, StaticSegment,
@@ -20,6 +20,9 @@ pub fn shell(options: LeptosOptions) -> impl IntoView {
                 <meta name="viewport" content="width=device-width, initial-scale=1"/>
                 <meta name="color-scheme" content="light dark"/>
                 <script inner_html=THEME_BOOT></script>
+                // The stylesheet where the build's files are (under their
+                // version when the site is embedded: server::assets).
+                <link rel="stylesheet" id="leptos" href=format!("/{}/tether.css", options.site_pkg_dir)/>
                 <AutoReload options=options.clone()/>
                 <HydrationScripts options/>
                 <MetaTags/>
@@ -38,8 +41,6 @@ pub fn App() -> impl IntoView {
     let session = ChatSession::provide();
     session.connect();
     view! {
-        // The Trunk (csr) page links its own stylesheet.
-        {(!cfg!(feature = "csr")).then(|| view! { <Stylesheet id="leptos" href="/pkg/tether.css"/> })}
         <Title text="Tether"/>
         <Router>
             <Routes fallback=|| view! { <p class="not-found">"Page not found."</p> }>

@@ -107,3 +107,42 @@ test("conversations get a URL, survive reload, and can be searched, renamed and 
   await expect(sidebar.getByRole("link", { name: "Lighthouse", exact: true })).toHaveCount(0);
   await expect(page).toHaveURL(/\/$/);
 });
+
+test("the site's files: under their version and kept by the browser when embedded", async ({ page }) => {
+  const files: { path: string; cache: string }[] = [];
+  page.on("response", (response) => {
+    const path = new URL(response.url()).pathname;
+    if (/\.(wasm|js|css)$/.test(path)) {
+      files.push({ path, cache: response.headers()["cache-control"] ?? "" });
+    }
+  });
+  const chat = new ChatPage(page);
+  await chat.open();
+  for (const kind of ["wasm", "js", "css"]) {
+    expect(files.some((f) => f.path.endsWith(`.${kind}`)), `${kind} in ${JSON.stringify(files)}`).toBeTruthy();
+  }
+  // The one-file binary (scripts/package.sh; scripts/test.sh runs this file
+  // against it with TETHER_E2E_EMBEDDED=1) links them under the build's
+  // version, for a year; a site on disk by their names.
+  const embedded = process.env.TETHER_E2E_EMBEDDED === "1";
+  for (const file of files) {
+    if (embedded) {
+      expect(file.path).toMatch(/^\/pkg\/[0-9a-f]{16}\//);
+      expect(file.cache).toBe("public, max-age=31536000, immutable");
+    } else {
+      expect(file.path).toMatch(/^\/pkg\/tether/);
+    }
+  }
+  // A returning visit: with the embedded site they come from the browser's
+  // cache without a request (a revalidation would transfer its headers).
+  await chat.open();
+  const transferred = await page.evaluate(() =>
+    (performance.getEntriesByType("resource") as PerformanceResourceTiming[])
+      .filter((entry) => /\.(wasm|js|css)$/.test(new URL(entry.name).pathname))
+      .map((entry) => ({ path: new URL(entry.name).pathname, bytes: entry.transferSize })),
+  );
+  expect(transferred.length, JSON.stringify(transferred)).toBeGreaterThanOrEqual(3);
+  if (embedded) {
+    for (const entry of transferred) expect(entry.bytes, entry.path).toBe(0);
+  }
+});

@@ -3,9 +3,18 @@
 //! `target/site`, embedded at compile time, so the `tether` binary alone
 //! serves the app from any directory (`scripts/package.sh`).
 //!
-//! Each file is served with its content type, an `ETag` (its SHA-256) with
-//! `Cache-Control: no-cache` (the names are not content-hashed, so a browser
-//! revalidates and gets `304` when nothing changed), and compressed when the
+//! The build's own files (`pkg/`: the WASM, its JS and the CSS) are also
+//! served under a versioned path, `pkg/<version>/…`, where the version is a
+//! hash of all of them ([`Assets::version`]); pages link that path
+//! ([`Assets::pkg_dir`], set as the page's `site_pkg_dir`), and it is sent
+//! `Cache-Control: public, max-age=31536000, immutable`: a returning
+//! browser uses its copy without asking. A new build is a new version, so a
+//! new path; an older version's path is not found. The files everyone
+//! links by name (`/pkg/tether.css`, public files) keep their path and are
+//! served with an `ETag` (their SHA-256) and `Cache-Control: no-cache` (a
+//! browser revalidates and gets `304` when nothing changed).
+//!
+//! Each file is served with its content type and compressed when the
 //! browser accepts it and it pays (text, JS, WASM): brotli where the build
 //! left a `.br` beside the file (`cargo leptos build --release
 //! --precompress`, quality 11: the release WASM is a quarter smaller than
@@ -75,9 +84,17 @@ impl Coding {
     }
 }
 
-/// Every embedded file by path (`pkg/tether.wasm`); built once at start.
+/// Every embedded file by path (`pkg/tether.wasm`), and the version of the
+/// `pkg/` files; built once at start.
 #[derive(Debug, Clone)]
-pub struct Assets(Arc<HashMap<String, Asset>>);
+pub struct Assets {
+    files: Arc<HashMap<String, Asset>>,
+    version: Arc<str>,
+}
+
+/// How long a browser may keep a file of a versioned path: a year, without
+/// asking again (its path changes with its content).
+const IMMUTABLE: &str = "public, max-age=31536000, immutable";
 
 impl Assets {
     /// Reads the embedded files (and gzips those the build did not).
@@ -118,6 +135,7 @@ impl Assets {
             .into_iter()
             .filter_map(|path| Some((path.clone(), all.remove(&path)?.body)))
             .collect();
+        let version = version_of(all.values());
         let files = all
             .into_iter()
             .filter_map(|(path, file)| {
@@ -155,27 +173,50 @@ impl Assets {
                 ))
             })
             .collect();
-        Self(Arc::new(files))
+        Self {
+            files: Arc::new(files),
+            version: version.into(),
+        }
+    }
+
+    /// A hash of the `pkg/` files (their paths and contents): 16 hex digits.
+    pub fn version(&self) -> &str {
+        &self.version
+    }
+
+    /// Where pages link the build's files: `pkg/<version>`.
+    pub fn pkg_dir(&self) -> String {
+        format!("pkg/{}", self.version)
     }
 
     /// How many files are embedded (logged at start).
     pub fn len(&self) -> usize {
-        self.0.len()
+        self.files.len()
     }
 
     /// How many of them have a brotli variant (logged at start).
     pub fn brotli_len(&self) -> usize {
-        self.0.values().filter(|a| a.brotli.is_some()).count()
+        self.files.values().filter(|a| a.brotli.is_some()).count()
     }
 
     /// Whether nothing is embedded (the site was not built first).
     pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
+        self.files.is_empty()
     }
 
-    /// The response for `uri`, if it names an embedded file.
+    /// The response for `uri`, if it names an embedded file, under its own
+    /// path or this version's.
     pub fn serve(&self, uri: &Uri, headers: &HeaderMap) -> Option<Response> {
-        let asset = self.0.get(uri.path().trim_start_matches('/'))?;
+        let path = uri.path().trim_start_matches('/');
+        let (path, cache) = match path
+            .strip_prefix("pkg/")
+            .and_then(|rest| rest.strip_prefix(&*self.version))
+            .and_then(|rest| rest.strip_prefix('/'))
+        {
+            Some(file) => (format!("pkg/{file}"), IMMUTABLE),
+            None => (path.to_owned(), "no-cache"),
+        };
+        let asset = self.files.get(&path)?;
         let mut response = if headers
             .get(header::IF_NONE_MATCH)
             .is_some_and(|tag| tag == asset.etag)
@@ -204,10 +245,25 @@ impl Assets {
         let out = response.headers_mut();
         out.insert(header::CONTENT_TYPE, asset.content_type.clone());
         out.insert(header::ETAG, asset.etag.clone());
-        out.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+        out.insert(header::CACHE_CONTROL, HeaderValue::from_static(cache));
         out.insert(header::VARY, HeaderValue::from_static("accept-encoding"));
         Some(response)
     }
+}
+
+/// 16 hex digits of the SHA-256 of the `pkg/` files' paths and hashes, in
+/// path order.
+fn version_of<'a>(files: impl Iterator<Item = &'a File>) -> String {
+    use sha2::Digest as _;
+    let mut pkg: Vec<&File> = files.filter(|f| f.path.starts_with("pkg/")).collect();
+    pkg.sort_by(|a, b| a.path.cmp(&b.path));
+    let mut hash = sha2::Sha256::new();
+    for file in pkg {
+        hash.update(file.path.as_bytes());
+        hash.update([0]);
+        hash.update(file.sha256);
+    }
+    hex::encode(&hash.finalize()[..8])
 }
 
 fn compressible(content_type: &HeaderValue) -> bool {
@@ -382,6 +438,67 @@ mod tests {
             .serve(&"/pkg/tether.js".parse().expect("a path"), &headers)
             .expect("a file");
         assert_eq!(response.status(), StatusCode::NOT_MODIFIED);
+    }
+
+    #[tokio::test]
+    async fn the_builds_files_under_their_version_are_kept_for_a_year() {
+        let js = b"import init from './snippets/x.js';".to_vec();
+        let assets = Assets::from_files([
+            file("pkg/tether.js", &js, "text/javascript"),
+            file("pkg/snippets/x.js", b"export {}", "text/javascript"),
+            file("favicon.ico", b"ico", "image/x-icon"),
+        ]);
+        let version = assets.version().to_owned();
+        assert_eq!(version.len(), 16);
+        assert!(version.bytes().all(|b| b.is_ascii_hexdigit()), "{version}");
+        assert_eq!(assets.pkg_dir(), format!("pkg/{version}"));
+        let cache = |path: &str| {
+            let response = assets
+                .serve(&path.parse().expect("a path"), &HeaderMap::new())
+                .expect("a file");
+            response.headers()[header::CACHE_CONTROL]
+                .to_str()
+                .expect("ascii")
+                .to_owned()
+        };
+        let versioned = format!("/pkg/{version}/tether.js");
+        assert_eq!(cache(&versioned), "public, max-age=31536000, immutable");
+        assert_eq!(fetch(&assets, &versioned, "identity").await, (None, js));
+        // What the glue imports beside itself resolves under the version too.
+        assert_eq!(
+            cache(&format!("/pkg/{version}/snippets/x.js")),
+            "public, max-age=31536000, immutable"
+        );
+        // Under their own names, revalidated each time.
+        assert_eq!(cache("/pkg/tether.js"), "no-cache");
+        assert_eq!(cache("/favicon.ico"), "no-cache");
+        // Another version's path is not this build's: not found.
+        for path in [
+            "/pkg/0123456789abcdef/tether.js",
+            &format!("/pkg/{version}tether.js"),
+            &format!("/{version}/tether.js"),
+        ] {
+            assert!(
+                assets
+                    .serve(&path.parse().expect("a path"), &HeaderMap::new())
+                    .is_none(),
+                "{path}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_version_changes_with_any_file_of_the_build_and_only_with_those() {
+        let with = |js: u8, public: u8| {
+            let mut script = file("pkg/tether.js", b"js", "text/javascript");
+            script.sha256 = [js; 32];
+            let mut icon = file("favicon.ico", b"ico", "image/x-icon");
+            icon.sha256 = [public; 32];
+            Assets::from_files([script, icon]).version().to_owned()
+        };
+        assert_eq!(with(1, 1), with(1, 1), "the same build, the same version");
+        assert_ne!(with(1, 1), with(2, 1), "a new WASM, JS or CSS: a new path");
+        assert_eq!(with(1, 1), with(1, 2), "public files keep their own path");
     }
 
     #[test]

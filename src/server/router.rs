@@ -28,7 +28,22 @@ fn route_list() -> Vec<leptos_axum::AxumRouteListing> {
 /// (`/api/chat`, `/api/conversations/{id}/events`), health, metrics.
 pub fn app(state: AppState) -> Router {
     let routes = route_list();
-    let options = state.leptos_options.clone();
+    #[cfg_attr(not(feature = "embed-site"), allow(unused_mut))]
+    let mut options = state.leptos_options.clone();
+    #[cfg(feature = "embed-site")]
+    let assets = {
+        let assets = super::assets::Assets::load();
+        tracing::info!(
+            files = assets.len(),
+            brotli = assets.brotli_len(),
+            version = assets.version(),
+            "serving the site embedded in the binary"
+        );
+        // Pages link the build's files under their version, which browsers
+        // keep without asking again (super::assets).
+        options.site_pkg_dir = assets.pkg_dir().into();
+        assets
+    };
     // The HTTP transport; each `error` frame it answers is counted.
     let api = Router::new()
         .route("/api/chat", post(sse::chat))
@@ -72,7 +87,10 @@ pub fn app(state: AppState) -> Router {
         .route("/api/session", get(session))
         .route("/api/model-setup", get(model_setup))
         .merge(pages)
-        .fallback(site_files())
+        .fallback(site_files(
+            #[cfg(feature = "embed-site")]
+            assets,
+        ))
         .layer(middleware::from_fn_with_state(
             state.clone(),
             identity::issue_cookie,
@@ -83,7 +101,9 @@ pub fn app(state: AppState) -> Router {
 /// Files of the built site (WASM, JS, CSS, public files), else the app's
 /// not-found page. From `LEPTOS_SITE_ROOT`; with the feature `embed-site`,
 /// first from inside the binary ([`super::assets`]).
-fn site_files() -> impl Fn(
+fn site_files(
+    #[cfg(feature = "embed-site")] assets: super::assets::Assets,
+) -> impl Fn(
     axum::http::Uri,
     State<AppState>,
     axum::extract::Request,
@@ -94,12 +114,6 @@ fn site_files() -> impl Fn(
     let from_disk = leptos_axum::file_and_error_handler::<AppState, _>(shell);
     #[cfg(feature = "embed-site")]
     {
-        let assets = super::assets::Assets::load();
-        tracing::info!(
-            files = assets.len(),
-            brotli = assets.brotli_len(),
-            "serving the site embedded in the binary"
-        );
         move |uri, state, request: axum::extract::Request| match assets
             .serve(&uri, request.headers())
         {
