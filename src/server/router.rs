@@ -88,6 +88,7 @@ pub fn app(state: AppState) -> Router {
         .route("/api/model-setup", get(model_setup))
         .merge(pages)
         .fallback(site_files(
+            &state.leptos_options.site_root,
             #[cfg(feature = "embed-site")]
             assets,
         ))
@@ -98,10 +99,39 @@ pub fn app(state: AppState) -> Router {
         .with_state(state)
 }
 
+/// The compressed files (`.br`, `.gz`) of the site on disk that are older
+/// than the file beside them: a release build's (`cargo leptos build
+/// --precompress`) left behind by a later build that rewrote the files
+/// only. The file server sends a variant in place of its file to browsers
+/// that accept it, so these would give a page a WASM that does not match
+/// this server. Named at start, not removed: the site is the build's.
+pub fn stale_variants(site_root: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let modified = |path: &std::path::Path| std::fs::metadata(path).and_then(|m| m.modified()).ok();
+    let Ok(entries) = std::fs::read_dir(site_root.join("pkg")) else {
+        return Vec::new();
+    };
+    let mut stale: Vec<_> = entries
+        .filter_map(|entry| Some(entry.ok()?.path()))
+        .filter(|path| {
+            let is_variant = path
+                .extension()
+                .is_some_and(|ext| ext == "br" || ext == "gz");
+            is_variant
+                && match (modified(path), modified(&path.with_extension(""))) {
+                    (Some(variant), Some(file)) => variant < file,
+                    _ => false,
+                }
+        })
+        .collect();
+    stale.sort();
+    stale
+}
+
 /// Files of the built site (WASM, JS, CSS, public files), else the app's
 /// not-found page. From `LEPTOS_SITE_ROOT`; with the feature `embed-site`,
 /// first from inside the binary ([`super::assets`]).
 fn site_files(
+    site_root: &str,
     #[cfg(feature = "embed-site")] assets: super::assets::Assets,
 ) -> impl Fn(
     axum::http::Uri,
@@ -112,6 +142,13 @@ fn site_files(
        + Send
        + 'static {
     let from_disk = leptos_axum::file_and_error_handler::<AppState, _>(shell);
+    for path in stale_variants(std::path::Path::new(site_root)) {
+        tracing::warn!(
+            path = %path.display(),
+            "a compressed file older than the file beside it: browsers would be sent it \
+             instead of that file; remove it (scripts/build-site.sh does) or build with --precompress"
+        );
+    }
     #[cfg(feature = "embed-site")]
     {
         move |uri, state, request: axum::extract::Request| match assets
@@ -256,4 +293,42 @@ async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
         StatusCode::SERVICE_UNAVAILABLE
     };
     (status, Json(body))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, SystemTime};
+
+    use super::stale_variants;
+
+    #[test]
+    fn a_compressed_file_older_than_its_file_is_named() {
+        let site = tempfile::tempdir().expect("tempdir");
+        let pkg = site.path().join("pkg");
+        std::fs::create_dir(&pkg).expect("pkg");
+        let write = |name: &str, age_secs: u64| {
+            let path = pkg.join(name);
+            std::fs::write(&path, name).expect("write");
+            let file = std::fs::File::options()
+                .write(true)
+                .open(&path)
+                .expect("open");
+            file.set_modified(SystemTime::now() - Duration::from_secs(age_secs))
+                .expect("mtime");
+        };
+        // A debug build's files, over a release build's variants.
+        write("tether.wasm", 0);
+        write("tether.wasm.br", 3_600);
+        write("tether.wasm.gz", 3_600);
+        // Written with their file (a release build): not stale.
+        write("tether.css", 60);
+        write("tether.css.br", 60);
+        // A variant alone, and a missing directory: nothing to say.
+        write("orphan.js.br", 3_600);
+        assert_eq!(
+            stale_variants(site.path()),
+            [pkg.join("tether.wasm.br"), pkg.join("tether.wasm.gz")]
+        );
+        assert!(stale_variants(&site.path().join("nowhere")).is_empty());
+    }
 }
