@@ -99,18 +99,18 @@ pub fn app(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// The compressed files (`.br`, `.gz`) of the site on disk that are older
-/// than the file beside them: a release build's (`cargo leptos build
+/// The compressed files (`.br`, `.gz`) of the site on disk (its root and
+/// `pkg/`) that are older than the file beside them: a release build's (`cargo leptos build
 /// --precompress`) left behind by a later build that rewrote the files
 /// only. The file server sends a variant in place of its file to browsers
 /// that accept it, so these would give a page a WASM that does not match
 /// this server. Named at start, not removed: the site is the build's.
 pub fn stale_variants(site_root: &std::path::Path) -> Vec<std::path::PathBuf> {
     let modified = |path: &std::path::Path| std::fs::metadata(path).and_then(|m| m.modified()).ok();
-    let Ok(entries) = std::fs::read_dir(site_root.join("pkg")) else {
-        return Vec::new();
-    };
-    let mut stale: Vec<_> = entries
+    let mut stale: Vec<_> = [site_root.to_path_buf(), site_root.join("pkg")]
+        .iter()
+        .filter_map(|dir| std::fs::read_dir(dir).ok())
+        .flatten()
         .filter_map(|entry| Some(entry.ok()?.path()))
         .filter(|path| {
             let is_variant = path
@@ -325,9 +325,21 @@ mod tests {
         write("tether.css.br", 60);
         // A variant alone, and a missing directory: nothing to say.
         write("orphan.js.br", 3_600);
+        // A public file at the root, rewritten after its variant.
+        std::fs::write(site.path().join("passkey.js.gz"), "old").expect("write");
+        std::fs::File::options()
+            .write(true)
+            .open(site.path().join("passkey.js.gz"))
+            .and_then(|f| f.set_modified(SystemTime::now() - Duration::from_secs(3_600)))
+            .expect("mtime");
+        std::fs::write(site.path().join("passkey.js"), "new").expect("write");
         assert_eq!(
             stale_variants(site.path()),
-            [pkg.join("tether.wasm.br"), pkg.join("tether.wasm.gz")]
+            [
+                site.path().join("passkey.js.gz"),
+                pkg.join("tether.wasm.br"),
+                pkg.join("tether.wasm.gz")
+            ]
         );
         assert!(stale_variants(&site.path().join("nowhere")).is_empty());
     }
