@@ -22,7 +22,8 @@ const CLUSTER_URL = process.env.TETHER_CLUSTER_URL;
  * The server binary (default: the one `cargo leptos build` made). Set by
  * scripts/test.sh to the packaged one-file binary (scripts/package.sh),
  * with TETHER_E2E_CWD an empty directory and LEPTOS_SITE_ROOT a missing
- * one: the site then comes from inside the binary.
+ * one: the site then comes from inside the binary (and TETHER_E2E_EMBEDDED=1,
+ * so that streaming.spec.ts checks the embedded site's versioned files).
  */
 const TETHER_BIN = process.env.TETHER_BIN ?? `${TARGET}/debug/tether`;
 const CLUSTER_SPEC = /cluster\.spec\.ts$/;
