@@ -22,7 +22,7 @@ pub fn shell(options: LeptosOptions) -> impl IntoView {
                 <script inner_html=THEME_BOOT></script>
                 // The stylesheet where the build's files are (under their
                 // version when the site is embedded: server::assets).
-                <link rel="stylesheet" id="leptos" href=format!("/{}/tether.css", options.site_pkg_dir)/>
+                <link rel="stylesheet" id="leptos" href=format!("/{}/{}.css", options.site_pkg_dir, options.output_name)/>
                 <AutoReload options=options.clone()/>
                 <HydrationScripts options/>
                 <MetaTags/>

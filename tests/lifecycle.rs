@@ -390,8 +390,7 @@ async fn a_peer_that_stops_answering_pings_is_dropped() {
 
 /// A port another process holds: the server exits before it listens
 /// (saying why on stderr) instead of running without a socket, and the
-/// harness's `spawn` (a fresh port on each try) relies on telling that
-/// apart from a server that listens.
+/// harness reports that as a failed start with the log, not a hang.
 #[tokio::test]
 async fn a_taken_port_ends_the_server_before_it_listens() {
     let fake = FakeUpstream::start(FakeConfig::default())

@@ -22,7 +22,7 @@
 //! (or the build's `.gz` if that is smaller). The `.br` and `.gz` files are
 //! variants, not paths of their own.
 
-use std::{collections::HashMap, sync::Arc};
+use std::{borrow::Cow, collections::HashMap, sync::Arc};
 
 use axum::{
     body::Body,
@@ -208,15 +208,15 @@ impl Assets {
     /// path or this version's.
     pub fn serve(&self, uri: &Uri, headers: &HeaderMap) -> Option<Response> {
         let path = uri.path().trim_start_matches('/');
-        let (path, cache) = match path
+        let (path, cache): (Cow<str>, _) = match path
             .strip_prefix("pkg/")
             .and_then(|rest| rest.strip_prefix(&*self.version))
             .and_then(|rest| rest.strip_prefix('/'))
         {
-            Some(file) => (format!("pkg/{file}"), IMMUTABLE),
-            None => (path.to_owned(), "no-cache"),
+            Some(file) => (format!("pkg/{file}").into(), IMMUTABLE),
+            None => (path.into(), "no-cache"),
         };
-        let asset = self.files.get(&path)?;
+        let asset = self.files.get(&*path)?;
         let mut response = if headers
             .get(header::IF_NONE_MATCH)
             .is_some_and(|tag| tag == asset.etag)

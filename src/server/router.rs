@@ -105,7 +105,7 @@ pub fn app(state: AppState) -> Router {
 /// only. The file server sends a variant in place of its file to browsers
 /// that accept it, so these would give a page a WASM that does not match
 /// this server. Named at start, not removed: the site is the build's.
-pub fn stale_variants(site_root: &std::path::Path) -> Vec<std::path::PathBuf> {
+fn stale_variants(site_root: &std::path::Path) -> Vec<std::path::PathBuf> {
     let modified = |path: &std::path::Path| std::fs::metadata(path).and_then(|m| m.modified()).ok();
     let mut stale: Vec<_> = [site_root.to_path_buf(), site_root.join("pkg")]
         .iter()
@@ -306,8 +306,8 @@ mod tests {
         let site = tempfile::tempdir().expect("tempdir");
         let pkg = site.path().join("pkg");
         std::fs::create_dir(&pkg).expect("pkg");
-        let write = |name: &str, age_secs: u64| {
-            let path = pkg.join(name);
+        let write = |dir: &std::path::Path, name: &str, age_secs: u64| {
+            let path = dir.join(name);
             std::fs::write(&path, name).expect("write");
             let file = std::fs::File::options()
                 .write(true)
@@ -317,22 +317,17 @@ mod tests {
                 .expect("mtime");
         };
         // A debug build's files, over a release build's variants.
-        write("tether.wasm", 0);
-        write("tether.wasm.br", 3_600);
-        write("tether.wasm.gz", 3_600);
+        write(&pkg, "tether.wasm", 0);
+        write(&pkg, "tether.wasm.br", 3_600);
+        write(&pkg, "tether.wasm.gz", 3_600);
         // Written with their file (a release build): not stale.
-        write("tether.css", 60);
-        write("tether.css.br", 60);
+        write(&pkg, "tether.css", 60);
+        write(&pkg, "tether.css.br", 60);
         // A variant alone, and a missing directory: nothing to say.
-        write("orphan.js.br", 3_600);
+        write(&pkg, "orphan.js.br", 3_600);
         // A public file at the root, rewritten after its variant.
-        std::fs::write(site.path().join("passkey.js.gz"), "old").expect("write");
-        std::fs::File::options()
-            .write(true)
-            .open(site.path().join("passkey.js.gz"))
-            .and_then(|f| f.set_modified(SystemTime::now() - Duration::from_secs(3_600)))
-            .expect("mtime");
-        std::fs::write(site.path().join("passkey.js"), "new").expect("write");
+        write(site.path(), "passkey.js.gz", 3_600);
+        write(site.path(), "passkey.js", 0);
         assert_eq!(
             stale_variants(site.path()),
             [

@@ -95,8 +95,7 @@ impl Cluster {
             env.push(("TETHER_DATA_DIR".into(), dir.path().display().to_string()));
             env.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
             instances.push(Instance {
-                // Chosen at its first start (`Instance::start`).
-                port: 0,
+                port: super::free_port(),
                 env,
                 _dir: dir,
                 tether: None,
@@ -105,7 +104,7 @@ impl Cluster {
         // Locals are dropped when a start fails: every process started so
         // far is stopped by its PID.
         for instance in &mut instances {
-            instance.tether = Some(instance.start(fake.base_url()).await);
+            instance.tether = Some(instance.spawn(fake.base_url()).await);
         }
         let addrs: Vec<SocketAddr> = instances
             .iter()
@@ -187,36 +186,15 @@ impl Cluster {
 }
 
 impl Instance {
-    /// Starts this instance for the first time, before the proxy knows its
-    /// port: on a free port ([`Tether::spawn`] tries another if it was
-    /// taken meanwhile), which becomes its port.
-    async fn start(&mut self, upstream: String) -> Tether {
-        let tether = self
-            .off_runtime(move |env| Tether::spawn(&upstream, env))
-            .await;
-        self.port = tether.port;
-        tether
-    }
-
     /// Starts this instance's process (again) on its port and waits until
     /// it serves.
     async fn spawn(&self, upstream: String) -> Tether {
-        let port = self.port;
-        self.off_runtime(move |env| Tether::spawn_on(port, &upstream, env))
-            .await
-    }
-
-    /// Runs `start` with this instance's settings. Spawning waits on the
-    /// process (blocking): off the runtime, so the fake model keeps
-    /// answering its start-up checks meanwhile.
-    async fn off_runtime(
-        &self,
-        start: impl FnOnce(&[(&str, &str)]) -> Tether + Send + 'static,
-    ) -> Tether {
-        let env = self.env.clone();
+        let (port, env) = (self.port, self.env.clone());
+        // Spawning waits on the process (blocking): off the runtime, so the
+        // fake model keeps answering its start-up checks meanwhile.
         tokio::task::spawn_blocking(move || {
             let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (&**k, &**v)).collect();
-            start(&env)
+            Tether::spawn_on(port, &upstream, &env)
         })
         .await
         .expect("instance starts")

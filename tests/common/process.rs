@@ -35,23 +35,11 @@ impl Tether {
         Self::spawn(upstream, &all)
     }
 
-    /// Starts the binary (`env` says where its data is) on a free port and
-    /// waits until it serves. A port free a moment ago can be taken before
-    /// the server binds it (another test's outgoing connection picks its
-    /// source port from the same range): a server that exits before it
-    /// serves is started again on another port, three tries in all.
+    /// Starts the binary (`env` says where its data is) on a free port
+    /// (`free_port`: one no outgoing connection can take meanwhile) and
+    /// waits until it serves.
     pub fn spawn(upstream: &str, env: &[(&str, &str)]) -> Self {
-        let mut failures = Vec::new();
-        for _ in 0..3 {
-            match Self::try_spawn_on(super::free_port(), upstream, env) {
-                Ok(tether) => return tether,
-                Err(failure) => failures.push(failure),
-            }
-        }
-        panic!(
-            "tether exited before it served, three times:\n{}",
-            failures.join("\n")
-        );
+        Self::spawn_on(super::free_port(), upstream, env)
     }
 
     /// Starts the binary on `port` (e.g. again on the port a load balancer
